@@ -1,0 +1,213 @@
+//! `shaw`: relative position representations (Shaw, Uszkoreit, Vaswani 2018, NAACL, §3).
+//!
+//! `e_ij = q_i·(k_j + a^K_ij) / √dh` and `z_i = Σ_j α_ij (v_j + a^V_ij)`, with
+//! `a^K_ij = w^K[clip(j - i, -k, k)]`, `a^V_ij = w^V[clip(j - i, -k, k)]`, learned tables of
+//! `2k + 1` rows of size `dh`, one pair per layer shared across heads (the paper's setting).
+//! `values = false` keeps only the key term (HF's "relative_key", with clipping). Offsets beyond
+//! `±k` share one row, so any length works; in causal mode only offsets `-k..=0` are used.
+//!
+//! Implementation: with `O[i, j, r] = 1` iff `clip(j - i) + k = r` (built once per forward),
+//! the key term is `(q w^Kᵀ)` contracted with `O` over `r`, and the value term is `α`
+//! contracted with `O` over `j`, then multiplied by `w^V`: batched matmuls, no gather.
+//! Tables are initialised N(0, 0.02²) like BERT-style relative embeddings.
+
+use crate::{EncodingDims, PositionContext, Positional};
+use burn::module::Param;
+use burn::nn::Initializer;
+use burn::prelude::*;
+
+#[derive(Module, Debug)]
+pub struct Shaw {
+    /// `[n_layers, 2k+1, dh]`
+    pub keys: Param<Tensor<3>>,
+    /// `[n_layers, 2k+1, dh]`, absent when `values = false`.
+    pub values: Option<Param<Tensor<3>>>,
+    #[module(skip)]
+    k: usize,
+}
+
+/// The clipped relative label `clip(j - i, -k, k) + k` in `0..2k+1`.
+pub fn label(i: usize, j: usize, k: usize) -> usize {
+    let rel = (j as i64 - i as i64).clamp(-(k as i64), k as i64);
+    (rel + k as i64) as usize
+}
+
+impl Shaw {
+    pub fn new(k: usize, values: bool, dims: &EncodingDims, device: &Device) -> Self {
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        };
+        let shape = [dims.n_layers, 2 * k + 1, dims.d_head()];
+        Self {
+            keys: init.init(shape, device),
+            values: values.then(|| init.init(shape, device)),
+            k,
+        }
+    }
+
+    pub fn clip(&self) -> usize {
+        self.k
+    }
+
+    /// Row-major `[t, t]` map of relative labels.
+    pub fn label_map(&self, t: usize) -> Vec<usize> {
+        (0..t)
+            .flat_map(|i| (0..t).map(move |j| (i, j)))
+            .map(|(i, j)| label(i, j, self.k))
+            .collect()
+    }
+
+    /// The one-hot `[t, t, 2k+1]` map `O`.
+    pub fn one_hot(&self, t: usize, device: &Device) -> Tensor<3> {
+        let r = 2 * self.k + 1;
+        let mut values = vec![0f32; t * t * r];
+        for (ij, l) in self.label_map(t).into_iter().enumerate() {
+            values[ij * r + l] = 1.0;
+        }
+        Tensor::from_data(TensorData::new(values, [t, t, r]), device)
+    }
+
+    fn layer_table(table: &Param<Tensor<3>>, layer: usize) -> Tensor<2> {
+        let [_, r, dh] = table.dims();
+        table.val().slice([layer..layer + 1]).reshape([r, dh])
+    }
+}
+
+impl Positional for Shaw {
+    fn context(&self, seq_len: usize, device: &Device) -> PositionContext {
+        PositionContext {
+            relative: Some(self.one_hot(seq_len, device)),
+            ..PositionContext::empty(seq_len)
+        }
+    }
+
+    fn key_scores(&self, q: &Tensor<4>, layer: usize, ctx: &PositionContext) -> Option<Tensor<4>> {
+        let one_hot = ctx
+            .relative
+            .clone()
+            .expect("Shaw context holds the relative map");
+        let [b, h, t, dh] = q.dims();
+        let w = Self::layer_table(&self.keys, layer); // [r, dh]
+        let r = w.dims()[0];
+        let qw = q.clone().reshape([b * h * t, dh]).matmul(w.transpose()); // [b*h*t, r]
+        let qw = qw.reshape([b * h, t, r]).swap_dims(0, 1); // [t, b*h, r]
+        let scores = qw.matmul(one_hot.swap_dims(1, 2)); // [t, b*h, r] x [t, r, tk] = [t, b*h, tk]
+        Some(scores.swap_dims(0, 1).reshape([b, h, t, t])) // [b, h, tq, tk]
+    }
+
+    fn value_term(
+        &self,
+        probs: &Tensor<4>,
+        layer: usize,
+        ctx: &PositionContext,
+    ) -> Option<Tensor<4>> {
+        let values = self.values.as_ref()?;
+        let one_hot = ctx
+            .relative
+            .clone()
+            .expect("Shaw context holds the relative map");
+        let [b, h, t, _] = probs.dims();
+        let w = Self::layer_table(values, layer); // [r, dh]
+        let [r, dh] = w.dims();
+        let p = probs.clone().reshape([b * h, t, t]).swap_dims(0, 1); // [tq, b*h, tk]
+        let per_label = p.matmul(one_hot); // [tq, b*h, tk] x [tq, tk, r] = [tq, b*h, r]
+        let out = per_label.reshape([t * b * h, r]).matmul(w); // [tq*b*h, dh]
+        Some(
+            out.reshape([t, b * h, dh])
+                .swap_dims(0, 1)
+                .reshape([b, h, t, dh]),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AttentionMode;
+
+    #[test]
+    fn labels_clip_signed_offsets() {
+        assert_eq!(label(5, 5, 2), 2);
+        assert_eq!(label(5, 6, 2), 3);
+        assert_eq!(label(5, 4, 2), 1);
+        assert_eq!(label(5, 0, 2), 0);
+        assert_eq!(label(0, 9, 2), 4);
+        for i in 0..20 {
+            for j in 0..20 {
+                assert_eq!(label(i, j, 3), label(i + 11, j + 11, 3));
+            }
+        }
+    }
+
+    #[test]
+    fn key_and_value_terms_match_the_paper_formula_elementwise() {
+        let dev = Device::flex();
+        let dims = EncodingDims {
+            d_model: 8,
+            n_heads: 2,
+            n_layers: 2,
+            mode: AttentionMode::Bidirectional,
+        };
+        let shaw = Shaw::new(2, true, &dims, &dev);
+        let (b, h, t, dh) = (2, 2, 7, 4);
+        let q = Tensor::<4>::random(
+            [b, h, t, dh],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &dev,
+        );
+        let p = Tensor::<4>::random([b, h, t, t], burn::tensor::Distribution::Default, &dev);
+        let ctx = shaw.context(t, &dev);
+        let layer = 1;
+        let ks: Vec<f32> = shaw
+            .key_scores(&q, layer, &ctx)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let vt: Vec<f32> = shaw
+            .value_term(&p, layer, &ctx)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let qv: Vec<f32> = q.into_data().try_to_vec::<f32>().unwrap();
+        let pv: Vec<f32> = p.into_data().try_to_vec::<f32>().unwrap();
+        let wk: Vec<f32> = shaw.keys.val().into_data().try_to_vec::<f32>().unwrap();
+        let wv: Vec<f32> = shaw
+            .values
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let r = 5;
+        let w = |tab: &[f32], l: usize, d: usize| tab[layer * r * dh + l * dh + d];
+        for bh in 0..b * h {
+            for i in 0..t {
+                for j in 0..t {
+                    let l = label(i, j, 2);
+                    let want: f32 = (0..dh)
+                        .map(|d| qv[(bh * t + i) * dh + d] * w(&wk, l, d))
+                        .sum();
+                    let got = ks[(bh * t + i) * t + j];
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "key term {bh} {i} {j}: {got} vs {want}"
+                    );
+                }
+                for d in 0..dh {
+                    let want: f32 = (0..t)
+                        .map(|j| pv[(bh * t + i) * t + j] * w(&wv, label(i, j, 2), d))
+                        .sum();
+                    let got = vt[(bh * t + i) * dh + d];
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "value term {bh} {i} {d}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! `t5`: the bucketed relative position bias of T5 (Raffel et al. 2020, JMLR, §2.1).
+//!
+//! `score_ij = q_i·k_j/√dh + B[bucket(j - i), h]`, with one learned table `B ∈ R^{buckets × heads}`
+//! shared by all layers (as T5 computes it in the first layer and passes it on). Buckets follow
+//! HF `T5Attention._relative_position_bucket`: with `n` buckets (halved in bidirectional mode,
+//! the upper half for keys after the query), distances below `n/2` get their own bucket, larger
+//! ones share logarithmically wider buckets up to `max_distance`, beyond which all distances share
+//! the last bucket. That saturation is what lets T5 run at any length.
+//!
+//! Convention choices: the bias is added after the usual `1/√dh` scaling (T5 itself does not
+//! scale logits; x-transformers scales and adds); the table is initialised N(0, d_model^-1/2) as
+//! HF does with `factor = 1`.
+
+use crate::{AttentionMode, EncodingConfigError, PositionContext, Positional, invalid};
+use burn::module::Param;
+use burn::nn::Initializer;
+use burn::prelude::*;
+
+#[derive(Module, Debug)]
+pub struct T5Bias {
+    /// `[num_buckets, n_heads]`
+    pub table: Param<Tensor<2>>,
+    #[module(skip)]
+    max_distance: usize,
+    #[module(skip)]
+    mode: AttentionMode,
+}
+
+pub(crate) fn validate(
+    num_buckets: usize,
+    max_distance: usize,
+    mode: AttentionMode,
+) -> Result<(), EncodingConfigError> {
+    let n = match mode {
+        AttentionMode::Causal => num_buckets,
+        AttentionMode::Bidirectional => num_buckets / 2,
+    };
+    let min = if mode == AttentionMode::Causal { 2 } else { 4 };
+    if num_buckets < min {
+        return Err(invalid(
+            "num_buckets",
+            format!("expected at least {min} buckets in {mode:?} mode, got {num_buckets}"),
+        ));
+    }
+    if max_distance <= n / 2 {
+        return Err(invalid(
+            "max_distance",
+            format!(
+                "expected more than {} (the exact-bucket range, num_buckets/{}), got {max_distance}",
+                n / 2,
+                if mode == AttentionMode::Causal { 2 } else { 4 }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The bucket of relative position `rel = key - query` (HF's "memory - context").
+pub fn bucket(rel: i64, bidirectional: bool, num_buckets: usize, max_distance: usize) -> usize {
+    let mut n = num_buckets as i64;
+    let mut ret = 0;
+    let dist = if bidirectional {
+        n /= 2;
+        if rel > 0 {
+            ret += n;
+        }
+        rel.abs()
+    } else {
+        (-rel).max(0)
+    };
+    let max_exact = n / 2;
+    let b = if dist < max_exact {
+        dist
+    } else {
+        // Float32 as in the reference implementations.
+        let ratio = (dist as f32 / max_exact as f32).ln()
+            / (max_distance as f32 / max_exact as f32).ln()
+            * (n - max_exact) as f32;
+        (max_exact + ratio as i64).min(n - 1)
+    };
+    (ret + b) as usize
+}
+
+impl T5Bias {
+    pub fn new(
+        num_buckets: usize,
+        max_distance: usize,
+        n_heads: usize,
+        d_model: usize,
+        mode: AttentionMode,
+        device: &Device,
+    ) -> Self {
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: (d_model as f64).powf(-0.5),
+        };
+        Self {
+            table: init.init([num_buckets, n_heads], device),
+            max_distance,
+            mode,
+        }
+    }
+
+    pub fn num_buckets(&self) -> usize {
+        self.table.dims()[0]
+    }
+
+    /// Row-major `[t, t]` bucket map for queries `i` (rows) and keys `j` (columns).
+    pub fn bucket_map(&self, t: usize) -> Vec<usize> {
+        let bidirectional = self.mode == AttentionMode::Bidirectional;
+        let mut out = Vec::with_capacity(t * t);
+        for i in 0..t as i64 {
+            for j in 0..t as i64 {
+                out.push(bucket(
+                    j - i,
+                    bidirectional,
+                    self.num_buckets(),
+                    self.max_distance,
+                ));
+            }
+        }
+        out
+    }
+
+    /// The bias `[h, t, t]` for `t` positions.
+    pub fn bias(&self, t: usize, device: &Device) -> Tensor<3> {
+        let h = self.table.dims()[1];
+        let idx: Vec<i64> = self.bucket_map(t).into_iter().map(|b| b as i64).collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [t * t]), device);
+        self.table
+            .val()
+            .select(0, idx) // [t*t, h]
+            .reshape([t, t, h])
+            .permute([2, 0, 1]) // [h, t, t]
+    }
+}
+
+impl Positional for T5Bias {
+    fn context(&self, seq_len: usize, device: &Device) -> PositionContext {
+        PositionContext {
+            bias: Some(self.bias(seq_len, device).unsqueeze::<4>()), // [1, h, t, t]
+            ..PositionContext::empty(seq_len)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn causal(d: i64) -> usize {
+        bucket(-d, false, 32, 128)
+    }
+
+    #[test]
+    fn causal_buckets_32_128_match_the_reference_boundaries() {
+        for d in 0..16 {
+            assert_eq!(causal(d), d as usize);
+        }
+        // REFERENCES.md §2: first distance of each log bucket 16..31.
+        let starts = [
+            16, 19, 21, 24, 27, 31, 35, 40, 46, 52, 59, 67, 77, 87, 99, 113,
+        ];
+        for (k, &s) in starts.iter().enumerate() {
+            assert_eq!(causal(s), 16 + k, "distance {s}");
+            assert_eq!(causal(s - 1), 15 + k, "distance {}", s - 1);
+        }
+        assert_eq!(causal(1000), 31);
+        // Keys after the query (masked anyway) fall into bucket 0.
+        assert_eq!(bucket(5, false, 32, 128), 0);
+    }
+
+    #[test]
+    fn bidirectional_buckets_32_128() {
+        let bi = |rel: i64| bucket(rel, true, 32, 128);
+        assert_eq!(bi(0), 0);
+        for d in 1..8 {
+            assert_eq!(bi(-d), d as usize);
+            assert_eq!(bi(d), 16 + d as usize);
+        }
+        assert_eq!(bi(1), 17);
+        assert_eq!(bi(8), 24);
+        assert_eq!(bi(64), 30);
+        assert_eq!(bi(90), 30);
+        assert_eq!(bi(91), 31);
+        assert_eq!(bi(5000), 31);
+        assert_eq!(bi(-5000), 15);
+        assert!((8..16).contains(&bi(-8)));
+    }
+
+    #[test]
+    fn small_configs() {
+        let c16 = |d: i64| bucket(-d, false, 16, 64);
+        let starts = [8, 11, 14, 18, 23, 30, 39, 50];
+        for (k, &s) in starts.iter().enumerate() {
+            assert_eq!(c16(s), 8 + k, "16/64 distance {s}");
+            assert_eq!(c16(s - 1), 7 + k, "16/64 distance {}", s - 1);
+        }
+        let c8 = |d: i64| bucket(-d, false, 8, 32);
+        let starts = [4, 7, 12, 20];
+        for (k, &s) in starts.iter().enumerate() {
+            assert_eq!(c8(s), 4 + k, "8/32 distance {s}");
+            assert_eq!(c8(s - 1), 3 + k);
+        }
+    }
+
+    #[test]
+    fn bias_is_the_table_read_at_the_bucket_and_shift_invariant() {
+        let dev = Device::flex();
+        for mode in [AttentionMode::Causal, AttentionMode::Bidirectional] {
+            let t5 = T5Bias::new(16, 32, 3, 12, mode, &dev);
+            let table: Vec<f32> = t5.table.val().into_data().try_to_vec::<f32>().unwrap();
+            let t = 40;
+            let bias: Vec<f32> = t5.bias(t, &dev).into_data().try_to_vec::<f32>().unwrap();
+            let map = t5.bucket_map(t);
+            for h in 0..3 {
+                for i in 0..t {
+                    for j in 0..t {
+                        let got = bias[h * t * t + i * t + j];
+                        assert_eq!(got, table[map[i * t + j] * 3 + h]);
+                        if i + 7 < t && j + 7 < t {
+                            assert_eq!(got, bias[h * t * t + (i + 7) * t + j + 7]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Saving and loading a model together with the config that built it.
+//!
+//! A checkpoint is two files: `<stem>.bpk` (burnpack weights) and `<stem>.json` (the
+//! [`ModelConfig`] and vocabulary size). Loading checks the config first, so a checkpoint of one
+//! positional scheme never loads into a model of another (schemes without parameters, such as
+//! `rope` and `alibi`, would otherwise load silently). Both files are written atomically.
+
+use crate::{ModelConfig, Transformer};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid checkpoint description: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error(
+        "{path}: checkpoint was trained with encoding `{found}`, but the model is configured with `{expected}`"
+    )]
+    EncodingMismatch {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{path}: checkpoint model config differs from the requested one in `{field}`")]
+    ConfigMismatch { path: PathBuf, field: String },
+    #[error("{path}: could not load weights: {message}")]
+    Weights { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Meta {
+    model: ModelConfig,
+    vocab_size: usize,
+}
+
+fn with_ext(stem: &Path, ext: &str) -> PathBuf {
+    let mut p = stem.as_os_str().to_owned();
+    p.push(".");
+    p.push(ext);
+    PathBuf::from(p)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = with_ext(path, "tmp");
+    std::fs::write(&tmp, bytes)?;
+    // Flush to disk before the rename so a crash leaves the old file or the new one.
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Saves `model` (built from `config` for `vocab_size` tokens) as `<stem>.bpk` + `<stem>.json`.
+pub fn save_model(
+    model: &Transformer,
+    config: &ModelConfig,
+    vocab_size: usize,
+    stem: &Path,
+) -> Result<(), CheckpointError> {
+    let weights = with_ext(stem, "bpk");
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| CheckpointError::Weights {
+            path: weights.clone(),
+            message: format!("{e:?}"),
+        })?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CheckpointError::Io { path, source }
+    };
+    write_atomic(&weights, &bytes).map_err(io(&weights))?;
+    let meta_path = with_ext(stem, "json");
+    let meta = Meta {
+        model: config.clone(),
+        vocab_size,
+    };
+    let text = serde_json::to_string_pretty(&meta).expect("config serialises");
+    write_atomic(&meta_path, text.as_bytes()).map_err(io(&meta_path))
+}
+
+/// Reads the config a checkpoint was saved with: `(model config, vocab size)`.
+pub fn read_config(stem: &Path) -> Result<(ModelConfig, usize), CheckpointError> {
+    let path = with_ext(stem, "json");
+    let text = std::fs::read_to_string(&path).map_err(|source| CheckpointError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let meta: Meta = serde_json::from_str(&text).map_err(|e| CheckpointError::Format {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((meta.model, meta.vocab_size))
+}
+
+/// Builds a model from `config` and loads the checkpoint at `stem` into it, after checking that
+/// the checkpoint was saved from the same config (the positional scheme first).
+pub fn load_model(
+    config: &ModelConfig,
+    vocab_size: usize,
+    stem: &Path,
+    device: &Device,
+) -> Result<Transformer, CheckpointError> {
+    let meta_path = with_ext(stem, "json");
+    let (saved, saved_vocab) = read_config(stem)?;
+    if saved.encoding.kind() != config.encoding.kind() {
+        return Err(CheckpointError::EncodingMismatch {
+            path: meta_path,
+            found: saved.encoding.kind().into(),
+            expected: config.encoding.kind().into(),
+        });
+    }
+    let mismatch = |field: &str| CheckpointError::ConfigMismatch {
+        path: meta_path.clone(),
+        field: field.into(),
+    };
+    if saved_vocab != vocab_size {
+        return Err(mismatch("vocab_size"));
+    }
+    let checks = [
+        ("d_model", saved.d_model != config.d_model),
+        ("n_heads", saved.n_heads != config.n_heads),
+        ("n_layers", saved.n_layers != config.n_layers),
+        ("d_ff", saved.d_ff() != config.d_ff()),
+        ("mode", saved.mode != config.mode),
+        (
+            "tie_embeddings",
+            saved.tie_embeddings != config.tie_embeddings,
+        ),
+    ];
+    if let Some((field, _)) = checks.iter().find(|(_, differs)| *differs) {
+        return Err(mismatch(field));
+    }
+    let weights = with_ext(stem, "bpk");
+    let bytes = std::fs::read(&weights).map_err(|source| CheckpointError::Io {
+        path: weights.clone(),
+        source,
+    })?;
+    let weights_err = |e: burn::store::RecordError| CheckpointError::Weights {
+        path: weights.clone(),
+        message: format!("{e:?}"),
+    };
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(weights_err)?;
+    config
+        .init(vocab_size, device)
+        .try_load_record(record)
+        .map_err(weights_err)
+}

@@ -1,0 +1,126 @@
+//! `[model]` in a config file.
+
+use ordo_encodings::{AttentionMode, EncodingDims, PositionalEncodingConfig};
+use serde::{Deserialize, Serialize};
+
+/// Model hyper-parameters. Unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Width of the residual stream.
+    #[serde(default = "default_d_model")]
+    pub d_model: usize,
+    /// Attention heads; must divide `d_model`.
+    #[serde(default = "default_n_heads")]
+    pub n_heads: usize,
+    /// Transformer blocks.
+    #[serde(default = "default_n_layers")]
+    pub n_layers: usize,
+    /// Hidden width of the MLP; 0 means `4 * d_model`.
+    #[serde(default)]
+    pub d_ff: usize,
+    /// Dropout on embeddings, attention probabilities and residual branches.
+    #[serde(default)]
+    pub dropout: f64,
+    /// `causal` (decoder) or `bidirectional` (encoder).
+    #[serde(default)]
+    pub mode: AttentionMode,
+    /// Share the token embedding with the output head.
+    #[serde(default)]
+    pub tie_embeddings: bool,
+    /// The positional encoding: `kind` plus that scheme's parameters.
+    #[serde(default)]
+    pub encoding: PositionalEncodingConfig,
+}
+
+fn default_d_model() -> usize {
+    64
+}
+fn default_n_heads() -> usize {
+    4
+}
+fn default_n_layers() -> usize {
+    2
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            d_model: default_d_model(),
+            n_heads: default_n_heads(),
+            n_layers: default_n_layers(),
+            d_ff: 0,
+            dropout: 0.0,
+            mode: AttentionMode::Causal,
+            tie_embeddings: false,
+            encoding: PositionalEncodingConfig::default(),
+        }
+    }
+}
+
+/// A field of `[model]` (dotted, e.g. `encoding.fraction`) and what was expected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{field}`: {message}")]
+pub struct ModelConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ModelConfig {
+    pub fn d_ff(&self) -> usize {
+        if self.d_ff == 0 {
+            4 * self.d_model
+        } else {
+            self.d_ff
+        }
+    }
+
+    pub fn dims(&self) -> EncodingDims {
+        EncodingDims {
+            d_model: self.d_model,
+            n_heads: self.n_heads,
+            n_layers: self.n_layers,
+            mode: self.mode,
+        }
+    }
+
+    /// Checks every constraint before anything is built.
+    pub fn validate(&self) -> Result<(), ModelConfigError> {
+        let err = |field: &str, message: String| {
+            Err(ModelConfigError {
+                field: field.to_string(),
+                message,
+            })
+        };
+        for (field, value) in [
+            ("d_model", self.d_model),
+            ("n_heads", self.n_heads),
+            ("n_layers", self.n_layers),
+        ] {
+            if value == 0 {
+                return err(field, "expected a positive integer, got 0".into());
+            }
+        }
+        if self.d_model % self.n_heads != 0 {
+            return err(
+                "n_heads",
+                format!(
+                    "d_model ({}) must be divisible by n_heads ({})",
+                    self.d_model, self.n_heads
+                ),
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return err(
+                "dropout",
+                format!("expected a value in [0, 1), got {}", self.dropout),
+            );
+        }
+        self.encoding
+            .validate(&self.dims())
+            .map_err(|e| ModelConfigError {
+                field: format!("encoding.{}", e.field),
+                message: e.message,
+            })
+    }
+}

@@ -1,0 +1,286 @@
+//! A pre-LN transformer, top to bottom in data-flow order: attention, MLP, block, model.
+//!
+//! Legend: `b` batch, `t` sequence length, `d` d_model, `h` heads, `dh` d_head, `f` d_ff,
+//! `v` vocabulary.
+//!
+//! Initialisation (pinned): token embeddings N(0, 1), so each component has RMS 1 (Vaswani's
+//! `√d · N(0, 1/d)`); absolute positional signals have per-component RMS 1/√2 (sinusoids by
+//! construction, learned tables by their init), so content and position start at comparable
+//! scale; linear layers use burn's Kaiming-uniform default; LayerNorm γ = 1, β = 0. A tied output
+//! head divides the logits by √d so that initial logits have unit scale.
+
+use crate::config::ModelConfig;
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
+    Linear, LinearConfig,
+};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, softmax};
+use ordo_encodings::{AttentionMode, PositionContext, PositionalEncoding};
+
+/// Additive value that removes a key from the softmax (finite, so an all-masked row stays finite).
+const MASKED: f32 = -1e9;
+
+/// Multi-head self-attention with the encoding's hooks.
+#[derive(Module, Debug)]
+pub struct Attention {
+    qkv: Linear,
+    out: Linear,
+    dropout: Dropout,
+    #[module(skip)]
+    n_heads: usize,
+}
+
+impl Attention {
+    fn new(config: &ModelConfig, device: &Device) -> Self {
+        let d = config.d_model;
+        Self {
+            qkv: LinearConfig::new(d, 3 * d).init(device),
+            out: LinearConfig::new(d, d).init(device),
+            dropout: DropoutConfig::new(config.dropout).init(),
+            n_heads: config.n_heads,
+        }
+    }
+
+    /// `x`: `[b, t, d]`; `bias`: `[b or 1, h or 1, t, t]` (position bias plus masks).
+    /// Returns the output `[b, t, d]` and the attention probabilities `[b, h, t, t]`.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        layer: usize,
+        pos: &PositionalEncoding,
+        ctx: &PositionContext,
+        bias: &Tensor<4>,
+    ) -> (Tensor<3>, Tensor<4>) {
+        let [b, t, d] = x.dims();
+        let (h, dh) = (self.n_heads, d / self.n_heads);
+        let scheme = pos.scheme();
+
+        let heads = |x: Tensor<3>| x.reshape([b, t, h, dh]).swap_dims(1, 2); // [b, h, t, dh]
+        let mut qkv = self.qkv.forward(x).chunk(3, 2).into_iter().map(heads); // 3 x [b, h, t, dh]
+        let (q, k, v) = (
+            qkv.next().unwrap(),
+            qkv.next().unwrap(),
+            qkv.next().unwrap(),
+        );
+        let (q, k) = scheme.rotate(q, k, ctx);
+
+        let mut scores = q.clone().matmul(k.swap_dims(2, 3)); // [b, h, t, t]
+        if let Some(relative) = scheme.key_scores(&q, layer, ctx) {
+            scores = scores + relative;
+        }
+        let scores = scores.mul_scalar((dh as f64).powf(-0.5)) + bias.clone();
+        let probs = softmax(scores, 3); // [b, h, t, t]
+        let dropped = self.dropout.forward(probs.clone());
+
+        let mut out = dropped.clone().matmul(v); // [b, h, t, dh]
+        if let Some(relative) = scheme.value_term(&dropped, layer, ctx) {
+            out = out + relative;
+        }
+        let out = out.swap_dims(1, 2).reshape([b, t, d]); // [b, t, d]
+        (self.out.forward(out), probs)
+    }
+}
+
+/// Position-wise feed-forward: `d -> f -> d` with GELU.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    up: Linear,
+    down: Linear,
+}
+
+impl Mlp {
+    fn new(config: &ModelConfig, device: &Device) -> Self {
+        Self {
+            up: LinearConfig::new(config.d_model, config.d_ff()).init(device),
+            down: LinearConfig::new(config.d_ff(), config.d_model).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.down.forward(gelu(self.up.forward(x))) // [b, t, f] -> [b, t, d]
+    }
+}
+
+/// `x + attn(ln(x))`, then `x + mlp(ln(x))`.
+#[derive(Module, Debug)]
+pub struct Block {
+    ln_attn: LayerNorm,
+    attn: Attention,
+    ln_mlp: LayerNorm,
+    mlp: Mlp,
+    dropout: Dropout,
+}
+
+impl Block {
+    fn new(config: &ModelConfig, device: &Device) -> Self {
+        Self {
+            ln_attn: LayerNormConfig::new(config.d_model).init(device),
+            attn: Attention::new(config, device),
+            ln_mlp: LayerNormConfig::new(config.d_model).init(device),
+            mlp: Mlp::new(config, device),
+            dropout: DropoutConfig::new(config.dropout).init(),
+        }
+    }
+
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        layer: usize,
+        pos: &PositionalEncoding,
+        ctx: &PositionContext,
+        bias: &Tensor<4>,
+    ) -> (Tensor<3>, Tensor<4>) {
+        let (a, probs) = self
+            .attn
+            .forward(self.ln_attn.forward(x.clone()), layer, pos, ctx, bias);
+        let x = x + self.dropout.forward(a);
+        let x = x.clone()
+            + self
+                .dropout
+                .forward(self.mlp.forward(self.ln_mlp.forward(x)));
+        (x, probs)
+    }
+}
+
+/// A batch of right-padded token sequences.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `[b, t]` token ids; positions at or past a sequence's length hold padding.
+    pub tokens: Tensor<2, Int>,
+    /// Real length of each sequence (`<= t`).
+    pub lengths: Vec<usize>,
+}
+
+/// The model: embeddings, positional encoding, blocks, final norm, output head.
+#[derive(Module, Debug)]
+pub struct Transformer {
+    tok_emb: Embedding,
+    pos: PositionalEncoding,
+    dropout: Dropout,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+    head: Option<Linear>,
+    #[module(skip)]
+    mode: AttentionMode,
+}
+
+impl ModelConfig {
+    /// Builds the model for a vocabulary of `vocab_size` tokens.
+    ///
+    /// # Panics
+    /// If [`validate`](Self::validate) fails: call it first at a config boundary.
+    pub fn init(&self, vocab_size: usize, device: &Device) -> Transformer {
+        if let Err(e) = self.validate() {
+            panic!("invalid model config: {e}");
+        }
+        let tok_emb = EmbeddingConfig::new(vocab_size, self.d_model)
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: 1.0,
+            })
+            .init(device);
+        Transformer {
+            tok_emb,
+            pos: self.encoding.init(&self.dims(), device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            blocks: (0..self.n_layers)
+                .map(|_| Block::new(self, device))
+                .collect(),
+            norm: LayerNormConfig::new(self.d_model).init(device),
+            head: (!self.tie_embeddings)
+                .then(|| LinearConfig::new(self.d_model, vocab_size).init(device)),
+            mode: self.mode,
+        }
+    }
+}
+
+impl Transformer {
+    /// Logits `[b, t, v]` for every position.
+    ///
+    /// # Panics
+    /// If the scheme cannot represent `t` positions: ask [`supports`](Self::supports) first.
+    pub fn forward(&self, batch: &Batch) -> Tensor<3> {
+        self.run(batch, false).0
+    }
+
+    /// Logits and the attention probabilities of every layer (`n_layers` x `[b, h, t, t]`).
+    pub fn forward_with_attention(&self, batch: &Batch) -> (Tensor<3>, Vec<Tensor<4>>) {
+        self.run(batch, true)
+    }
+
+    /// Whether sequences of `len` tokens can be encoded by this model's positional scheme.
+    pub fn supports(&self, len: usize) -> bool {
+        self.pos.supports(len)
+    }
+
+    /// The positional encoding module.
+    pub fn encoding(&self) -> &PositionalEncoding {
+        &self.pos
+    }
+
+    /// Mutable access, for eval-time knobs such as RoPE scaling.
+    pub fn encoding_mut(&mut self) -> &mut PositionalEncoding {
+        &mut self.pos
+    }
+
+    fn run(&self, batch: &Batch, keep: bool) -> (Tensor<3>, Vec<Tensor<4>>) {
+        let [b, t] = batch.tokens.dims();
+        assert_eq!(batch.lengths.len(), b, "one length per sequence");
+        assert!(
+            self.supports(t),
+            "the positional encoding cannot represent {t} positions"
+        );
+        let device = batch.tokens.device();
+
+        let x = self.tok_emb.forward(batch.tokens.clone()); // [b, t, d]
+        let scheme = self.pos.scheme();
+        let mut x = self.dropout.forward(scheme.embed(x)); // [b, t, d]
+
+        // Shared by every layer: position tables and the combined additive bias.
+        let ctx = scheme.context(t, &device);
+        let mask = self.mask_bias(&batch.lengths, t, &device); // [b or 1, 1, t, t]
+        let bias = match &ctx.bias {
+            Some(pos_bias) => pos_bias.clone() + mask, // [b or 1, h, t, t]
+            None => mask,
+        };
+
+        let mut maps = Vec::new();
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let (y, probs) = block.forward(x, layer, &self.pos, &ctx, &bias);
+            x = y;
+            if keep {
+                maps.push(probs);
+            }
+        }
+        let x = self.norm.forward(x); // [b, t, d]
+        let logits = match &self.head {
+            Some(head) => head.forward(x), // [b, t, v]
+            None => {
+                let d = x.dims()[2];
+                let w = self.tok_emb.weight.val(); // [v, d]
+                x.matmul(w.transpose().unsqueeze::<3>())
+                    .div_scalar((d as f64).sqrt())
+            }
+        };
+        (logits, maps)
+    }
+
+    /// Additive mask: `MASKED` where key `j` is padding or (causal) after query `i`.
+    /// `[1, 1, t, t]` when nothing is padded, else `[b, 1, t, t]`.
+    fn mask_bias(&self, lengths: &[usize], t: usize, device: &Device) -> Tensor<4> {
+        let causal = self.mode == AttentionMode::Causal;
+        let padded = lengths.iter().any(|&l| l < t);
+        let rows: Vec<usize> = if padded { lengths.to_vec() } else { vec![t] };
+        let mut values = Vec::with_capacity(rows.len() * t * t);
+        for &len in &rows {
+            for i in 0..t {
+                for j in 0..t {
+                    let hidden = j >= len || (causal && j > i);
+                    values.push(if hidden { MASKED } else { 0.0 });
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(values, [rows.len(), 1, t, t]), device)
+    }
+}
