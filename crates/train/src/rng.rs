@@ -113,9 +113,16 @@ mod tests {
         for _ in 0..60_000 {
             counts[r.below(6)] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
         let mut r = Rng::new(4);
-        assert!((0..1000).map(|_| r.range(3, 5)).all(|x| (3..=5).contains(&x)));
+        assert!(
+            (0..1000)
+                .map(|_| r.range(3, 5))
+                .all(|x| (3..=5).contains(&x))
+        );
     }
 
     #[test]

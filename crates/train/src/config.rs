@@ -1,0 +1,302 @@
+//! Run configuration files: strict TOML, `--set` overrides, validation before anything runs.
+//!
+//! ```toml
+//! seed = 0
+//! [model]            # ordo_model::ModelConfig
+//! d_model = 64
+//! [model.encoding]   # kind + that scheme's parameters
+//! kind = "rope"
+//! [task]             # crate::tasks::TaskConfig
+//! kind = "copy"
+//! [train]            # TrainConfig
+//! steps = 1500
+//! ```
+//! Every error names the file (or the `--set` override), the dotted key and what was expected.
+
+use crate::tasks::TaskConfig;
+use ordo_model::{ModelConfig, PositionalEncodingConfig};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Everything one training run needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run name; the run directory is `<out_dir>/<name>`. Defaults to the config file's stem.
+    #[serde(default)]
+    pub name: String,
+    /// Seed for data, initialisation and dropout.
+    #[serde(default)]
+    pub seed: u64,
+    /// `cpu` (= `flex`), `flex`, `ndarray`, or `wgpu` (when built with the `wgpu` feature).
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Directory that holds run directories.
+    #[serde(default = "default_out_dir")]
+    pub out_dir: PathBuf,
+    pub model: ModelConfig,
+    pub task: TaskConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_out_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+/// Optimisation and bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW).
+    pub lr: f64,
+    /// Linear warm-up steps from 0 to `lr`.
+    pub warmup_steps: usize,
+    /// Cosine decay ends at `lr * final_lr_fraction`.
+    pub final_lr_fraction: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    /// Clip the global gradient norm to this value; 0 disables clipping.
+    pub grad_clip: f64,
+    /// Steps between log lines (metrics.jsonl and the progress display).
+    pub log_every: usize,
+    /// Steps between evaluations on the held-out set (and at the end).
+    pub eval_every: usize,
+    /// Size of the held-out in-distribution set.
+    pub eval_examples: usize,
+    /// Steps between checkpoints (and at the end).
+    pub checkpoint_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 32,
+            lr: 1e-3,
+            warmup_steps: 100,
+            final_lr_fraction: 0.1,
+            weight_decay: 0.01,
+            beta1: 0.9,
+            beta2: 0.98,
+            epsilon: 1e-8,
+            grad_clip: 1.0,
+            log_every: 25,
+            eval_every: 250,
+            eval_examples: 512,
+            checkpoint_every: 250,
+        }
+    }
+}
+
+/// A configuration error, ready to show a user.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config file: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("--set {assignment}: {message}")]
+    Override { assignment: String, message: String },
+    #[error("{origin}: `{key}`: {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Reads `path`, applies `overrides` (`key.path=value`), deserialises strictly and validates.
+/// The returned config is fully resolved (every default filled in).
+pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut table: toml::Table =
+        text.parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+    for assignment in overrides {
+        apply_override(&mut table, assignment)?;
+    }
+    let origin = if overrides.is_empty() {
+        path.display().to_string()
+    } else {
+        format!(
+            "{} (with --set {})",
+            path.display(),
+            overrides.join(" --set ")
+        )
+    };
+    let mut config = from_table(table, &origin)?;
+    if config.name.is_empty() {
+        config.name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into());
+    }
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    config.resolve_and_validate(base_dir, &origin)?;
+    Ok(config)
+}
+
+/// Deserialises a TOML table into a [`RunConfig`], naming the offending key on error.
+pub fn from_table(table: toml::Table, origin: &str) -> Result<RunConfig, ConfigError> {
+    let deserializer = toml::Value::Table(table);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// Applies `a.b.c=value` to `table`. The value is read as TOML (`3`, `1e-3`, `true`, `"x"`,
+/// `[1, 2]`); anything that is not valid TOML is taken as a string (`kind=rope`).
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
+    let fail = |message: String| ConfigError::Override {
+        assignment: assignment.to_string(),
+        message,
+    };
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| fail("expected key.path=value".into()))?;
+    let key = key.trim();
+    let parts: Vec<&str> = key.split('.').collect();
+    if key.is_empty() || parts.iter().any(|p| p.is_empty()) {
+        return Err(fail(format!("`{key}` is not a dotted key path")));
+    }
+    let value = match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(raw.trim().to_string()),
+    };
+    let mut node = table;
+    for (depth, part) in parts[..parts.len() - 1].iter().enumerate() {
+        let entry = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry.as_table_mut().ok_or_else(|| {
+            fail(format!(
+                "`{}` is a value, not a section",
+                parts[..=depth].join(".")
+            ))
+        })?;
+    }
+    node.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+impl RunConfig {
+    /// Fills in derived defaults and checks every constraint, naming the key on error.
+    pub fn resolve_and_validate(
+        &mut self,
+        base_dir: &Path,
+        origin: &str,
+    ) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        self.task
+            .validate(base_dir)
+            .map_err(|e| invalid(&format!("task.{}", e.field), e.message))?;
+        let longest = crate::data::longest_sequence(&self.task, self.model.mode, base_dir)
+            .map_err(|e| invalid(&format!("task.{}", e.field), e.message))?;
+        if let PositionalEncodingConfig::Learned { max_len } = &mut self.model.encoding {
+            if *max_len == 0 {
+                *max_len = longest;
+            } else if *max_len < longest {
+                return Err(invalid(
+                    "model.encoding.max_len",
+                    format!(
+                        "the learned table has {max_len} positions but the longest training \
+                         sequence has {longest} tokens; expected max_len >= {longest}"
+                    ),
+                ));
+            }
+        }
+        self.model
+            .validate()
+            .map_err(|e| invalid(&format!("model.{}", e.field), e.message))?;
+        self.train
+            .validate()
+            .map_err(|(k, m)| invalid(&format!("train.{k}"), m))?;
+        crate::device::parse(&self.device).map_err(|m| invalid("device", m))?;
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            return Err(invalid(
+                "name",
+                format!("expected a plain directory name, got {:?}", self.name),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> PathBuf {
+        self.out_dir.join(&self.name)
+    }
+
+    /// The config as TOML text (what `--check` prints and `config.toml` holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises to TOML")
+    }
+}
+
+impl TrainConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive = [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("log_every", self.log_every),
+            ("eval_every", self.eval_every),
+            ("eval_examples", self.eval_examples),
+            ("checkpoint_every", self.checkpoint_every),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err((key, "expected a positive integer, got 0".into()));
+            }
+        }
+        let ranges = [
+            ("lr", self.lr, 0.0, 10.0),
+            ("final_lr_fraction", self.final_lr_fraction, 0.0, 1.0),
+            ("weight_decay", self.weight_decay, 0.0, 10.0),
+            ("beta1", self.beta1, 0.0, 1.0),
+            ("beta2", self.beta2, 0.0, 1.0),
+            ("epsilon", self.epsilon, 0.0, 1.0),
+            ("grad_clip", self.grad_clip, 0.0, 1e6),
+        ];
+        for (key, value, lo, hi) in ranges {
+            if !(value >= lo && value <= hi) || (key == "lr" && value == 0.0) {
+                return Err((
+                    key,
+                    format!("expected a value in [{lo}, {hi}], got {value}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! From examples to tensors: token ids, targets and loss weights, batches with padding.
+//!
+//! Decoder (`causal`): the sequence is `prompt ++ answer`; the model reads all but the last
+//! token and predicts the next one; only predictions of answer tokens carry loss.
+//! Encoder (`bidirectional`): the model reads `prompt ++ [MASK] * |answer|` and predicts the
+//! answer at the masked positions.
+//! Either way, exact match on the answer positions under teacher forcing equals greedy decoding
+//! of the answer: the first wrong token is the same in both.
+
+use crate::rng::Rng;
+use crate::tasks::{Example, Generator, TaskConfig, TaskConfigError};
+use crate::vocab::Vocab;
+use burn::prelude::*;
+use ordo_model::{AttentionMode, Batch};
+use std::path::Path;
+
+/// One example as ids: `input`, `target` and `weight` have the same length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub input: Vec<u32>,
+    pub target: Vec<u32>,
+    /// 1 where the target is an answer token, else 0.
+    pub weight: Vec<f32>,
+    /// The task's length measure of the example.
+    pub len: usize,
+}
+
+impl Encoded {
+    pub fn tokens(&self) -> usize {
+        self.input.len()
+    }
+}
+
+/// Encodes an example for the given attention mode.
+pub fn encode(example: &Example, len: usize, mode: AttentionMode, vocab: &Vocab) -> Encoded {
+    let prompt: Vec<u32> = example.prompt.iter().map(|t| vocab.id(t)).collect();
+    let answer: Vec<u32> = example.answer.iter().map(|t| vocab.id(t)).collect();
+    match mode {
+        AttentionMode::Causal => {
+            let seq: Vec<u32> = prompt.iter().chain(&answer).copied().collect();
+            let n = seq.len() - 1;
+            let weight = (0..n)
+                .map(|k| if k + 1 >= prompt.len() { 1.0 } else { 0.0 })
+                .collect();
+            Encoded {
+                input: seq[..n].to_vec(),
+                target: seq[1..].to_vec(),
+                weight,
+                len,
+            }
+        }
+        AttentionMode::Bidirectional => {
+            let mut input = prompt.clone();
+            input.extend(std::iter::repeat_n(vocab.mask, answer.len()));
+            let mut target = prompt.clone();
+            target.extend(&answer);
+            let mut weight = vec![0.0; prompt.len()];
+            weight.extend(std::iter::repeat_n(1.0, answer.len()));
+            Encoded {
+                input,
+                target,
+                weight,
+                len,
+            }
+        }
+    }
+}
+
+/// Number of model positions of the longest training example.
+pub fn longest_sequence(
+    task: &TaskConfig,
+    mode: AttentionMode,
+    base_dir: &Path,
+) -> Result<usize, TaskConfigError> {
+    let generator = task.generator(base_dir)?;
+    let (_, max_len) = task.train_lengths();
+    let example = generator.example(&mut Rng::new(0), max_len);
+    let tokens = example.prompt.len() + example.answer.len();
+    Ok(match mode {
+        AttentionMode::Causal => tokens - 1,
+        AttentionMode::Bidirectional => tokens,
+    })
+}
+
+/// Draws `n` examples with lengths uniform in `lengths`.
+pub fn sample(
+    generator: &Generator,
+    rng: &mut Rng,
+    n: usize,
+    (lo, hi): (usize, usize),
+    mode: AttentionMode,
+    vocab: &Vocab,
+) -> Vec<Encoded> {
+    (0..n)
+        .map(|_| {
+            let len = rng.range(lo, hi);
+            encode(&generator.example(rng, len), len, mode, vocab)
+        })
+        .collect()
+}
+
+/// Tensors for a batch of encoded examples, right-padded to the longest.
+pub struct Tensors {
+    pub batch: Batch,
+    /// `[b, t]`
+    pub targets: Tensor<2, Int>,
+    /// `[b, t]`
+    pub weights: Tensor<2>,
+}
+
+pub fn collate(items: &[Encoded], pad: u32, device: &Device) -> Tensors {
+    let b = items.len();
+    let t = items.iter().map(Encoded::tokens).max().unwrap_or(0);
+    let mut input = Vec::with_capacity(b * t);
+    let mut target = Vec::with_capacity(b * t);
+    let mut weight = Vec::with_capacity(b * t);
+    for item in items {
+        let fill = t - item.tokens();
+        input.extend(item.input.iter().map(|&x| x as i64));
+        input.extend(std::iter::repeat_n(pad as i64, fill));
+        target.extend(item.target.iter().map(|&x| x as i64));
+        target.extend(std::iter::repeat_n(pad as i64, fill));
+        weight.extend(&item.weight);
+        weight.extend(std::iter::repeat_n(0.0f32, fill));
+    }
+    Tensors {
+        batch: Batch {
+            tokens: Tensor::from_data(TensorData::new(input, [b, t]), device),
+            lengths: items.iter().map(Encoded::tokens).collect(),
+        },
+        targets: Tensor::from_data(TensorData::new(target, [b, t]), device),
+        weights: Tensor::from_data(TensorData::new(weight, [b, t]), device),
+    }
+}

@@ -1,0 +1,73 @@
+//! Evaluation of a model on a fixed set of encoded examples: loss, token accuracy, exact match.
+
+use crate::data::{Encoded, collate};
+use burn::prelude::*;
+use ordo_model::{Transformer, masked_cross_entropy};
+use serde::{Deserialize, Serialize};
+
+/// Metrics over a set of examples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Mean cross-entropy per answer token (nats).
+    pub loss: f64,
+    /// Fraction of answer tokens predicted correctly (teacher forcing).
+    pub token_accuracy: f64,
+    /// Fraction of examples whose every answer token is correct (= greedy decoding).
+    pub exact_match: f64,
+    /// Number of examples.
+    pub examples: usize,
+}
+
+impl Metrics {
+    pub fn perplexity(&self) -> f64 {
+        self.loss.exp()
+    }
+}
+
+/// Evaluates `model` (no autodiff) on `items` in batches of `batch_size`, grouping examples of
+/// similar token length to limit padding.
+pub fn evaluate(
+    model: &Transformer,
+    items: &[Encoded],
+    batch_size: usize,
+    pad: u32,
+    device: &Device,
+) -> Metrics {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| items[i].tokens());
+    let (mut loss_sum, mut tokens, mut correct, mut exact) = (0.0f64, 0.0f64, 0.0f64, 0usize);
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch_items: Vec<Encoded> = chunk.iter().map(|&i| items[i].clone()).collect();
+        let t = collate(&batch_items, pad, device);
+        let logits = model.forward(&t.batch); // [b, t, v]
+        let n_answer: f32 = t.weights.clone().sum().into_scalar();
+        let loss: f32 = masked_cross_entropy(logits.clone(), t.targets.clone(), t.weights.clone())
+            .into_scalar();
+        let predicted = logits.argmax(2).squeeze_dim::<2>(2); // [b, t]
+        let hits = predicted.equal(t.targets).float() * t.weights.clone(); // [b, t]
+        let per_example: Vec<f32> = hits.sum_dim(1).into_data().try_to_vec::<f32>().unwrap();
+        loss_sum += loss as f64 * n_answer as f64;
+        tokens += n_answer as f64;
+        for (k, &h) in per_example.iter().enumerate() {
+            correct += h as f64;
+            let needed: f32 = batch_items[k].weight.iter().sum();
+            if h >= needed {
+                exact += 1;
+            }
+        }
+    }
+    Metrics {
+        loss: if tokens > 0.0 {
+            loss_sum / tokens
+        } else {
+            f64::NAN
+        },
+        token_accuracy: if tokens > 0.0 {
+            correct / tokens
+        } else {
+            f64::NAN
+        },
+        exact_match: exact as f64 / items.len().max(1) as f64,
+        examples: items.len(),
+    }
+}

@@ -1,0 +1,138 @@
+//! The vocabulary of a run, kept as a Hugging Face `tokenizer.json` in the run directory.
+//!
+//! Task vocabularies are word-level: the special tokens, then every symbol the task can emit
+//! (up to the longest evaluation length), in a fixed order, so ids never depend on the data seen.
+
+use ordo_model::checkpoint::write_atomic;
+use std::path::Path;
+use tokenizers::Tokenizer;
+
+pub const PAD: &str = "[PAD]";
+pub const UNK: &str = "[UNK]";
+pub const MASK: &str = "[MASK]";
+
+/// A tokenizer plus the ids the trainer needs.
+#[derive(Clone)]
+pub struct Vocab {
+    pub tokenizer: Tokenizer,
+    pub pad: u32,
+    pub mask: u32,
+}
+
+impl std::fmt::Debug for Vocab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Vocab({} tokens)", self.len())
+    }
+}
+
+impl Vocab {
+    /// A word-level vocabulary: `[PAD] [UNK] [SEP] [MASK]` then `symbols` in order.
+    pub fn word_level(symbols: &[String]) -> Self {
+        let mut words: Vec<&str> = vec![PAD, UNK, crate::tasks::SEP, MASK];
+        for s in symbols {
+            if !words.contains(&s.as_str()) {
+                words.push(s);
+            }
+        }
+        let vocab: serde_json::Map<String, serde_json::Value> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), serde_json::Value::from(i)))
+            .collect();
+        let json = serde_json::json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": [],
+            "normalizer": null,
+            "pre_tokenizer": { "type": "WhitespaceSplit" },
+            "post_processor": null,
+            "decoder": null,
+            "model": { "type": "WordLevel", "vocab": vocab, "unk_token": UNK },
+        });
+        let tokenizer: Tokenizer = json
+            .to_string()
+            .parse()
+            .expect("a valid WordLevel tokenizer");
+        Self::from_tokenizer(tokenizer).expect("specials are in the vocabulary")
+    }
+
+    /// Wraps a tokenizer, which must know `[PAD]` and `[MASK]`.
+    pub fn from_tokenizer(tokenizer: Tokenizer) -> Result<Self, String> {
+        let id = |t: &str| {
+            tokenizer
+                .token_to_id(t)
+                .ok_or_else(|| format!("the tokenizer has no {t} token"))
+        };
+        Ok(Self {
+            pad: id(PAD)?,
+            mask: id(MASK)?,
+            tokenizer,
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let tokenizer = Tokenizer::from_file(path)
+            .map_err(|e| format!("{}: not a valid tokenizer.json: {e}", path.display()))?;
+        Self::from_tokenizer(tokenizer).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let text = self
+            .tokenizer
+            .to_string(true)
+            .map_err(std::io::Error::other)?;
+        write_atomic(path, text.as_bytes())
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The id of a word-level token.
+    ///
+    /// # Panics
+    /// If the token is unknown: task vocabularies list every token they emit.
+    pub fn id(&self, token: &str) -> u32 {
+        self.tokenizer
+            .token_to_id(token)
+            .unwrap_or_else(|| panic!("token {token:?} is not in the vocabulary"))
+    }
+
+    pub fn token(&self, id: u32) -> String {
+        self.tokenizer
+            .id_to_token(id)
+            .unwrap_or_else(|| UNK.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_level_ids_are_stable_and_round_trip() {
+        let symbols: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
+        let v = Vocab::word_level(&symbols);
+        assert_eq!(v.len(), 9);
+        assert_eq!((v.pad, v.mask), (0, 3));
+        assert_eq!(v.id("s0"), 4);
+        assert_eq!(v.token(8), "s4");
+        let enc = v.tokenizer.encode("s1 s4 [SEP] s0", false).unwrap();
+        assert_eq!(enc.get_ids(), &[5, 8, 2, 4]);
+        let dir = std::env::temp_dir().join(format!("ordo-vocab-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokenizer.json");
+        v.save(&path).unwrap();
+        let back = Vocab::load(&path).unwrap();
+        assert_eq!(back.id("s3"), 7);
+        std::fs::write(&path, "{ not json").unwrap();
+        let err = Vocab::load(&path).unwrap_err();
+        assert!(err.contains("tokenizer.json"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
