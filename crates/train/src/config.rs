@@ -109,8 +109,12 @@ pub enum ConfigError {
     },
     #[error("{path}: not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
-    #[error("--set {assignment}: {message}")]
-    Override { assignment: String, message: String },
+    #[error("{}--set {assignment}: {message}", origin.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Override {
+        origin: Option<PathBuf>,
+        assignment: String,
+        message: String,
+    },
     #[error("{origin}: `{key}`: {message}")]
     Invalid {
         origin: String,
@@ -133,7 +137,18 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig, ConfigError>
                 message: e.to_string(),
             })?;
     for assignment in overrides {
-        apply_override(&mut table, assignment)?;
+        apply_override(&mut table, assignment).map_err(|e| match e {
+            ConfigError::Override {
+                assignment,
+                message,
+                ..
+            } => ConfigError::Override {
+                origin: Some(path.to_path_buf()),
+                assignment,
+                message,
+            },
+            other => other,
+        })?;
     }
     let origin = if overrides.is_empty() {
         path.display().to_string()
@@ -168,15 +183,25 @@ pub fn from_table(table: toml::Table, origin: &str) -> Result<RunConfig, ConfigE
             } else {
                 key
             },
-            message: e.into_inner().to_string(),
+            message: friendly(&e.into_inner().to_string()),
         }
     })
+}
+
+/// serde's wording, in the words a config file uses, without toml's repeated key path.
+fn friendly(message: &str) -> String {
+    let message = message.split("\nin `").next().unwrap_or(message).trim();
+    message
+        .replace("expected usize", "expected a non-negative integer")
+        .replace("expected u64", "expected a non-negative integer")
+        .replace("expected f64", "expected a number")
 }
 
 /// Applies `a.b.c=value` to `table`. The value is read as TOML (`3`, `1e-3`, `true`, `"x"`,
 /// `[1, 2]`); anything that is not valid TOML is taken as a string (`kind=rope`).
 pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
     let fail = |message: String| ConfigError::Override {
+        origin: None,
         assignment: assignment.to_string(),
         message,
     };

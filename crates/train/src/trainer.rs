@@ -204,6 +204,18 @@ pub fn train(
     base_dir: &Path,
     progress: Progress,
 ) -> Result<Summary, TrainError> {
+    let summary = train_until(config, base_dir, progress, None)?;
+    Ok(summary.expect("a run without a stop step finishes"))
+}
+
+/// Like [`train`], but stops after `stop_at` steps (if given), as a kill at that moment would;
+/// `None` is returned for a run stopped early. Used to test resumption.
+pub fn train_until(
+    config: RunConfig,
+    base_dir: &Path,
+    progress: Progress,
+    stop_at: Option<usize>,
+) -> Result<Option<Summary>, TrainError> {
     let dir = config.run_dir();
     if dir.join("config.toml").exists() {
         return Err(TrainError::Exists { dir });
@@ -237,7 +249,7 @@ pub fn train(
         rng: Rng::derive(config.seed, "train"),
         seconds: 0.0,
     };
-    run(setup, model, optim, state, progress)
+    run(setup, model, optim, state, progress, stop_at)
 }
 
 /// Continues the run in `dir` from its last checkpoint.
@@ -276,7 +288,8 @@ pub fn resume(dir: &Path, progress: Progress) -> Result<Summary, TrainError> {
     truncate_metrics(&dir.join("metrics.jsonl"), state.step)?;
     let base_dir = dir.to_path_buf();
     let setup = Setup::new(config, dir.to_path_buf(), vocab, &base_dir)?;
-    run(setup, model, optim, state, progress)
+    let summary = run(setup, model, optim, state, progress, None)?;
+    Ok(summary.expect("a run without a stop step finishes"))
 }
 
 fn optimizer(config: &RunConfig) -> burn::optim::ModuleOptimizer {
@@ -360,7 +373,8 @@ fn run(
     mut optim: burn::optim::ModuleOptimizer,
     mut state: State,
     progress: Progress,
-) -> Result<Summary, TrainError> {
+    stop_at: Option<usize>,
+) -> Result<Option<Summary>, TrainError> {
     let cfg = &setup.config;
     let t = &cfg.train;
     let device = crate::device::parse(&cfg.device)
@@ -416,6 +430,12 @@ fn run(
     };
 
     while state.step < t.steps {
+        if stop_at.is_some_and(|stop| state.step >= stop) {
+            if let Some(bar) = &bar {
+                bar.abandon();
+            }
+            return Ok(None);
+        }
         let step = state.step;
         let lr = learning_rate(step, t);
         // Dropout randomness depends on (seed, step) only, so a resumed run matches.
@@ -525,7 +545,7 @@ fn run(
             .as_bytes(),
     )
     .map_err(|e| file_err(&path, e))?;
-    Ok(summary)
+    Ok(Some(summary))
 }
 
 fn read_state_step(dir: &Path) -> usize {

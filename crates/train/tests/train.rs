@@ -1,0 +1,217 @@
+//! End-to-end behaviour of `ordo train`: config errors, learning, checkpoints and resumption.
+
+use ordo_train::config::{self, RunConfig};
+use ordo_train::trainer::{self, Progress};
+use std::path::{Path, PathBuf};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ordo-train-{label}-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+const TINY: &str = r#"
+seed = 3
+[model]
+d_model = 32
+n_heads = 2
+n_layers = 2
+[model.encoding]
+kind = "rope"
+[task]
+kind = "copy"
+symbols = 8
+min_len = 1
+max_len = 6
+[train]
+steps = 60
+batch_size = 16
+lr = 3e-3
+warmup_steps = 10
+log_every = 10
+eval_every = 20
+eval_examples = 64
+checkpoint_every = 20
+"#;
+
+fn load_err(dir: &TempDir, text: &str, overrides: &[&str]) -> String {
+    let path = dir.write("bad.toml", text);
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    config::load(&path, &overrides).unwrap_err().to_string()
+}
+
+#[test]
+fn config_errors_name_the_file_the_key_and_what_was_expected() {
+    let dir = TempDir::new("errors");
+    let cases: Vec<(String, Vec<&str>, Vec<&str>)> = vec![
+        (
+            TINY.replace("kind = \"rope\"", "kind = \"rope\"\nbogus = 1"),
+            vec![],
+            vec!["model.encoding", "bogus"],
+        ),
+        (
+            TINY.replace("d_model = 32", "d_model = \"big\""),
+            vec![],
+            vec!["model.d_model", "integer"],
+        ),
+        (
+            TINY.replace("n_heads = 2", "n_heads = 3"),
+            vec![],
+            vec!["model.n_heads", "divisible"],
+        ),
+        (
+            TINY.replace("d_model = 32", "d_model = 12")
+                .replace("kind = \"rope\"", "kind = \"rope\"\nfraction = 0.5"),
+            vec![],
+            vec!["model.encoding.fraction", "even"],
+        ),
+        (
+            TINY.replace("kind = \"rope\"", "kind = \"learned\"\nmax_len = 5"),
+            vec![],
+            vec![
+                "model.encoding.max_len",
+                "longest training sequence has 12 tokens",
+            ],
+        ),
+        (
+            TINY.replace("min_len = 1", "min_len = 9"),
+            vec![],
+            vec!["task.min_len", "max_len"],
+        ),
+        (
+            TINY.replace(
+                "kind = \"copy\"\nsymbols = 8\nmin_len = 1\nmax_len = 6",
+                "kind = \"agent\"\nlexicon = \"missing.toml\"",
+            ),
+            vec![],
+            vec!["task.lexicon", "missing.toml"],
+        ),
+        (
+            TINY.replace("lr = 3e-3", "lr = -1.0"),
+            vec![],
+            vec!["train.lr"],
+        ),
+        (
+            TINY.replace("seed = 3", "seed = 3\ndevice = \"tpu\""),
+            vec![],
+            vec!["device", "tpu", "cpu"],
+        ),
+        (
+            TINY.to_string(),
+            vec!["train.stepz=5"],
+            vec!["train", "stepz", "--set train.stepz=5"],
+        ),
+        (
+            TINY.to_string(),
+            vec!["seed.x=5"],
+            vec!["--set seed.x=5", "`seed` is a value"],
+        ),
+        (
+            TINY.to_string(),
+            vec!["model.encoding.kind=xpos"],
+            vec!["model.encoding", "xpos"],
+        ),
+        ("[model\n".to_string(), vec![], vec!["not valid TOML"]),
+    ];
+    for (text, overrides, needles) in cases {
+        let msg = load_err(&dir, &text, &overrides);
+        assert!(msg.contains("bad.toml"), "no file name in: {msg}");
+        for needle in needles {
+            assert!(msg.contains(needle), "{needle:?} missing from: {msg}");
+        }
+    }
+    let missing = config::load(&dir.0.join("nope.toml"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("nope.toml"), "{missing}");
+}
+
+#[test]
+fn overrides_switch_the_encoding_and_resolve_learned_max_len() {
+    let dir = TempDir::new("override");
+    let path = dir.write("tiny.toml", TINY);
+    let cfg = config::load(
+        &path,
+        &["model.encoding.kind=learned".into(), "train.lr=0.01".into()],
+    )
+    .unwrap();
+    assert_eq!(cfg.model.encoding.kind(), "learned");
+    // copy at max_len 6: 6 + [SEP] + 6 answer tokens, minus the last one fed to a decoder.
+    assert_eq!(
+        cfg.model.encoding,
+        ordo_model::PositionalEncodingConfig::Learned { max_len: 12 }
+    );
+    assert_eq!(cfg.train.lr, 0.01);
+    assert_eq!(cfg.name, "tiny");
+    // The resolved config parses back to itself.
+    let again = config::from_table(cfg.to_toml().parse().unwrap(), "x").unwrap();
+    assert_eq!(again, cfg);
+}
+
+fn tiny(dir: &TempDir, name: &str, extra: &[&str]) -> RunConfig {
+    let path = dir.write("tiny.toml", TINY);
+    let mut overrides = vec![
+        format!("name={name}"),
+        format!("out_dir={}", dir.0.join("runs").display()),
+    ];
+    overrides.extend(extra.iter().map(|s| s.to_string()));
+    config::load(&path, &overrides).unwrap()
+}
+
+fn eval_lines(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"eval\""))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_short_copy_run_learns_and_resume_matches_an_uninterrupted_run() {
+    let dir = TempDir::new("resume");
+    let whole = tiny(&dir, "whole", &["train.steps=120"]);
+    let summary = trainer::train(whole.clone(), &dir.0, Progress::Quiet).unwrap();
+    // Chance is 1/8 per token; a trained decoder is far above it after 120 steps.
+    assert!(summary.valid.token_accuracy > 0.6, "{:?}", summary.valid);
+    assert!(summary.valid.exact_match > 0.2, "{:?}", summary.valid);
+    let run = whole.run_dir();
+    for f in [
+        "config.toml",
+        "tokenizer.json",
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoint/state.json",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    // Starting the same run again refuses to overwrite it.
+    let again = trainer::train(whole, &dir.0, Progress::Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(again.contains("--resume"), "{again}");
+
+    // Killed at step 50 (last checkpoint at 40), then resumed.
+    let split = tiny(&dir, "split", &["train.steps=120"]);
+    let stopped = trainer::train_until(split.clone(), &dir.0, Progress::Quiet, Some(50)).unwrap();
+    assert!(stopped.is_none());
+    let resumed = trainer::resume(&split.run_dir(), Progress::Quiet).unwrap();
+    assert_eq!(resumed.valid, summary.valid);
+    assert_eq!(eval_lines(&split.run_dir()), eval_lines(&run));
+}
