@@ -66,6 +66,15 @@ pub fn encode(example: &Example, len: usize, mode: AttentionMode, vocab: &Vocab)
     }
 }
 
+/// Number of model positions an example occupies in the given mode.
+pub fn positions(example: &Example, mode: AttentionMode) -> usize {
+    let tokens = example.prompt.len() + example.answer.len();
+    match mode {
+        AttentionMode::Causal => tokens - 1,
+        AttentionMode::Bidirectional => tokens,
+    }
+}
+
 /// Number of model positions of the longest training example.
 pub fn longest_sequence(
     task: &TaskConfig,
@@ -74,12 +83,10 @@ pub fn longest_sequence(
 ) -> Result<usize, TaskConfigError> {
     let generator = task.generator(base_dir)?;
     let (_, max_len) = task.train_lengths();
-    let example = generator.example(&mut Rng::new(0), max_len);
-    let tokens = example.prompt.len() + example.answer.len();
-    Ok(match mode {
-        AttentionMode::Causal => tokens - 1,
-        AttentionMode::Bidirectional => tokens,
-    })
+    Ok(positions(
+        &generator.example(&mut Rng::new(0), max_len),
+        mode,
+    ))
 }
 
 /// Draws `n` examples with lengths uniform in `lengths`.

@@ -1,0 +1,390 @@
+//! `ordo eval RUN_DIR`: a trained model on freshly generated sets at each length.
+//!
+//! For every length `n` (default `1..=4L`, `L` the longest training length) the task generates
+//! `examples` new examples (seeded by the run's seed and `n`, so every encoding of a study sees
+//! the same data) and we measure exact match, token accuracy and loss. Lengths a model cannot
+//! represent (a learned table too short, a vocabulary without the needed tokens) are recorded
+//! as n/a with the reason. Means are reported over three buckets: in-distribution `[min, L]`,
+//! near `(L, 2L]` and far `(2L, 4L]`.
+
+use burn::prelude::*;
+use ordo_encodings::{PositionalEncoding, RopeScaling};
+use ordo_model::checkpoint::write_atomic;
+use ordo_model::{AttentionMode, Transformer};
+use ordo_train::config::RunConfig;
+use ordo_train::data;
+use ordo_train::metrics::{Metrics, evaluate};
+use ordo_train::rng::Rng;
+use ordo_train::vocab::Vocab;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What to evaluate.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// Lengths to test; `None` = every length from the task's minimum to `max_factor * L`.
+    pub lengths: Option<Vec<usize>>,
+    pub max_factor: usize,
+    /// Examples per length.
+    pub examples: usize,
+    pub batch_size: usize,
+    /// RoPE frequency scaling applied at evaluation time (ignored, and reported so, for other
+    /// schemes).
+    pub rope_scaling: Option<RopeScaling>,
+    /// Device name; `None` = the run's.
+    pub device: Option<String>,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            lengths: None,
+            max_factor: 4,
+            examples: 128,
+            batch_size: 128,
+            rope_scaling: None,
+            device: None,
+        }
+    }
+}
+
+/// The result at one length.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LengthResult {
+    pub length: usize,
+    /// Model positions of one example at this length.
+    pub tokens: usize,
+    /// `None` when the length is n/a.
+    pub metrics: Option<Metrics>,
+    /// Why the length is n/a.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported: Option<String>,
+}
+
+/// Means over the lengths of a bucket that were evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BucketMean {
+    pub exact_match: Option<f64>,
+    pub token_accuracy: Option<f64>,
+    pub loss: Option<f64>,
+    /// Lengths in the bucket, and how many of them were n/a.
+    pub lengths: usize,
+    pub unsupported: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Buckets {
+    pub in_distribution: BucketMean,
+    pub near: BucketMean,
+    pub far: BucketMean,
+}
+
+/// `eval.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub run: String,
+    pub task: String,
+    pub encoding: String,
+    pub mode: AttentionMode,
+    pub seed: u64,
+    pub train_min_len: usize,
+    pub train_max_len: usize,
+    /// The RoPE scaling used, or "none".
+    pub scaling: String,
+    pub examples_per_length: usize,
+    pub lengths: Vec<LengthResult>,
+    pub buckets: Buckets,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{path}: {message}")]
+    Run { path: PathBuf, message: String },
+    #[error("{0}")]
+    Checkpoint(#[from] ordo_model::CheckpointError),
+}
+
+fn run_err(path: &Path, message: impl std::fmt::Display) -> EvalError {
+    EvalError::Run {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// A trained run loaded for evaluation.
+pub struct LoadedRun {
+    pub dir: PathBuf,
+    pub config: RunConfig,
+    pub vocab: Vocab,
+    pub model: Transformer,
+    pub device: Device,
+}
+
+/// Loads the config, vocabulary and last checkpoint of a run directory.
+pub fn load_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun, EvalError> {
+    let config_path = dir.join("config.toml");
+    if !config_path.is_file() {
+        return Err(run_err(dir, "not a run directory (no config.toml)"));
+    }
+    let config = ordo_train::config::load(&config_path, &[]).map_err(|e| run_err(dir, e))?;
+    let vocab = Vocab::load(&dir.join("tokenizer.json")).map_err(|e| run_err(dir, e))?;
+    let state_path = dir.join("checkpoint").join("state.json");
+    let state: serde_json::Value = std::fs::read_to_string(&state_path)
+        .map_err(|e| run_err(&state_path, format!("no checkpoint to evaluate ({e})")))
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| run_err(&state_path, e)))?;
+    let step = state
+        .get("step")
+        .and_then(|s| s.as_u64())
+        .ok_or_else(|| run_err(&state_path, "no `step` in the checkpoint state"))?;
+    let device_name = device.unwrap_or(&config.device);
+    let device = ordo_train::device::parse(device_name).map_err(|e| run_err(dir, e))?;
+    let stem = dir.join("checkpoint").join(format!("model-{step:06}"));
+    let model = ordo_model::load_model(&config.model, vocab.len(), &stem, &device)?;
+    Ok(LoadedRun {
+        dir: dir.to_path_buf(),
+        config,
+        vocab,
+        model,
+        device,
+    })
+}
+
+/// Evaluates the run in `dir` at every requested length and writes `eval.json` / `eval.csv`
+/// (with a `-<scaling>` suffix when RoPE scaling is applied).
+pub fn evaluate_run(dir: &Path, options: &EvalOptions) -> Result<EvalReport, EvalError> {
+    let mut run = load_run(dir, options.device.as_deref())?;
+    let scaling = match (&options.rope_scaling, run.model.encoding_mut()) {
+        (None, _) => "none".to_string(),
+        (Some(s), PositionalEncoding::Rope(rope)) => {
+            let mut s = s.clone();
+            // YaRN's ramp is defined over the training context: the longest training sequence.
+            if let RopeScaling::Yarn {
+                original_max_len, ..
+            } = &mut s
+                && *original_max_len == 0
+            {
+                *original_max_len =
+                    data::longest_sequence(&run.config.task, run.config.model.mode, dir)
+                        .map_err(|e| run_err(dir, e))?;
+            }
+            rope.set_scaling(s.clone());
+            scaling_name(&s)
+        }
+        (Some(_), _) => {
+            return Err(run_err(
+                dir,
+                format!(
+                    "--rope-scaling applies to RoPE models only; this run uses `{}`",
+                    run.config.model.encoding.kind()
+                ),
+            ));
+        }
+    };
+    let report = evaluate_loaded(&run, options, scaling)?;
+    let suffix = if report.scaling == "none" {
+        String::new()
+    } else {
+        format!("-{}", report.scaling)
+    };
+    let json_path = dir.join(format!("eval{suffix}.json"));
+    let json = serde_json::to_string_pretty(&report).expect("report serialises");
+    write_atomic(&json_path, json.as_bytes()).map_err(|e| run_err(&json_path, e))?;
+    let csv_path = dir.join(format!("eval{suffix}.csv"));
+    write_atomic(&csv_path, to_csv(&report).as_bytes()).map_err(|e| run_err(&csv_path, e))?;
+    Ok(report)
+}
+
+/// A short name for a scaling, used in file names and reports: `linear4`, `ntk4`, `yarn4`.
+pub fn scaling_name(s: &RopeScaling) -> String {
+    match s {
+        RopeScaling::None => "none".into(),
+        RopeScaling::Linear { factor } => format!("linear{factor}"),
+        RopeScaling::Ntk { factor } => format!("ntk{factor}"),
+        RopeScaling::Yarn { factor, .. } => format!("yarn{factor}"),
+    }
+}
+
+/// Evaluates an already loaded run.
+pub fn evaluate_loaded(
+    run: &LoadedRun,
+    options: &EvalOptions,
+    scaling: String,
+) -> Result<EvalReport, EvalError> {
+    let cfg = &run.config;
+    let generator = cfg
+        .task
+        .generator(&run.dir)
+        .map_err(|e| run_err(&run.dir, format!("task.{}: {}", e.field, e.message)))?;
+    let (min_len, max_len) = cfg.task.train_lengths();
+    let lengths: Vec<usize> = match &options.lengths {
+        Some(l) => l.clone(),
+        None => (generator.min_len()..=options.max_factor * max_len).collect(),
+    };
+    let mut results = Vec::with_capacity(lengths.len());
+    for &len in &lengths {
+        if len < generator.min_len() {
+            results.push(LengthResult {
+                length: len,
+                tokens: 0,
+                metrics: None,
+                unsupported: Some(format!(
+                    "the task's shortest example has length {}",
+                    generator.min_len()
+                )),
+            });
+            continue;
+        }
+        let missing = generator
+            .symbols(len)
+            .into_iter()
+            .find(|s| run.vocab.tokenizer.token_to_id(s).is_none());
+        let mut rng = Rng::derive(cfg.seed, &format!("eval-{len}"));
+        let tokens = data::positions(&generator.example(&mut rng.clone(), len), cfg.model.mode);
+        let unsupported = if let Some(token) = missing {
+            Some(format!("the vocabulary has no token {token:?}"))
+        } else if !run.model.supports(tokens) {
+            Some(format!(
+                "`{}` cannot represent {tokens} positions",
+                cfg.model.encoding.kind()
+            ))
+        } else {
+            None
+        };
+        let metrics = match &unsupported {
+            Some(_) => None,
+            None => {
+                let items: Vec<_> = (0..options.examples)
+                    .map(|_| {
+                        data::encode(
+                            &generator.example(&mut rng, len),
+                            len,
+                            cfg.model.mode,
+                            &run.vocab,
+                        )
+                    })
+                    .collect();
+                Some(evaluate(
+                    &run.model,
+                    &items,
+                    options.batch_size,
+                    run.vocab.pad,
+                    &run.device,
+                ))
+            }
+        };
+        results.push(LengthResult {
+            length: len,
+            tokens,
+            metrics,
+            unsupported,
+        });
+    }
+    let buckets = Buckets {
+        in_distribution: bucket(&results, |l| l >= min_len && l <= max_len),
+        near: bucket(&results, |l| l > max_len && l <= 2 * max_len),
+        far: bucket(&results, |l| l > 2 * max_len && l <= 4 * max_len),
+    };
+    Ok(EvalReport {
+        run: cfg.name.clone(),
+        task: cfg.task.kind().into(),
+        encoding: cfg.model.encoding.kind().into(),
+        mode: cfg.model.mode,
+        seed: cfg.seed,
+        train_min_len: min_len,
+        train_max_len: max_len,
+        scaling,
+        examples_per_length: options.examples,
+        lengths: results,
+        buckets,
+    })
+}
+
+/// Means over the results whose length satisfies `within`.
+pub fn bucket(results: &[LengthResult], within: impl Fn(usize) -> bool) -> BucketMean {
+    let inside: Vec<&LengthResult> = results.iter().filter(|r| within(r.length)).collect();
+    let evaluated: Vec<&Metrics> = inside.iter().filter_map(|r| r.metrics.as_ref()).collect();
+    let mean = |f: &dyn Fn(&Metrics) -> f64| {
+        (!evaluated.is_empty())
+            .then(|| evaluated.iter().map(|m| f(m)).sum::<f64>() / evaluated.len() as f64)
+    };
+    BucketMean {
+        exact_match: mean(&|m| m.exact_match),
+        token_accuracy: mean(&|m| m.token_accuracy),
+        loss: mean(&|m| m.loss),
+        lengths: inside.len(),
+        unsupported: inside.len() - evaluated.len(),
+    }
+}
+
+/// `eval.csv`: one row per length; n/a lengths have empty metric cells.
+pub fn to_csv(report: &EvalReport) -> String {
+    let mut out = String::from("length,tokens,exact_match,token_accuracy,loss,unsupported\n");
+    for r in &report.lengths {
+        let cells = match &r.metrics {
+            Some(m) => format!("{},{},{}", m.exact_match, m.token_accuracy, m.loss),
+            None => ",,".into(),
+        };
+        let why = r
+            .unsupported
+            .as_deref()
+            .unwrap_or("")
+            .replace([',', '"'], " ");
+        out.push_str(&format!("{},{},{cells},{why}\n", r.length, r.tokens));
+    }
+    out
+}
+
+/// Parses `linear:4`, `ntk:4` or `yarn:4` (YaRN over the training context).
+pub fn parse_scaling(text: &str) -> Result<RopeScaling, String> {
+    let (kind, factor) = text
+        .split_once(':')
+        .ok_or_else(|| format!("expected KIND:FACTOR (linear:4, ntk:4, yarn:4), got {text:?}"))?;
+    let factor: f64 = factor
+        .parse()
+        .ok()
+        .filter(|f: &f64| *f >= 1.0 && f.is_finite())
+        .ok_or_else(|| format!("expected a factor >= 1 in {text:?}"))?;
+    match kind {
+        "linear" => Ok(RopeScaling::Linear { factor }),
+        "ntk" => Ok(RopeScaling::Ntk { factor }),
+        "yarn" => Ok(RopeScaling::Yarn {
+            factor,
+            original_max_len: 0,
+            alpha: 1.0,
+            beta: 32.0,
+        }),
+        other => Err(format!(
+            "unknown RoPE scaling {other:?}; expected linear, ntk or yarn"
+        )),
+    }
+}
+
+/// Parses `1,2,8` and ranges `1-64` (mixed: `1-16,32,64`).
+pub fn parse_lengths(text: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("expected lengths like 1-16,32,64; got {part:?}");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b || a == 0 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(
+                part.parse()
+                    .ok()
+                    .filter(|&n: &usize| n > 0)
+                    .ok_or_else(bad)?,
+            ),
+        }
+    }
+    if out.is_empty() {
+        return Err("expected at least one length".into());
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
