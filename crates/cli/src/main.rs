@@ -62,6 +62,27 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Train and evaluate a grid (tasks x encodings x seeds x ...), resumably, then write a report.
+    Ablate {
+        /// An experiment file, e.g. experiments/quick.toml.
+        experiment: PathBuf,
+        /// Cells trained side by side.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Run one share of the cells: i/n (1-based), for job arrays.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// List the cells and their status, and run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rebuild an experiment's report.md and plots from its finished cells.
+    Report {
+        /// The experiment directory, e.g. experiments/quick.
+        dir: PathBuf,
+    },
+    /// Show and export what an encoding looks like (tables, biases, angles, decay curves).
+    Inspect(InspectArgs),
 }
 
 fn main() -> ExitCode {
@@ -133,7 +154,186 @@ fn run(cli: Cli) -> Result<()> {
             rope_scaling,
             device,
         ),
+        Command::Ablate {
+            experiment,
+            jobs,
+            shard,
+            dry_run,
+        } => ablate(&experiment, jobs, shard.as_deref(), dry_run),
+        Command::Report { dir } => {
+            let path = ordo_eval::ablate::rebuild_report(&dir).map_err(anyhow::Error::msg)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        Command::Inspect(args) => inspect(args),
     }
+}
+
+fn ablate(path: &Path, jobs: usize, shard: Option<&str>, dry_run: bool) -> Result<()> {
+    use ordo_eval::ablate;
+    if jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    let shard = shard
+        .map(ablate::parse_shard)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--shard: {e}"))?;
+    let experiment = ablate::load(path).map_err(anyhow::Error::msg)?;
+    if dry_run {
+        let cells = experiment.shard(shard);
+        let scope = if shard.is_some() {
+            " in this shard"
+        } else {
+            ""
+        };
+        println!("{}: {} cells{scope}", experiment.name, cells.len());
+        for cell in cells {
+            println!("  {:<48} {}", cell.info.id, cell.status());
+        }
+        return Ok(());
+    }
+    let options = ablate::AblateOptions {
+        jobs,
+        shard,
+        verbose: true,
+    };
+    let report = ablate::run(&experiment, options).map_err(anyhow::Error::msg)?;
+    println!("wrote {}", report.display());
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// The encoding kind: none, sinusoidal, learned, t5, shaw, rope, alibi.
+    kind: String,
+    /// A parameter of that encoding: --set base=500, --set layout=half (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Number of positions.
+    #[arg(long, default_value_t = 64)]
+    len: usize,
+    #[arg(long, default_value_t = 64)]
+    d_model: usize,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// causal or bidirectional.
+    #[arg(long, default_value = "causal")]
+    mode: String,
+    /// Directory for the PNG and SVG pictures.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print one JSON object with the numbers instead of a summary.
+    #[arg(long)]
+    json: bool,
+    /// sinusoidal: check PE(pos+K) = M_K PE(pos) with M_K from the closed form.
+    #[arg(long, value_name = "K")]
+    check_shift: Option<usize>,
+    /// Use a trained run's encoding (learned table, T5 bias) and dimensions.
+    #[arg(long, value_name = "RUN_DIR")]
+    checkpoint: Option<PathBuf>,
+    /// With --checkpoint: draw the model's attention maps for this input (space-separated tokens).
+    #[arg(long)]
+    text: Option<String>,
+}
+
+fn inspect(a: InspectArgs) -> Result<()> {
+    use ordo_eval::inspect;
+    use ordo_model::AttentionMode;
+    if a.len == 0 {
+        bail!("--len must be positive");
+    }
+    let mode = match a.mode.as_str() {
+        "causal" => AttentionMode::Causal,
+        "bidirectional" => AttentionMode::Bidirectional,
+        other => bail!("--mode: expected causal or bidirectional, got {other:?}"),
+    };
+    if let Some(k) = a.check_shift {
+        if a.kind != "sinusoidal" {
+            bail!("--check-shift applies to sinusoidal only");
+        }
+        let config =
+            inspect::encoding_config(&a.kind, &a.sets, a.len).map_err(anyhow::Error::msg)?;
+        let ordo_model::PositionalEncodingConfig::Sinusoidal { base } = config else {
+            unreachable!("kind checked above")
+        };
+        if a.d_model % 2 != 0 {
+            bail!("--d-model: sinusoidal needs an even d_model");
+        }
+        let worst = inspect::check_shift(k, a.len, a.d_model, base);
+        println!(
+            "sinusoidal d_model={} base={base}: max |PE(pos+{k}) - M_{k} PE(pos)| over pos 0..{} = {worst:.3e}",
+            a.d_model, a.len
+        );
+        return Ok(());
+    }
+    let device = ordo_train::device::parse("cpu").map_err(anyhow::Error::msg)?;
+    let run = match &a.checkpoint {
+        Some(dir) => Some(ordo_eval::extrapolation::load_run(dir, Some("cpu"))?),
+        None => None,
+    };
+    let (config, encoding, dims) = match &run {
+        Some(run) => {
+            let kind = run.config.model.encoding.kind();
+            if kind != a.kind {
+                bail!(
+                    "{}: the run uses `{kind}`, not `{}`",
+                    run.dir.display(),
+                    a.kind
+                );
+            }
+            let encoding = run.model.encoding().clone();
+            (
+                run.config.model.encoding.clone(),
+                encoding,
+                run.config.model.dims(),
+            )
+        }
+        None => {
+            let config =
+                inspect::encoding_config(&a.kind, &a.sets, a.len).map_err(anyhow::Error::msg)?;
+            let model = ordo_model::ModelConfig {
+                d_model: a.d_model,
+                n_heads: a.heads,
+                mode,
+                encoding: config.clone(),
+                ..ordo_model::ModelConfig::default()
+            };
+            model
+                .validate()
+                .map_err(|e| anyhow::anyhow!("--d-model {} --heads {}: {e}", a.d_model, a.heads))?;
+            let dims = model.dims();
+            (config.clone(), config.init(&dims, &device), dims)
+        }
+    };
+    if a.json {
+        let value = inspect::describe(&config, &encoding, &dims, a.len, &device);
+        println!("{}", serde_json::to_string(&value)?);
+    } else {
+        println!(
+            "{}: {} (d_model {}, {} heads, {:?}, {} positions)",
+            config.kind(),
+            serde_json::to_string(&config)?,
+            dims.d_model,
+            dims.n_heads,
+            dims.mode,
+            a.len
+        );
+    }
+    if let Some(out) = &a.out {
+        let mut files = inspect::plots(&config, &encoding, &dims, a.len, out, &device)
+            .map_err(anyhow::Error::msg)?;
+        if let (Some(run), Some(text)) = (&run, &a.text) {
+            files.extend(inspect::attention_plots(run, text, out).map_err(anyhow::Error::msg)?);
+        }
+        if !a.json {
+            for f in &files {
+                println!("wrote {}", f.display());
+            }
+        }
+    } else if a.text.is_some() {
+        bail!("--text draws attention maps: give --out DIR too");
+    }
+    Ok(())
 }
 
 fn eval(

@@ -2,5 +2,9 @@
 //! ablation grids (`ordo ablate`) and their reports (`ordo report`).
 
 pub mod extrapolation;
+pub mod plot;
+pub mod report;
 
 pub use extrapolation::{EvalOptions, EvalReport, evaluate_run};
+pub mod ablate;
+pub mod inspect;
