@@ -1,0 +1,255 @@
+//! `ordo eval` on a tiny trained model and `ordo ablate` resumption.
+
+use ordo_eval::ablate::{self, AblateOptions, Status};
+use ordo_eval::{EvalOptions, evaluate_run};
+use std::path::{Path, PathBuf};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ordo-eval-{label}-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+const BASE: &str = r#"
+[model]
+d_model = 32
+n_heads = 2
+n_layers = 2
+[model.encoding]
+kind = "rope"
+[task]
+kind = "copy"
+symbols = 6
+min_len = 1
+max_len = 4
+[train]
+steps = 40
+batch_size = 16
+lr = 3e-3
+warmup_steps = 5
+log_every = 10
+eval_every = 20
+eval_examples = 32
+checkpoint_every = 20
+"#;
+
+fn write_base(dir: &Path) -> PathBuf {
+    let path = dir.join("copy.toml");
+    std::fs::write(&path, BASE).unwrap();
+    path
+}
+
+#[test]
+fn eval_of_a_tiny_model_covers_every_length_and_marks_what_the_scheme_cannot_represent() {
+    let tmp = TempDir::new("eval");
+    let base = write_base(&tmp.0);
+    for kind in ["learned", "rope"] {
+        let config = ordo_train::config::load(
+            &base,
+            &[
+                format!("model.encoding.kind={kind}"),
+                format!("name={kind}"),
+                format!("out_dir={}", tmp.0.join("runs").display()),
+            ],
+        )
+        .unwrap();
+        let dir = config.run_dir();
+        ordo_train::trainer::train(config, &tmp.0, ordo_train::trainer::Progress::Quiet).unwrap();
+        let options = EvalOptions {
+            examples: 16,
+            ..EvalOptions::default()
+        };
+        let report = evaluate_run(&dir, &options).unwrap();
+        let lengths: Vec<usize> = report.lengths.iter().map(|r| r.length).collect();
+        assert_eq!(
+            lengths,
+            (1..=16).collect::<Vec<_>>(),
+            "default lengths are 1..=4L"
+        );
+        // copy of n symbols: n + [SEP] + n answer tokens, the last not fed to a decoder.
+        assert!(report.lengths.iter().all(|r| r.tokens == 2 * r.length));
+        let b = &report.buckets;
+        assert_eq!(
+            (b.in_distribution.lengths, b.near.lengths, b.far.lengths),
+            (4, 4, 8)
+        );
+        match kind {
+            // The learned table has 2*4 = 8 rows: lengths 1..=4 fit, nothing longer.
+            "learned" => {
+                for r in &report.lengths {
+                    assert_eq!(r.metrics.is_some(), r.length <= 4, "length {}", r.length);
+                    if r.length > 4 {
+                        assert!(
+                            r.unsupported
+                                .as_deref()
+                                .unwrap()
+                                .contains("cannot represent")
+                        );
+                    }
+                }
+                assert_eq!(b.near.exact_match, None);
+                assert_eq!((b.near.unsupported, b.far.unsupported), (4, 8));
+            }
+            _ => {
+                assert!(report.lengths.iter().all(|r| r.metrics.is_some()));
+                let m = report.lengths[0].metrics.unwrap();
+                assert_eq!(m.examples, 16);
+                assert!((0.0..=1.0).contains(&m.exact_match) && m.loss.is_finite());
+            }
+        }
+        // Means of a bucket are the means of its lengths.
+        let id: Vec<f64> = report.lengths[..4]
+            .iter()
+            .map(|r| r.metrics.unwrap().exact_match)
+            .collect();
+        let mean = id.iter().sum::<f64>() / 4.0;
+        assert!((b.in_distribution.exact_match.unwrap() - mean).abs() < 1e-12);
+        let json: ordo_eval::EvalReport =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();
+        assert_eq!(json, report);
+        let csv = std::fs::read_to_string(dir.join("eval.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 17);
+        // The same evaluation is reproducible (fresh data is seeded by the run's seed and length).
+        assert_eq!(evaluate_run(&dir, &options).unwrap(), report);
+    }
+    // RoPE scaling is refused for other schemes and recorded for RoPE.
+    let scaling = Some(ordo_encodings::RopeScaling::Linear { factor: 2.0 });
+    let options = EvalOptions {
+        examples: 8,
+        lengths: Some(vec![2, 8]),
+        rope_scaling: scaling,
+        ..EvalOptions::default()
+    };
+    let err = evaluate_run(&tmp.0.join("runs/learned"), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("RoPE"), "{err}");
+    let scaled = evaluate_run(&tmp.0.join("runs/rope"), &options).unwrap();
+    assert_eq!(scaled.scaling, "linear2");
+    assert!(tmp.0.join("runs/rope/eval-linear2.json").is_file());
+}
+
+fn experiment(tmp: &TempDir) -> PathBuf {
+    write_base(&tmp.0);
+    let path = tmp.0.join("grid.toml");
+    std::fs::write(
+        &path,
+        r#"
+tasks = ["copy.toml"]
+encodings = ["none", "alibi", "sinusoidal"]
+seeds = [0, 1]
+[set]
+"train.steps" = 20
+[eval]
+examples = 8
+max_factor = 2
+"#,
+    )
+    .unwrap();
+    path
+}
+
+fn snapshot(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime, Vec<u8>)> {
+    ["summary.json", "eval.json", "checkpoint/state.json"]
+        .iter()
+        .map(|f| {
+            let p = dir.join(f);
+            let meta = std::fs::metadata(&p).unwrap();
+            (
+                p.clone(),
+                meta.modified().unwrap(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_interrupted_ablation_resumes_without_touching_finished_cells() {
+    let tmp = TempDir::new("ablate");
+    let path = experiment(&tmp);
+    let exp = ablate::load(&path).unwrap();
+    assert_eq!(exp.cells.len(), 6);
+    assert!(exp.cells.iter().all(|c| c.status() == Status::Todo));
+
+    // A first shard finishes half the cells; a third cell is killed part-way through training.
+    let options = |shard| AblateOptions {
+        jobs: 2,
+        shard,
+        verbose: false,
+    };
+    ablate::run(&exp, options(Some((1, 2)))).unwrap();
+    let done: Vec<_> = exp
+        .cells
+        .iter()
+        .filter(|c| c.status() == Status::Done)
+        .collect();
+    assert_eq!(done.len(), 3);
+    let partial = exp
+        .cells
+        .iter()
+        .find(|c| c.status() == Status::Todo)
+        .unwrap();
+    let stopped = ordo_train::trainer::train_until(
+        partial.config.clone(),
+        &partial.base_dir,
+        ordo_train::trainer::Progress::Quiet,
+        Some(10),
+    )
+    .unwrap();
+    assert!(stopped.is_none());
+    assert_eq!(partial.status(), Status::Started);
+    let before: Vec<_> = done.iter().map(|c| snapshot(&c.run_dir())).collect();
+
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let report = ablate::run(&exp, options(None)).unwrap();
+    assert!(exp.cells.iter().all(|c| c.status() == Status::Done));
+    let after: Vec<_> = done.iter().map(|c| snapshot(&c.run_dir())).collect();
+    assert_eq!(before, after, "finished cells were rewritten");
+
+    // The report covers every cell and can be rebuilt from the run directories alone.
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.contains("6 finished cells"), "{text}");
+    std::fs::remove_file(&report).unwrap();
+    let rebuilt = ablate::rebuild_report(&exp.dir).unwrap();
+    assert_eq!(std::fs::read_to_string(rebuilt).unwrap(), text);
+}
+
+#[test]
+fn experiment_errors_name_the_file_and_the_cell() {
+    let tmp = TempDir::new("ablate-errors");
+    write_base(&tmp.0);
+    let cases = [
+        ("tasks = [\"copy.toml\"]\nencodings = [\"xpos\"]", "xpos"),
+        ("tasks = [\"missing.toml\"]", "missing.toml"),
+        ("tasks = [\"copy.toml\"]\nbogus = 1", "bogus"),
+        (
+            "tasks = [\"copy.toml\"]\n[set]\n\"model.n_heads\" = 3",
+            "model.n_heads",
+        ),
+        (
+            "tasks = [\"copy.toml\"]\n[grid]\n\"model.mode\" = \"causal\"",
+            "grid",
+        ),
+    ];
+    for (text, needle) in cases {
+        let path = tmp.0.join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let err = ablate::load(&path).unwrap_err();
+        assert!(err.contains("bad.toml") || err.contains("cell "), "{err}");
+        assert!(err.contains(needle), "{needle:?} missing from {err}");
+    }
+    assert!(ablate::parse_shard("3/2").is_err());
+    assert_eq!(ablate::parse_shard("2/4").unwrap(), (2, 4));
+}
