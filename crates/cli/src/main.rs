@@ -66,9 +66,9 @@ enum Command {
     Ablate {
         /// An experiment file, e.g. experiments/quick.toml.
         experiment: PathBuf,
-        /// Cells trained side by side.
-        #[arg(long, default_value_t = 1)]
-        jobs: usize,
+        /// Cells trained side by side (default: the experiment's `jobs`, else 1).
+        #[arg(long)]
+        jobs: Option<usize>,
         /// Run one share of the cells: i/n (1-based), for job arrays.
         #[arg(long, value_name = "I/N")]
         shard: Option<String>,
@@ -169,9 +169,9 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn ablate(path: &Path, jobs: usize, shard: Option<&str>, dry_run: bool) -> Result<()> {
+fn ablate(path: &Path, jobs: Option<usize>, shard: Option<&str>, dry_run: bool) -> Result<()> {
     use ordo_eval::ablate;
-    if jobs == 0 {
+    if jobs == Some(0) {
         bail!("--jobs must be at least 1");
     }
     let shard = shard
@@ -193,7 +193,7 @@ fn ablate(path: &Path, jobs: usize, shard: Option<&str>, dry_run: bool) -> Resul
         return Ok(());
     }
     let options = ablate::AblateOptions {
-        jobs,
+        jobs: jobs.unwrap_or(experiment.spec.jobs),
         shard,
         verbose: true,
     };

@@ -51,6 +51,13 @@ pub struct ExperimentSpec {
     pub grid: toml::Table,
     #[serde(default)]
     pub eval: EvalSpec,
+    /// Cells trained side by side unless `--jobs` says otherwise.
+    #[serde(default = "one_job")]
+    pub jobs: usize,
+}
+
+fn one_job() -> usize {
+    1
 }
 
 fn all_encodings() -> Vec<String> {
@@ -172,6 +179,9 @@ pub fn load(path: &Path) -> Result<Experiment, String> {
         })?;
     if spec.tasks.is_empty() {
         return Err(err(path, "`tasks`: expected at least one task config"));
+    }
+    if spec.jobs == 0 {
+        return Err(err(path, "`jobs`: expected at least 1"));
     }
     if spec.encodings.is_empty() || spec.seeds.is_empty() {
         return Err(err(path, "`encodings` and `seeds` must not be empty"));

@@ -1,0 +1,228 @@
+//! The `ordo` binary end to end: `inspect` output against the golden values, plots on disk,
+//! and clear errors (never a panic) on bad input.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn ordo(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(args: &[&str]) -> Value {
+    let (ok, stdout, stderr) = ordo(args);
+    assert!(ok, "{args:?}: {stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn close(v: &Value, want: &[f64], tol: f64) {
+    let got: Vec<f64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= tol, "{got:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn inspect_json_reproduces_the_golden_values() {
+    let v = json(&[
+        "inspect",
+        "sinusoidal",
+        "--len",
+        "3",
+        "--d-model",
+        "6",
+        "--heads",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(v["kind"], "sinusoidal");
+    close(
+        &v["table"][1],
+        &[0.84147, 0.54030, 0.04640, 0.99892, 0.00215, 1.0],
+        1e-5,
+    );
+    close(
+        &v["table"][2],
+        &[0.90930, -0.41615, 0.09270, 0.99569, 0.00431, 0.99999],
+        1e-5,
+    );
+
+    let v = json(&["inspect", "alibi", "--heads", "8", "--len", "4", "--json"]);
+    close(
+        &v["slopes"],
+        &(1..=8).map(|h| 0.5f64.powi(h)).collect::<Vec<_>>(),
+        1e-15,
+    );
+    close(&v["bias"][0][3], &[-1.5, -1.0, -0.5, 0.0], 1e-7);
+    let v = json(&[
+        "inspect",
+        "alibi",
+        "--heads",
+        "6",
+        "--d-model",
+        "48",
+        "--len",
+        "2",
+        "--json",
+    ]);
+    close(
+        &v["slopes"],
+        &[0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125],
+        1e-15,
+    );
+
+    // T5 causal 32/128: row i = 130, key 0 is distance 130 -> 31; distances 0-15 exact; 16 -> 16.
+    let v = json(&["inspect", "t5", "--len", "131", "--json"]);
+    let row = &v["buckets"][130];
+    assert_eq!(row[0], 31);
+    assert_eq!(row[130 - 15], 15);
+    assert_eq!(row[130 - 16], 16);
+    assert_eq!(row[130 - 18], 16);
+    assert_eq!(row[130 - 19], 17);
+    assert_eq!(row[130 - 113], 31);
+    assert_eq!(row[130 - 112], 30);
+    assert_eq!(v["bias"].as_array().unwrap().len(), 4);
+    let v = json(&[
+        "inspect",
+        "t5",
+        "--mode",
+        "bidirectional",
+        "--len",
+        "100",
+        "--json",
+    ]);
+    assert_eq!(v["buckets"][0][1], 17);
+    assert_eq!(v["buckets"][0][8], 24);
+    assert_eq!(v["buckets"][0][64], 30);
+    assert_eq!(v["buckets"][8][0], 8);
+
+    // RoPE: angle m * base^(-2i/d_head); d_model 64, 4 heads -> d_head 16.
+    let v = json(&[
+        "inspect", "rope", "--set", "base=500", "--len", "5", "--json",
+    ]);
+    let want: Vec<f64> = (0..8)
+        .map(|i| 4.0 * 500f64.powf(-(2.0 * i as f64) / 16.0))
+        .collect();
+    close(&v["angles"][4], &want, 1e-5);
+    let v = json(&[
+        "inspect",
+        "shaw",
+        "--set",
+        "max_distance=2",
+        "--len",
+        "5",
+        "--json",
+    ]);
+    close(&v["relative_index"][4], &[-2.0, -2.0, -2.0, -1.0, 0.0], 0.0);
+    close(&v["relative_index"][0], &[0.0, 1.0, 2.0, 2.0, 2.0], 0.0);
+}
+
+#[test]
+fn check_shift_is_at_float_precision() {
+    let (ok, stdout, stderr) = ordo(&[
+        "inspect",
+        "sinusoidal",
+        "--check-shift",
+        "7",
+        "--len",
+        "300",
+    ]);
+    assert!(ok, "{stderr}");
+    let worst: f64 = stdout.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(worst < 1e-5, "{stdout}");
+}
+
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (be(&bytes[16..20]), be(&bytes[20..24]))
+}
+
+#[test]
+fn inspect_writes_every_plot_as_valid_images() {
+    let out: PathBuf = std::env::temp_dir().join(format!("ordo-inspect-{}", std::process::id()));
+    std::fs::remove_dir_all(&out).ok();
+    let expected: &[(&str, &[&str])] = &[
+        (
+            "sinusoidal",
+            &["sinusoidal-table", "sinusoidal-dot-products"],
+        ),
+        ("learned", &["learned-table", "learned-dot-products"]),
+        ("t5", &["t5-buckets", "t5-bias-head0", "t5-bias-head3"]),
+        ("shaw", &["shaw-relative-index"]),
+        ("rope", &["rope-cos-angles", "rope-decay"]),
+        ("alibi", &["alibi-bias-head0", "alibi-slopes"]),
+    ];
+    for (kind, stems) in expected {
+        let (ok, _, stderr) = ordo(&[
+            "inspect",
+            kind,
+            "--len",
+            "32",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "{kind}: {stderr}");
+        for stem in *stems {
+            let png = std::fs::read(out.join(format!("{stem}.png"))).unwrap();
+            let (w, h) = png_size(&png);
+            assert!(
+                w >= 400 && h >= 300 && png.len() > 5_000,
+                "{stem}: {w}x{h}, {} bytes",
+                png.len()
+            );
+            let svg = std::fs::read_to_string(out.join(format!("{stem}.svg"))).unwrap();
+            assert!(
+                svg.trim_start().starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+                "{stem}"
+            );
+            assert!(
+                svg.contains("<rect") || svg.contains("<polyline"),
+                "{stem}: nothing drawn"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_no_panic() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "no/such/config.toml"], "no/such/config.toml"),
+        (&["eval", "/nonexistent-run"], "not a run directory"),
+        (
+            &["ablate", "no/such/experiment.toml"],
+            "no/such/experiment.toml",
+        ),
+        (&["inspect", "xpos"], "xpos"),
+        (&["inspect", "rope", "--set", "fraction=0.3"], "fraction"),
+        (&["inspect", "rope", "--set", "bogus=1"], "bogus"),
+        (&["inspect", "alibi", "--heads", "3"], "--heads"),
+        (&["inspect", "rope", "--check-shift", "2"], "sinusoidal"),
+        (&["eval", "/tmp", "--rope-scaling", "warp:2"], "warp"),
+        (&["ablate", "x.toml", "--shard", "0/2"], "--shard"),
+    ];
+    for (args, needle) in cases {
+        let (ok, _, stderr) = ordo(args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {needle:?} not in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+}
