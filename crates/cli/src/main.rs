@@ -6,6 +6,8 @@ use ordo_train::trainer::{self, Progress};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "ordo",
@@ -83,6 +85,8 @@ enum Command {
     },
     /// Show and export what an encoding looks like (tables, biases, angles, decay curves).
     Inspect(InspectArgs),
+    /// Measure training and evaluation throughput and peak memory.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -166,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Inspect(args) => inspect(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -1,0 +1,176 @@
+//! `ordo bench`: training and evaluation throughput and peak memory (see `ordo_train::bench`).
+//!
+//! Every measurement runs in a child process (this executable re-invoked with the hidden
+//! `--single JOB`) so that its peak resident set is its own; the parent gathers the JSON line
+//! each child prints.
+
+use anyhow::{Context, Result, bail};
+use ordo_train::bench::{self, Job, Options, Plan};
+use std::path::PathBuf;
+use std::process::Command;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Shapes whose training step is measured (tiny, small, medium; `none` for none).
+    #[arg(long, value_delimiter = ',', default_value = "tiny,small,medium")]
+    shapes: Vec<String>,
+    /// Positional encodings measured.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "none,sinusoidal,learned,t5,shaw,rope,alibi"
+    )]
+    encodings: Vec<String>,
+    /// Shapes whose forward-only evaluation is measured (`none` for none).
+    #[arg(long, value_delimiter = ',', default_value = "small")]
+    eval_shapes: Vec<String>,
+    /// Evaluated lengths, as multiples of the shape's training length.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
+    eval_factors: Vec<usize>,
+    /// Tokens per evaluation forward pass (batch = tokens / length).
+    #[arg(long, default_value_t = bench::EVAL_TOKENS)]
+    eval_tokens: usize,
+    /// Timed steps per measurement (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Untimed warm-up steps before them.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Device: cpu (flex), flex, ndarray, wgpu.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Seed of the weights and of the random batch.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the report as JSON on stdout instead of a table (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Internal: run one measurement (`train:SHAPE:ENCODING` or `eval:SHAPE:ENCODING:FACTOR`)
+    /// in this process and print its record as one JSON line.
+    #[arg(long, hide = true, value_name = "JOB")]
+    single: Option<String>,
+}
+
+fn list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && s != "none")
+        .collect()
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    if args.eval_tokens == 0 {
+        bail!("--eval-tokens must be positive");
+    }
+    if args.eval_factors.contains(&0) {
+        bail!("--eval-factors must be positive");
+    }
+    ordo_train::device::parse(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    let options = Options {
+        steps: args.steps,
+        warmup: args.warmup,
+        device: args.device.clone(),
+        eval_tokens: args.eval_tokens,
+        max_eval_factor: args.eval_factors.iter().copied().max().unwrap_or(1),
+        seed: args.seed,
+    };
+
+    if let Some(job) = &args.single {
+        let job: Job = job
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--single: {e}"))?;
+        let record = bench::measure(&job, &options).map_err(|e| anyhow::anyhow!("{job}: {e}"))?;
+        println!("{}", serde_json::to_string(&record)?);
+        return Ok(());
+    }
+
+    // `none` is an encoding: only the shape lists treat it as "nothing".
+    let encodings: Vec<String> = args
+        .encodings
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let plan = Plan {
+        shapes: list(&args.shapes),
+        encodings,
+        eval_shapes: list(&args.eval_shapes),
+        eval_factors: args.eval_factors.clone(),
+    };
+    let jobs = plan.jobs().map_err(|e| anyhow::anyhow!(e))?;
+    if jobs.is_empty() {
+        bail!("nothing to measure: give --shapes or --eval-shapes, and --encodings");
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(load) = bench::load_average().filter(|&l| l >= 0.5 * threads as f64) {
+        eprintln!(
+            "warning: load average {load:.2} on {threads} hardware threads: other processes compete for the cores, so the figures will be low and noisy"
+        );
+    }
+    let exe = std::env::current_exe().context("cannot find the ordo executable")?;
+    let factors: Vec<String> = args.eval_factors.iter().map(|f| f.to_string()).collect();
+    let total = jobs.len();
+    let mut done = 0usize;
+    let report = bench::run_jobs(
+        &jobs,
+        &options,
+        |job| {
+            let mut command = Command::new(&exe);
+            command.args([
+                "bench".to_string(),
+                "--single".into(),
+                job.to_string(),
+                "--steps".into(),
+                options.steps.to_string(),
+                "--warmup".into(),
+                options.warmup.to_string(),
+                "--device".into(),
+                options.device.clone(),
+                "--eval-tokens".into(),
+                options.eval_tokens.to_string(),
+                "--eval-factors".into(),
+                factors.join(","),
+                "--seed".into(),
+                options.seed.to_string(),
+            ]);
+            command
+        },
+        |job, result| {
+            done += 1;
+            match result {
+                Ok(r) => eprintln!(
+                    "[{done}/{total}] {job}: {:.0} tok/s, {:.1} ms/step, peak {} MiB",
+                    r.tokens_per_second,
+                    r.step_seconds * 1e3,
+                    r.peak_rss_mib
+                        .map_or("n/a".to_string(), |m| format!("{m:.0}"))
+                ),
+                Err(e) => eprintln!("[{done}/{total}] {job}: FAILED: {e}"),
+            }
+        },
+    );
+    let json = report.to_json();
+    if let Some(path) = &args.out {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", report.table());
+        if let Some(path) = &args.out {
+            println!("wrote {}", path.display());
+        }
+    }
+    if !report.failures.is_empty() {
+        bail!("{} of {total} measurements failed", report.failures.len());
+    }
+    Ok(())
+}
