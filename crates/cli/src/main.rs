@@ -261,7 +261,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
         let ordo_model::PositionalEncodingConfig::Sinusoidal { base } = config else {
             unreachable!("kind checked above")
         };
-        if a.d_model % 2 != 0 {
+        if !a.d_model.is_multiple_of(2) {
             bail!("--d-model: sinusoidal needs an even d_model");
         }
         let worst = inspect::check_shift(k, a.len, a.d_model, base);

@@ -37,7 +37,7 @@ impl Positional for LearnedPositions {
             t <= max_len,
             "learned positions: sequence of {t} exceeds max_len {max_len} (check supports() first)"
         );
-        let pe = self.table.val().slice([0..t]); // [t, d]
+        let pe = self.table.val().slice_dim(0, 0..t); // [t, d]
         x + pe.unsqueeze::<3>() // [b, t, d]
     }
 

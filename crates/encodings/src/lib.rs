@@ -220,7 +220,7 @@ impl PositionalEncodingConfig {
                         format!("expected a number > 1, got {base}"),
                     ));
                 }
-                if dims.d_model % 2 != 0 {
+                if !dims.d_model.is_multiple_of(2) {
                     return Err(invalid(
                         "kind",
                         format!(

@@ -77,7 +77,7 @@ pub(crate) fn validate(
         ));
     }
     let rotated = fraction * d_head as f64;
-    if rotated.fract() != 0.0 || rotated as usize % 2 != 0 {
+    if rotated.fract() != 0.0 || !(rotated as usize).is_multiple_of(2) {
         return Err(invalid(
             "fraction",
             format!(
@@ -100,6 +100,8 @@ pub(crate) fn validate(
                     "expected a positive length",
                 ));
             }
+            // Written negated so that NaN is rejected too.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
             if !(alpha < beta) {
                 return Err(invalid(
                     "scaling.beta",
@@ -146,7 +148,7 @@ impl Rope {
     ) -> Self {
         let rotated = (fraction * d_head as f64).round() as usize;
         assert!(
-            rotated % 2 == 0 && rotated > 0,
+            rotated.is_multiple_of(2) && rotated > 0,
             "RoPE needs an even number of rotated dims"
         );
         Self {

@@ -70,7 +70,7 @@ impl Shaw {
 
     fn layer_table(table: &Param<Tensor<3>>, layer: usize) -> Tensor<2> {
         let [_, r, dh] = table.dims();
-        table.val().slice([layer..layer + 1]).reshape([r, dh])
+        table.val().slice_dim(0, layer..layer + 1).reshape([r, dh])
     }
 }
 

@@ -24,7 +24,7 @@ pub struct Sinusoidal {
 impl Sinusoidal {
     pub fn new(base: f64, d_model: usize) -> Self {
         assert!(
-            d_model % 2 == 0,
+            d_model.is_multiple_of(2),
             "sinusoidal encoding needs an even d_model, got {d_model}"
         );
         Self { base, d_model }

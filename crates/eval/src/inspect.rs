@@ -43,7 +43,7 @@ pub fn describe(
         }
         PositionalEncoding::Learned(l) => {
             let n = len.min(l.table.dims()[0]);
-            let (_, v) = tensor_rows(l.table.val().slice([0..n]));
+            let (_, v) = tensor_rows(l.table.val().slice_dim(0, 0..n));
             obj.insert("table".into(), rows(&v, dims.d_model));
         }
         PositionalEncoding::T5(t5) => {
@@ -265,7 +265,7 @@ pub fn plots(
         }
         PositionalEncoding::Learned(l) => {
             let n = len.min(l.table.dims()[0]);
-            let (_, v) = tensor_rows(l.table.val().slice([0..n]));
+            let (_, v) = tensor_rows(l.table.val().slice_dim(0, 0..n));
             absolute(v, "learned table", &mut files)?;
         }
         PositionalEncoding::T5(t5) => {

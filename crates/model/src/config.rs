@@ -101,7 +101,7 @@ impl ModelConfig {
                 return err(field, "expected a positive integer, got 0".into());
             }
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return err(
                 "n_heads",
                 format!(

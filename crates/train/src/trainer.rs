@@ -479,7 +479,7 @@ fn run(
             bar.set_position(step as u64);
         }
 
-        if step % t.log_every == 0 || step == t.steps {
+        if step.is_multiple_of(t.log_every) || step == t.steps {
             let elapsed = window_start.elapsed().as_secs_f64();
             let tps = window_tokens as f64 / elapsed.max(1e-9);
             let mean_loss = window_loss / window_steps as f64;
@@ -501,7 +501,7 @@ fn run(
             (window_tokens, window_loss, window_steps) = (0, 0.0, 0);
             window_start = Instant::now();
         }
-        if step % t.eval_every == 0 || step == t.steps {
+        if step.is_multiple_of(t.eval_every) || step == t.steps {
             let m = eval_now(&model);
             log.write(serde_json::json!({
                 "kind": "eval", "step": step, "loss": m.loss, "perplexity": m.perplexity(),
@@ -515,7 +515,7 @@ fn run(
             last_valid = Some(m);
             window_start = Instant::now();
         }
-        if step % t.checkpoint_every == 0 || step == t.steps {
+        if step.is_multiple_of(t.checkpoint_every) || step == t.steps {
             state.seconds = seconds_before + started.elapsed().as_secs_f64();
             save_checkpoint(&setup, &model, &optim, &state)?;
         }
