@@ -87,6 +87,17 @@ enum Command {
     Inspect(InspectArgs),
     /// Measure training and evaluation throughput and peak memory.
     Bench(bench::BenchArgs),
+    /// Print a corpus generated from the grammar (how data/corpus.txt was made).
+    Corpus {
+        #[arg(long, default_value_t = 20000)]
+        sentences: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 5)]
+        min_len: usize,
+        #[arg(long, default_value_t = 20)]
+        max_len: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -171,6 +182,22 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect(args) => inspect(args),
         Command::Bench(args) => bench::run(args),
+        Command::Corpus {
+            sentences,
+            seed,
+            min_len,
+            max_len,
+        } => {
+            if min_len < 5 || min_len > max_len {
+                bail!("expected 5 <= --min-len <= --max-len");
+            }
+            let lexicon = ordo_train::tasks::Lexicon::builtin();
+            print!(
+                "{}",
+                ordo_train::tasks::corpus(&lexicon, seed, sentences, min_len, max_len)
+            );
+            Ok(())
+        }
     }
 }
 
@@ -381,19 +408,25 @@ fn eval(
         report.scaling
     );
     println!(
-        "{:>7} {:>7} {:>12} {:>15} {:>8}",
-        "length", "tokens", "exact_match", "token_accuracy", "loss"
+        "{:>7} {:>7} {:>12} {:>15} {:>8} {:>11}",
+        "length", "tokens", "exact_match", "token_accuracy", "loss", "perplexity"
     );
     for r in &report.lengths {
         match &r.metrics {
             Some(m) => println!(
-                "{:>7} {:>7} {:>12.4} {:>15.4} {:>8.4}",
-                r.length, r.tokens, m.exact_match, m.token_accuracy, m.loss
-            ),
-            None => println!(
-                "{:>7} {:>7} {:>12} {:>15} {:>8}  ({})",
+                "{:>7} {:>7} {:>12.4} {:>15.4} {:>8.4} {:>11.3}",
                 r.length,
                 r.tokens,
+                m.exact_match,
+                m.token_accuracy,
+                m.loss,
+                m.perplexity()
+            ),
+            None => println!(
+                "{:>7} {:>7} {:>12} {:>15} {:>8} {:>11}  ({})",
+                r.length,
+                r.tokens,
+                "n/a",
                 "n/a",
                 "n/a",
                 "n/a",

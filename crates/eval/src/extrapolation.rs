@@ -216,8 +216,11 @@ pub fn evaluate_loaded(
         .generator(&run.dir)
         .map_err(|e| run_err(&run.dir, format!("task.{}: {}", e.field, e.message)))?;
     let (min_len, max_len) = cfg.task.train_lengths();
+    let lm = generator.corpus().is_some();
     let lengths: Vec<usize> = match &options.lengths {
         Some(l) => l.clone(),
+        // Language models: perplexity at context L, 2L, 4L and 8L (Press et al. 2022).
+        None if lm => [1, 2, 4, 8].iter().map(|f| f * max_len).collect(),
         None => (generator.min_len()..=options.max_factor * max_len).collect(),
     };
     let mut results = Vec::with_capacity(lengths.len());
@@ -239,7 +242,21 @@ pub fn evaluate_loaded(
             .into_iter()
             .find(|s| run.vocab.tokenizer.token_to_id(s).is_none());
         let mut rng = Rng::derive(cfg.seed, &format!("eval-{len}"));
-        let tokens = data::positions(&generator.example(&mut rng.clone(), len), cfg.model.mode);
+        if let Some(corpus) = generator.corpus()
+            && corpus.valid.len() < 2 * (len + 1)
+        {
+            results.push(LengthResult {
+                length: len,
+                tokens: len,
+                metrics: None,
+                unsupported: Some(format!(
+                    "the held-out text has {} tokens, too few for windows of {len}",
+                    corpus.valid.len()
+                )),
+            });
+            continue;
+        }
+        let tokens = data::positions(&generator.held_out(&mut rng.clone(), len), cfg.model.mode);
         let unsupported = if let Some(token) = missing {
             Some(format!("the vocabulary has no token {token:?}"))
         } else if !run.model.supports(tokens) {
@@ -253,15 +270,16 @@ pub fn evaluate_loaded(
         let metrics = match &unsupported {
             Some(_) => None,
             None => {
-                let items: Vec<_> = (0..options.examples)
-                    .map(|_| {
-                        data::encode(
-                            &generator.example(&mut rng, len),
-                            len,
-                            cfg.model.mode,
-                            &run.vocab,
-                        )
-                    })
+                let examples = match generator.corpus() {
+                    // Non-overlapping windows of the held-out text.
+                    Some(corpus) => corpus.held_out_windows(len, options.examples),
+                    None => (0..options.examples)
+                        .map(|_| generator.example(&mut rng, len))
+                        .collect(),
+                };
+                let items: Vec<_> = examples
+                    .iter()
+                    .map(|e| data::encode(e, len, cfg.model.mode, &run.vocab))
                     .collect();
                 Some(evaluate(
                     &run.model,

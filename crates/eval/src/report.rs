@@ -609,8 +609,95 @@ pub fn write_report(
             },
         )?;
     }
-    let md = render_markdown(spec, &rows, cells.len());
+    let mut md = render_markdown(spec, &rows, cells.len());
+    md.push_str(&perplexity_section(&cells, spec, &plots)?);
     let path = dir.join("report.md");
     write_atomic(&path, md.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
+}
+
+/// For language-modelling cells: perplexity (mean over seeds) at each evaluated context length,
+/// a table and a plot per (task, variant) with one line per encoding. Empty without `lm` cells.
+pub fn perplexity_section(
+    cells: &[CellResult],
+    spec: &ReportSpec,
+    plots: &Path,
+) -> Result<String, String> {
+    let lm: Vec<&CellResult> = cells.iter().filter(|c| c.task == "lm").collect();
+    if lm.is_empty() {
+        return Ok(String::new());
+    }
+    let mut out = String::from(
+        "\n## Perplexity against context length\n\nHeld-out perplexity `exp(loss)` over non-overlapping windows of each context length (Press et al. 2022), mean over seeds; `n/a`: the scheme cannot represent that length.\n",
+    );
+    let variants = distinct(lm.iter().map(|c| &c.variant));
+    for variant in variants {
+        let group: Vec<&&CellResult> = lm.iter().filter(|c| &c.variant == variant).collect();
+        let mut lengths: Vec<usize> = group
+            .iter()
+            .flat_map(|c| c.eval.lengths.iter().map(|r| r.length))
+            .collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        let mut encodings: Vec<&String> = distinct(group.iter().map(|c| &c.encoding));
+        encodings.sort_by_key(|e| order_index(&spec.encodings_order, e));
+        let label = variant_label(variant);
+        out.push_str(&format!(
+            "\n### lm{}\n\n| encoding |",
+            if label.is_empty() {
+                String::new()
+            } else {
+                format!(" ({label})")
+            }
+        ));
+        for l in &lengths {
+            out.push_str(&format!(" {l} |"));
+        }
+        out.push_str("\n|---|");
+        out.push_str(&"---:|".repeat(lengths.len()));
+        out.push('\n');
+        let mut series = Vec::new();
+        let train_len = group.first().map_or(0, |c| c.eval.train_max_len);
+        for enc in encodings {
+            let mut points = Vec::new();
+            out.push_str(&format!("| {enc} |"));
+            for &l in &lengths {
+                let ppl: Vec<f64> = group
+                    .iter()
+                    .filter(|c| &c.encoding == enc)
+                    .filter_map(|c| c.eval.lengths.iter().find(|r| r.length == l))
+                    .filter_map(|r| r.metrics.map(|m| m.loss.exp()))
+                    .collect();
+                if ppl.is_empty() {
+                    out.push_str(" n/a |");
+                    points.push((l as f64, f64::NAN));
+                } else {
+                    let mean = ppl.iter().sum::<f64>() / ppl.len() as f64;
+                    out.push_str(&format!(" {mean:.2} |"));
+                    points.push((l as f64, mean));
+                }
+            }
+            out.push('\n');
+            series.push((enc.clone(), points));
+        }
+        let stem = plot_stem("lm-perplexity", variant);
+        let title = "lm: held-out perplexity against context length";
+        plot::line_plot(
+            &plots.join(&stem),
+            &LinePlot {
+                title,
+                x_label: "context length (tokens)",
+                y_label: "perplexity",
+                series: &series,
+                marker_x: Some((train_len as f64, "train L")),
+                log_x: true,
+                log_y: true,
+                ..LinePlot::default()
+            },
+        )?;
+        out.push_str(&format!(
+            "\n![{title}](plots/{stem}.png)\n\n[SVG](plots/{stem}.svg)\n"
+        ));
+    }
+    Ok(out)
 }

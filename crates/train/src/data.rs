@@ -89,7 +89,7 @@ pub fn longest_sequence(
     ))
 }
 
-/// Draws `n` examples with lengths uniform in `lengths`.
+/// Draws `n` training examples with lengths uniform in `lengths`.
 pub fn sample(
     generator: &Generator,
     rng: &mut Rng,
@@ -102,6 +102,23 @@ pub fn sample(
         .map(|_| {
             let len = rng.range(lo, hi);
             encode(&generator.example(rng, len), len, mode, vocab)
+        })
+        .collect()
+}
+
+/// Draws `n` held-out examples (fresh draws; held-out text for `lm`).
+pub fn sample_held_out(
+    generator: &Generator,
+    rng: &mut Rng,
+    n: usize,
+    (lo, hi): (usize, usize),
+    mode: AttentionMode,
+    vocab: &Vocab,
+) -> Vec<Encoded> {
+    (0..n)
+        .map(|_| {
+            let len = rng.range(lo, hi);
+            encode(&generator.held_out(rng, len), len, mode, vocab)
         })
         .collect()
 }

@@ -180,7 +180,7 @@ impl Setup {
             .generator(base_dir)
             .map_err(|e| file_err(&dir, format!("task.{}: {}", e.field, e.message)))?;
         let mut valid_rng = Rng::derive(config.seed, "valid");
-        let valid = data::sample(
+        let valid = data::sample_held_out(
             &generator,
             &mut valid_rng,
             config.train.eval_examples,
@@ -222,11 +222,19 @@ pub fn train_until(
     }
     std::fs::create_dir_all(dir.join("checkpoint")).map_err(|e| file_err(&dir, e))?;
     let max_eval_len = 4 * config.task.train_lengths().1;
-    let symbols = config
-        .task
-        .symbols(max_eval_len, base_dir)
-        .map_err(|e| file_err(&dir, format!("task.{}: {}", e.field, e.message)))?;
-    let vocab = Vocab::word_level(&symbols);
+    let task_err = |e: crate::tasks::TaskConfigError| {
+        file_err(&dir, format!("task.{}: {}", e.field, e.message))
+    };
+    let vocab = match config.task.tokenizer_file() {
+        Some(file) => Vocab::load_adding(&base_dir.join(file), &[crate::tasks::lm::EOS])
+            .map_err(|e| file_err(&dir, e))?,
+        None => Vocab::word_level(
+            &config
+                .task
+                .symbols(max_eval_len, base_dir)
+                .map_err(task_err)?,
+        ),
+    };
     vocab
         .save(&dir.join("tokenizer.json"))
         .map_err(|e| file_err(&dir.join("tokenizer.json"), e))?;
@@ -559,17 +567,24 @@ fn read_state_step(dir: &Path) -> usize {
 /// Makes relative file paths in the task absolute (against the config's directory).
 fn resolve_paths(task: &mut crate::tasks::TaskConfig, base_dir: &Path) {
     use crate::tasks::TaskConfig;
-    if let TaskConfig::BigramShift {
-        lexicon: Some(path),
-        ..
-    }
-    | TaskConfig::Agent {
-        lexicon: Some(path),
-        ..
-    } = task
-        && path.is_relative()
-    {
-        let absolute = std::path::absolute(base_dir.join(&*path)).unwrap_or(base_dir.join(&*path));
-        *path = absolute;
+    let paths: Vec<&mut PathBuf> = match task {
+        TaskConfig::BigramShift {
+            lexicon: Some(path),
+            ..
+        }
+        | TaskConfig::Agent {
+            lexicon: Some(path),
+            ..
+        } => vec![path],
+        TaskConfig::Lm {
+            corpus, tokenizer, ..
+        } => std::iter::once(corpus).chain(tokenizer.as_mut()).collect(),
+        _ => vec![],
+    };
+    for path in paths {
+        if path.is_relative() {
+            let joined = base_dir.join(&*path);
+            *path = std::path::absolute(&joined).unwrap_or(joined);
+        }
     }
 }

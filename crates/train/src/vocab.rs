@@ -71,9 +71,27 @@ impl Vocab {
         })
     }
 
+    /// Loads a `tokenizer.json` (a run's own, which has every token it needs).
     pub fn load(path: &Path) -> Result<Self, String> {
-        let tokenizer = Tokenizer::from_file(path)
+        Self::load_adding(path, &[])
+    }
+
+    /// Loads a `tokenizer.json`, adding `[PAD]`, `[MASK]` and `extra` tokens it lacks as special
+    /// tokens (for a user's tokenizer; language modelling adds `[EOS]`).
+    pub fn load_adding(path: &Path, extra: &[&str]) -> Result<Self, String> {
+        let mut tokenizer = Tokenizer::from_file(path)
             .map_err(|e| format!("{}: not a valid tokenizer.json: {e}", path.display()))?;
+        let missing: Vec<tokenizers::AddedToken> = [PAD, MASK]
+            .iter()
+            .chain(extra)
+            .filter(|t| tokenizer.token_to_id(t).is_none())
+            .map(|t| tokenizers::AddedToken::from(t.to_string(), true))
+            .collect();
+        if !missing.is_empty() {
+            tokenizer
+                .add_special_tokens(missing)
+                .map_err(|e| format!("{}: cannot add special tokens: {e}", path.display()))?;
+        }
         Self::from_tokenizer(tokenizer).map_err(|e| format!("{}: {e}", path.display()))
     }
 

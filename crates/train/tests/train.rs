@@ -215,3 +215,87 @@ fn a_short_copy_run_learns_and_resume_matches_an_uninterrupted_run() {
     assert_eq!(resumed.valid, summary.valid);
     assert_eq!(eval_lines(&split.run_dir()), eval_lines(&run));
 }
+
+#[test]
+fn the_shipped_corpus_is_the_grammar_corpus_for_seed_0() {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../data/corpus.txt"
+    ))
+    .unwrap();
+    let lexicon = ordo_train::tasks::Lexicon::builtin();
+    assert_eq!(
+        shipped,
+        ordo_train::tasks::corpus(&lexicon, 0, 20000, 5, 20)
+    );
+}
+
+#[test]
+fn language_modelling_learns_and_accepts_a_tokenizer_file() {
+    let dir = TempDir::new("lm");
+    let lines: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                "the cat {} the dog near the {}",
+                ["saw", "chased"][i % 2],
+                ["barn", "tree", "river"][i % 3]
+            )
+        })
+        .collect();
+    let corpus = dir.write("corpus.txt", &(lines.join("\n") + "\n"));
+    let text = format!(
+        r#"
+[model]
+d_model = 32
+n_heads = 2
+n_layers = 2
+[model.encoding]
+kind = "alibi"
+[task]
+kind = "lm"
+corpus = "{}"
+context = 8
+[train]
+steps = 80
+batch_size = 16
+lr = 3e-3
+warmup_steps = 10
+eval_every = 80
+eval_examples = 64
+checkpoint_every = 80
+"#,
+        corpus.display()
+    );
+    let path = dir.write("lm.toml", &text);
+    let out = format!("out_dir={}", dir.0.join("runs").display());
+    let cfg = config::load(&path, &[out.clone(), "name=words".into()]).unwrap();
+    let summary = trainer::train(cfg.clone(), &dir.0, Progress::Quiet).unwrap();
+    // 11 distinct words + [EOS] + specials: a uniform guess has perplexity > 12.
+    assert!(summary.valid.perplexity() < 3.0, "{:?}", summary.valid);
+
+    // The run's tokenizer.json, given back as a Hugging Face tokenizer file, gives the same ids.
+    let tok = cfg.run_dir().join("tokenizer.json");
+    let with_file = config::load(
+        &path,
+        &[
+            out,
+            "name=file".into(),
+            format!("task.tokenizer={}", toml_string(&tok)),
+        ],
+    )
+    .unwrap();
+    let again = trainer::train(with_file, &dir.0, Progress::Quiet).unwrap();
+    assert_eq!(again.valid, summary.valid);
+
+    let bad = config::load(&path, &["task.corpus=missing.txt".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("task.corpus") && bad.contains("missing.txt"),
+        "{bad}"
+    );
+}
+
+fn toml_string(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}

@@ -30,6 +30,7 @@ pub struct TaskConfigError {
 }
 
 pub mod grammar;
+pub mod lm;
 pub mod sentence;
 pub mod symbols;
 
@@ -99,6 +100,20 @@ pub enum TaskConfig {
         lexicon: Option<PathBuf>,
     },
     /// Prompt `w1 .. wn [SEP] agent|patient`, answer the main subject's or object's noun.
+    /// Language modelling on a text file (see [`lm`]).
+    Lm {
+        /// The corpus, one sentence or document per line (relative to the config file).
+        corpus: PathBuf,
+        /// A Hugging Face `tokenizer.json`; `None` (the default) = whitespace words of the corpus.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokenizer: Option<PathBuf>,
+        /// Training context in tokens (the task's length).
+        #[serde(default = "sixty_four")]
+        context: usize,
+        /// Percentage of lines (the last ones) held out for evaluation.
+        #[serde(default = "ten")]
+        valid_percent: usize,
+    },
     Agent {
         /// Shortest training sentence in words (default 5; at least 5).
         #[serde(default = "five")]
@@ -110,6 +125,12 @@ pub enum TaskConfig {
     },
 }
 
+fn sixty_four() -> usize {
+    64
+}
+fn ten() -> usize {
+    10
+}
 fn one() -> usize {
     1
 }
@@ -137,6 +158,7 @@ impl TaskConfig {
             TaskConfig::Position { .. } => "position",
             TaskConfig::BigramShift { .. } => "bigram_shift",
             TaskConfig::Agent { .. } => "agent",
+            TaskConfig::Lm { .. } => "lm",
         }
     }
 
@@ -161,6 +183,15 @@ impl TaskConfig {
             | TaskConfig::Agent {
                 min_len, max_len, ..
             } => (min_len, max_len),
+            TaskConfig::Lm { context, .. } => (context, context),
+        }
+    }
+
+    /// The tokenizer file of an `lm` task, if one is configured.
+    pub fn tokenizer_file(&self) -> Option<&Path> {
+        match self {
+            TaskConfig::Lm { tokenizer, .. } => tokenizer.as_deref(),
+            _ => None,
         }
     }
 
@@ -225,6 +256,32 @@ impl TaskConfig {
                     _ => unreachable!(),
                 }
             }
+            TaskConfig::Lm {
+                ref corpus,
+                ref tokenizer,
+                context,
+                valid_percent,
+            } => {
+                if context < 2 {
+                    return Err(error(
+                        "context",
+                        format!("expected at least 2 tokens, found {context}"),
+                    ));
+                }
+                let tokenizer = tokenizer.as_ref().map(|t| base_dir.join(t));
+                let data = lm::load(&base_dir.join(corpus), tokenizer.as_deref(), valid_percent)?;
+                if data.train.len() <= 8 * context + 1 || data.valid.len() <= context + 1 {
+                    return Err(error(
+                        "context",
+                        format!(
+                            "the corpus has {} training and {} held-out tokens; too few for a context of {context}",
+                            data.train.len(),
+                            data.valid.len()
+                        ),
+                    ));
+                }
+                Kind::Lm(data)
+            }
             TaskConfig::BigramShift { ref lexicon, .. } | TaskConfig::Agent { ref lexicon, .. } => {
                 let lexicon = match lexicon {
                     None => Lexicon::from_toml(grammar::BUILTIN_LEXICON)
@@ -284,6 +341,7 @@ enum Kind {
     Position { symbols: usize, index_tokens: usize },
     BigramShift(Lexicon),
     Agent(Lexicon),
+    Lm(std::sync::Arc<lm::Corpus>),
 }
 
 impl Generator {
@@ -329,6 +387,7 @@ impl Generator {
             &Kind::Position { symbols: k, .. } => symbols::position(rng, k, len),
             Kind::BigramShift(lexicon) => sentence::bigram_shift(lexicon, rng, len),
             Kind::Agent(lexicon) => sentence::agent(lexicon, rng, len),
+            Kind::Lm(corpus) => corpus.window(rng, len, false),
         }
     }
 
@@ -360,6 +419,28 @@ impl Generator {
                 words.extend([sentence::AGENT.to_string(), sentence::PATIENT.to_string()]);
                 words
             }
+            Kind::Lm(corpus) => {
+                let mut words = corpus.words.clone();
+                words.push(lm::EOS.to_string());
+                words
+            }
+        }
+    }
+
+    /// The language-model corpus, for `lm`.
+    pub fn corpus(&self) -> Option<&lm::Corpus> {
+        match &self.kind {
+            Kind::Lm(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Examples for the held-out set: fresh draws for synthetic tasks, windows of the held-out
+    /// text for `lm`.
+    pub fn held_out(&self, rng: &mut Rng, len: usize) -> Example {
+        match &self.kind {
+            Kind::Lm(corpus) => corpus.window(rng, len, true),
+            _ => self.example(rng, len),
         }
     }
 }
