@@ -89,36 +89,32 @@ pub fn longest_sequence(
     ))
 }
 
-/// Draws `n` training examples with lengths uniform in `lengths`.
+/// Which data an example is drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    /// Fresh draws for synthetic tasks; the held-out text for `lm`.
+    HeldOut,
+}
+
+/// Draws `n` examples with lengths uniform in `lengths`.
 pub fn sample(
     generator: &Generator,
     rng: &mut Rng,
     n: usize,
     (lo, hi): (usize, usize),
+    split: Split,
     mode: AttentionMode,
     vocab: &Vocab,
 ) -> Vec<Encoded> {
     (0..n)
         .map(|_| {
             let len = rng.range(lo, hi);
-            encode(&generator.example(rng, len), len, mode, vocab)
-        })
-        .collect()
-}
-
-/// Draws `n` held-out examples (fresh draws; held-out text for `lm`).
-pub fn sample_held_out(
-    generator: &Generator,
-    rng: &mut Rng,
-    n: usize,
-    (lo, hi): (usize, usize),
-    mode: AttentionMode,
-    vocab: &Vocab,
-) -> Vec<Encoded> {
-    (0..n)
-        .map(|_| {
-            let len = rng.range(lo, hi);
-            encode(&generator.held_out(rng, len), len, mode, vocab)
+            let example = match split {
+                Split::Train => generator.example(rng, len),
+                Split::HeldOut => generator.held_out(rng, len),
+            };
+            encode(&example, len, mode, vocab)
         })
         .collect()
 }

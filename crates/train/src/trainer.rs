@@ -180,11 +180,12 @@ impl Setup {
             .generator(base_dir)
             .map_err(|e| file_err(&dir, format!("task.{}: {}", e.field, e.message)))?;
         let mut valid_rng = Rng::derive(config.seed, "valid");
-        let valid = data::sample_held_out(
+        let valid = data::sample(
             &generator,
             &mut valid_rng,
             config.train.eval_examples,
             config.task.train_lengths(),
+            data::Split::HeldOut,
             config.model.mode,
             &vocab,
         );
@@ -453,6 +454,7 @@ fn run(
             &mut state.rng,
             t.batch_size,
             cfg.task.train_lengths(),
+            data::Split::Train,
             cfg.model.mode,
             &setup.vocab,
         );
