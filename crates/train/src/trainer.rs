@@ -249,8 +249,7 @@ pub fn train_until(
     let device = crate::device::parse(&config.device)
         .expect("validated")
         .autodiff();
-    device.seed(config.seed);
-    let model = config.model.init(vocab.len(), &device);
+    let model = init_model(&config, vocab.len(), &device);
     let optim = optimizer(&config);
     let setup = Setup::new(config.clone(), dir, vocab, base_dir)?;
     let state = State {
@@ -281,9 +280,11 @@ pub fn resume(dir: &Path, progress: Progress) -> Result<Summary, TrainError> {
     let device = crate::device::parse(&config.device)
         .expect("validated")
         .autodiff();
-    device.seed(config.seed);
     let (model, optim) = if state.step == 0 {
-        (config.model.init(vocab.len(), &device), optimizer(&config))
+        (
+            init_model(&config, vocab.len(), &device),
+            optimizer(&config),
+        )
     } else {
         let stem = ckpt.join(format!("model-{:06}", state.step));
         let model = ordo_model::load_model(&config.model, vocab.len(), &stem, &device)?;
@@ -299,6 +300,27 @@ pub fn resume(dir: &Path, progress: Progress) -> Result<Summary, TrainError> {
     let setup = Setup::new(config, dir.to_path_buf(), vocab, &base_dir)?;
     let summary = run(setup, model, optim, state, progress, None)?;
     Ok(summary.expect("a run without a stop step finishes"))
+}
+
+/// burn's random initialisers draw from one process-wide generator. Runs trained side by side
+/// in one process (`ordo ablate --jobs`, parallel tests) would interleave their draws, so the
+/// seed and the whole initialisation happen under one lock: the same seed gives the same model.
+/// (Dropout, when enabled, also draws from that generator during training: with `--jobs` > 1
+/// dropout masks are not reproducible bit for bit.)
+fn init_model(config: &RunConfig, vocab_size: usize, device: &Device) -> Transformer {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(config.seed);
+    let model = config.model.init(vocab_size, device);
+    // Parameters are initialised lazily, on first use: force them while the lock is held.
+    struct Touch;
+    impl ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Touch);
+    model
 }
 
 fn optimizer(config: &RunConfig) -> burn::optim::ModuleOptimizer {
