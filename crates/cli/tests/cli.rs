@@ -226,3 +226,76 @@ fn bad_input_gets_a_clear_error_and_no_panic() {
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
 }
+
+#[test]
+fn inspect_draws_a_trained_models_attention_and_its_learned_table() {
+    let dir: PathBuf = std::env::temp_dir().join(format!("ordo-attn-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tiny.toml");
+    std::fs::write(
+        &config,
+        "[model]\nd_model = 16\nn_heads = 2\nn_layers = 2\n[model.encoding]\nkind = \"learned\"\n\
+         [task]\nkind = \"copy\"\nsymbols = 4\nmax_len = 4\n[train]\nsteps = 5\nbatch_size = 4\n\
+         warmup_steps = 1\neval_examples = 8\n",
+    )
+    .unwrap();
+    let out_dir = format!("out_dir={}", dir.join("runs").display());
+    let (ok, _, stderr) = ordo(&[
+        "train",
+        config.to_str().unwrap(),
+        "--set",
+        &out_dir,
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    let run = dir.join("runs/tiny");
+    let pics = dir.join("pics");
+    let (ok, _, stderr) = ordo(&[
+        "inspect",
+        "learned",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--len",
+        "8",
+        "--text",
+        "s1 s2 s3 [SEP] s1",
+        "--out",
+        pics.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    for layer in 0..2 {
+        for head in 0..2 {
+            let png =
+                std::fs::read(pics.join(format!("attention-layer{layer}-head{head}.png"))).unwrap();
+            assert!(png_size(&png).0 >= 400);
+        }
+    }
+    // The JSON table is the trained one: 8 rows of 16, read from the checkpoint.
+    let v = json(&[
+        "inspect",
+        "learned",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--len",
+        "8",
+        "--json",
+    ]);
+    assert_eq!(v["table"].as_array().unwrap().len(), 8);
+    assert_eq!(v["table"][0].as_array().unwrap().len(), 16);
+    // Unknown tokens and the wrong scheme are refused with a reason.
+    let (ok, _, stderr) = ordo(&[
+        "inspect",
+        "learned",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--text",
+        "s1 zebra",
+        "--out",
+        pics.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("zebra"), "{stderr}");
+    let (ok, _, stderr) = ordo(&["inspect", "rope", "--checkpoint", run.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("learned"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -208,7 +208,7 @@ pub fn plots(
     let absolute =
         |table: Vec<f32>, what: &str, files: &mut Vec<std::path::PathBuf>| -> Result<(), String> {
             let d = dims.d_model;
-            let title = format!("{kind}: {what} [{len} positions x {d} dims]");
+            let title = format!("{kind}: {what} [{} positions x {d} dims]", table.len() / d);
             files.extend(heatmap(
                 &out.join(format!("{kind}-table")),
                 &Heatmap {
@@ -220,7 +220,9 @@ pub fn plots(
                     ..Heatmap::default()
                 },
             )?);
-            let anchors = [0, len / 4, len / 2, 3 * len / 4];
+            // A learned table may have fewer rows than `len`.
+            let rows = table.len() / d;
+            let anchors = [0, rows / 4, rows / 2, 3 * rows / 4];
             let series: Vec<(String, Vec<(f64, f64)>)> = anchors
                 .iter()
                 .map(|&i| (format!("i = {i}"), dot_products(&table, d, i)))
