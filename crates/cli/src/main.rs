@@ -63,6 +63,9 @@ enum Command {
         /// Device (default: the run's).
         #[arg(long)]
         device: Option<String>,
+        /// lm only: sliding windows with this stride instead of non-overlapping windows.
+        #[arg(long, value_name = "STRIDE")]
+        sliding: Option<usize>,
     },
     /// Train and evaluate a grid (tasks x encodings x seeds x ...), resumably, then write a report.
     Ablate {
@@ -160,6 +163,7 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
             rope_scaling,
             device,
+            sliding,
         } => eval(
             run_dir,
             lengths,
@@ -168,6 +172,7 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
             rope_scaling,
             device,
+            sliding,
         ),
         Command::Ablate {
             experiment,
@@ -368,6 +373,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)] // one parameter per command-line option
 fn eval(
     run_dir: PathBuf,
     lengths: Option<String>,
@@ -376,7 +382,11 @@ fn eval(
     batch_size: usize,
     rope_scaling: Option<String>,
     device: Option<String>,
+    sliding: Option<usize>,
 ) -> Result<()> {
+    if sliding == Some(0) {
+        bail!("--sliding: the stride must be at least 1");
+    }
     use ordo_eval::extrapolation::{parse_lengths, parse_scaling};
     if examples == 0 || batch_size == 0 || max_factor == 0 {
         bail!("--examples, --batch-size and --max-factor must be positive");
@@ -396,6 +406,7 @@ fn eval(
             .transpose()
             .map_err(|e| anyhow::anyhow!("--rope-scaling: {e}"))?,
         device,
+        sliding,
     };
     let report = ordo_eval::evaluate_run(&run_dir, &options)?;
     println!(
@@ -442,11 +453,14 @@ fn eval(
         show(b.near.exact_match),
         show(b.far.exact_match)
     );
-    let suffix = if report.scaling == "none" {
+    let mut suffix = if report.scaling == "none" {
         String::new()
     } else {
         format!("-{}", report.scaling)
     };
+    if let Some(stride) = sliding {
+        suffix.push_str(&format!("-sliding{stride}"));
+    }
     println!(
         "wrote {}",
         run_dir.join(format!("eval{suffix}.json")).display()

@@ -31,6 +31,10 @@ pub struct EvalOptions {
     /// RoPE frequency scaling applied at evaluation time (ignored, and reported so, for other
     /// schemes).
     pub rope_scaling: Option<RopeScaling>,
+    /// `lm` only: sliding windows with this stride, scoring only each window's last `stride`
+    /// tokens (every token then has at least `len - stride` tokens of context), instead of
+    /// non-overlapping windows.
+    pub sliding: Option<usize>,
     /// Device name; `None` = the run's.
     pub device: Option<String>,
 }
@@ -43,6 +47,7 @@ impl Default for EvalOptions {
             examples: 128,
             batch_size: 128,
             rope_scaling: None,
+            sliding: None,
             device: None,
         }
     }
@@ -180,12 +185,24 @@ pub fn evaluate_run(dir: &Path, options: &EvalOptions) -> Result<EvalReport, Eva
             ));
         }
     };
+    if options.sliding.is_some() && run.config.task.kind() != "lm" {
+        return Err(run_err(
+            dir,
+            format!(
+                "--sliding applies to lm runs only; this run's task is `{}`",
+                run.config.task.kind()
+            ),
+        ));
+    }
     let report = evaluate_loaded(&run, options, scaling)?;
-    let suffix = if report.scaling == "none" {
+    let mut suffix = if report.scaling == "none" {
         String::new()
     } else {
         format!("-{}", report.scaling)
     };
+    if let Some(stride) = options.sliding {
+        suffix.push_str(&format!("-sliding{stride}"));
+    }
     let json_path = dir.join(format!("eval{suffix}.json"));
     let json = serde_json::to_string_pretty(&report).expect("report serialises");
     write_atomic(&json_path, json.as_bytes()).map_err(|e| run_err(&json_path, e))?;
@@ -270,16 +287,33 @@ pub fn evaluate_loaded(
         let metrics = match &unsupported {
             Some(_) => None,
             None => {
-                let examples = match generator.corpus() {
-                    // Non-overlapping windows of the held-out text.
-                    Some(corpus) => corpus.held_out_windows(len, options.examples),
-                    None => (0..options.examples)
-                        .map(|_| generator.example(&mut rng, len))
-                        .collect(),
-                };
+                let examples: Vec<(ordo_train::tasks::Example, usize)> =
+                    match (generator.corpus(), options.sliding) {
+                        // Overlapping windows; only the last `stride` predictions of each are scored.
+                        (Some(corpus), Some(stride)) => {
+                            corpus.held_out_sliding(len, stride.min(len), options.examples)
+                        }
+                        // Non-overlapping windows of the held-out text.
+                        (Some(corpus), None) => corpus
+                            .held_out_windows(len, options.examples)
+                            .into_iter()
+                            .map(|e| (e, 0))
+                            .collect(),
+                        (None, _) => (0..options.examples)
+                            .map(|_| (generator.example(&mut rng, len), 0))
+                            .collect(),
+                    };
                 let items: Vec<_> = examples
                     .iter()
-                    .map(|e| data::encode(e, len, cfg.model.mode, &run.vocab))
+                    .map(|(e, skip)| {
+                        let mut item = data::encode(e, len, cfg.model.mode, &run.vocab);
+                        // Unscored predictions: the first `skip` answer tokens.
+                        let first = item.weight.iter().position(|&w| w > 0.0).unwrap_or(0);
+                        for w in item.weight.iter_mut().skip(first).take(*skip) {
+                            *w = 0.0;
+                        }
+                        item
+                    })
                     .collect();
                 Some(evaluate(
                     &run.model,

@@ -118,6 +118,32 @@ impl Corpus {
         }
     }
 
+    /// Windows of `len + 1` tokens starting every `stride` tokens of the held-out stream (at
+    /// most `max`), each with the number of leading predictions already scored by an earlier
+    /// window (0 for the first, `len - stride` for the others).
+    pub fn held_out_sliding(&self, len: usize, stride: usize, max: usize) -> Vec<(Example, usize)> {
+        assert!(
+            stride >= 1 && stride <= len,
+            "stride {stride} must be in 1..={len}"
+        );
+        (0..)
+            .map(|k| k * stride)
+            .take_while(|&start| start + len < self.valid.len())
+            .take(max)
+            .map(|start| {
+                let w = &self.valid[start..start + len + 1];
+                let skip = if start == 0 { 0 } else { len - stride };
+                (
+                    Example {
+                        prompt: vec![w[0].clone()],
+                        answer: w[1..].to_vec(),
+                    },
+                    skip,
+                )
+            })
+            .collect()
+    }
+
     /// Non-overlapping windows of `len + 1` tokens covering the held-out stream (at most `max`).
     pub fn held_out_windows(&self, len: usize, max: usize) -> Vec<Example> {
         self.valid
@@ -128,5 +154,46 @@ impl Corpus {
                 answer: w[1..].to_vec(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(n: usize) -> Corpus {
+        Corpus {
+            train: vec![],
+            valid: (0..n).map(|i| i.to_string()).collect(),
+            words: vec![],
+        }
+    }
+
+    #[test]
+    fn non_overlapping_windows_tile_the_held_out_text() {
+        let c = corpus(20);
+        let w = c.held_out_windows(4, 100);
+        assert_eq!(w.len(), 4);
+        assert_eq!(w[1].prompt, vec!["5"]);
+        assert_eq!(w[1].answer, vec!["6", "7", "8", "9"]);
+    }
+
+    #[test]
+    fn sliding_windows_score_every_held_out_token_once() {
+        let c = corpus(23);
+        let (len, stride) = (8, 3);
+        let windows = c.held_out_sliding(len, stride, 100);
+        let mut scored: Vec<String> = Vec::new();
+        for (k, (e, skip)) in windows.iter().enumerate() {
+            assert_eq!(e.answer.len(), len);
+            assert_eq!(*skip, if k == 0 { 0 } else { len - stride });
+            scored.extend(e.answer[*skip..].iter().cloned());
+        }
+        // Tokens 1..=n-1 of the stream, each exactly once, in order, up to the last full window.
+        let want: Vec<String> = (1..=scored.len()).map(|i| i.to_string()).collect();
+        assert_eq!(scored, want);
+        assert!(scored.len() >= 23 - 1 - stride);
+        // Every scored token after the first window has at least len - stride tokens of context.
+        assert_eq!(windows[1].0.prompt, vec!["3"]);
     }
 }
