@@ -299,3 +299,22 @@ fn inspect_draws_a_trained_models_attention_and_its_learned_table() {
     assert!(!ok && stderr.contains("learned"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_closed_pipe_ends_quietly_without_a_panic() {
+    use std::process::Stdio;
+    let experiment = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../experiments/word_order.toml"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["ablate", experiment, "--dry-run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before the 126 lines are written
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
