@@ -553,7 +553,7 @@ fn run(
         }
     }
     if let Some(bar) = &bar {
-        bar.finish();
+        bar.finish_and_clear();
     }
     let valid = match last_valid {
         Some(m) => m,
