@@ -168,13 +168,7 @@ pub fn load(path: &Path) -> Result<Experiment, String> {
     let spec: ExperimentSpec = serde_path_to_error::deserialize(toml::Deserializer::new(&text))
         .map_err(|e| {
             let key = e.path().to_string();
-            let msg = e.into_inner().to_string();
-            let msg = msg
-                .split("\nin `")
-                .next()
-                .unwrap_or(&msg)
-                .trim()
-                .to_string();
+            let msg = config::friendly(&e.into_inner().to_string());
             err(path, format!("`{key}`: {msg}"))
         })?;
     if spec.tasks.is_empty() {

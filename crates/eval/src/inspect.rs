@@ -152,13 +152,7 @@ pub fn encoding_config(
     let mut config: PositionalEncodingConfig =
         serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            let inner = inner
-                .split("\nin `")
-                .next()
-                .unwrap_or(&inner)
-                .trim()
-                .to_string();
+            let inner = ordo_train::config::friendly(&e.into_inner().to_string());
             if path == "." {
                 format!("encoding `{kind}`: {inner}")
             } else {

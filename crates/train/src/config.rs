@@ -189,7 +189,7 @@ pub fn from_table(table: toml::Table, origin: &str) -> Result<RunConfig, ConfigE
 }
 
 /// serde's wording, in the words a config file uses, without toml's repeated key path.
-fn friendly(message: &str) -> String {
+pub fn friendly(message: &str) -> String {
     let message = message.split("\nin `").next().unwrap_or(message).trim();
     message
         .replace("expected usize", "expected a non-negative integer")
