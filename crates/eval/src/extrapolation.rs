@@ -133,17 +133,9 @@ pub fn load_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun, EvalError
     }
     let config = ordo_train::config::load(&config_path, &[]).map_err(|e| run_err(dir, e))?;
     let vocab = Vocab::load(&dir.join("tokenizer.json")).map_err(|e| run_err(dir, e))?;
-    let state_path = dir.join("checkpoint").join("state.json");
-    let state: serde_json::Value = std::fs::read_to_string(&state_path)
-        .map_err(|e| run_err(&state_path, format!("no checkpoint to evaluate ({e})")))
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| run_err(&state_path, e)))?;
-    let step = state
-        .get("step")
-        .and_then(|s| s.as_u64())
-        .ok_or_else(|| run_err(&state_path, "no `step` in the checkpoint state"))?;
+    let (_, stem) = ordo_train::trainer::last_checkpoint(dir).map_err(|e| run_err(dir, e))?;
     let device_name = device.unwrap_or(&config.device);
     let device = ordo_train::device::parse(device_name).map_err(|e| run_err(dir, e))?;
-    let stem = dir.join("checkpoint").join(format!("model-{step:06}"));
     let model = ordo_model::load_model(&config.model, vocab.len(), &stem, &device)?;
     Ok(LoadedRun {
         dir: dir.to_path_buf(),

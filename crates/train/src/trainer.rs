@@ -286,7 +286,7 @@ pub fn resume(dir: &Path, progress: Progress) -> Result<Summary, TrainError> {
             optimizer(&config),
         )
     } else {
-        let stem = ckpt.join(format!("model-{:06}", state.step));
+        let stem = model_stem(dir, state.step);
         let model = ordo_model::load_model(&config.model, vocab.len(), &stem, &device)?;
         let optim_path = ckpt.join(format!("optim-{:06}.bpk", state.step));
         let bytes = std::fs::read(&optim_path).map_err(|e| file_err(&optim_path, e))?;
@@ -373,7 +373,7 @@ fn save_checkpoint(
     state: &State,
 ) -> Result<(), TrainError> {
     let ckpt = setup.dir.join("checkpoint");
-    let stem = ckpt.join(format!("model-{:06}", state.step));
+    let stem = model_stem(&setup.dir, state.step);
     ordo_model::save_model(model, &setup.config.model, setup.vocab.len(), &stem)?;
     let optim_path = ckpt.join(format!("optim-{:06}.bpk", state.step));
     let bytes = optim
@@ -581,11 +581,22 @@ fn run(
 }
 
 fn read_state_step(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("checkpoint").join("state.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<State>(&t).ok())
-        .map(|s| s.step)
-        .unwrap_or(0)
+    last_checkpoint(dir).map(|(step, _)| step).unwrap_or(0)
+}
+
+/// The checkpoint files of `step` in a run directory: `<stem>.bpk` and `<stem>.json`.
+pub fn model_stem(run_dir: &Path, step: usize) -> PathBuf {
+    run_dir.join("checkpoint").join(format!("model-{step:06}"))
+}
+
+/// The step of a run's last checkpoint and its model stem (see [`model_stem`]).
+pub fn last_checkpoint(run_dir: &Path) -> Result<(usize, PathBuf), String> {
+    let path = run_dir.join("checkpoint").join("state.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: no checkpoint ({e})", path.display()))?;
+    let state: State =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((state.step, model_stem(run_dir, state.step)))
 }
 
 /// Makes relative file paths in the task absolute (against the config's directory).
