@@ -229,12 +229,14 @@ pub fn train_until(
     let vocab = match config.task.tokenizer_file() {
         Some(file) => Vocab::load_adding(&base_dir.join(file), &[crate::tasks::lm::EOS])
             .map_err(|e| file_err(&dir, e))?,
-        None => Vocab::word_level(
-            &config
-                .task
-                .symbols(max_eval_len, base_dir)
-                .map_err(task_err)?,
-        ),
+        None => {
+            let generator = config.task.generator(base_dir).map_err(task_err)?;
+            match generator.corpus().and_then(|c| c.trained.clone()) {
+                // A BPE tokenizer trained on the corpus has every special token already.
+                Some(trained) => Vocab::from_tokenizer(trained).map_err(|e| file_err(&dir, e))?,
+                None => Vocab::word_level(&generator.symbols(max_eval_len)),
+            }
+        }
     };
     vocab
         .save(&dir.join("tokenizer.json"))
@@ -613,7 +615,10 @@ fn resolve_paths(task: &mut crate::tasks::TaskConfig, base_dir: &Path) {
         } => vec![path],
         TaskConfig::Lm {
             corpus, tokenizer, ..
-        } => std::iter::once(corpus).chain(tokenizer.as_mut()).collect(),
+        } => match tokenizer {
+            crate::tasks::LmTokenizer::File(file) => vec![corpus, file],
+            _ => vec![corpus],
+        },
         _ => vec![],
     };
     for path in paths {

@@ -278,7 +278,7 @@ checkpoint_every = 80
     let with_file = config::load(
         &path,
         &[
-            out,
+            out.clone(),
             "name=file".into(),
             format!("task.tokenizer={}", toml_string(&tok)),
         ],
@@ -286,6 +286,48 @@ checkpoint_every = 80
     .unwrap();
     let again = trainer::train(with_file, &dir.0, Progress::Quiet).unwrap();
     assert_eq!(again.valid, summary.valid);
+
+    // BPE trained on the corpus: the run keeps it as its tokenizer.json, and it learns too.
+    let bpe = config::load(
+        &path,
+        &[
+            out.clone(),
+            "name=bpe".into(),
+            "task.tokenizer=\"bpe\"".into(),
+            "task.vocab_size=24".into(),
+        ],
+    )
+    .unwrap();
+    let bpe_summary = trainer::train(bpe.clone(), &dir.0, Progress::Quiet).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(bpe.run_dir().join("tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["model"]["type"], "BPE");
+    assert_eq!(saved["model"]["vocab"].as_object().unwrap().len(), 24);
+    // 24 tokens: a uniform guess has perplexity 24.
+    assert!(
+        bpe_summary.valid.perplexity() < 4.0,
+        "{:?}",
+        bpe_summary.valid
+    );
+    let bad = config::load(&path, &["task.vocab_size=100".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("task.vocab_size") && bad.contains("bpe"),
+        "{bad}"
+    );
+    let bad = config::load(
+        &path,
+        &["task.tokenizer=\"bpe\"".into(), "task.vocab_size=3".into()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad.contains("task.vocab_size") && bad.contains("at least 8"),
+        "{bad}"
+    );
 
     let bad = config::load(&path, &["task.corpus=missing.txt".into()])
         .unwrap_err()

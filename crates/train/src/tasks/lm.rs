@@ -1,20 +1,50 @@
 //! `lm`: language modelling on a text file.
 //!
-//! The corpus is read line by line; each line is tokenised (whitespace words, or a Hugging Face
-//! `tokenizer.json` named in the config) and followed by [`EOS`]. The last `valid_percent` of the
+//! The corpus is read line by line; each line is tokenised (whitespace words, byte-pair encoding
+//! trained here, or a Hugging Face `tokenizer.json` named in the config) and followed by [`EOS`]. The last `valid_percent` of the
 //! lines are held out. An example of length `n` is a window of `n + 1` consecutive tokens: the
 //! model reads `n` and predicts each next one, so the loss is the per-token language-model loss
 //! and `exp(loss)` the perplexity. Held-out evaluation cuts the held-out stream into
 //! non-overlapping windows (the protocol of Press et al. 2022).
-
+//!
+//! BPE (Sennrich et al. 2016, "Neural Machine Translation of Rare Words with Subword Units") is
+//! trained with the `tokenizers` crate on the training lines only. Words start with `▁` (the
+//! SentencePiece convention: a space becomes `▁`), so word boundaries survive in the pieces. Its
+//! alphabet is every character of the corpus (so held-out text never needs `[UNK]`); merges are
+//! learned until the vocabulary, special tokens included, reaches the configured size (or no
+//! pair is left). Training is deterministic (tested), so a run's `tokenizer.json` and a
+//! retrained one agree.
 use super::{Example, TaskConfigError};
 use crate::rng::Rng;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokenizers::Tokenizer;
 
 /// End of a corpus line.
 pub const EOS: &str = "[EOS]";
+
+/// Default size of a trained BPE vocabulary.
+pub const DEFAULT_BPE_VOCAB: usize = 128;
+/// The special tokens a trained BPE vocabulary starts with.
+const BPE_SPECIALS: [&str; 4] = [
+    crate::vocab::PAD,
+    crate::vocab::UNK,
+    crate::vocab::MASK,
+    EOS,
+];
+/// Smallest BPE vocabulary accepted: the special tokens and a few characters.
+pub const MIN_BPE_VOCAB: usize = 8;
+
+/// Where an `lm` task's tokens come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Whitespace words.
+    Words,
+    /// BPE trained on the training lines, with this vocabulary size.
+    Bpe(usize),
+    /// A Hugging Face `tokenizer.json`.
+    File(PathBuf),
+}
 
 /// A tokenised corpus, split into training and held-out streams of token strings.
 #[derive(Debug)]
@@ -23,6 +53,50 @@ pub struct Corpus {
     pub valid: Vec<String>,
     /// Distinct tokens (word-level), in order of first appearance; empty with a tokenizer file.
     pub words: Vec<String>,
+    /// The BPE tokenizer trained on the training lines (`Source::Bpe`).
+    pub trained: Option<Tokenizer>,
+}
+
+/// Trains a BPE tokenizer (see the module docs) on `train`, with `alphabet` as its characters.
+pub fn train_bpe(
+    train: &[&str],
+    alphabet: &[&str],
+    vocab_size: usize,
+) -> Result<Tokenizer, String> {
+    use tokenizers::models::TrainerWrapper;
+    use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
+    use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+    // Every id is fixed before merging starts: the specials, then the sorted alphabet. (A
+    // `</w>` suffix, as in the paper, would add `x</w>` tokens in hash-map order, and merge
+    // ties, broken by id, would then differ from one training to the next.)
+    let chars: std::collections::BTreeSet<char> = alphabet
+        .iter()
+        .flat_map(|l| l.chars())
+        .filter(|&c| c != ' ')
+        .chain(['▁'])
+        .collect();
+    let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+        .vocab_size(vocab_size)
+        .min_frequency(0)
+        .show_progress(false)
+        .special_tokens(
+            BPE_SPECIALS
+                .iter()
+                .map(|t| tokenizers::AddedToken::from(t.to_string(), true))
+                .collect(),
+        )
+        .initial_alphabet(chars.into_iter().collect())
+        .limit_alphabet(usize::MAX)
+        .build()
+        .into();
+    let mut tokenizer = Tokenizer::new(BPE::default());
+    let metaspace = Metaspace::new('▁', PrependScheme::Always, true);
+    tokenizer.with_pre_tokenizer(Some(metaspace.clone()));
+    tokenizer.with_decoder(Some(metaspace));
+    tokenizer
+        .train(&mut trainer, train.iter())
+        .map_err(|e| format!("cannot train a BPE tokenizer: {e}"))?;
+    Ok(tokenizer)
 }
 
 fn err(field: &'static str, message: String) -> TaskConfigError {
@@ -32,7 +106,7 @@ fn err(field: &'static str, message: String) -> TaskConfigError {
 /// Reads and tokenises `corpus` (and checks `tokenizer`, if given).
 pub fn load(
     corpus: &Path,
-    tokenizer: Option<&Path>,
+    source: &Source,
     valid_percent: usize,
 ) -> Result<Arc<Corpus>, TaskConfigError> {
     let text = std::fs::read_to_string(corpus).map_err(|e| {
@@ -41,16 +115,6 @@ pub fn load(
             format!("cannot read corpus file `{}`: {e}", corpus.display()),
         )
     })?;
-    let tokenizer = tokenizer
-        .map(|p| {
-            Tokenizer::from_file(p).map_err(|e| {
-                err(
-                    "tokenizer",
-                    format!("`{}` is not a valid tokenizer.json: {e}", p.display()),
-                )
-            })
-        })
-        .transpose()?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.len() < 10 {
         return Err(err(
@@ -69,6 +133,19 @@ pub fn load(
         ));
     }
     let held = (lines.len() * valid_percent).div_ceil(100);
+    let (train_lines, valid_lines) = lines.split_at(lines.len() - held);
+    let tokenizer = match source {
+        Source::Words => None,
+        Source::File(p) => Some(Tokenizer::from_file(p).map_err(|e| {
+            err(
+                "tokenizer",
+                format!("`{}` is not a valid tokenizer.json: {e}", p.display()),
+            )
+        })?),
+        Source::Bpe(size) => {
+            Some(train_bpe(train_lines, &lines, *size).map_err(|e| err("tokenizer", e))?)
+        }
+    };
     let mut words = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut tokenize = |lines: &[&str]| -> Result<Vec<String>, TaskConfigError> {
@@ -94,12 +171,13 @@ pub fn load(
         }
         Ok(out)
     };
-    let train = tokenize(&lines[..lines.len() - held])?;
-    let valid = tokenize(&lines[lines.len() - held..])?;
+    let train = tokenize(train_lines)?;
+    let valid = tokenize(valid_lines)?;
     Ok(Arc::new(Corpus {
         train,
         valid,
         words,
+        trained: matches!(source, Source::Bpe(_)).then(|| tokenizer.expect("trained")),
     }))
 }
 
@@ -166,6 +244,7 @@ mod tests {
             train: vec![],
             valid: (0..n).map(|i| i.to_string()).collect(),
             words: vec![],
+            trained: None,
         }
     }
 
@@ -195,5 +274,49 @@ mod tests {
         assert!(scored.len() >= 23 - 1 - stride);
         // Every scored token after the first window has at least len - stride tokens of context.
         assert_eq!(windows[1].0.prompt, vec!["3"]);
+    }
+
+    fn lines() -> Vec<String> {
+        let lexicon = crate::tasks::Lexicon::builtin();
+        crate::tasks::corpus(&lexicon, 1, 400, 5, 12)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn bpe_training_is_deterministic_and_its_tokens_spell_the_words() {
+        let lines = lines();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let a = train_bpe(&refs, &refs, 64).unwrap();
+        let b = train_bpe(&refs, &refs, 64).unwrap();
+        // Two trainings (each with its own hash seeds) give the same file.
+        assert_eq!(a.to_string(false).unwrap(), b.to_string(false).unwrap());
+        assert_eq!(a.get_vocab_size(true), 64);
+        for (i, t) in BPE_SPECIALS.iter().enumerate() {
+            assert_eq!(a.token_to_id(t), Some(i as u32), "{t}");
+        }
+        // Pieces joined give back the line, words marked by their leading `▁`.
+        let line = refs[0];
+        let pieces = a.encode(line, false).unwrap().get_tokens().to_vec();
+        assert!(pieces.len() > line.split_whitespace().count(), "{pieces:?}");
+        assert_eq!(pieces.concat(), format!("▁{}", line.replace(' ', "▁")));
+        // Frequent words of the grammar become one token each.
+        let ids = a.encode("the every", false).unwrap();
+        assert_eq!(ids.get_tokens(), ["▁the", "▁every"]);
+        assert_eq!(a.decode(ids.get_ids(), true).unwrap(), "the every");
+    }
+
+    #[test]
+    fn a_large_bpe_vocabulary_ends_with_whole_words() {
+        let lines = lines();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let t = train_bpe(&refs, &refs, 4096).unwrap();
+        // Merging stops when every word is one token; the vocabulary is smaller than asked.
+        assert!(t.get_vocab_size(true) < 4096);
+        for line in &refs {
+            let n = t.encode(*line, false).unwrap().get_tokens().len();
+            assert_eq!(n, line.split_whitespace().count(), "{line}");
+        }
     }
 }

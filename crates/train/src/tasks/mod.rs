@@ -29,6 +29,40 @@ pub struct TaskConfigError {
     pub message: String,
 }
 
+/// How an `lm` task splits its corpus into tokens. Written as one string in the config:
+/// `"words"`, `"bpe"` or the path of a `tokenizer.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum LmTokenizer {
+    /// Whitespace-separated words of the corpus.
+    #[default]
+    Words,
+    /// Byte-pair encoding trained on the training lines of the corpus (see [`lm`]).
+    Bpe,
+    /// A Hugging Face `tokenizer.json` (relative to the config file).
+    File(PathBuf),
+}
+
+impl From<String> for LmTokenizer {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "words" => LmTokenizer::Words,
+            "bpe" => LmTokenizer::Bpe,
+            _ => LmTokenizer::File(PathBuf::from(s)),
+        }
+    }
+}
+
+impl From<LmTokenizer> for String {
+    fn from(t: LmTokenizer) -> Self {
+        match t {
+            LmTokenizer::Words => "words".to_string(),
+            LmTokenizer::Bpe => "bpe".to_string(),
+            LmTokenizer::File(path) => path.to_string_lossy().into_owned(),
+        }
+    }
+}
+
 pub mod grammar;
 pub mod lm;
 pub mod sentence;
@@ -104,9 +138,13 @@ pub enum TaskConfig {
     Lm {
         /// The corpus, one sentence or document per line (relative to the config file).
         corpus: PathBuf,
-        /// A Hugging Face `tokenizer.json`; `None` (the default) = whitespace words of the corpus.
+        /// `"words"` (the default: whitespace words of the corpus), `"bpe"` (byte-pair encoding
+        /// trained on the training lines) or the path of a Hugging Face `tokenizer.json`.
+        #[serde(default)]
+        tokenizer: LmTokenizer,
+        /// Vocabulary size of a `"bpe"` tokenizer, special tokens included (default 128).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        tokenizer: Option<PathBuf>,
+        vocab_size: Option<usize>,
         /// Training context in tokens (the task's length).
         #[serde(default = "sixty_four")]
         context: usize,
@@ -190,7 +228,10 @@ impl TaskConfig {
     /// The tokenizer file of an `lm` task, if one is configured.
     pub fn tokenizer_file(&self) -> Option<&Path> {
         match self {
-            TaskConfig::Lm { tokenizer, .. } => tokenizer.as_deref(),
+            TaskConfig::Lm {
+                tokenizer: LmTokenizer::File(path),
+                ..
+            } => Some(path),
             _ => None,
         }
     }
@@ -259,6 +300,7 @@ impl TaskConfig {
             TaskConfig::Lm {
                 ref corpus,
                 ref tokenizer,
+                vocab_size,
                 context,
                 valid_percent,
             } => {
@@ -268,8 +310,31 @@ impl TaskConfig {
                         format!("expected at least 2 tokens, found {context}"),
                     ));
                 }
-                let tokenizer = tokenizer.as_ref().map(|t| base_dir.join(t));
-                let data = lm::load(&base_dir.join(corpus), tokenizer.as_deref(), valid_percent)?;
+                let source = match (tokenizer, vocab_size) {
+                    (LmTokenizer::Words, None) => lm::Source::Words,
+                    (LmTokenizer::Bpe, size) => {
+                        let size = size.unwrap_or(lm::DEFAULT_BPE_VOCAB);
+                        if size < lm::MIN_BPE_VOCAB {
+                            return Err(error(
+                                "vocab_size",
+                                format!(
+                                    "expected at least {} tokens for a BPE vocabulary, found {size}",
+                                    lm::MIN_BPE_VOCAB
+                                ),
+                            ));
+                        }
+                        lm::Source::Bpe(size)
+                    }
+                    (LmTokenizer::File(path), None) => lm::Source::File(base_dir.join(path)),
+                    (_, Some(_)) => {
+                        return Err(error(
+                            "vocab_size",
+                            "only used with tokenizer = \"bpe\"; remove it or set tokenizer = \"bpe\""
+                                .to_string(),
+                        ));
+                    }
+                };
+                let data = lm::load(&base_dir.join(corpus), &source, valid_percent)?;
                 if data.train.len() <= 8 * context + 1 || data.valid.len() <= context + 1 {
                     return Err(error(
                         "context",
