@@ -111,6 +111,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,6 +119,21 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A training step allocates and frees the same few-megabyte tensors hundreds of times. With
+/// glibc's defaults each of them is a fresh `mmap` (and the heap top is trimmed on free), so
+/// every step page-faults its whole working set again: 180k faults and ~20% of the CPU time of
+/// `ordo bench --shapes tiny`. Serving them from the heap and keeping freed memory cuts the
+/// faults 16x. (Peak memory is unchanged; resident memory stays at that peak.)
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds; called at start-up before any thread runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20); // glibc's maximum
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
 }
 

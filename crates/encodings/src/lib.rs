@@ -347,7 +347,8 @@ pub trait Positional {
     fn rotate(&self, q: Tensor<4>, k: Tensor<4>, _ctx: &PositionContext) -> (Tensor<4>, Tensor<4>) {
         (q, k)
     }
-    /// Relative-key scores `[b, h, tq, tk]` added to `q kᵀ` before the `1/√dh` scaling.
+    /// Relative-key scores `[b, h, tq, tk]` added to `q kᵀ` before the `1/√dh` scaling. Linear
+    /// in `q` (the model passes `q / √dh` and adds the result to the scaled scores).
     fn key_scores(
         &self,
         _q: &Tensor<4>,
@@ -364,6 +365,11 @@ pub trait Positional {
         _ctx: &PositionContext,
     ) -> Option<Tensor<4>> {
         None
+    }
+    /// Whether [`value_term`](Self::value_term) ever returns a term (it needs the attention
+    /// probabilities, so the model cannot use a fused attention kernel).
+    fn has_value_term(&self) -> bool {
+        false
     }
     /// Longest sequence the scheme can represent, if bounded.
     fn max_len(&self) -> Option<usize> {

@@ -96,6 +96,10 @@ impl Positional for Shaw {
         Some(scores.swap_dims(0, 1).reshape([b, h, t, t])) // [b, h, tq, tk]
     }
 
+    fn has_value_term(&self) -> bool {
+        self.values.is_some()
+    }
+
     fn value_term(
         &self,
         probs: &Tensor<4>,

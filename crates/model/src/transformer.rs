@@ -16,10 +16,14 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use ordo_encodings::{AttentionMode, PositionContext, PositionalEncoding};
 
-/// Additive value that removes a key from the softmax (finite, so an all-masked row stays finite).
-const MASKED: f32 = -1e9;
+/// Additive value that removes a key from the softmax. No row is ever fully masked (every
+/// sequence has a first token, visible to every query), so -inf cannot make a NaN; and unlike a
+/// large finite value, whose `exp` takes libm's slow underflow path, `exp(-inf)` is free.
+const MASKED: f32 = f32::NEG_INFINITY;
 
 /// Multi-head self-attention with the encoding's hooks.
 #[derive(Module, Debug)]
@@ -43,7 +47,12 @@ impl Attention {
     }
 
     /// `x`: `[b, t, d]`; `bias`: `[b or 1, h or 1, t, t]` (position bias plus masks).
-    /// Returns the output `[b, t, d]` and the attention probabilities `[b, h, t, t]`.
+    /// Returns the output `[b, t, d]` and, unless `fused`, the attention probabilities
+    /// `[b, h, t, t]`.
+    ///
+    /// `fused` (inference only, schemes without a value term): burn's attention kernel, which
+    /// on CPU tiles over keys with an online softmax (flash attention) for long sequences and
+    /// never materialises the `[b, h, t, t]` probabilities.
     fn forward(
         &self,
         x: Tensor<3>,
@@ -51,7 +60,8 @@ impl Attention {
         pos: &PositionalEncoding,
         ctx: &PositionContext,
         bias: &Tensor<4>,
-    ) -> (Tensor<3>, Tensor<4>) {
+        fused: Option<AttentionMode>,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
         let [b, t, d] = x.dims();
         let (h, dh) = (self.n_heads, d / self.n_heads);
         let scheme = pos.scheme();
@@ -64,21 +74,34 @@ impl Attention {
             qkv.next().unwrap(),
         );
         let (q, k) = scheme.rotate(q, k, ctx);
+        // 1/√dh applied to q [b, h, t, dh] rather than to the larger scores [b, h, t, t].
+        let q = q.mul_scalar((dh as f64).powf(-0.5));
+        let bias = match scheme.key_scores(&q, layer, ctx) {
+            Some(relative) => bias.clone() + relative, // [b, h, t, t]
+            None => bias.clone(),
+        };
 
-        let mut scores = q.clone().matmul(k.swap_dims(2, 3)); // [b, h, t, t]
-        if let Some(relative) = scheme.key_scores(&q, layer, ctx) {
-            scores = scores + relative;
+        if let Some(mode) = fused {
+            let options = AttentionModuleOptions {
+                scale: Some(1.0),
+                softcap: None,
+                is_causal: mode == AttentionMode::Causal,
+            };
+            let out = attention(q, k, v, None, Some(bias), options); // [b, h, t, dh]
+            return (
+                self.out.forward(out.swap_dims(1, 2).reshape([b, t, d])),
+                None,
+            );
         }
-        let scores = scores.mul_scalar((dh as f64).powf(-0.5)) + bias.clone();
+        let scores = q.matmul(k.swap_dims(2, 3)) + bias; // [b, h, t, t]
         let probs = softmax(scores, 3); // [b, h, t, t]
         let dropped = self.dropout.forward(probs.clone());
-
         let mut out = dropped.clone().matmul(v); // [b, h, t, dh]
         if let Some(relative) = scheme.value_term(&dropped, layer, ctx) {
             out = out + relative;
         }
         let out = out.swap_dims(1, 2).reshape([b, t, d]); // [b, t, d]
-        (self.out.forward(out), probs)
+        (self.out.forward(out), Some(probs))
     }
 }
 
@@ -130,10 +153,16 @@ impl Block {
         pos: &PositionalEncoding,
         ctx: &PositionContext,
         bias: &Tensor<4>,
-    ) -> (Tensor<3>, Tensor<4>) {
-        let (a, probs) = self
-            .attn
-            .forward(self.ln_attn.forward(x.clone()), layer, pos, ctx, bias);
+        fused: Option<AttentionMode>,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
+        let (a, probs) = self.attn.forward(
+            self.ln_attn.forward(x.clone()),
+            layer,
+            pos,
+            ctx,
+            bias,
+            fused,
+        );
         let x = x + self.dropout.forward(a);
         let x = x.clone()
             + self
@@ -228,6 +257,11 @@ impl Transformer {
         let [b, t] = batch.tokens.dims();
         assert_eq!(batch.lengths.len(), b, "one length per sequence");
         assert!(
+            batch.lengths.iter().all(|&l| (1..=t).contains(&l)),
+            "every length must be in 1..={t}: {:?}",
+            batch.lengths
+        );
+        assert!(
             self.supports(t),
             "the positional encoding cannot represent {t} positions"
         );
@@ -245,12 +279,15 @@ impl Transformer {
             None => mask,
         };
 
+        // Inference without attention maps takes the fused kernel where the scheme allows it.
+        let fused =
+            (!keep && !device.is_autodiff() && !scheme.has_value_term()).then_some(self.mode);
         let mut maps = Vec::new();
         for (layer, block) in self.blocks.iter().enumerate() {
-            let (y, probs) = block.forward(x, layer, &self.pos, &ctx, &bias);
+            let (y, probs) = block.forward(x, layer, &self.pos, &ctx, &bias, fused);
             x = y;
             if keep {
-                maps.push(probs);
+                maps.extend(probs);
             }
         }
         let x = self.norm.forward(x); // [b, t, d]

@@ -118,6 +118,36 @@ fn padding_does_not_change_real_positions() {
     }
 }
 
+#[test]
+fn fused_inference_attention_matches_the_explicit_softmax() {
+    // `forward` on an inference device takes burn's fused kernel (flash attention past 512
+    // positions); `forward_with_attention` always computes the probabilities explicitly.
+    let dev = Device::flex();
+    for mode in [AttentionMode::Causal, AttentionMode::Bidirectional] {
+        for kind in PositionalEncodingConfig::KINDS {
+            let model = ModelConfig {
+                encoding: PositionalEncodingConfig::from_kind(kind, 600).unwrap(),
+                ..config(kind, mode)
+            }
+            .init(VOCAB, &dev);
+            for t in [7, 600] {
+                let rows: Vec<Vec<i64>> = (0..2)
+                    .map(|r| (0..t).map(|i| ((i * 7 + r * 3) % VOCAB) as i64).collect())
+                    .collect();
+                let batch = Batch {
+                    tokens: tokens(&rows, &dev),
+                    lengths: vec![t, t - 3],
+                };
+                let fused = values(model.forward(&batch));
+                let (explicit, maps) = model.forward_with_attention(&batch);
+                assert_eq!(maps.len(), 2);
+                let gap = max_abs_diff(&fused, &values(explicit));
+                assert!(gap < 1e-4, "{kind} {mode:?} t={t}: {gap}");
+            }
+        }
+    }
+}
+
 /// Trains on one fixed batch; returns the final loss.
 fn overfit(kind: &str, mode: AttentionMode) -> f32 {
     let dev = Device::flex().autodiff();
