@@ -46,7 +46,8 @@ impl Attention {
         }
     }
 
-    /// `x`: `[b, t, d]`; `bias`: `[b or 1, h or 1, t, t]` (position bias plus masks).
+    /// `x`: `[b, t, d]`; `bias`: `[b or 1, h or 1, t, t]` (position bias plus masks; `None`
+    /// when there is neither, or, when `fused`, the causal part of the mask is left out).
     /// Returns the output `[b, t, d]` and, unless `fused`, the attention probabilities
     /// `[b, h, t, t]`.
     ///
@@ -59,7 +60,7 @@ impl Attention {
         layer: usize,
         pos: &PositionalEncoding,
         ctx: &PositionContext,
-        bias: &Tensor<4>,
+        bias: Option<&Tensor<4>>,
         fused: Option<AttentionMode>,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
         let [b, t, d] = x.dims();
@@ -76,24 +77,22 @@ impl Attention {
         let (q, k) = scheme.rotate(q, k, ctx);
         // 1/√dh applied to q [b, h, t, dh] rather than to the larger scores [b, h, t, t].
         let q = q.mul_scalar((dh as f64).powf(-0.5));
-        let bias = match scheme.key_scores(&q, layer, ctx) {
-            Some(relative) => bias.clone() + relative, // [b, h, t, t]
-            None => bias.clone(),
+        let bias = match (scheme.key_scores(&q, layer, ctx), bias) {
+            (Some(relative), Some(bias)) => Some(relative + bias.clone()), // [b, h, t, t]
+            (relative, bias) => relative.or_else(|| bias.cloned()),
         };
 
         if let Some(mode) = fused {
-            let options = AttentionModuleOptions {
-                scale: Some(1.0),
-                softcap: None,
-                is_causal: mode == AttentionMode::Causal,
-            };
-            let out = attention(q, k, v, None, Some(bias), options); // [b, h, t, dh]
+            let out = fused_attention(q, k, v, bias, mode); // [b, h, t, dh]
             return (
                 self.out.forward(out.swap_dims(1, 2).reshape([b, t, d])),
                 None,
             );
         }
-        let scores = q.matmul(k.swap_dims(2, 3)) + bias; // [b, h, t, t]
+        let mut scores = q.matmul(k.swap_dims(2, 3)); // [b, h, t, t]
+        if let Some(bias) = bias {
+            scores = scores + bias;
+        }
         let probs = softmax(scores, 3); // [b, h, t, t]
         let dropped = self.dropout.forward(probs.clone());
         let mut out = dropped.clone().matmul(v); // [b, h, t, dh]
@@ -103,6 +102,48 @@ impl Attention {
         let out = out.swap_dims(1, 2).reshape([b, t, d]); // [b, t, d]
         (self.out.forward(out), Some(probs))
     }
+}
+
+/// Query rows per call of the fused kernel in causal mode (see [`fused_attention`]).
+const CAUSAL_BLOCK: usize = 128;
+
+/// `softmax(q kᵀ + bias) v` by burn's fused kernel; `q` already scaled, `bias` without the
+/// causal mask. burn's CPU kernel masks causally but still computes every score, so in causal
+/// mode the queries go in blocks of [`CAUSAL_BLOCK`], each against the keys up to its last row
+/// only: about half the work at long lengths. (The kernel places the queries at the end of the
+/// keys, which is where each block's are.)
+fn fused_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    bias: Option<Tensor<4>>,
+    mode: AttentionMode,
+) -> Tensor<4> {
+    let options = AttentionModuleOptions {
+        scale: Some(1.0),
+        softcap: None,
+        is_causal: mode == AttentionMode::Causal,
+    };
+    let [b, h, t, dh] = q.dims();
+    if mode == AttentionMode::Bidirectional || t <= 2 * CAUSAL_BLOCK {
+        return attention(q, k, v, None, bias, options);
+    }
+    let blocks = (0..t).step_by(CAUSAL_BLOCK).map(|start| {
+        let end = (start + CAUSAL_BLOCK).min(t);
+        let bias = bias.as_ref().map(|bias| {
+            let [bb, bh, _, _] = bias.dims();
+            bias.clone().slice([0..bb, 0..bh, start..end, 0..end])
+        });
+        attention(
+            q.clone().slice([0..b, 0..h, start..end, 0..dh]), // [b, h, block, dh]
+            k.clone().slice([0..b, 0..h, 0..end, 0..dh]),     // [b, h, end, dh]
+            v.clone().slice([0..b, 0..h, 0..end, 0..dh]),
+            None,
+            bias,
+            options,
+        )
+    });
+    Tensor::cat(blocks.collect(), 2) // [b, h, t, dh]
 }
 
 /// Position-wise feed-forward: `d -> f -> d` with GELU.
@@ -152,7 +193,7 @@ impl Block {
         layer: usize,
         pos: &PositionalEncoding,
         ctx: &PositionContext,
-        bias: &Tensor<4>,
+        bias: Option<&Tensor<4>>,
         fused: Option<AttentionMode>,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
         let (a, probs) = self.attn.forward(
@@ -271,20 +312,23 @@ impl Transformer {
         let scheme = self.pos.scheme();
         let mut x = self.dropout.forward(scheme.embed(x)); // [b, t, d]
 
-        // Shared by every layer: position tables and the combined additive bias.
-        let ctx = scheme.context(t, &device);
-        let mask = self.mask_bias(&batch.lengths, t, &device); // [b or 1, 1, t, t]
-        let bias = match &ctx.bias {
-            Some(pos_bias) => pos_bias.clone() + mask, // [b or 1, h, t, t]
-            None => mask,
-        };
-
-        // Inference without attention maps takes the fused kernel where the scheme allows it.
+        // Inference without attention maps takes the fused kernel where the scheme allows it;
+        // that kernel applies the causal mask itself.
         let fused =
             (!keep && !device.is_autodiff() && !scheme.has_value_term()).then_some(self.mode);
+        let causal = self.mode == AttentionMode::Causal && fused.is_none();
+
+        // Shared by every layer: position tables and the combined additive bias.
+        let ctx = scheme.context(t, &device);
+        let mask = self.mask_bias(&batch.lengths, t, causal, &device); // [b or 1, 1, t, t]
+        let bias = match (&ctx.bias, mask) {
+            (Some(pos_bias), Some(mask)) => Some(pos_bias.clone() + mask), // [b or 1, h, t, t]
+            (pos_bias, mask) => mask.or_else(|| pos_bias.clone()),
+        };
+
         let mut maps = Vec::new();
         for (layer, block) in self.blocks.iter().enumerate() {
-            let (y, probs) = block.forward(x, layer, &self.pos, &ctx, &bias, fused);
+            let (y, probs) = block.forward(x, layer, &self.pos, &ctx, bias.as_ref(), fused);
             x = y;
             if keep {
                 maps.extend(probs);
@@ -303,11 +347,19 @@ impl Transformer {
         (logits, maps)
     }
 
-    /// Additive mask: `MASKED` where key `j` is padding or (causal) after query `i`.
-    /// `[1, 1, t, t]` when nothing is padded, else `[b, 1, t, t]`.
-    fn mask_bias(&self, lengths: &[usize], t: usize, device: &Device) -> Tensor<4> {
-        let causal = self.mode == AttentionMode::Causal;
+    /// Additive mask: `MASKED` where key `j` is padding or (if `causal`) after query `i`.
+    /// `[1, 1, t, t]` when nothing is padded, else `[b, 1, t, t]`; `None` if nothing is masked.
+    fn mask_bias(
+        &self,
+        lengths: &[usize],
+        t: usize,
+        causal: bool,
+        device: &Device,
+    ) -> Option<Tensor<4>> {
         let padded = lengths.iter().any(|&l| l < t);
+        if !padded && !causal {
+            return None;
+        }
         let rows: Vec<usize> = if padded { lengths.to_vec() } else { vec![t] };
         let mut values = Vec::with_capacity(rows.len() * t * t);
         for &len in &rows {
@@ -318,6 +370,9 @@ impl Transformer {
                 }
             }
         }
-        Tensor::from_data(TensorData::new(values, [rows.len(), 1, t, t]), device)
+        Some(Tensor::from_data(
+            TensorData::new(values, [rows.len(), 1, t, t]),
+            device,
+        ))
     }
 }
