@@ -28,7 +28,9 @@ const MASKED: f32 = f32::NEG_INFINITY;
 /// Multi-head self-attention with the encoding's hooks.
 #[derive(Module, Debug)]
 pub struct Attention {
-    qkv: Linear,
+    query: Linear,
+    key: Linear,
+    value: Linear,
     out: Linear,
     dropout: Dropout,
     #[module(skip)]
@@ -39,7 +41,9 @@ impl Attention {
     fn new(config: &ModelConfig, device: &Device) -> Self {
         let d = config.d_model;
         Self {
-            qkv: LinearConfig::new(d, 3 * d).init(device),
+            query: LinearConfig::new(d, d).init(device),
+            key: LinearConfig::new(d, d).init(device),
+            value: LinearConfig::new(d, d).init(device),
             out: LinearConfig::new(d, d).init(device),
             dropout: DropoutConfig::new(config.dropout).init(),
             n_heads: config.n_heads,
@@ -68,12 +72,11 @@ impl Attention {
         let scheme = pos.scheme();
 
         let heads = |x: Tensor<3>| x.reshape([b, t, h, dh]).swap_dims(1, 2); // [b, h, t, dh]
-        let mut qkv = self.qkv.forward(x).chunk(3, 2).into_iter().map(heads); // 3 x [b, h, t, dh]
-        let (q, k, v) = (
-            qkv.next().unwrap(),
-            qkv.next().unwrap(),
-            qkv.next().unwrap(),
-        );
+        // Three projections rather than one fused `d -> 3d` and a split: the split's backward
+        // would zero-fill and copy a `[b, t, 3d]` gradient three times.
+        let q = heads(self.query.forward(x.clone()));
+        let k = heads(self.key.forward(x.clone()));
+        let v = heads(self.value.forward(x));
         let (q, k) = scheme.rotate(q, k, ctx);
         // 1/√dh applied to q [b, h, t, dh] rather than to the larger scores [b, h, t, t].
         let q = q.mul_scalar((dh as f64).powf(-0.5));
