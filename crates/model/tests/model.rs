@@ -124,9 +124,18 @@ fn fused_inference_attention_matches_the_explicit_softmax() {
     // positions); `forward_with_attention` always computes the probabilities explicitly.
     let dev = Device::flex();
     for mode in [AttentionMode::Causal, AttentionMode::Bidirectional] {
-        for kind in PositionalEncodingConfig::KINDS {
+        let key_only_shaw = PositionalEncodingConfig::Shaw {
+            max_distance: 4,
+            values: false,
+        };
+        let encodings = PositionalEncodingConfig::KINDS
+            .iter()
+            .map(|kind| PositionalEncodingConfig::from_kind(kind, 600).unwrap())
+            .chain([key_only_shaw]);
+        for encoding in encodings {
+            let kind = encoding.kind();
             let model = ModelConfig {
-                encoding: PositionalEncodingConfig::from_kind(kind, 600).unwrap(),
+                encoding,
                 ..config(kind, mode)
             }
             .init(VOCAB, &dev);
