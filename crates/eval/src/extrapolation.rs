@@ -105,7 +105,7 @@ pub struct EvalReport {
 pub enum EvalError {
     #[error("{path}: {message}")]
     Run { path: PathBuf, message: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Checkpoint(#[from] ordo_model::CheckpointError),
 }
 

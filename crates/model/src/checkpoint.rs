@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: not a valid checkpoint description: {message}")]
     Format { path: PathBuf, message: String },
@@ -74,7 +74,7 @@ pub fn save_model(
         })?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| CheckpointError::Io { path, source }
+        move |cause| CheckpointError::Io { path, cause }
     };
     write_atomic(&weights, &bytes).map_err(io(&weights))?;
     let meta_path = with_ext(stem, "json");
@@ -89,9 +89,9 @@ pub fn save_model(
 /// Reads the config a checkpoint was saved with: `(model config, vocab size)`.
 pub fn read_config(stem: &Path) -> Result<(ModelConfig, usize), CheckpointError> {
     let path = with_ext(stem, "json");
-    let text = std::fs::read_to_string(&path).map_err(|source| CheckpointError::Io {
+    let text = std::fs::read_to_string(&path).map_err(|cause| CheckpointError::Io {
         path: path.clone(),
-        source,
+        cause,
     })?;
     let meta: Meta = serde_json::from_str(&text).map_err(|e| CheckpointError::Format {
         path: path.clone(),
@@ -139,13 +139,19 @@ pub fn load_model(
         return Err(mismatch(field));
     }
     let weights = with_ext(stem, "bpk");
-    let bytes = std::fs::read(&weights).map_err(|source| CheckpointError::Io {
+    let bytes = std::fs::read(&weights).map_err(|cause| CheckpointError::Io {
         path: weights.clone(),
-        source,
+        cause,
     })?;
     let weights_err = |e: burn::store::RecordError| CheckpointError::Weights {
         path: weights.clone(),
-        message: format!("{e:?}"),
+        message: match format!("{e:?}") {
+            m if m.contains("Missing tensors") => format!(
+                "{m}; the file does not hold this model's parameters (written by another \
+                 version of ordo, whose layout differed?)"
+            ),
+            m => m,
+        },
     };
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(weights_err)?;

@@ -102,10 +102,10 @@ impl Default for TrainConfig {
 /// A configuration error, ready to show a user.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read the config file: {source}")]
+    #[error("{path}: cannot read the config file: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
@@ -126,9 +126,9 @@ pub enum ConfigError {
 /// Reads `path`, applies `overrides` (`key.path=value`), deserialises strictly and validates.
 /// The returned config is fully resolved (every default filled in).
 pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let mut table: toml::Table =
         text.parse()

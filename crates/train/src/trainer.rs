@@ -41,9 +41,9 @@ pub enum TrainError {
         kept: usize,
         dir: PathBuf,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Checkpoint(#[from] ordo_model::CheckpointError),
     #[error(
         "{dir} already holds a finished or started run; use `ordo train --resume {dir}` to continue it or choose another `name`"
