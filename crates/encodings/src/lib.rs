@@ -35,7 +35,7 @@ pub mod t5;
 pub use alibi::Alibi;
 pub use learned::LearnedPositions;
 pub use none::NoPosition;
-pub use rope::{Rope, RopeLayout, RopeScaling};
+pub use rope::{Rope, RopeLayout, RopeScaling, RopeTables};
 pub use shaw::Shaw;
 pub use sinusoidal::Sinusoidal;
 pub use t5::T5Bias;
@@ -316,8 +316,8 @@ pub struct PositionContext {
     pub seq_len: usize,
     /// Additive logit bias after scaling, `[1, h, t, t]` (ALiBi, T5).
     pub bias: Option<Tensor<4>>,
-    /// RoPE `(cos, sin)`, each `[1, 1, t, rot/2]`.
-    pub rope: Option<(Tensor<4>, Tensor<4>)>,
+    /// RoPE's cos/sin tables and pair rotation.
+    pub rope: Option<RopeTables>,
     /// Shaw's one-hot map from (query, key) to clipped offset label, `[t, t, r]`.
     pub relative: Option<Tensor<3>>,
 }

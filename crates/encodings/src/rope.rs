@@ -136,6 +136,8 @@ pub struct Rope {
     layout: RopeLayout,
     #[module(skip)]
     scaling: RopeScaling,
+    #[module(skip)]
+    d_head: usize,
 }
 
 impl Rope {
@@ -156,6 +158,7 @@ impl Rope {
             rotated,
             layout,
             scaling,
+            d_head,
         }
     }
 
@@ -216,64 +219,79 @@ impl Rope {
             .collect()
     }
 
-    /// `(cos, sin)`, each `[1, 1, len, r/2]`.
-    pub fn cos_sin(&self, len: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
-        let half = self.rotated / 2;
+    /// The tables [`apply`](Self::apply) needs for `len` positions.
+    pub fn tables(&self, len: usize, device: &Device) -> RopeTables {
+        let (r, dh, half) = (self.rotated, self.d_head, self.rotated / 2);
+        // Dim `c < r` belongs to pair `i`; dims past `r` pass through (cos 1, sin 0).
+        let pair = |c: usize| match self.layout {
+            RopeLayout::Interleaved => c / 2,
+            RopeLayout::Half => c % half,
+        };
         let mag = self.magnitude();
         let angles = self.angles(len);
-        let cos = angles.iter().map(|a| (a.cos() * mag) as f32).collect();
-        let sin = angles.iter().map(|a| (a.sin() * mag) as f32).collect();
-        (
-            table_2d(cos, len, half, device).unsqueeze::<4>(),
-            table_2d(sin, len, half, device).unsqueeze::<4>(),
-        )
-    }
-
-    /// Rotates `x` `[b, h, t, dh]` with the given `(cos, sin)`.
-    pub fn apply(&self, x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
-        let [b, h, t, dh] = x.dims();
-        let r = self.rotated;
-        let half = r / 2;
-        let (x_rot, x_pass) = if r < dh {
-            (x.clone().slice_dim(3, 0..r), Some(x.slice_dim(3, r..dh)))
-        } else {
-            (x, None)
-        };
-        let rotated = match self.layout {
-            RopeLayout::Interleaved => {
-                let pairs = x_rot.reshape([b, h, t, half, 2]);
-                let x1 = pairs.clone().slice_dim(4, 0..1).reshape([b, h, t, half]);
-                let x2 = pairs.slice_dim(4, 1..2).reshape([b, h, t, half]);
-                let o1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
-                let o2 = x1 * sin.clone() + x2 * cos.clone();
-                Tensor::stack::<5>(vec![o1, o2], 4).reshape([b, h, t, r]) // [b, h, t, r]
+        let (mut cos, mut sin) = (Vec::with_capacity(len * dh), Vec::with_capacity(len * dh));
+        for m in 0..len {
+            for c in 0..dh {
+                let (co, si) = if c < r {
+                    let a = angles[m * half + pair(c)];
+                    ((a.cos() * mag) as f32, (a.sin() * mag) as f32)
+                } else {
+                    (1.0, 0.0)
+                };
+                cos.push(co);
+                sin.push(si);
             }
-            RopeLayout::Half => {
-                let x1 = x_rot.clone().slice_dim(3, 0..half);
-                let x2 = x_rot.slice_dim(3, half..r);
-                let o1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
-                let o2 = x1 * sin.clone() + x2 * cos.clone();
-                Tensor::cat(vec![o1, o2], 3) // [b, h, t, r]
-            }
-        };
-        match x_pass {
-            Some(pass) => Tensor::cat(vec![rotated, pass], 3),
-            None => rotated,
+        }
+        // `x @ rotation` puts each dim's partner, negated for the first of the pair, in its
+        // place: interleaved `(x0, x1) -> (-x1, x0)`; half `(x_i, x_{i+r/2}) -> (-x_{i+r/2}, x_i)`.
+        let mut rotation = vec![0f32; dh * dh];
+        for i in 0..half {
+            let (first, second) = match self.layout {
+                RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+                RopeLayout::Half => (i, i + half),
+            };
+            rotation[second * dh + first] = -1.0; // out[first] = -x[second]
+            rotation[first * dh + second] = 1.0; // out[second] = x[first]
+        }
+        RopeTables {
+            cos: table_2d(cos, len, dh, device).unsqueeze::<4>(),
+            sin: table_2d(sin, len, dh, device).unsqueeze::<4>(),
+            rotation: table_2d(rotation, dh, dh, device).unsqueeze::<4>(),
         }
     }
+
+    /// Rotates `x` `[b, h, t, dh]`: `x cos + (x R) sin`, elementwise with per-dim tables and a
+    /// fixed signed permutation `R`. Equal, to the bit, to rotating each pair by slicing and
+    /// stacking (the products by R's zeros are exact), and far fewer tensor operations: one
+    /// matmul and three elementwise ones, with no copies for the layout or partial rotation.
+    pub fn apply(&self, x: Tensor<4>, tables: &RopeTables) -> Tensor<4> {
+        let partner = x.clone().matmul(tables.rotation.clone()); // [b, h, t, dh]
+        x * tables.cos.clone() + partner * tables.sin.clone()
+    }
+}
+
+/// What [`Rope::apply`] needs for one sequence length.
+#[derive(Debug, Clone)]
+pub struct RopeTables {
+    /// `cos(m θ_i)` at every dim of pair `i` (1 for dims passed through), `[1, 1, t, dh]`.
+    pub cos: Tensor<4>,
+    /// `sin(m θ_i)` likewise (0 for dims passed through), `[1, 1, t, dh]`.
+    pub sin: Tensor<4>,
+    /// The signed permutation `R` that maps each dim to its partner, `[1, 1, dh, dh]`.
+    pub rotation: Tensor<4>,
 }
 
 impl Positional for Rope {
     fn context(&self, seq_len: usize, device: &Device) -> PositionContext {
         PositionContext {
-            rope: Some(self.cos_sin(seq_len, device)),
+            rope: Some(self.tables(seq_len, device)),
             ..PositionContext::empty(seq_len)
         }
     }
 
     fn rotate(&self, q: Tensor<4>, k: Tensor<4>, ctx: &PositionContext) -> (Tensor<4>, Tensor<4>) {
-        let (cos, sin) = ctx.rope.as_ref().expect("RoPE context holds cos/sin");
-        (self.apply(q, cos, sin), self.apply(k, cos, sin))
+        let tables = ctx.rope.as_ref().expect("RoPE context holds its tables");
+        (self.apply(q, tables), self.apply(k, tables))
     }
 }
 
@@ -293,8 +311,8 @@ mod tests {
         let rope = Rope::new(10000.0, 1.0, RopeLayout::Interleaved, RopeScaling::None, 4);
         let x = Tensor::<1>::from_floats([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], &dev)
             .reshape([1, 1, 2, 4]);
-        let (cos, sin) = rope.cos_sin(2, &dev);
-        let out = vec4(rope.apply(x, &cos, &sin));
+        let tables = rope.tables(2, &dev);
+        let out = vec4(rope.apply(x, &tables));
         let want = [1.0, 2.0, 3.0, 4.0, -2.3473, 7.4492, 6.9197, 8.0696];
         for (g, w) in out.iter().zip(want) {
             assert!((g - w).abs() < 1e-3, "{out:?}");
@@ -308,8 +326,8 @@ mod tests {
         let rope = Rope::new(10000.0, 1.0, RopeLayout::Interleaved, RopeScaling::None, dh);
         let burns = burn::nn::RotaryEncodingConfig::new(t, dh).init(&dev);
         let x = Tensor::<4>::random([2, 3, t, dh], Distribution::Normal(0.0, 1.0), &dev);
-        let (cos, sin) = rope.cos_sin(t, &dev);
-        let diff: f32 = (rope.apply(x.clone(), &cos, &sin) - burns.forward(x))
+        let tables = rope.tables(t, &dev);
+        let diff: f32 = (rope.apply(x.clone(), &tables) - burns.forward(x))
             .abs()
             .max()
             .into_scalar();
@@ -323,8 +341,8 @@ mod tests {
         let (t, dh) = (9, 8);
         let rope = Rope::new(500.0, 1.0, RopeLayout::Half, RopeScaling::None, dh);
         let x = Tensor::<4>::random([1, 2, t, dh], Distribution::Normal(0.0, 1.0), &dev);
-        let (cos, sin) = rope.cos_sin(t, &dev);
-        let got = vec4(rope.apply(x.clone(), &cos, &sin));
+        let tables = rope.tables(t, &dev);
+        let got = vec4(rope.apply(x.clone(), &tables));
         let xv = vec4(x);
         let angles = rope.angles(t);
         for h in 0..2 {
@@ -354,9 +372,9 @@ mod tests {
                 // The same q at every position, the same k at every position.
                 let qs = q.reshape([1, 1, 1, dh]).repeat_dim(2, t);
                 let ks = k.reshape([1, 1, 1, dh]).repeat_dim(2, t);
-                let (cos, sin) = rope.cos_sin(t, &dev);
-                let qr = rope.apply(qs, &cos, &sin);
-                let kr = rope.apply(ks, &cos, &sin);
+                let tables = rope.tables(t, &dev);
+                let qr = rope.apply(qs, &tables);
+                let kr = rope.apply(ks, &tables);
                 let s: Vec<f32> = qr
                     .matmul(kr.swap_dims(2, 3))
                     .into_data()
@@ -389,8 +407,8 @@ mod tests {
         );
         assert_eq!(rope.rotated_dims(), 4);
         let x = Tensor::<4>::random([1, 1, 5, 16], Distribution::Normal(0.0, 1.0), &dev);
-        let (cos, sin) = rope.cos_sin(5, &dev);
-        let out = rope.apply(x.clone(), &cos, &sin);
+        let tables = rope.tables(5, &dev);
+        let out = rope.apply(x.clone(), &tables);
         let diff: f32 = (out.clone().slice_dim(3, 4..16) - x.clone().slice_dim(3, 4..16))
             .abs()
             .max()
