@@ -248,6 +248,14 @@ impl RunConfig {
         self.task
             .validate(base_dir)
             .map_err(|e| invalid(&format!("task.{}", e.field), e.message))?;
+        if let crate::tasks::TaskConfig::Lm {
+            tokenizer: crate::tasks::LmTokenizer::Bpe,
+            vocab_size: size @ None,
+            ..
+        } = &mut self.task
+        {
+            *size = Some(crate::tasks::lm::DEFAULT_BPE_VOCAB);
+        }
         let longest = crate::data::longest_sequence(&self.task, self.model.mode, base_dir)
             .map_err(|e| invalid(&format!("task.{}", e.field), e.message))?;
         if let PositionalEncodingConfig::Learned { max_len } = &mut self.model.encoding {

@@ -311,6 +311,13 @@ checkpoint_every = 80
         "{:?}",
         bpe_summary.valid
     );
+    // --check shows the resolved default size.
+    let resolved = config::load(&path, &["task.tokenizer=\"bpe\"".into()]).unwrap();
+    assert!(
+        resolved.to_toml().contains("vocab_size = 128"),
+        "{}",
+        resolved.to_toml()
+    );
     let bad = config::load(&path, &["task.vocab_size=100".into()])
         .unwrap_err()
         .to_string();
