@@ -357,15 +357,7 @@ fn plots_per_task_and_variant_are_valid_pngs_and_svgs_with_every_encoding() {
             }
         }
     }
-    let order = [
-        "none",
-        "sinusoidal",
-        "learned",
-        "t5",
-        "shaw",
-        "rope",
-        "alibi",
-    ];
+    let order = ordo_model::PositionalEncodingConfig::KINDS;
     let path = write_report(&dir, &spec(&order, &["reverse", "copy"]), &cells).unwrap();
     let md = std::fs::read_to_string(path).unwrap();
     assert!(
