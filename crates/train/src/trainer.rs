@@ -169,16 +169,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(
-        config: RunConfig,
-        dir: PathBuf,
-        vocab: Vocab,
-        base_dir: &Path,
-    ) -> Result<Self, TrainError> {
-        let generator = config
-            .task
-            .generator(base_dir)
-            .map_err(|e| file_err(&dir, format!("task.{}: {}", e.field, e.message)))?;
+    fn new(config: RunConfig, dir: PathBuf, vocab: Vocab, generator: Generator) -> Self {
         let mut valid_rng = Rng::derive(config.seed, "valid");
         let valid = data::sample(
             &generator,
@@ -189,13 +180,13 @@ impl Setup {
             config.model.mode,
             &vocab,
         );
-        Ok(Self {
+        Self {
             config,
             dir,
             vocab,
             generator,
             valid,
-        })
+        }
     }
 }
 
@@ -226,17 +217,15 @@ pub fn train_until(
     let task_err = |e: crate::tasks::TaskConfigError| {
         file_err(&dir, format!("task.{}: {}", e.field, e.message))
     };
+    let generator = config.task.generator(base_dir).map_err(task_err)?;
     let vocab = match config.task.tokenizer_file() {
         Some(file) => Vocab::load_adding(&base_dir.join(file), &[crate::tasks::lm::EOS])
             .map_err(|e| file_err(&dir, e))?,
-        None => {
-            let generator = config.task.generator(base_dir).map_err(task_err)?;
-            match generator.corpus().and_then(|c| c.trained.clone()) {
-                // A BPE tokenizer trained on the corpus has every special token already.
-                Some(trained) => Vocab::from_tokenizer(trained).map_err(|e| file_err(&dir, e))?,
-                None => Vocab::word_level(&generator.symbols(max_eval_len)),
-            }
-        }
+        None => match generator.corpus().and_then(|c| c.trained.clone()) {
+            // A BPE tokenizer trained on the corpus has every special token already.
+            Some(trained) => Vocab::from_tokenizer(trained).map_err(|e| file_err(&dir, e))?,
+            None => Vocab::word_level(&generator.symbols(max_eval_len)),
+        },
     };
     vocab
         .save(&dir.join("tokenizer.json"))
@@ -253,7 +242,7 @@ pub fn train_until(
         .autodiff();
     let model = init_model(&config, vocab.len(), &device);
     let optim = optimizer(&config);
-    let setup = Setup::new(config.clone(), dir, vocab, base_dir)?;
+    let setup = Setup::new(config.clone(), dir, vocab, generator);
     let state = State {
         step: 0,
         rng: Rng::derive(config.seed, "train"),
@@ -298,8 +287,11 @@ pub fn resume(dir: &Path, progress: Progress) -> Result<Summary, TrainError> {
         (model, optim)
     };
     truncate_metrics(&dir.join("metrics.jsonl"), state.step)?;
-    let base_dir = dir.to_path_buf();
-    let setup = Setup::new(config, dir.to_path_buf(), vocab, &base_dir)?;
+    let generator = config
+        .task
+        .generator(dir)
+        .map_err(|e| file_err(dir, format!("task.{}: {}", e.field, e.message)))?;
+    let setup = Setup::new(config, dir.to_path_buf(), vocab, generator);
     let summary = run(setup, model, optim, state, progress, None)?;
     Ok(summary.expect("a run without a stop step finishes"))
 }
