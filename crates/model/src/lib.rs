@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod kernels;
 pub mod loss;
 pub mod transformer;
 

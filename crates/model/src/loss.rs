@@ -12,6 +12,9 @@ pub fn masked_cross_entropy(
     targets: Tensor<2, Int>,
     weights: Tensor<2>,
 ) -> Tensor<1> {
+    if crate::kernels::fused_cross_entropy(&logits) {
+        return crate::kernels::cross_entropy(logits, &targets, &weights);
+    }
     let [b, t, _] = logits.dims();
     let logp = log_softmax(logits, 2); // [b, t, v]
     let picked = logp.gather(2, targets.reshape([b, t, 1])).reshape([b, t]); // [b, t]

@@ -10,12 +10,12 @@
 //! head divides the logits by √d so that initial logits have unit scale.
 
 use crate::config::ModelConfig;
+use crate::kernels::{gelu, layer_norm, softmax};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
     Linear, LinearConfig,
 };
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use ordo_encodings::{AttentionMode, PositionContext, PositionalEncoding};
@@ -96,7 +96,7 @@ impl Attention {
         if let Some(bias) = bias {
             scores = scores + bias;
         }
-        let probs = softmax(scores, 3); // [b, h, t, t]
+        let probs = softmax(scores); // [b, h, t, t]
         let dropped = self.dropout.forward(probs.clone());
         let mut out = dropped.clone().matmul(v); // [b, h, t, dh]
         if let Some(relative) = scheme.value_term(&dropped, layer, ctx) {
@@ -200,7 +200,7 @@ impl Block {
         fused: Option<AttentionMode>,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
         let (a, probs) = self.attn.forward(
-            self.ln_attn.forward(x.clone()),
+            layer_norm(&self.ln_attn, x.clone()),
             layer,
             pos,
             ctx,
@@ -211,7 +211,7 @@ impl Block {
         let x = x.clone()
             + self
                 .dropout
-                .forward(self.mlp.forward(self.ln_mlp.forward(x)));
+                .forward(self.mlp.forward(layer_norm(&self.ln_mlp, x)));
         (x, probs)
     }
 }
@@ -337,7 +337,7 @@ impl Transformer {
                 maps.extend(probs);
             }
         }
-        let x = self.norm.forward(x); // [b, t, d]
+        let x = layer_norm(&self.norm, x); // [b, t, d]
         let logits = match &self.head {
             Some(head) => head.forward(x), // [b, t, v]
             None => {

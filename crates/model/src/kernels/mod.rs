@@ -1,0 +1,407 @@
+//! Fused CPU kernels for the four operations that dominate a small transformer's step after the
+//! matrix products: softmax, GELU, LayerNorm and the cross-entropy loss.
+//!
+//! Under autodiff burn 0.22 builds softmax, LayerNorm and log-softmax out of 5-10 tensor ops,
+//! each with its own pass over memory in the forward and again in the backward pass, and its
+//! GELU calls libm's scalar `erff`. Here each is one forward op and one backward op (burn's
+//! backend-extension route: the tensor's primitive, a `Backward` step registered by hand), with
+//! vectorised `exp`/`erf` ([`cpu`]).
+//!
+//! Only the flex backend (f32, no gradient checkpointing) takes this path; every other device
+//! (ndarray, wgpu) gets burn's composed ops, which compute the same functions. The tests compare
+//! the two, forward and gradients, and [`with_composed_ops`] lets any caller do the same.
+
+pub mod cpu;
+
+use std::borrow::Cow;
+use std::cell::Cell;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, DispatchDevice, Flex, GradientCheckpointingStrategy};
+use burn::nn::LayerNorm;
+use burn::prelude::*;
+use burn::tensor::{DType, Shape, TensorData};
+
+type Tracked = Autodiff<Flex>;
+
+thread_local! {
+    static COMPOSED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with burn's composed ops instead of the fused kernels (on this thread): the
+/// reference the kernels are tested against, and a way to measure what they gain.
+pub fn with_composed_ops<R>(f: impl FnOnce() -> R) -> R {
+    let before = COMPOSED.replace(true);
+    let out = f();
+    COMPOSED.set(before);
+    out
+}
+
+/// How an op runs for a tensor on `device`.
+enum Route {
+    /// Flex, no autodiff: the forward kernel alone.
+    Plain,
+    /// Flex under autodiff: forward kernel plus a registered backward kernel.
+    Tracked,
+    /// Anything else: burn's composed ops.
+    Composed,
+}
+
+fn route<const D: usize>(x: &Tensor<D>) -> Route {
+    if COMPOSED.get() || x.dtype() != DType::F32 {
+        return Route::Composed;
+    }
+    match x.device().as_dispatch() {
+        DispatchDevice::Flex(_) => Route::Plain,
+        DispatchDevice::Autodiff(ad)
+            if ad.gradient_checkpointing_strategy() == GradientCheckpointingStrategy::Disabled
+                && matches!(ad.clone().inner(), DispatchDevice::Flex(_)) =>
+        {
+            Route::Tracked
+        }
+        _ => Route::Composed,
+    }
+}
+
+/// Converts a tensor that [`route`] sent to a flex path into its primitive.
+fn plain<const D: usize>(x: Tensor<D>) -> FlexTensor {
+    x.try_into_primitive::<Flex>()
+        .expect("route() checked that the tensor lives on flex")
+}
+
+fn tracked<const D: usize>(x: Tensor<D>) -> burn::backend::tensor::FloatTensor<Tracked> {
+    x.try_into_primitive::<Tracked>()
+        .expect("route() checked that the tensor lives on autodiff(flex)")
+}
+
+/// The tensor's elements in row-major order (a copy only if its layout is strided).
+fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("contiguous")
+                .to_vec(),
+        ),
+    }
+}
+
+fn shape_of(t: &FlexTensor) -> Shape {
+    use burn::backend::TensorMetadata;
+    t.shape()
+}
+
+fn new_tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+fn last_dim(shape: &Shape) -> usize {
+    shape[shape.num_dims() - 1]
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax
+
+fn softmax_forward(x: &FlexTensor) -> FlexTensor {
+    let shape = shape_of(x);
+    let xs = values(x);
+    let mut y = vec![0.0; xs.len()];
+    cpu::softmax_rows(&xs, &mut y, last_dim(&shape));
+    new_tensor(y, shape)
+}
+
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl Backward<Flex, 1> for SoftmaxBackward {
+    type State = FlexTensor; // the output
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let y = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let shape = shape_of(&y);
+            let (ys, gs) = (values(&y), values(&g));
+            let mut dx = vec![0.0; ys.len()];
+            cpu::softmax_backward_rows(&ys, &gs, &mut dx, last_dim(&shape));
+            new_tensor(dx, shape)
+        });
+    }
+}
+
+/// Softmax over the last dimension.
+pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    match route(&x) {
+        Route::Plain => Tensor::from_primitive::<Flex>(softmax_forward(&plain(x))),
+        Route::Tracked => {
+            let x = tracked(x);
+            let out = match SoftmaxBackward
+                .prepare::<NoCheckpointing>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let y = softmax_forward(x.primitive());
+                    prep.finish(y.clone(), y)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(softmax_forward(x.primitive())),
+            };
+            Tensor::from_primitive::<Tracked>(out)
+        }
+        Route::Composed => burn::tensor::activation::softmax(x, D - 1),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GELU
+
+fn gelu_forward(x: &FlexTensor) -> FlexTensor {
+    let xs = values(x);
+    let mut y = vec![0.0; xs.len()];
+    cpu::gelu(&xs, &mut y);
+    new_tensor(y, shape_of(x))
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    type State = FlexTensor; // the input
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let (xs, gs) = (values(&x), values(&g));
+            let mut dx = vec![0.0; xs.len()];
+            cpu::gelu_backward(&xs, &gs, &mut dx);
+            new_tensor(dx, shape_of(&x))
+        });
+    }
+}
+
+/// The exact GELU, `x Φ(x)`.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    match route(&x) {
+        Route::Plain => Tensor::from_primitive::<Flex>(gelu_forward(&plain(x))),
+        Route::Tracked => {
+            let x = tracked(x);
+            let out = match GeluBackward
+                .prepare::<NoCheckpointing>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    prep.finish(x.primitive().clone(), gelu_forward(x.primitive()))
+                }
+                OpsKind::UnTracked(prep) => prep.finish(gelu_forward(x.primitive())),
+            };
+            Tensor::from_primitive::<Tracked>(out)
+        }
+        Route::Composed => burn::tensor::activation::gelu(x),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm
+
+/// burn's `LayerNormConfig` default, which every norm in the model uses.
+const LAYER_NORM_EPS: f32 = 1e-5;
+
+fn layer_norm_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+) -> (FlexTensor, cpu::RowStats) {
+    let (xs, gs, bs) = (values(x), values(gamma), values(beta));
+    let mut y = vec![0.0; xs.len()];
+    let stats = cpu::layer_norm(&xs, &gs, &bs, LAYER_NORM_EPS, &mut y);
+    (new_tensor(y, shape_of(x)), stats)
+}
+
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl Backward<Flex, 3> for LayerNormBackward {
+    /// The input, γ and the row statistics.
+    type State = (FlexTensor, FlexTensor, cpu::RowStats);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, gamma, stats) = ops.state;
+        let g = grads.consume::<Flex>(&ops.node);
+        let (xs, gs, gammas) = (values(&x), values(&g), values(&gamma));
+        let mut dx = vec![0.0; xs.len()];
+        let (dgamma, dbeta) = cpu::layer_norm_backward(&xs, &gs, &gammas, &stats, &mut dx);
+        let [px, pgamma, pbeta] = ops.parents;
+        let n = gammas.len();
+        if let Some(node) = px {
+            grads.register::<Flex>(node.id, new_tensor(dx, shape_of(&x)));
+        }
+        if let Some(node) = pgamma {
+            grads.register::<Flex>(node.id, new_tensor(dgamma, Shape::new([n])));
+        }
+        if let Some(node) = pbeta {
+            grads.register::<Flex>(node.id, new_tensor(dbeta, Shape::new([n])));
+        }
+    }
+}
+
+/// `norm.forward(x)` for a LayerNorm with a bias and the default epsilon (all of the model's).
+pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
+    let Some(beta) = norm.beta.as_ref() else {
+        return norm.forward(x);
+    };
+    let gamma = norm.gamma.val();
+    let same_route = |a: &Route, b: &Route| std::mem::discriminant(a) == std::mem::discriminant(b);
+    let route = match (route(&x), route(&gamma)) {
+        (a, b) if same_route(&a, &b) => a,
+        _ => Route::Composed, // parameters and input on different devices: let burn say so
+    };
+    match route {
+        Route::Plain => {
+            let (gamma, beta) = (plain(gamma), plain(beta.val()));
+            Tensor::from_primitive::<Flex>(layer_norm_forward(&plain(x), &gamma, &beta).0)
+        }
+        Route::Tracked => {
+            let (x, gamma, beta) = (tracked(x), tracked(gamma), tracked(beta.val()));
+            let out = match LayerNormBackward
+                .prepare::<NoCheckpointing>([x.node(), gamma.node(), beta.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let (y, stats) =
+                        layer_norm_forward(x.primitive(), gamma.primitive(), beta.primitive());
+                    let state = (x.primitive().clone(), gamma.primitive().clone(), stats);
+                    prep.finish(state, y)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(
+                    layer_norm_forward(x.primitive(), gamma.primitive(), beta.primitive()).0,
+                ),
+            };
+            Tensor::from_primitive::<Tracked>(out)
+        }
+        Route::Composed => norm.forward(x),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// cross-entropy
+
+/// Loss value and what its backward pass needs.
+fn cross_entropy_forward(
+    logits: &FlexTensor,
+    targets: &[usize],
+    weights: &[f32],
+) -> (FlexTensor, Vec<f32>) {
+    let shape = shape_of(logits);
+    let v = last_dim(&shape);
+    let xs = values(logits);
+    let lse = cpu::log_sum_exp_rows(&xs, v);
+    let total = weights.iter().sum::<f32>().max(1.0);
+    let mut sum = 0.0f64;
+    for (r, ((&l, &t), &w)) in lse.iter().zip(targets).zip(weights).enumerate() {
+        if w != 0.0 {
+            sum += (w * (l - xs[r * v + t])) as f64;
+        }
+    }
+    (
+        new_tensor(vec![(sum / total as f64) as f32], Shape::new([1])),
+        lse,
+    )
+}
+
+#[derive(Debug, Clone)]
+struct CrossEntropyState {
+    logits: FlexTensor,
+    lse: Vec<f32>,
+    targets: Vec<usize>,
+    weights: Vec<f32>,
+}
+
+#[derive(Debug)]
+struct CrossEntropyBackward;
+
+impl Backward<Flex, 1> for CrossEntropyBackward {
+    type State = CrossEntropyState;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let s = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let g = values(&g)[0];
+            let total = s.weights.iter().sum::<f32>().max(1.0);
+            let scale: Vec<f32> = s.weights.iter().map(|w| g * w / total).collect();
+            let xs = values(&s.logits);
+            let mut dx = vec![0.0; xs.len()];
+            cpu::cross_entropy_backward(&xs, &s.lse, &s.targets, &scale, &mut dx);
+            new_tensor(dx, shape_of(&s.logits))
+        });
+    }
+}
+
+/// Whether [`cross_entropy`] runs on the kernels for these logits (otherwise the caller composes
+/// burn's ops).
+pub(crate) fn fused_cross_entropy(logits: &Tensor<3>) -> bool {
+    !matches!(route(logits), Route::Composed)
+}
+
+/// Mean negative log-likelihood of `targets` where `weights` is non-zero (weighted by it):
+/// `Σ w (logsumexp(z) - z[target]) / max(Σ w, 1)`. Only for logits that
+/// [`fused_cross_entropy`] accepts.
+pub(crate) fn cross_entropy(
+    logits: Tensor<3>,
+    targets: &Tensor<2, Int>,
+    weights: &Tensor<2>,
+) -> Tensor<1> {
+    let route = route(&logits);
+    let targets: Vec<usize> = targets
+        .to_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("int targets")
+        .into_iter()
+        .map(|t| t as usize)
+        .collect();
+    let weights: Vec<f32> = weights
+        .to_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float weights");
+    let v = logits.dims()[2];
+    assert!(
+        targets.iter().all(|&t| t < v),
+        "cross_entropy: a target is outside the vocabulary ({v})"
+    );
+    match route {
+        Route::Plain => Tensor::from_primitive::<Flex>(
+            cross_entropy_forward(&plain(logits), &targets, &weights).0,
+        ),
+        Route::Tracked => {
+            let x = tracked(logits);
+            let out = match CrossEntropyBackward
+                .prepare::<NoCheckpointing>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let (loss, lse) = cross_entropy_forward(x.primitive(), &targets, &weights);
+                    let state = CrossEntropyState {
+                        logits: x.primitive().clone(),
+                        lse,
+                        targets,
+                        weights,
+                    };
+                    prep.finish(state, loss)
+                }
+                OpsKind::UnTracked(prep) => {
+                    prep.finish(cross_entropy_forward(x.primitive(), &targets, &weights).0)
+                }
+            };
+            Tensor::from_primitive::<Tracked>(out)
+        }
+        Route::Composed => unreachable!("callers check fused_cross_entropy first"),
+    }
+}

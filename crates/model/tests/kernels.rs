@@ -1,0 +1,289 @@
+//! The fused CPU kernels against burn's composed ops: values and gradients, small shapes (one
+//! thread) and large ones (split across threads), with and without autodiff, and a few
+//! training steps of the whole model.
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use ordo_model::kernels::{self, with_composed_ops};
+use ordo_model::{
+    AttentionMode, Batch, ModelConfig, PositionalEncodingConfig, masked_cross_entropy,
+};
+
+/// Deterministic pseudo-random values in `[-scale, scale)`.
+fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn vals<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// Largest `|a - b| / (1 + |b|)`.
+fn gap(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0, f32::max)
+}
+
+/// `f(x)` and `d Σ(f(x) ⊙ w) / dx` for random `w`, on autodiff(flex).
+fn value_and_grad<const D: usize>(
+    f: &dyn Fn(Tensor<D>) -> Tensor<D>,
+    x: &[f32],
+    shape: [usize; D],
+) -> (Vec<f32>, Vec<f32>) {
+    let dev = Device::flex().autodiff();
+    let xt = Tensor::<D>::from_data(TensorData::new(x.to_vec(), shape), &dev).require_grad();
+    let w = Tensor::<D>::from_data(TensorData::new(noise(x.len(), 99, 1.0), shape), &dev);
+    let y = f(xt.clone());
+    let grads = (y.clone() * w).sum().backward();
+    (vals(y), vals(xt.grad(&grads).expect("x has a gradient")))
+}
+
+/// Fused and composed agree on values and gradients (autodiff), and on values without autodiff.
+fn check<const D: usize>(
+    name: &str,
+    f: &dyn Fn(Tensor<D>) -> Tensor<D>,
+    x: &[f32],
+    shape: [usize; D],
+    tol: f32,
+) {
+    let (y, g) = value_and_grad(f, x, shape);
+    let (y_ref, g_ref) = with_composed_ops(|| value_and_grad(f, x, shape));
+    let plain = vals(f(Tensor::from_data(
+        TensorData::new(x.to_vec(), shape),
+        &Device::flex(),
+    )));
+    assert!(
+        gap(&y, &y_ref) < tol,
+        "{name} {shape:?}: values differ by {}",
+        gap(&y, &y_ref)
+    );
+    assert!(
+        gap(&g, &g_ref) < tol,
+        "{name} {shape:?}: gradients differ by {}",
+        gap(&g, &g_ref)
+    );
+    assert_eq!(
+        plain, y,
+        "{name} {shape:?}: the inference path gives other values"
+    );
+    // Not vacuous: the gradient is not all zeros.
+    assert!(g.iter().any(|v| v.abs() > 1e-3), "{name}: zero gradient");
+}
+
+#[test]
+fn softmax_matches_burn_with_masked_entries() {
+    for shape in [[2, 3, 5, 7], [4, 4, 48, 48]] {
+        let n: usize = shape.iter().product();
+        let mut x = noise(n, 1, 4.0);
+        // Mask some keys (never a whole row: column 0 stays).
+        for (i, v) in x.iter_mut().enumerate() {
+            if i % shape[3] != 0 && i % 5 == 2 {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+        check("softmax", &kernels::softmax, &x, shape, 2e-6);
+    }
+}
+
+#[test]
+fn gelu_matches_burn() {
+    for shape in [[3, 5, 7], [8, 64, 72]] {
+        let n: usize = shape.iter().product();
+        check("gelu", &kernels::gelu, &noise(n, 2, 6.0), shape, 1e-6);
+    }
+}
+
+fn random_norm(d: usize, dev: &Device) -> LayerNorm {
+    let mut norm = LayerNormConfig::new(d).init(dev);
+    let gamma = noise(d, 3, 1.0)
+        .into_iter()
+        .map(|v| 1.0 + v)
+        .collect::<Vec<_>>();
+    norm.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(gamma, [d]), dev));
+    norm.beta = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(noise(d, 4, 0.5), [d]),
+        dev,
+    )));
+    norm
+}
+
+#[test]
+fn layer_norm_matches_burn_including_parameter_gradients() {
+    for shape in [[3, 5, 24], [16, 64, 40]] {
+        let d = shape[2];
+        let n: usize = shape.iter().product();
+        let x: Vec<f32> = noise(n, 5, 3.0).into_iter().map(|v| v + 1.5).collect();
+        let dev = Device::flex().autodiff();
+        let norm = random_norm(d, &dev);
+        let inference = norm.clone().valid();
+        let f = |x: Tensor<3>| match x.device().is_autodiff() {
+            true => kernels::layer_norm(&norm, x),
+            false => kernels::layer_norm(&inference, x),
+        };
+        check("layer_norm", &f, &x, shape, 2e-5);
+        // γ and β gradients.
+        let param_grads = || {
+            let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), shape), &dev);
+            let w = Tensor::<3>::from_data(TensorData::new(noise(n, 6, 1.0), shape), &dev);
+            let grads = (kernels::layer_norm(&norm, xt) * w).sum().backward();
+            let beta = norm.beta.as_ref().unwrap().val();
+            (
+                vals(norm.gamma.val().grad(&grads).unwrap()),
+                vals(beta.grad(&grads).unwrap()),
+            )
+        };
+        let (dg, db) = param_grads();
+        let (dg_ref, db_ref) = with_composed_ops(param_grads);
+        assert!(
+            gap(&dg, &dg_ref) < 1e-4,
+            "dγ differs by {}",
+            gap(&dg, &dg_ref)
+        );
+        assert!(
+            gap(&db, &db_ref) < 1e-4,
+            "dβ differs by {}",
+            gap(&db, &db_ref)
+        );
+    }
+}
+
+#[test]
+fn layer_norm_gradients_are_the_same_bits_on_one_thread_and_on_three() {
+    let (shape, d) = ([32, 64, 48], 48);
+    let n: usize = shape.iter().product();
+    let dev = Device::flex().autodiff();
+    let norm = random_norm(d, &dev);
+    let x = noise(n, 7, 2.0);
+    let run = || {
+        let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), shape), &dev).require_grad();
+        let w = Tensor::<3>::from_data(TensorData::new(noise(n, 8, 1.0), shape), &dev);
+        let grads = (kernels::layer_norm(&norm, xt.clone()) * w)
+            .sum()
+            .backward();
+        (
+            vals(xt.grad(&grads).unwrap()),
+            vals(norm.gamma.val().grad(&grads).unwrap()),
+        )
+    };
+    let pool = |k| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(k)
+            .build()
+            .unwrap()
+    };
+    let one = pool(1).install(run);
+    let three = pool(3).install(run);
+    assert!(one == three, "results depend on the number of threads");
+}
+
+fn cross_entropy_case(b: usize, t: usize, v: usize) {
+    let n = b * t * v;
+    let logits = noise(n, 9, 5.0);
+    let targets: Vec<i64> = noise(b * t, 10, 1.0)
+        .iter()
+        .map(|u| ((u + 1.0) / 2.0 * v as f32) as i64 % v as i64)
+        .collect();
+    // Some positions do not count; one weight is fractional.
+    let mut weights: Vec<f32> = (0..b * t)
+        .map(|i| if i % 3 == 1 { 0.0 } else { 1.0 })
+        .collect();
+    weights[0] = 0.5;
+    let run = || {
+        let dev = Device::flex().autodiff();
+        let x =
+            Tensor::<3>::from_data(TensorData::new(logits.clone(), [b, t, v]), &dev).require_grad();
+        let tg = Tensor::<2, Int>::from_data(TensorData::new(targets.clone(), [b, t]), &dev);
+        let w = Tensor::<2>::from_data(TensorData::new(weights.clone(), [b, t]), &dev);
+        let loss = masked_cross_entropy(x.clone(), tg, w) * 3.0;
+        let grads = loss.backward();
+        (vals(loss), vals(x.grad(&grads).unwrap()))
+    };
+    let (loss, g) = run();
+    let (loss_ref, g_ref) = with_composed_ops(run);
+    assert!(
+        gap(&loss, &loss_ref) < 1e-6,
+        "loss {loss:?} vs {loss_ref:?}"
+    );
+    assert!(
+        gap(&g, &g_ref) < 1e-6,
+        "gradient differs by {}",
+        gap(&g, &g_ref)
+    );
+    assert!(loss[0] > 1.0, "implausible loss {loss:?}");
+}
+
+#[test]
+fn cross_entropy_matches_burn() {
+    cross_entropy_case(2, 5, 11);
+    cross_entropy_case(8, 64, 96);
+}
+
+/// Five AdamW steps of a small model: the loss curve with the kernels and with burn's ops.
+fn losses(kind: &str, mode: AttentionMode) -> Vec<f32> {
+    let dev = Device::flex().autodiff();
+    dev.seed(3);
+    let cfg = ModelConfig {
+        d_model: 32,
+        n_heads: 4,
+        n_layers: 2,
+        d_ff: 64,
+        mode,
+        encoding: PositionalEncodingConfig::from_kind(kind, 32).unwrap(),
+        ..ModelConfig::default()
+    };
+    let mut model = cfg.init(16, &dev);
+    let mut optim = AdamWConfig::new().init();
+    let tokens: Vec<i64> = (0..4 * 9).map(|i| (i * 7 % 16) as i64).collect();
+    let batch = Batch {
+        tokens: Tensor::from_data(TensorData::new(tokens.clone(), [4, 9]), &dev),
+        lengths: vec![9, 7, 9, 4], // padded rows
+    };
+    let targets = Tensor::<2, Int>::from_data(
+        TensorData::new(
+            tokens.iter().map(|t| (t + 1) % 16).collect::<Vec<_>>(),
+            [4, 9],
+        ),
+        &dev,
+    );
+    let weights = Tensor::<2>::ones([4, 9], &dev);
+    let mut out = Vec::new();
+    for _ in 0..5 {
+        let loss = masked_cross_entropy(model.forward(&batch), targets.clone(), weights.clone());
+        out.push(loss.clone().into_scalar());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-2, model, grads);
+    }
+    model.num_params(); // the model is still usable
+    out
+}
+
+#[test]
+fn training_steps_with_the_kernels_follow_burns_ops() {
+    for mode in [AttentionMode::Causal, AttentionMode::Bidirectional] {
+        for kind in PositionalEncodingConfig::KINDS {
+            let fused = losses(kind, mode);
+            let composed = with_composed_ops(|| losses(kind, mode));
+            let g = gap(&fused, &composed);
+            assert!(g < 1e-4, "{kind} {mode:?}: {fused:?} vs {composed:?}");
+            assert!(
+                fused[4] < fused[0],
+                "{kind} {mode:?}: loss did not fall {fused:?}"
+            );
+        }
+    }
+}
