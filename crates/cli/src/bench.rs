@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Seed of the weights and of the random batch.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Use burn's composed ops instead of ordo's fused CPU kernels for softmax, GELU,
+    /// LayerNorm and the loss (to measure what the kernels gain).
+    #[arg(long)]
+    composed_ops: bool,
     /// Print the report as JSON on stdout instead of a table (progress still goes to stderr).
     #[arg(long)]
     json: bool,
@@ -80,6 +84,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         eval_tokens: args.eval_tokens,
         max_eval_factor: args.eval_factors.iter().copied().max().unwrap_or(1),
         seed: args.seed,
+        composed_ops: args.composed_ops,
     };
 
     if let Some(job) = &args.single {
@@ -140,6 +145,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 "--seed".into(),
                 options.seed.to_string(),
             ]);
+            if options.composed_ops {
+                command.arg("--composed-ops");
+            }
             command
         },
         |job, result| {

@@ -191,6 +191,10 @@ pub struct Options {
     pub max_eval_factor: usize,
     /// Seeds the weights and the random batch.
     pub seed: u64,
+    /// burn's composed ops instead of ordo's fused CPU kernels (softmax, GELU, LayerNorm,
+    /// cross-entropy): what the kernels gain, measured.
+    #[serde(default)]
+    pub composed_ops: bool,
 }
 
 impl Default for Options {
@@ -202,6 +206,7 @@ impl Default for Options {
             eval_tokens: EVAL_TOKENS,
             max_eval_factor: *EVAL_FACTORS.iter().max().expect("non-empty"),
             seed: 0,
+            composed_ops: false,
         }
     }
 }
@@ -240,6 +245,9 @@ pub struct Record {
     pub loss_last: Option<f64>,
     /// Hardware threads available to the process.
     pub threads: usize,
+    /// Measured with burn's composed ops instead of the fused kernels (`--composed-ops`).
+    #[serde(default)]
+    pub composed_ops: bool,
 }
 
 /// The fixed random batch: `batch x seq_len` tokens; the target of each position is the next
@@ -402,6 +410,14 @@ fn threads() -> usize {
 /// Runs one measurement in this process. Its `peak_rss_mib` is only meaningful when the process
 /// ran nothing else (see [`run_jobs`]).
 pub fn measure(job: &Job, options: &Options) -> Result<Record, String> {
+    if options.composed_ops {
+        ordo_model::kernels::with_composed_ops(|| measure_with(job, options))
+    } else {
+        measure_with(job, options)
+    }
+}
+
+fn measure_with(job: &Job, options: &Options) -> Result<Record, String> {
     if options.steps == 0 {
         return Err("--steps must be at least 1".into());
     }
@@ -475,6 +491,7 @@ pub fn measure(job: &Job, options: &Options) -> Result<Record, String> {
         loss_first,
         loss_last,
         threads: threads(),
+        composed_ops: options.composed_ops,
     })
 }
 
@@ -572,9 +589,14 @@ impl Report {
         let rss = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.0}"));
         writeln!(
             out,
-            "ordo {} on {} ({} threads{}): median of {} timed steps after {} warm-up steps",
+            "ordo {} on {}{} ({} threads{}): median of {} timed steps after {} warm-up steps",
             self.version,
             o.device,
+            if o.composed_ops {
+                ", burn's composed ops instead of the fused kernels"
+            } else {
+                ""
+            },
             self.threads,
             self.load_average
                 .map_or(String::new(), |l| format!(", load average {l:.2} at start")),

@@ -202,3 +202,29 @@ fn a_failed_measurement_is_reported_and_the_others_still_run() {
     );
     assert!(report.table().contains("failed"));
 }
+
+#[test]
+fn composed_ops_measure_the_same_training_as_the_kernels() {
+    let job: Job = "train:tiny:rope".parse().unwrap();
+    let options = Options {
+        steps: 2,
+        ..quick()
+    };
+    let fused = bench::measure(&job, &options).unwrap();
+    let composed = bench::measure(
+        &job,
+        &Options {
+            composed_ops: true,
+            ..options.clone()
+        },
+    )
+    .unwrap();
+    assert!(!fused.composed_ops && composed.composed_ops);
+    for (a, b) in [
+        (fused.loss_first, composed.loss_first),
+        (fused.loss_last, composed.loss_last),
+    ] {
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!((a - b).abs() < 1e-4, "losses {a} (kernels) vs {b} (burn's ops)");
+    }
+}
