@@ -3,8 +3,8 @@
 //! burn's autodiff composes them from.
 //!
 //! `exp` and `erf` are polynomial approximations written so that the compiler vectorises them
-//! (no libm calls in the loops); every entry point is compiled twice, for the baseline x86-64
-//! target and for AVX2 + FMA, and picks the second at run time when the CPU has it.
+//! (no libm calls in the loops); every entry point is compiled for the baseline x86-64 target,
+//! for AVX2 + FMA and for AVX-512, and picks the widest at run time.
 //!
 //! - `exp`: Cephes' `expf` (range reduction by ln 2 split in two constants, degree-6
 //!   polynomial); within 2 ulp of libm's `expf` on the range that matters here; exactly 0 below
@@ -64,8 +64,8 @@ pub fn erf(x: f32) -> f32 {
     erf_with(x, exp(-x * x))
 }
 
-/// Compiles `$body` (a call to an `#[inline(always)]` generic function) for baseline x86-64 and
-/// for AVX2 + FMA, and runs the second when the CPU supports it.
+/// Compiles `$body` (loops over `#[inline(always)]` helpers) three times, for baseline x86-64,
+/// for AVX2 + FMA (8 lanes) and for AVX-512 (16 lanes), and runs the widest the CPU supports.
 macro_rules! multiversion {
     ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$attr])*
@@ -73,8 +73,18 @@ macro_rules! multiversion {
             #[cfg(target_arch = "x86_64")]
             {
                 $(#[$attr])*
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                fn fast512($($arg: $ty),*) $(-> $ret)? $body
+                $(#[$attr])*
                 #[target_feature(enable = "avx2,fma")]
                 fn fast($($arg: $ty),*) $(-> $ret)? $body
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has just been checked for the features `fast512` is compiled for.
+                    return unsafe { fast512($($arg),*) };
+                }
                 if std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
                 {
