@@ -225,6 +225,9 @@ fn composed_ops_measure_the_same_training_as_the_kernels() {
         (fused.loss_last, composed.loss_last),
     ] {
         let (a, b) = (a.unwrap(), b.unwrap());
-        assert!((a - b).abs() < 1e-4, "losses {a} (kernels) vs {b} (burn's ops)");
+        assert!(
+            (a - b).abs() < 1e-4,
+            "losses {a} (kernels) vs {b} (burn's ops)"
+        );
     }
 }
