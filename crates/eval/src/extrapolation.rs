@@ -219,6 +219,14 @@ pub fn evaluate_loaded(
     options: &EvalOptions,
     scaling: String,
 ) -> Result<EvalReport, EvalError> {
+    ordo_train::device::on_compute_pool(|| evaluate_on_this_thread(run, options, scaling))
+}
+
+fn evaluate_on_this_thread(
+    run: &LoadedRun,
+    options: &EvalOptions,
+    scaling: String,
+) -> Result<EvalReport, EvalError> {
     let cfg = &run.config;
     let generator = cfg
         .task

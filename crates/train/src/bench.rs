@@ -410,11 +410,14 @@ fn threads() -> usize {
 /// Runs one measurement in this process. Its `peak_rss_mib` is only meaningful when the process
 /// ran nothing else (see [`run_jobs`]).
 pub fn measure(job: &Job, options: &Options) -> Result<Record, String> {
-    if options.composed_ops {
-        ordo_model::kernels::with_composed_ops(|| measure_with(job, options))
-    } else {
-        measure_with(job, options)
-    }
+    // The flag is per thread: set it on the thread that computes.
+    crate::device::on_compute_pool(|| {
+        if options.composed_ops {
+            ordo_model::kernels::with_composed_ops(|| measure_with(job, options))
+        } else {
+            measure_with(job, options)
+        }
+    })
 }
 
 fn measure_with(job: &Job, options: &Options) -> Result<Record, String> {

@@ -394,6 +394,17 @@ fn save_checkpoint(
 
 fn run(
     setup: Setup,
+    model: Transformer,
+    optim: burn::optim::ModuleOptimizer,
+    state: State,
+    progress: Progress,
+    stop_at: Option<usize>,
+) -> Result<Option<Summary>, TrainError> {
+    crate::device::on_compute_pool(|| run_steps(setup, model, optim, state, progress, stop_at))
+}
+
+fn run_steps(
+    setup: Setup,
     mut model: Transformer,
     mut optim: burn::optim::ModuleOptimizer,
     mut state: State,
