@@ -6,9 +6,11 @@
 //! `values = false` keeps only the key term (HF's "relative_key", with clipping). Offsets beyond
 //! `±k` share one row, so any length works; in causal mode only offsets `-k..=0` are used.
 //!
-//! Implementation: with `O[i, j, r] = 1` iff `clip(j - i) + k = r` (built once per forward),
-//! the key term is `(q w^Kᵀ)` contracted with `O` over `r`, and the value term is `α`
-//! contracted with `O` over `j`, then multiplied by `w^V`: batched matmuls, no gather.
+//! Implementation: the key term is `(q w^Kᵀ)[i, clip(j - i) + k]`, a gather; the value term is
+//! `α` summed per label (`Σ_{j: clip(j - i) + k = l} α_ij`, a scatter-add) times `w^V`. On the
+//! CPU kernels ([`ordo_kernels::relative_gather`] / [`ordo_kernels::relative_scatter`], each the
+//! other's backward). Elsewhere (ndarray, wgpu) both are contractions with the one-hot map
+//! `O[i, j, r] = 1` iff `clip(j - i) + k = r`, built once per forward: batched matmuls.
 //! Tables are initialised N(0, 0.02²) like BERT-style relative embeddings.
 
 use crate::{EncodingDims, PositionContext, Positional};
@@ -77,20 +79,21 @@ impl Shaw {
 impl Positional for Shaw {
     fn context(&self, seq_len: usize, device: &Device) -> PositionContext {
         PositionContext {
-            relative: Some(self.one_hot(seq_len, device)),
+            // Only the composed path needs the one-hot map.
+            relative: (!ordo_kernels::accelerated(device)).then(|| self.one_hot(seq_len, device)),
             ..PositionContext::empty(seq_len)
         }
     }
 
     fn key_scores(&self, q: &Tensor<4>, layer: usize, ctx: &PositionContext) -> Option<Tensor<4>> {
-        let one_hot = ctx
-            .relative
-            .clone()
-            .expect("Shaw context holds the relative map");
         let [b, h, t, dh] = q.dims();
         let w = Self::layer_table(&self.keys, layer); // [r, dh]
         let r = w.dims()[0];
         let qw = q.clone().reshape([b * h * t, dh]).matmul(w.transpose()); // [b*h*t, r]
+        let Some(one_hot) = ctx.relative.clone() else {
+            let scores = ordo_kernels::relative_gather(qw.reshape([b * h, t, r]), self.k);
+            return Some(scores.reshape([b, h, t, t])); // [b, h, tq, tk]
+        };
         let qw = qw.reshape([b * h, t, r]).swap_dims(0, 1); // [t, b*h, r]
         let scores = qw.matmul(one_hot.swap_dims(1, 2)); // [t, b*h, r] x [t, r, tk] = [t, b*h, tk]
         Some(scores.swap_dims(0, 1).reshape([b, h, t, t])) // [b, h, tq, tk]
@@ -107,13 +110,15 @@ impl Positional for Shaw {
         ctx: &PositionContext,
     ) -> Option<Tensor<4>> {
         let values = self.values.as_ref()?;
-        let one_hot = ctx
-            .relative
-            .clone()
-            .expect("Shaw context holds the relative map");
         let [b, h, t, _] = probs.dims();
         let w = Self::layer_table(values, layer); // [r, dh]
         let [r, dh] = w.dims();
+        let Some(one_hot) = ctx.relative.clone() else {
+            let per_label =
+                ordo_kernels::relative_scatter(probs.clone().reshape([b * h, t, t]), self.k);
+            let out = per_label.reshape([b * h * t, r]).matmul(w); // [b*h*t, dh]
+            return Some(out.reshape([b, h, t, dh]));
+        };
         let p = probs.clone().reshape([b * h, t, t]).swap_dims(0, 1); // [tq, b*h, tk]
         let per_label = p.matmul(one_hot); // [tq, b*h, tk] x [tq, tk, r] = [tq, b*h, r]
         let out = per_label.reshape([t * b * h, r]).matmul(w); // [tq*b*h, dh]

@@ -5,7 +5,6 @@
 
 pub mod checkpoint;
 pub mod config;
-pub mod kernels;
 pub mod loss;
 pub mod transformer;
 
@@ -13,4 +12,5 @@ pub use checkpoint::{CheckpointError, load_model, save_model};
 pub use config::{ModelConfig, ModelConfigError};
 pub use loss::masked_cross_entropy;
 pub use ordo_encodings::{AttentionMode, PositionalEncodingConfig};
+pub use ordo_kernels as kernels;
 pub use transformer::{Batch, Transformer};

@@ -287,3 +287,67 @@ fn training_steps_with_the_kernels_follow_burns_ops() {
         }
     }
 }
+
+/// Shaw's gather and scatter against contractions with the one-hot map `O[i, j, l]`.
+#[test]
+fn relative_gather_and_scatter_match_the_one_hot_contractions() {
+    use ordo_encodings::EncodingDims;
+    use ordo_encodings::shaw::Shaw;
+    let dev = Device::flex().autodiff();
+    for (n, t, k) in [(3, 7, 2), (4, 40, 16), (2, 5, 0)] {
+        let r = 2 * k + 1;
+        let dims = EncodingDims {
+            d_model: 8,
+            n_heads: 1,
+            n_layers: 1,
+            mode: AttentionMode::Causal,
+        };
+        let one_hot = Shaw::new(k, true, &dims, &dev).one_hot(t, &dev); // [t, t, r]
+        // gather: [n, t, r] -> [n, t, t]
+        let x = Tensor::<3>::from_data(TensorData::new(noise(n * t * r, 11, 1.0), [n, t, r]), &dev)
+            .require_grad();
+        let w = Tensor::<3>::from_data(TensorData::new(noise(n * t * t, 12, 1.0), [n, t, t]), &dev);
+        let run = |fused: bool| {
+            let y = if fused {
+                kernels::relative_gather(x.clone(), k)
+            } else {
+                // [t, n, r] x [t, r, t] -> [t, n, t]
+                let y = x
+                    .clone()
+                    .swap_dims(0, 1)
+                    .matmul(one_hot.clone().swap_dims(1, 2));
+                y.swap_dims(0, 1)
+            };
+            let grads = (y.clone() * w.clone()).sum().backward();
+            (vals(y), vals(x.grad(&grads).unwrap()))
+        };
+        let ((y, g), (y_ref, g_ref)) = (run(true), run(false));
+        assert!(
+            gap(&y, &y_ref) < 1e-6 && gap(&g, &g_ref) < 1e-5,
+            "gather n{n} t{t} k{k}"
+        );
+        // scatter: [n, t, t] -> [n, t, r]
+        let p = Tensor::<3>::from_data(TensorData::new(noise(n * t * t, 13, 1.0), [n, t, t]), &dev)
+            .require_grad();
+        let w = Tensor::<3>::from_data(TensorData::new(noise(n * t * r, 14, 1.0), [n, t, r]), &dev);
+        let run = |fused: bool| {
+            let y = if fused {
+                kernels::relative_scatter(p.clone(), k)
+            } else {
+                // [t, n, t] x [t, t, r] -> [t, n, r]
+                p.clone()
+                    .swap_dims(0, 1)
+                    .matmul(one_hot.clone())
+                    .swap_dims(0, 1)
+            };
+            let grads = (y.clone() * w.clone()).sum().backward();
+            (vals(y), vals(p.grad(&grads).unwrap()))
+        };
+        let ((y, g), (y_ref, g_ref)) = (run(true), run(false));
+        assert!(
+            gap(&y, &y_ref) < 1e-5 && gap(&g, &g_ref) < 1e-6,
+            "scatter n{n} t{t} k{k}"
+        );
+        assert!(g.iter().any(|v| v.abs() > 1e-3), "zero gradient");
+    }
+}

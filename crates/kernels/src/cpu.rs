@@ -508,6 +508,46 @@ pub fn cross_entropy_backward(
         .for_each(|((((x, dx), l), t), s)| cross_entropy_backward_block(x, l, t, s, dx));
 }
 
+/// Shaw's clipped relative label `clip(j - i, -k, k) + k`.
+#[inline(always)]
+fn relative_label(i: usize, j: usize, k: usize) -> usize {
+    ((j as isize - i as isize).clamp(-(k as isize), k as isize) + k as isize) as usize
+}
+
+/// `out[n, i, j] = x[n, i, label(i, j)]`: `x` is `[rows, t, 2k+1]`, `out` `[rows, t, t]`.
+pub fn relative_gather(x: &[f32], t: usize, k: usize, out: &mut [f32]) {
+    let r = 2 * k + 1;
+    let per_row = |(x, out): (&[f32], &mut [f32])| {
+        for i in 0..t {
+            let (xi, oi) = (&x[i * r..(i + 1) * r], &mut out[i * t..(i + 1) * t]);
+            for (j, o) in oi.iter_mut().enumerate() {
+                *o = xi[relative_label(i, j, k)];
+            }
+        }
+    };
+    x.par_chunks(t * r)
+        .zip(out.par_chunks_mut(t * t))
+        .for_each(per_row);
+}
+
+/// The adjoint of [`relative_gather`]: `out[n, i, l] = Σ_{j: label(i, j) = l} p[n, i, j]`,
+/// `p` `[rows, t, t]`, `out` `[rows, t, 2k+1]` (overwritten).
+pub fn relative_scatter(p: &[f32], t: usize, k: usize, out: &mut [f32]) {
+    let r = 2 * k + 1;
+    let per_row = |(p, out): (&[f32], &mut [f32])| {
+        out.fill(0.0);
+        for i in 0..t {
+            let (pi, oi) = (&p[i * t..(i + 1) * t], &mut out[i * r..(i + 1) * r]);
+            for (j, &v) in pi.iter().enumerate() {
+                oi[relative_label(i, j, k)] += v;
+            }
+        }
+    };
+    p.par_chunks(t * t)
+        .zip(out.par_chunks_mut(t * r))
+        .for_each(per_row);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,10 +52,17 @@ enum Route {
 }
 
 fn route<const D: usize>(x: &Tensor<D>) -> Route {
-    if COMPOSED.get() || x.dtype() != DType::F32 {
+    if x.dtype() != DType::F32 {
         return Route::Composed;
     }
-    match x.device().as_dispatch() {
+    device_route(&x.device())
+}
+
+fn device_route(device: &Device) -> Route {
+    if COMPOSED.get() {
+        return Route::Composed;
+    }
+    match device.as_dispatch() {
         DispatchDevice::Flex(_) => Route::Plain,
         DispatchDevice::Autodiff(ad)
             if ad.gradient_checkpointing_strategy() == GradientCheckpointingStrategy::Disabled
@@ -65,6 +72,13 @@ fn route<const D: usize>(x: &Tensor<D>) -> Route {
         }
         _ => Route::Composed,
     }
+}
+
+/// Whether f32 tensors on `device` go through the kernels (flex, no gradient checkpointing, and
+/// not inside [`with_composed_ops`]). The ops that have no composed fallback of their own
+/// ([`relative_gather`], [`relative_scatter`]) may only be called when it is true.
+pub fn accelerated(device: &Device) -> bool {
+    !matches!(device_route(device), Route::Composed)
 }
 
 /// Converts a tensor that [`route`] sent to a flex path into its primitive.
@@ -344,14 +358,14 @@ impl Backward<Flex, 1> for CrossEntropyBackward {
 
 /// Whether [`cross_entropy`] runs on the kernels for these logits (otherwise the caller composes
 /// burn's ops).
-pub(crate) fn fused_cross_entropy(logits: &Tensor<3>) -> bool {
+pub fn fused_cross_entropy(logits: &Tensor<3>) -> bool {
     !matches!(route(logits), Route::Composed)
 }
 
 /// Mean negative log-likelihood of `targets` where `weights` is non-zero (weighted by it):
 /// `Σ w (logsumexp(z) - z[target]) / max(Σ w, 1)`. Only for logits that
 /// [`fused_cross_entropy`] accepts.
-pub(crate) fn cross_entropy(
+pub fn cross_entropy(
     logits: Tensor<3>,
     targets: &Tensor<2, Int>,
     weights: &Tensor<2>,
@@ -370,9 +384,13 @@ pub(crate) fn cross_entropy(
         .convert::<f32>()
         .try_into_vec::<f32>()
         .expect("float weights");
-    let v = logits.dims()[2];
+    let [b, t, v] = logits.dims();
     assert!(
-        targets.iter().all(|&t| t < v),
+        targets.len() == b * t && weights.len() == b * t,
+        "cross_entropy: logits [{b}, {t}, {v}] need targets and weights [{b}, {t}]"
+    );
+    assert!(
+        targets.iter().all(|&id| id < v),
         "cross_entropy: a target is outside the vocabulary ({v})"
     );
     match route {
@@ -404,4 +422,87 @@ pub(crate) fn cross_entropy(
         }
         Route::Composed => unreachable!("callers check fused_cross_entropy first"),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shaw's relative terms: a gather by clipped offset and its adjoint, a scatter-add
+
+/// Which of the two ops; the backward step of each is the other.
+#[derive(Debug, Clone, Copy)]
+enum Relative {
+    Gather,
+    Scatter,
+}
+
+fn relative_forward(x: &FlexTensor, op: Relative, k: usize) -> FlexTensor {
+    let shape = shape_of(x);
+    let [n, t] = [shape[0], shape[1]];
+    let r = 2 * k + 1;
+    let xs = values(x);
+    match op {
+        Relative::Gather => {
+            assert_eq!(
+                shape[2], r,
+                "relative_gather: last dimension must be 2k + 1"
+            );
+            let mut out = vec![0.0; n * t * t];
+            cpu::relative_gather(&xs, t, k, &mut out);
+            new_tensor(out, Shape::new([n, t, t]))
+        }
+        Relative::Scatter => {
+            assert_eq!(shape[2], t, "relative_scatter: expects [n, t, t]");
+            let mut out = vec![0.0; n * t * r];
+            cpu::relative_scatter(&xs, t, k, &mut out);
+            new_tensor(out, Shape::new([n, t, r]))
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RelativeBackward(Relative);
+
+impl Backward<Flex, 1> for RelativeBackward {
+    type State = usize; // k
+
+    fn backward(self, ops: Ops<usize, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let adjoint = match self.0 {
+            Relative::Gather => Relative::Scatter,
+            Relative::Scatter => Relative::Gather,
+        };
+        let k = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            relative_forward(&g, adjoint, k)
+        });
+    }
+}
+
+fn relative(x: Tensor<3>, op: Relative, k: usize) -> Tensor<3> {
+    match route(&x) {
+        Route::Plain => Tensor::from_primitive::<Flex>(relative_forward(&plain(x), op, k)),
+        Route::Tracked => {
+            let x = tracked(x);
+            let out = match RelativeBackward(op)
+                .prepare::<NoCheckpointing>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(k, relative_forward(x.primitive(), op, k)),
+                OpsKind::UnTracked(prep) => prep.finish(relative_forward(x.primitive(), op, k)),
+            };
+            Tensor::from_primitive::<Tracked>(out)
+        }
+        Route::Composed => panic!("relative ops need an accelerated device (see `accelerated`)"),
+    }
+}
+
+/// `out[n, i, j] = x[n, i, clip(j - i, -k, k) + k]`: `[n, t, 2k+1]` -> `[n, t, t]` (Shaw's key
+/// term, with `x = q wᵀ`). Only where [`accelerated`].
+pub fn relative_gather(x: Tensor<3>, k: usize) -> Tensor<3> {
+    relative(x, Relative::Gather, k)
+}
+
+/// `out[n, i, l] = Σ_{j: clip(j - i, -k, k) + k = l} p[n, i, j]`: `[n, t, t]` -> `[n, t, 2k+1]`
+/// (Shaw's value term, with `p` the attention probabilities). Only where [`accelerated`].
+pub fn relative_scatter(p: Tensor<3>, k: usize) -> Tensor<3> {
+    relative(p, Relative::Scatter, k)
 }
