@@ -1,5 +1,6 @@
-//! Fused CPU kernels for the four operations that dominate a small transformer's step after the
-//! matrix products: softmax, GELU, LayerNorm and the cross-entropy loss.
+//! Fused CPU kernels for what dominates a small transformer's step after the matrix products:
+//! softmax, GELU, LayerNorm and the cross-entropy loss; and Shaw's relative terms as a gather
+//! and a scatter-add (instead of contractions with a one-hot `[t, t, 2k+1]` map).
 //!
 //! Under autodiff burn 0.22 builds softmax, LayerNorm and log-softmax out of 5-10 tensor ops,
 //! each with its own pass over memory in the forward and again in the backward pass, and its
@@ -8,8 +9,12 @@
 //! vectorised `exp`/`erf` ([`cpu`]).
 //!
 //! Only the flex backend (f32, no gradient checkpointing) takes this path; every other device
-//! (ndarray, wgpu) gets burn's composed ops, which compute the same functions. The tests compare
-//! the two, forward and gradients, and [`with_composed_ops`] lets any caller do the same.
+//! (ndarray, wgpu) gets burn's composed ops, which compute the same functions. The tests
+//! (`crates/model/tests/kernels.rs`) compare the two, forward and gradients, and
+//! [`with_composed_ops`] lets any caller do the same (`ordo bench --composed-ops`).
+//!
+//! The crate sits below `encodings` (Shaw uses the relative ops) and `model`, which re-exports
+//! it as `ordo_model::kernels`.
 
 pub mod cpu;
 
