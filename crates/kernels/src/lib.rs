@@ -47,6 +47,7 @@ pub fn with_composed_ops<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// How an op runs for a tensor on `device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     /// Flex, no autodiff: the forward kernel alone.
     Plain,
@@ -97,15 +98,44 @@ fn tracked<const D: usize>(x: Tensor<D>) -> burn::backend::tensor::FloatTensor<T
         .expect("route() checked that the tensor lives on autodiff(flex)")
 }
 
+/// Runs a one-input op on flex, for a route other than `Composed`: `forward` gives the output and
+/// the state the op's backward `step` needs (dropped when nothing is tracked).
+fn flex_op<const D: usize, const E: usize, BO: Backward<Flex, 1>>(
+    x: Tensor<D>,
+    route: Route,
+    step: BO,
+    forward: impl FnOnce(&FlexTensor) -> (FlexTensor, BO::State),
+) -> Tensor<E> {
+    match route {
+        Route::Plain => Tensor::from_primitive::<Flex>(forward(&plain(x)).0),
+        Route::Tracked => {
+            let x = tracked(x);
+            let out = match step
+                .prepare::<NoCheckpointing>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let (y, state) = forward(x.primitive());
+                    prep.finish(state, y)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive()).0),
+            };
+            Tensor::from_primitive::<Tracked>(out)
+        }
+        Route::Composed => unreachable!("callers handle the composed route themselves"),
+    }
+}
+
 /// The tensor's elements in row-major order (a copy only if its layout is strided).
 fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(
             t.to_contiguous()
-                .as_slice::<f32>()
-                .expect("contiguous")
-                .to_vec(),
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("an f32 tensor"),
         ),
     }
 }
@@ -155,23 +185,11 @@ impl Backward<Flex, 1> for SoftmaxBackward {
 /// Softmax over the last dimension.
 pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     match route(&x) {
-        Route::Plain => Tensor::from_primitive::<Flex>(softmax_forward(&plain(x))),
-        Route::Tracked => {
-            let x = tracked(x);
-            let out = match SoftmaxBackward
-                .prepare::<NoCheckpointing>([x.node()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => {
-                    let y = softmax_forward(x.primitive());
-                    prep.finish(y.clone(), y)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(softmax_forward(x.primitive())),
-            };
-            Tensor::from_primitive::<Tracked>(out)
-        }
         Route::Composed => burn::tensor::activation::softmax(x, D - 1),
+        route => flex_op(x, route, SoftmaxBackward, |x| {
+            let y = softmax_forward(x);
+            (y.clone(), y)
+        }),
     }
 }
 
@@ -205,22 +223,8 @@ impl Backward<Flex, 1> for GeluBackward {
 /// The exact GELU, `x Φ(x)`.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     match route(&x) {
-        Route::Plain => Tensor::from_primitive::<Flex>(gelu_forward(&plain(x))),
-        Route::Tracked => {
-            let x = tracked(x);
-            let out = match GeluBackward
-                .prepare::<NoCheckpointing>([x.node()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => {
-                    prep.finish(x.primitive().clone(), gelu_forward(x.primitive()))
-                }
-                OpsKind::UnTracked(prep) => prep.finish(gelu_forward(x.primitive())),
-            };
-            Tensor::from_primitive::<Tracked>(out)
-        }
         Route::Composed => burn::tensor::activation::gelu(x),
+        route => flex_op(x, route, GeluBackward, |x| (gelu_forward(x), x.clone())),
     }
 }
 
@@ -274,9 +278,8 @@ pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
         return norm.forward(x);
     };
     let gamma = norm.gamma.val();
-    let same_route = |a: &Route, b: &Route| std::mem::discriminant(a) == std::mem::discriminant(b);
     let route = match (route(&x), route(&gamma)) {
-        (a, b) if same_route(&a, &b) => a,
+        (a, b) if a == b => a,
         _ => Route::Composed, // parameters and input on different devices: let burn say so
     };
     match route {
@@ -398,35 +401,16 @@ pub fn cross_entropy(
         targets.iter().all(|&id| id < v),
         "cross_entropy: a target is outside the vocabulary ({v})"
     );
-    match route {
-        Route::Plain => Tensor::from_primitive::<Flex>(
-            cross_entropy_forward(&plain(logits), &targets, &weights).0,
-        ),
-        Route::Tracked => {
-            let x = tracked(logits);
-            let out = match CrossEntropyBackward
-                .prepare::<NoCheckpointing>([x.node()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => {
-                    let (loss, lse) = cross_entropy_forward(x.primitive(), &targets, &weights);
-                    let state = CrossEntropyState {
-                        logits: x.primitive().clone(),
-                        lse,
-                        targets,
-                        weights,
-                    };
-                    prep.finish(state, loss)
-                }
-                OpsKind::UnTracked(prep) => {
-                    prep.finish(cross_entropy_forward(x.primitive(), &targets, &weights).0)
-                }
-            };
-            Tensor::from_primitive::<Tracked>(out)
-        }
-        Route::Composed => unreachable!("callers check fused_cross_entropy first"),
-    }
+    flex_op(logits, route, CrossEntropyBackward, |x| {
+        let (loss, lse) = cross_entropy_forward(x, &targets, &weights);
+        let state = CrossEntropyState {
+            logits: x.clone(),
+            lse,
+            targets,
+            weights,
+        };
+        (loss, state)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -483,20 +467,10 @@ impl Backward<Flex, 1> for RelativeBackward {
 
 fn relative(x: Tensor<3>, op: Relative, k: usize) -> Tensor<3> {
     match route(&x) {
-        Route::Plain => Tensor::from_primitive::<Flex>(relative_forward(&plain(x), op, k)),
-        Route::Tracked => {
-            let x = tracked(x);
-            let out = match RelativeBackward(op)
-                .prepare::<NoCheckpointing>([x.node()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(k, relative_forward(x.primitive(), op, k)),
-                OpsKind::UnTracked(prep) => prep.finish(relative_forward(x.primitive(), op, k)),
-            };
-            Tensor::from_primitive::<Tracked>(out)
-        }
         Route::Composed => panic!("relative ops need an accelerated device (see `accelerated`)"),
+        route => flex_op(x, route, RelativeBackward(op), |x| {
+            (relative_forward(x, op, k), k)
+        }),
     }
 }
 

@@ -351,3 +351,23 @@ fn relative_gather_and_scatter_match_the_one_hot_contractions() {
         assert!(g.iter().any(|v| v.abs() > 1e-3), "zero gradient");
     }
 }
+
+/// A strided view (a transpose) as input: the kernels read it in logical order.
+#[test]
+fn kernels_read_strided_inputs_in_logical_order() {
+    let (shape, n) = ([3, 4, 5, 6], 3 * 4 * 5 * 6);
+    let x = noise(n, 21, 3.0);
+    let f = |x: Tensor<4>| kernels::softmax(x.swap_dims(2, 3)).swap_dims(2, 3);
+    let (y, g) = value_and_grad(&|x| kernels::gelu(f(x)), &x, shape);
+    let (y_ref, g_ref) = with_composed_ops(|| value_and_grad(&|x| kernels::gelu(f(x)), &x, shape));
+    assert!(
+        gap(&y, &y_ref) < 2e-6,
+        "values differ by {}",
+        gap(&y, &y_ref)
+    );
+    assert!(
+        gap(&g, &g_ref) < 2e-6,
+        "gradients differ by {}",
+        gap(&g, &g_ref)
+    );
+}
