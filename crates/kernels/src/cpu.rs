@@ -232,6 +232,39 @@ pub fn softmax_backward_rows(y: &[f32], g: &[f32], dx: &mut [f32], n: usize) {
     for_rows2(y, g, dx, n, |y, g, dx| softmax_backward_block(y, g, dx, n));
 }
 
+multiversion! {
+    /// `s = softmax(s + bias)` over rows of length `n`, in place, on this thread.
+    pub fn softmax_rows_in_place(s: &mut [f32], bias: Option<&[f32]>, n: usize) {
+        if let Some(bias) = bias {
+            for (x, &b) in s.iter_mut().zip(bias) {
+                *x += b;
+            }
+        }
+        for row in s.chunks_exact_mut(n) {
+            let m = row_max(row);
+            for x in row.iter_mut() {
+                *x = exp(*x - m);
+            }
+            let inv = 1.0 / row_sum(row);
+            for x in row.iter_mut() {
+                *x *= inv;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `g = y ⊙ (g - Σ g ⊙ y)` over rows of length `n`, in place, on this thread.
+    pub fn softmax_backward_in_place(y: &[f32], g: &mut [f32], n: usize) {
+        for (yr, gr) in y.chunks_exact(n).zip(g.chunks_exact_mut(n)) {
+            let dot = row_dot(yr, gr);
+            for (gv, &yv) in gr.iter_mut().zip(yr) {
+                *gv = yv * (*gv - dot);
+            }
+        }
+    }
+}
+
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 multiversion! {

@@ -16,6 +16,7 @@
 //! The crate sits below `encodings` (Shaw uses the relative ops) and `model`, which re-exports
 //! it as `ordo_model::kernels`.
 
+pub mod attention;
 pub mod cpu;
 
 use std::borrow::Cow;
@@ -484,4 +485,227 @@ pub fn relative_gather(x: Tensor<3>, k: usize) -> Tensor<3> {
 /// (Shaw's value term, with `p` the attention probabilities). Only where [`accelerated`].
 pub fn relative_scatter(p: Tensor<3>, k: usize) -> Tensor<3> {
     relative(p, Relative::Scatter, k)
+}
+
+// ---------------------------------------------------------------------------------------------
+// attention core
+
+/// A `[b, h, t, dh]` flex tensor as a kernel operand (a copy only for negative strides, which
+/// the model never makes).
+fn operand(x: &FlexTensor) -> (Cow<'_, FlexTensor>, [usize; 4]) {
+    let x = if x.layout().has_positive_strides() {
+        Cow::Borrowed(x)
+    } else {
+        Cow::Owned(x.to_contiguous())
+    };
+    let s = x.layout().strides();
+    let strides = [0, 1, 2, 3].map(|i| s[i] as usize);
+    (x, strides)
+}
+
+fn operand_view<'a>(x: &'a FlexTensor, strides: [usize; 4]) -> attention::Operand<'a> {
+    attention::Operand {
+        data: x.storage::<f32>(),
+        offset: x.layout().start_offset(),
+        strides,
+    }
+}
+
+fn attention_dims(q: &FlexTensor) -> attention::Dims {
+    let s = shape_of(q);
+    attention::Dims {
+        b: s[0],
+        h: s[1],
+        t: s[2],
+        dh: s[3],
+    }
+}
+
+/// Which dimensions of a `[b or 1, h or 1, t, t]` bias are not broadcast.
+fn bias_layout(bias: &FlexTensor, dims: attention::Dims) -> (bool, bool) {
+    let s = shape_of(bias);
+    let (t, b, h) = (dims.t, dims.b, dims.h);
+    assert!(
+        s.num_dims() == 4
+            && (s[0] == 1 || s[0] == b)
+            && (s[1] == 1 || s[1] == h)
+            && s[2] == t
+            && s[3] == t,
+        "attention: bias must be [{b} or 1, {h} or 1, {t}, {t}], got {s:?}"
+    );
+    (s[0] != 1, s[1] != 1)
+}
+
+#[derive(Debug, Clone)]
+struct AttentionState {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    probs: Vec<f32>,
+    scale: f32,
+    /// Shape and broadcast flags of the bias.
+    bias: Option<(Shape, bool, bool)>,
+}
+
+fn attention_forward(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    scale: f32,
+) -> (FlexTensor, AttentionState) {
+    let dims = attention_dims(q);
+    for (x, name) in [(k, "k"), (v, "v")] {
+        assert_eq!(
+            attention_dims(x),
+            dims,
+            "attention: `{name}` must have q's shape"
+        );
+    }
+    let ((q, qs), (k, ks), (v, vs)) = (operand(q), operand(k), operand(v));
+    let bias = bias.map(|b| (b, bias_layout(b, dims)));
+    let bias_values = bias.as_ref().map(|(b, _)| values(b));
+    let attention::Dims { b, h, t, dh } = dims;
+    let mut probs = vec![0.0; b * h * t * t];
+    let mut out = vec![0.0; b * t * h * dh];
+    attention::forward(
+        dims,
+        scale,
+        operand_view(&q, qs),
+        operand_view(&k, ks),
+        operand_view(&v, vs),
+        bias.as_ref()
+            .zip(bias_values.as_deref())
+            .map(|((_, (per_sequence, per_head)), data)| attention::Bias {
+                data,
+                per_sequence: *per_sequence,
+                per_head: *per_head,
+            }),
+        &mut probs,
+        &mut out,
+    );
+    let state = AttentionState {
+        q: q.into_owned(),
+        k: k.into_owned(),
+        v: v.into_owned(),
+        probs,
+        scale,
+        bias: bias.map(|(b, (s, h))| (shape_of(b), s, h)),
+    };
+    (new_tensor(out, Shape::new([b, t, h * dh])), state)
+}
+
+/// Backward step of [`attention`]; parents `[q, k, v]` or `[q, k, v, bias]`.
+#[derive(Debug)]
+struct AttentionBackward<const N: usize>;
+
+impl<const N: usize> Backward<Flex, N> for AttentionBackward<N> {
+    type State = AttentionState;
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let s = ops.state;
+        let g = grads.consume::<Flex>(&ops.node);
+        let dims = attention_dims(&s.q);
+        let attention::Dims { b, h, t, dh } = dims;
+        let size = b * t * h * dh;
+        let (mut dq, mut dk, mut dv) = (vec![0.0; size], vec![0.0; size], vec![0.0; size]);
+        let bias_parent = ops.parents.get(3).cloned().flatten();
+        let mut dscores = bias_parent.as_ref().map(|_| vec![0.0; b * h * t * t]);
+        let ((q, qs), (k, ks), (v, vs)) = (operand(&s.q), operand(&s.k), operand(&s.v));
+        attention::backward(
+            dims,
+            s.scale,
+            operand_view(&q, qs),
+            operand_view(&k, ks),
+            operand_view(&v, vs),
+            &s.probs,
+            &values(&g),
+            attention::Grads {
+                q: &mut dq,
+                k: &mut dk,
+                v: &mut dv,
+                scores: dscores.as_deref_mut(),
+            },
+        );
+        // Written in [b, t, h, dh] order: the [b, h, t, dh] gradient is a permuted view.
+        let heads_view =
+            |x: Vec<f32>| new_tensor(x, Shape::new([b, t, h, dh])).permute(&[0, 2, 1, 3]);
+        for (parent, grad) in ops.parents.iter().zip([dq, dk, dv]) {
+            if let Some(node) = parent {
+                grads.register::<Flex>(node.id, heads_view(grad));
+            }
+        }
+        if let (Some(node), Some(ds), Some((shape, per_sequence, per_head))) =
+            (bias_parent, dscores, s.bias)
+        {
+            let db = attention::reduce_bias(dims, per_sequence, per_head, &ds);
+            grads.register::<Flex>(node.id, new_tensor(db, shape));
+        }
+    }
+}
+
+fn tracked_attention<const N: usize>(
+    inputs: [burn::backend::tensor::FloatTensor<Tracked>; N],
+    scale: f32,
+) -> burn::backend::tensor::FloatTensor<Tracked> {
+    let forward = || {
+        let [q, k, v] = [0, 1, 2].map(|i| inputs[i].primitive());
+        attention_forward(q, k, v, inputs.get(3).map(|b| b.primitive()), scale)
+    };
+    let guards = inputs.each_ref().map(|x| x.node());
+    match AttentionBackward::<N>
+        .prepare::<NoCheckpointing>(guards)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (out, state) = forward();
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward().0),
+    }
+}
+
+/// `softmax(scale · q kᵀ + bias) v` with the heads merged: `q`, `k`, `v` `[b, h, t, dh]`,
+/// `bias` `[b or 1, h or 1, t, t]` (position bias and masks), output `[b, t, h·dh]`.
+///
+/// On flex ([`accelerated`]) one fused op with its own backward ([`attention`](mod@attention)),
+/// which keeps no `[b, h, t, t]` tensor but the probabilities; elsewhere burn's ops.
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    bias: Option<Tensor<4>>,
+    scale: f32,
+) -> Tensor<3> {
+    let [b, h, t, dh] = q.dims();
+    let same = |x: &Tensor<4>| route(x);
+    let r = route(&q);
+    let agreed = [same(&k), same(&v)]
+        .into_iter()
+        .chain(bias.as_ref().map(same))
+        .all(|x| x == r);
+    match if agreed { r } else { Route::Composed } {
+        Route::Composed => {
+            let mut scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3)); // [b, h, t, t]
+            if let Some(bias) = bias {
+                scores = scores + bias;
+            }
+            let probs = burn::tensor::activation::softmax(scores, 3);
+            probs.matmul(v).swap_dims(1, 2).reshape([b, t, h * dh])
+        }
+        Route::Plain => {
+            let bias = bias.map(plain);
+            let (q, k, v) = (plain(q), plain(k), plain(v));
+            Tensor::from_primitive::<Flex>(attention_forward(&q, &k, &v, bias.as_ref(), scale).0)
+        }
+        Route::Tracked => {
+            let (q, k, v) = (tracked(q), tracked(k), tracked(v));
+            let out = match bias {
+                Some(bias) => tracked_attention([q, k, v, tracked(bias)], scale),
+                None => tracked_attention([q, k, v], scale),
+            };
+            Tensor::from_primitive::<Tracked>(out)
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! head divides the logits by √d so that initial logits have unit scale.
 
 use crate::config::ModelConfig;
-use crate::kernels::{gelu, layer_norm, softmax};
+use crate::kernels::{attention as attention_core, gelu, layer_norm, softmax};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
     Linear, LinearConfig,
@@ -52,8 +52,12 @@ impl Attention {
 
     /// `x`: `[b, t, d]`; `bias`: `[b or 1, h or 1, t, t]` (position bias plus masks; `None`
     /// when there is neither, or, when `fused`, the causal part of the mask is left out).
-    /// Returns the output `[b, t, d]` and, unless `fused`, the attention probabilities
-    /// `[b, h, t, t]`.
+    /// Returns the output `[b, t, d]` and, when the composed path ran, the attention
+    /// probabilities `[b, h, t, t]` (always when `keep`).
+    ///
+    /// Without `fused` or `keep`, and unless a value term or dropout needs the probabilities,
+    /// the core `softmax(q kᵀ/√dh + bias) v` is one op: ordo's fused CPU kernel on flex
+    /// ([`attention_core`]).
     ///
     /// `fused` (inference only, schemes without a value term): burn's attention kernel, which
     /// on CPU tiles over keys with an online softmax (flash attention) for long sequences and
@@ -66,6 +70,7 @@ impl Attention {
         ctx: &PositionContext,
         bias: Option<&Tensor<4>>,
         fused: Option<AttentionMode>,
+        keep: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
         let [b, t, d] = x.dims();
         let (h, dh) = (self.n_heads, d / self.n_heads);
@@ -74,12 +79,31 @@ impl Attention {
         let heads = |x: Tensor<3>| x.reshape([b, t, h, dh]).swap_dims(1, 2); // [b, h, t, dh]
         // Three projections rather than one fused `d -> 3d` and a split: the split's backward
         // would zero-fill and copy a `[b, t, 3d]` gradient three times.
+        let dropout_on_probs = self.dropout.prob > 0.0 && x.device().is_autodiff();
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
         let v = heads(self.value.forward(x));
         let (q, k) = scheme.rotate(q, k, ctx);
+        let scale = (dh as f64).powf(-0.5);
+
+        // Training, and inference that keeps the maps only when asked: the attention core as
+        // one op (a fused kernel with its own backward on flex), unless something must see the
+        // probabilities (a value term, dropout on them, or the caller).
+        if fused.is_none() && !keep && !scheme.has_value_term() && !dropout_on_probs {
+            // A key term (Shaw without values) is linear in q: scaled afterwards.
+            let relative = scheme
+                .key_scores(&q, layer, ctx)
+                .map(|r| r.mul_scalar(scale)); // [b, h, t, t]
+            let bias = match (relative, bias) {
+                (Some(relative), Some(bias)) => Some(relative + bias.clone()), // [b, h, t, t]
+                (relative, bias) => relative.or_else(|| bias.cloned()),
+            };
+            let out = attention_core(q, k, v, bias, scale as f32); // [b, t, d]
+            return (self.out.forward(out), None);
+        }
+
         // 1/√dh applied to q [b, h, t, dh] rather than to the larger scores [b, h, t, t].
-        let q = q.mul_scalar((dh as f64).powf(-0.5));
+        let q = q.mul_scalar(scale);
         let bias = match (scheme.key_scores(&q, layer, ctx), bias) {
             (Some(relative), Some(bias)) => Some(relative + bias.clone()), // [b, h, t, t]
             (relative, bias) => relative.or_else(|| bias.cloned()),
@@ -198,6 +222,7 @@ impl Block {
         ctx: &PositionContext,
         bias: Option<&Tensor<4>>,
         fused: Option<AttentionMode>,
+        keep: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
         let (a, probs) = self.attn.forward(
             layer_norm(&self.ln_attn, x.clone()),
@@ -206,6 +231,7 @@ impl Block {
             ctx,
             bias,
             fused,
+            keep,
         );
         let x = x + self.dropout.forward(a);
         let x = x.clone()
@@ -331,7 +357,7 @@ impl Transformer {
 
         let mut maps = Vec::new();
         for (layer, block) in self.blocks.iter().enumerate() {
-            let (y, probs) = block.forward(x, layer, &self.pos, &ctx, bias.as_ref(), fused);
+            let (y, probs) = block.forward(x, layer, &self.pos, &ctx, bias.as_ref(), fused, keep);
             x = y;
             if keep {
                 maps.extend(probs);

@@ -1,0 +1,331 @@
+//! The attention core as one op for training on the CPU:
+//! `out = softmax(α q kᵀ + bias) v`, heads merged (`[b, h, t, dh]` in, `[b, t, h·dh]` out).
+//!
+//! Composed of burn's ops this is a scale, a matmul, a broadcast add, a softmax, a matmul and a
+//! head transpose copy, each a pass over a `[b, h, t, t]` or `[b, h, t, dh]` tensor, and again
+//! as many in the backward pass. Here the forward pass and the backward pass are each one
+//! parallel loop over the `b·h` (sequence, head) pairs; one pair's `t × t` scores stay in cache
+//! from the product to the softmax to the product with `v`. `q`, `k` and `v` are read through
+//! their strides (the head-split view of a projection is not copied), the output is written
+//! heads-merged, and the gradients of `q`, `k`, `v` are written in the projection's
+//! `[b, t, h, dh]` memory order, so that the head merge on the way back costs no copy either.
+//!
+//! Backward, per pair, with `P` the saved probabilities and `dO` the incoming gradient:
+//! `dV = Pᵀ dO`, `dP = dO vᵀ`, `dS = P ⊙ (dP - rowsum(dP ⊙ P))`, `dQ = α dS k`,
+//! `dK = α dSᵀ q`, `dbias = dS` summed over the dimensions the bias broadcasts.
+
+use rayon::prelude::*;
+
+use crate::cpu;
+
+/// Sizes of one call: `b` sequences, `h` heads, `t` positions, `dh` per head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    pub b: usize,
+    pub h: usize,
+    pub t: usize,
+    pub dh: usize,
+}
+
+impl Dims {
+    fn pairs(&self) -> usize {
+        self.b * self.h
+    }
+    /// Elements of one heads-merged row.
+    fn d(&self) -> usize {
+        self.h * self.dh
+    }
+    /// Offset of pair `n`'s first element in a `[b, t, h, dh]` buffer.
+    fn merged_offset(&self, n: usize) -> usize {
+        let (bi, hi) = (n / self.h, n % self.h);
+        bi * self.t * self.d() + hi * self.dh
+    }
+}
+
+/// A `[b, h, t, dh]` operand read through element strides from `offset` in `data`.
+#[derive(Debug, Clone, Copy)]
+pub struct Operand<'a> {
+    pub data: &'a [f32],
+    pub offset: usize,
+    /// Strides of the `b`, `h`, `t` and `dh` dimensions, in elements.
+    pub strides: [usize; 4],
+}
+
+impl Operand<'_> {
+    /// Checks that every element of a `dims`-shaped view lies inside `data`.
+    fn check(&self, dims: Dims, what: &str) {
+        let last = [dims.b, dims.h, dims.t, dims.dh]
+            .iter()
+            .zip(self.strides)
+            .map(|(&n, s)| (n.max(1) - 1) * s)
+            .sum::<usize>();
+        assert!(
+            self.offset + last < self.data.len(),
+            "attention: `{what}` view reaches outside its storage"
+        );
+    }
+
+    /// Pointer to pair `n`'s `[t, dh]` matrix.
+    fn pair(&self, n: usize, h: usize) -> *const f32 {
+        let at = self.offset + (n / h) * self.strides[0] + (n % h) * self.strides[1];
+        // In bounds by `check`.
+        self.data[at..].as_ptr()
+    }
+
+    fn rs(&self) -> isize {
+        self.strides[2] as isize
+    }
+
+    fn cs(&self) -> isize {
+        self.strides[3] as isize
+    }
+}
+
+/// An additive `[b or 1, h or 1, t, t]` bias, contiguous.
+#[derive(Debug, Clone, Copy)]
+pub struct Bias<'a> {
+    pub data: &'a [f32],
+    /// Whether the bias has one matrix per sequence (else one for all) ...
+    pub per_sequence: bool,
+    /// ... and one per head.
+    pub per_head: bool,
+}
+
+impl Bias<'_> {
+    fn matrices(&self, dims: Dims) -> usize {
+        (if self.per_sequence { dims.b } else { 1 }) * (if self.per_head { dims.h } else { 1 })
+    }
+
+    /// Index of pair `n`'s matrix.
+    fn index(&self, n: usize, dims: Dims) -> usize {
+        let bi = if self.per_sequence { n / dims.h } else { 0 };
+        let hi = if self.per_head { n % dims.h } else { 0 };
+        bi * (if self.per_head { dims.h } else { 1 }) + hi
+    }
+}
+
+/// A raw output pointer shared by the workers; each pair writes a disjoint set of elements.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: the loops below hand each pair its own disjoint elements of the buffer.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY (of the callers): `offset` is inside the buffer this pointer came from.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// `dst[m × n] = α · a[m × k] · b[k × n]`, every matrix given by a pointer and (row, column)
+/// strides; one thread.
+///
+/// # Safety
+/// Every pointer with its strides must address valid memory for its matrix, `dst` writable and
+/// not overlapping the others.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: (*mut f32, isize, isize),
+    a: (*const f32, isize, isize),
+    b: (*const f32, isize, isize),
+    alpha: f32,
+) {
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.2,
+            dst.1,
+            false,
+            a.0,
+            a.2,
+            a.1,
+            b.0,
+            b.2,
+            b.1,
+            0.0,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Forward pass: fills `probs` (`[b, h, t, t]`, the softmax) and `out` (`[b, t, h·dh]`).
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    dims: Dims,
+    scale: f32,
+    q: Operand,
+    k: Operand,
+    v: Operand,
+    bias: Option<Bias>,
+    probs: &mut [f32],
+    out: &mut [f32],
+) {
+    let Dims { h, t, dh, .. } = dims;
+    let tt = t * t;
+    for (x, name) in [(&q, "q"), (&k, "k"), (&v, "v")] {
+        x.check(dims, name);
+    }
+    if let Some(bias) = &bias {
+        assert_eq!(
+            bias.data.len(),
+            bias.matrices(dims) * tt,
+            "attention: bias size"
+        );
+    }
+    assert_eq!(probs.len(), dims.pairs() * tt, "attention: probs size");
+    assert_eq!(out.len(), dims.pairs() * t * dh, "attention: out size");
+    let d = dims.d() as isize;
+    let out_ptr = Shared(out.as_mut_ptr());
+    probs.par_chunks_mut(tt).enumerate().for_each(|(n, p)| {
+        let o = out_ptr.at(dims.merged_offset(n));
+        // SAFETY: operands checked above; `p` is this pair's own `[t, t]` chunk and `o` its
+        // own `[t, dh]` block (row stride d) of `out`.
+        unsafe {
+            product(
+                (t, t, dh),
+                (p.as_mut_ptr(), t as isize, 1),
+                (q.pair(n, h), q.rs(), q.cs()),
+                (k.pair(n, h), k.cs(), k.rs()), // kᵀ
+                scale,
+            );
+        }
+        let b = bias.map(|b| &b.data[b.index(n, dims) * tt..][..tt]);
+        cpu::softmax_rows_in_place(p, b, t);
+        // SAFETY: as above.
+        unsafe {
+            product(
+                (t, dh, t),
+                (o, d, 1),
+                (p.as_ptr(), t as isize, 1),
+                (v.pair(n, h), v.rs(), v.cs()),
+                1.0,
+            );
+        }
+    });
+}
+
+/// Gradients of [`forward`]'s inputs.
+pub struct Grads<'a> {
+    /// `[b, t, h, dh]` each (the memory order of a heads-merged projection).
+    pub q: &'a mut [f32],
+    pub k: &'a mut [f32],
+    pub v: &'a mut [f32],
+    /// `[b, h, t, t]`: the gradient of the scores, wanted when the bias is tracked (sum it
+    /// over the bias's broadcast dimensions with [`reduce_bias`]).
+    pub scores: Option<&'a mut [f32]>,
+}
+
+/// Backward pass of [`forward`] with `probs` its output and `dout` (`[b, t, h·dh]`,
+/// contiguous) the gradient of `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    dims: Dims,
+    scale: f32,
+    q: Operand,
+    k: Operand,
+    v: Operand,
+    probs: &[f32],
+    dout: &[f32],
+    grads: Grads,
+) {
+    let Dims { h, t, dh, .. } = dims;
+    let tt = t * t;
+    let size = dims.pairs() * t * dh;
+    for (x, name) in [(&q, "q"), (&k, "k"), (&v, "v")] {
+        x.check(dims, name);
+    }
+    assert_eq!(probs.len(), dims.pairs() * tt, "attention: probs size");
+    assert_eq!(dout.len(), size, "attention: dout size");
+    assert!(
+        grads.q.len() == size && grads.k.len() == size && grads.v.len() == size,
+        "attention: gradient sizes"
+    );
+    let d = dims.d() as isize;
+    let [dq, dk, dv] = [grads.q, grads.k, grads.v].map(|g| Shared(g.as_mut_ptr()));
+    let dscores = grads.scores.map(|s| {
+        assert_eq!(
+            s.len(),
+            dims.pairs() * tt,
+            "attention: scores gradient size"
+        );
+        Shared(s.as_mut_ptr())
+    });
+    (0..dims.pairs()).into_par_iter().for_each_init(
+        || vec![0.0f32; if dscores.is_some() { 0 } else { tt }],
+        |scratch, n| {
+            // dS goes straight into the scores gradient when it is wanted.
+            let ds: &mut [f32] = match dscores {
+                // SAFETY: pair n's own `[t, t]` chunk of the `[b, h, t, t]` buffer.
+                Some(s) => unsafe { std::slice::from_raw_parts_mut(s.at(n * tt), tt) },
+                None => scratch,
+            };
+            let p = &probs[n * tt..][..tt];
+            let at = dims.merged_offset(n);
+            let go = dout[at..].as_ptr();
+            // SAFETY: operands checked above; each pair writes its own `[t, dh]` blocks (row
+            // stride d) of dq, dk, dv and its own `ds`.
+            unsafe {
+                product(
+                    (t, dh, t),
+                    (dv.at(at), d, 1),
+                    (p.as_ptr(), 1, t as isize), // Pᵀ
+                    (go, d, 1),
+                    1.0,
+                );
+                product(
+                    (t, t, dh),
+                    (ds.as_mut_ptr(), t as isize, 1),
+                    (go, d, 1),
+                    (v.pair(n, h), v.cs(), v.rs()), // vᵀ
+                    1.0,
+                );
+            }
+            cpu::softmax_backward_in_place(p, ds, t);
+            // SAFETY: as above.
+            unsafe {
+                product(
+                    (t, dh, t),
+                    (dq.at(at), d, 1),
+                    (ds.as_ptr(), t as isize, 1),
+                    (k.pair(n, h), k.rs(), k.cs()),
+                    scale,
+                );
+                product(
+                    (t, dh, t),
+                    (dk.at(at), d, 1),
+                    (ds.as_ptr(), 1, t as isize), // dSᵀ
+                    (q.pair(n, h), q.rs(), q.cs()),
+                    scale,
+                );
+            }
+        },
+    );
+}
+
+/// Sums a `[b, h, t, t]` scores gradient over the dimensions `bias` broadcasts: the bias's
+/// gradient, `[b or 1, h or 1, t, t]`.
+pub fn reduce_bias(dims: Dims, per_sequence: bool, per_head: bool, dscores: &[f32]) -> Vec<f32> {
+    let tt = dims.t * dims.t;
+    let layout = Bias {
+        data: &[],
+        per_sequence,
+        per_head,
+    };
+    let mut out = vec![0.0f32; layout.matrices(dims) * tt];
+    for (n, s) in dscores.chunks_exact(tt).enumerate() {
+        let o = &mut out[layout.index(n, dims) * tt..][..tt];
+        for (o, &s) in o.iter_mut().zip(s) {
+            *o += s;
+        }
+    }
+    out
+}
