@@ -371,6 +371,12 @@ pub trait Positional {
     fn has_value_term(&self) -> bool {
         false
     }
+    /// The same relative terms as [`key_scores`](Self::key_scores) and
+    /// [`value_term`](Self::value_term), as tables for the fused attention kernel
+    /// ([`ordo_kernels::attention`]), which computes them without `[b, h, t, t]` intermediates.
+    fn relative_tables(&self, _layer: usize) -> Option<ordo_kernels::RelativeTables> {
+        None
+    }
     /// Longest sequence the scheme can represent, if bounded.
     fn max_len(&self) -> Option<usize> {
         None

@@ -7,9 +7,13 @@
 //! `±k` share one row, so any length works; in causal mode only offsets `-k..=0` are used.
 //!
 //! Implementation: the key term is `(q w^Kᵀ)[i, clip(j - i) + k]`, a gather; the value term is
-//! `α` summed per label (`Σ_{j: clip(j - i) + k = l} α_ij`, a scatter-add) times `w^V`. On the
-//! CPU kernels ([`ordo_kernels::relative_gather`] / [`ordo_kernels::relative_scatter`], each the
-//! other's backward). Elsewhere (ndarray, wgpu) both are contractions with the one-hot map
+//! `α` summed per label (`Σ_{j: clip(j - i) + k = l} α_ij`, a scatter-add) times `w^V`. For
+//! training and inference on the CPU kernels the model hands the tables to the fused attention
+//! kernel ([`ordo_kernels::attention`], through [`Positional::relative_tables`]), which does the
+//! gather and the scatter per (sequence, head) in cache; attention maps and dropout on the
+//! probabilities take [`Positional::key_scores`] / [`Positional::value_term`], which use
+//! [`ordo_kernels::relative_gather`] / [`ordo_kernels::relative_scatter`] (each the other's
+//! backward). Elsewhere (ndarray, wgpu) both are contractions with the one-hot map
 //! `O[i, j, r] = 1` iff `clip(j - i) + k = r`, built once per forward: batched matmuls.
 //! Tables are initialised N(0, 0.02²) like BERT-style relative embeddings.
 
@@ -97,6 +101,14 @@ impl Positional for Shaw {
         let qw = qw.reshape([b * h, t, r]).swap_dims(0, 1); // [t, b*h, r]
         let scores = qw.matmul(one_hot.swap_dims(1, 2)); // [t, b*h, r] x [t, r, tk] = [t, b*h, tk]
         Some(scores.swap_dims(0, 1).reshape([b, h, t, t])) // [b, h, tq, tk]
+    }
+
+    fn relative_tables(&self, layer: usize) -> Option<ordo_kernels::RelativeTables> {
+        Some(ordo_kernels::RelativeTables {
+            clip: self.k,
+            keys: Some(Self::layer_table(&self.keys, layer)),
+            values: self.values.as_ref().map(|v| Self::layer_table(v, layer)),
+        })
     }
 
     fn has_value_term(&self) -> bool {

@@ -118,8 +118,8 @@ impl Shared {
     }
 }
 
-/// `dst[m × n] = α · a[m × k] · b[k × n]`, every matrix given by a pointer and (row, column)
-/// strides; one thread.
+/// `dst[m × n] = α · a[m × k] · b[k × n]` (`+=` if `accumulate`), every matrix given by a
+/// pointer and (row, column) strides; one thread.
 ///
 /// # Safety
 /// Every pointer with its strides must address valid memory for its matrix, `dst` writable and
@@ -131,6 +131,7 @@ unsafe fn product(
     a: (*const f32, isize, isize),
     b: (*const f32, isize, isize),
     alpha: f32,
+    accumulate: bool,
 ) {
     unsafe {
         gemm::gemm(
@@ -140,20 +141,47 @@ unsafe fn product(
             dst.0,
             dst.2,
             dst.1,
-            false,
+            accumulate,
             a.0,
             a.2,
             a.1,
             b.0,
             b.2,
             b.1,
-            0.0,
+            1.0,
             alpha,
             false,
             false,
             false,
             gemm::Parallelism::None,
         );
+    }
+}
+
+/// Shaw's relative terms (see `ordo_encodings::shaw`): with `l(i, j) = clip(j - i, -k, k) + k`,
+/// the scores gain `α q_i · keys[l(i, j)]` and the output `Σ_j p_ij values[l(i, j)]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Relative<'a> {
+    /// `k`, the clip distance.
+    pub clip: usize,
+    /// `[2k+1, dh]` each, contiguous.
+    pub keys: Option<&'a [f32]>,
+    pub values: Option<&'a [f32]>,
+}
+
+impl Relative<'_> {
+    fn labels(&self) -> usize {
+        2 * self.clip + 1
+    }
+
+    fn check(&self, dh: usize) {
+        for table in [self.keys, self.values].into_iter().flatten() {
+            assert_eq!(
+                table.len(),
+                self.labels() * dh,
+                "attention: relative table size"
+            );
+        }
     }
 }
 
@@ -166,6 +194,7 @@ pub fn forward(
     k: Operand,
     v: Operand,
     bias: Option<Bias>,
+    relative: Option<Relative>,
     probs: &mut [f32],
     out: &mut [f32],
 ) {
@@ -181,36 +210,84 @@ pub fn forward(
             "attention: bias size"
         );
     }
+    if let Some(rel) = &relative {
+        rel.check(dh);
+    }
+    let r = relative.map_or(0, |rel| rel.labels());
     assert_eq!(probs.len(), dims.pairs() * tt, "attention: probs size");
     assert_eq!(out.len(), dims.pairs() * t * dh, "attention: out size");
     let d = dims.d() as isize;
     let out_ptr = Shared(out.as_mut_ptr());
-    probs.par_chunks_mut(tt).enumerate().for_each(|(n, p)| {
-        let o = out_ptr.at(dims.merged_offset(n));
-        // SAFETY: operands checked above; `p` is this pair's own `[t, t]` chunk and `o` its
-        // own `[t, dh]` block (row stride d) of `out`.
-        unsafe {
-            product(
-                (t, t, dh),
-                (p.as_mut_ptr(), t as isize, 1),
-                (q.pair(n, h), q.rs(), q.cs()),
-                (k.pair(n, h), k.cs(), k.rs()), // kᵀ
-                scale,
-            );
-        }
-        let b = bias.map(|b| &b.data[b.index(n, dims) * tt..][..tt]);
-        cpu::softmax_rows_in_place(p, b, t);
-        // SAFETY: as above.
-        unsafe {
-            product(
-                (t, dh, t),
-                (o, d, 1),
-                (p.as_ptr(), t as isize, 1),
-                (v.pair(n, h), v.rs(), v.cs()),
-                1.0,
-            );
-        }
-    });
+    probs.par_chunks_mut(tt).enumerate().for_each_init(
+        || vec![0.0f32; t * r],
+        |per_label, (n, p)| {
+            let o = out_ptr.at(dims.merged_offset(n));
+            let qn = (q.pair(n, h), q.rs(), q.cs());
+            // SAFETY: operands and tables checked above; `p` is this pair's own `[t, t]` chunk,
+            // `o` its own `[t, dh]` block (row stride d) of `out`, `per_label` this thread's.
+            unsafe {
+                product(
+                    (t, t, dh),
+                    (p.as_mut_ptr(), t as isize, 1),
+                    qn,
+                    (k.pair(n, h), k.cs(), k.rs()), // kᵀ
+                    scale,
+                    false,
+                );
+            }
+            if let Some(Relative {
+                clip,
+                keys: Some(keys),
+                ..
+            }) = relative
+            {
+                // SAFETY: as above; `keys` is `[r, dh]`, read transposed.
+                unsafe {
+                    product(
+                        (t, r, dh),
+                        (per_label.as_mut_ptr(), r as isize, 1),
+                        qn,
+                        (keys.as_ptr(), 1, dh as isize),
+                        1.0,
+                        false,
+                    );
+                }
+                cpu::relative_gather_add(per_label, t, clip, scale, p);
+            }
+            let b = bias.map(|b| &b.data[b.index(n, dims) * tt..][..tt]);
+            cpu::softmax_rows_in_place(p, b, t);
+            // SAFETY: as above.
+            unsafe {
+                product(
+                    (t, dh, t),
+                    (o, d, 1),
+                    (p.as_ptr(), t as isize, 1),
+                    (v.pair(n, h), v.rs(), v.cs()),
+                    1.0,
+                    false,
+                );
+            }
+            if let Some(Relative {
+                clip,
+                values: Some(values),
+                ..
+            }) = relative
+            {
+                cpu::relative_scatter_matrix(p, t, clip, 1.0, per_label);
+                // SAFETY: as above.
+                unsafe {
+                    product(
+                        (t, dh, r),
+                        (o, d, 1),
+                        (per_label.as_ptr(), r as isize, 1),
+                        (values.as_ptr(), dh as isize, 1),
+                        1.0,
+                        true,
+                    );
+                }
+            }
+        },
+    );
 }
 
 /// Gradients of [`forward`]'s inputs.
@@ -222,6 +299,18 @@ pub struct Grads<'a> {
     /// `[b, h, t, t]`: the gradient of the scores, wanted when the bias is tracked (sum it
     /// over the bias's broadcast dimensions with [`reduce_bias`]).
     pub scores: Option<&'a mut [f32]>,
+    /// `[2k+1, dh]` each, for the relative tables that [`forward`] was given.
+    pub keys: Option<&'a mut [f32]>,
+    pub values: Option<&'a mut [f32]>,
+}
+
+/// Per-thread buffers of [`backward`].
+struct Scratch {
+    /// `[t, t]`, unless the scores gradient is kept.
+    ds: Vec<f32>,
+    /// `[t, 2k+1]`.
+    per_label: Vec<f32>,
+    d_per_label: Vec<f32>,
 }
 
 /// Backward pass of [`forward`] with `probs` its output and `dout` (`[b, t, h·dh]`,
@@ -233,17 +322,25 @@ pub fn backward(
     q: Operand,
     k: Operand,
     v: Operand,
+    relative: Option<Relative>,
     probs: &[f32],
     dout: &[f32],
     grads: Grads,
 ) {
     let Dims { h, t, dh, .. } = dims;
     let tt = t * t;
-    let size = dims.pairs() * t * dh;
+    let pairs = dims.pairs();
+    let size = pairs * t * dh;
     for (x, name) in [(&q, "q"), (&k, "k"), (&v, "v")] {
         x.check(dims, name);
     }
-    assert_eq!(probs.len(), dims.pairs() * tt, "attention: probs size");
+    if let Some(rel) = &relative {
+        rel.check(dh);
+    }
+    let (keys, values) = relative.map_or((None, None), |rel| (rel.keys, rel.values));
+    let clip = relative.map_or(0, |rel| rel.clip);
+    let r = relative.map_or(0, |rel| rel.labels());
+    assert_eq!(probs.len(), pairs * tt, "attention: probs size");
     assert_eq!(dout.len(), size, "attention: dout size");
     assert!(
         grads.q.len() == size && grads.k.len() == size && grads.v.len() == size,
@@ -252,45 +349,80 @@ pub fn backward(
     let d = dims.d() as isize;
     let [dq, dk, dv] = [grads.q, grads.k, grads.v].map(|g| Shared(g.as_mut_ptr()));
     let dscores = grads.scores.map(|s| {
-        assert_eq!(
-            s.len(),
-            dims.pairs() * tt,
-            "attention: scores gradient size"
-        );
+        assert_eq!(s.len(), pairs * tt, "attention: scores gradient size");
         Shared(s.as_mut_ptr())
     });
-    (0..dims.pairs()).into_par_iter().for_each_init(
-        || vec![0.0f32; if dscores.is_some() { 0 } else { tt }],
+    // Each pair's share of a table's gradient, summed below in pair order (the same bits
+    // however the pairs were spread over threads).
+    let mut key_parts = vec![0.0f32; if keys.is_some() { pairs * r * dh } else { 0 }];
+    let mut value_parts = vec![0.0f32; if values.is_some() { pairs * r * dh } else { 0 }];
+    let (key_parts_ptr, value_parts_ptr) = (
+        Shared(key_parts.as_mut_ptr()),
+        Shared(value_parts.as_mut_ptr()),
+    );
+    (0..pairs).into_par_iter().for_each_init(
+        || Scratch {
+            ds: vec![0.0; if dscores.is_some() { 0 } else { tt }],
+            per_label: vec![0.0; t * r],
+            d_per_label: vec![0.0; t * r],
+        },
         |scratch, n| {
             // dS goes straight into the scores gradient when it is wanted.
             let ds: &mut [f32] = match dscores {
                 // SAFETY: pair n's own `[t, t]` chunk of the `[b, h, t, t]` buffer.
                 Some(s) => unsafe { std::slice::from_raw_parts_mut(s.at(n * tt), tt) },
-                None => scratch,
+                None => &mut scratch.ds,
             };
             let p = &probs[n * tt..][..tt];
             let at = dims.merged_offset(n);
-            let go = dout[at..].as_ptr();
-            // SAFETY: operands checked above; each pair writes its own `[t, dh]` blocks (row
-            // stride d) of dq, dk, dv and its own `ds`.
+            let go = (dout[at..].as_ptr(), d, 1);
+            let qn = (q.pair(n, h), q.rs(), q.cs());
+            // SAFETY (every block below): operands and tables checked above; each pair writes
+            // its own `[t, dh]` blocks (row stride d) of dq, dk, dv, its own `ds` and its own
+            // `[r, dh]` parts of the tables' gradients; the scratch buffers are this thread's.
             unsafe {
                 product(
                     (t, dh, t),
                     (dv.at(at), d, 1),
                     (p.as_ptr(), 1, t as isize), // Pᵀ
-                    (go, d, 1),
+                    go,
                     1.0,
+                    false,
                 );
                 product(
                     (t, t, dh),
                     (ds.as_mut_ptr(), t as isize, 1),
-                    (go, d, 1),
+                    go,
                     (v.pair(n, h), v.cs(), v.rs()), // vᵀ
                     1.0,
+                    false,
                 );
             }
+            if let Some(values) = values {
+                // Through the value term: dP += gather(dO valuesᵀ); dvalues += scatter(P)ᵀ dO.
+                let (pl, dpl) = (&mut scratch.per_label, &mut scratch.d_per_label);
+                cpu::relative_scatter_matrix(p, t, clip, 1.0, pl);
+                unsafe {
+                    product(
+                        (t, r, dh),
+                        (dpl.as_mut_ptr(), r as isize, 1),
+                        go,
+                        (values.as_ptr(), 1, dh as isize), // valuesᵀ
+                        1.0,
+                        false,
+                    );
+                    product(
+                        (r, dh, t),
+                        (value_parts_ptr.at(n * r * dh), dh as isize, 1),
+                        (pl.as_ptr(), 1, r as isize), // scatter(P)ᵀ
+                        go,
+                        1.0,
+                        false,
+                    );
+                }
+                cpu::relative_gather_add(dpl, t, clip, 1.0, ds);
+            }
             cpu::softmax_backward_in_place(p, ds, t);
-            // SAFETY: as above.
             unsafe {
                 product(
                     (t, dh, t),
@@ -298,17 +430,53 @@ pub fn backward(
                     (ds.as_ptr(), t as isize, 1),
                     (k.pair(n, h), k.rs(), k.cs()),
                     scale,
+                    false,
                 );
                 product(
                     (t, dh, t),
                     (dk.at(at), d, 1),
                     (ds.as_ptr(), 1, t as isize), // dSᵀ
-                    (q.pair(n, h), q.rs(), q.cs()),
+                    qn,
                     scale,
+                    false,
                 );
+            }
+            if let Some(keys) = keys {
+                // Through the key term: with dL = α scatter(dS), dq += dL keys, dkeys += dLᵀ q.
+                let dl = &mut scratch.d_per_label;
+                cpu::relative_scatter_matrix(ds, t, clip, scale, dl);
+                unsafe {
+                    product(
+                        (t, dh, r),
+                        (dq.at(at), d, 1),
+                        (dl.as_ptr(), r as isize, 1),
+                        (keys.as_ptr(), dh as isize, 1),
+                        1.0,
+                        true,
+                    );
+                    product(
+                        (r, dh, t),
+                        (key_parts_ptr.at(n * r * dh), dh as isize, 1),
+                        (dl.as_ptr(), 1, r as isize), // dLᵀ
+                        qn,
+                        1.0,
+                        false,
+                    );
+                }
             }
         },
     );
+    for (parts, out) in [(key_parts, grads.keys), (value_parts, grads.values)] {
+        if let Some(out) = out {
+            assert_eq!(out.len(), r * dh, "attention: table gradient size");
+            out.fill(0.0);
+            for part in parts.chunks_exact(r * dh) {
+                for (o, &x) in out.iter_mut().zip(part) {
+                    *o += x;
+                }
+            }
+        }
+    }
 }
 
 /// Sums a `[b, h, t, t]` scores gradient over the dimensions `bias` broadcasts: the bias's

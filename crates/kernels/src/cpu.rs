@@ -541,44 +541,67 @@ pub fn cross_entropy_backward(
         .for_each(|((((x, dx), l), t), s)| cross_entropy_backward_block(x, l, t, s, dx));
 }
 
-/// Shaw's clipped relative label `clip(j - i, -k, k) + k`.
+/// Row `i`'s keys, by Shaw's clipped relative label `clip(j - i, -k, k) + k`, in three runs:
+/// `0..lo` (label 0), `lo..hi` (label `j - i + k`), `hi..t` (label `2k`).
 #[inline(always)]
-fn relative_label(i: usize, j: usize, k: usize) -> usize {
-    ((j as isize - i as isize).clamp(-(k as isize), k as isize) + k as isize) as usize
+fn label_runs(i: usize, t: usize, k: usize) -> (usize, usize) {
+    (i.saturating_sub(k).min(t), (i + k + 1).min(t))
+}
+
+multiversion! {
+    /// `out[i, j] += α x[i, label(i, j)]` for one `[t, 2k+1]` matrix `x` and `[t, t]` `out`.
+    pub fn relative_gather_add(x: &[f32], t: usize, k: usize, alpha: f32, out: &mut [f32]) {
+        let r = 2 * k + 1;
+        for (i, (xi, oi)) in x.chunks_exact(r).zip(out.chunks_exact_mut(t)).enumerate() {
+            let (lo, hi) = label_runs(i, t, k);
+            let (first, last) = (alpha * xi[0], alpha * xi[2 * k]);
+            oi[..lo].iter_mut().for_each(|o| *o += first);
+            // Label of key j in lo..hi is j + k - i.
+            let offset = lo + k - i;
+            for (o, &x) in oi[lo..hi].iter_mut().zip(&xi[offset..]) {
+                *o += alpha * x;
+            }
+            oi[hi..].iter_mut().for_each(|o| *o += last);
+        }
+    }
+}
+
+multiversion! {
+    /// `out[i, l] = α Σ_{j: label(i, j) = l} p[i, j]` for one `[t, t]` matrix `p` and
+    /// `[t, 2k+1]` `out` (overwritten): the adjoint of [`relative_gather_add`].
+    pub fn relative_scatter_matrix(p: &[f32], t: usize, k: usize, alpha: f32, out: &mut [f32]) {
+        let r = 2 * k + 1;
+        for (i, (pi, oi)) in p.chunks_exact(t).zip(out.chunks_exact_mut(r)).enumerate() {
+            let (lo, hi) = label_runs(i, t, k);
+            oi.fill(0.0);
+            let offset = lo + k - i;
+            for (o, &v) in oi[offset..].iter_mut().zip(&pi[lo..hi]) {
+                *o = alpha * v;
+            }
+            oi[0] += alpha * row_sum(&pi[..lo]);
+            oi[2 * k] += alpha * row_sum(&pi[hi..]);
+        }
+    }
 }
 
 /// `out[n, i, j] = x[n, i, label(i, j)]`: `x` is `[rows, t, 2k+1]`, `out` `[rows, t, t]`.
 pub fn relative_gather(x: &[f32], t: usize, k: usize, out: &mut [f32]) {
     let r = 2 * k + 1;
-    let per_row = |(x, out): (&[f32], &mut [f32])| {
-        for i in 0..t {
-            let (xi, oi) = (&x[i * r..(i + 1) * r], &mut out[i * t..(i + 1) * t]);
-            for (j, o) in oi.iter_mut().enumerate() {
-                *o = xi[relative_label(i, j, k)];
-            }
-        }
-    };
     x.par_chunks(t * r)
         .zip(out.par_chunks_mut(t * t))
-        .for_each(per_row);
+        .for_each(|(x, out)| {
+            out.fill(0.0);
+            relative_gather_add(x, t, k, 1.0, out);
+        });
 }
 
 /// The adjoint of [`relative_gather`]: `out[n, i, l] = Σ_{j: label(i, j) = l} p[n, i, j]`,
 /// `p` `[rows, t, t]`, `out` `[rows, t, 2k+1]` (overwritten).
 pub fn relative_scatter(p: &[f32], t: usize, k: usize, out: &mut [f32]) {
     let r = 2 * k + 1;
-    let per_row = |(p, out): (&[f32], &mut [f32])| {
-        out.fill(0.0);
-        for i in 0..t {
-            let (pi, oi) = (&p[i * t..(i + 1) * t], &mut out[i * r..(i + 1) * r]);
-            for (j, &v) in pi.iter().enumerate() {
-                oi[relative_label(i, j, k)] += v;
-            }
-        }
-    };
     p.par_chunks(t * t)
         .zip(out.par_chunks_mut(t * r))
-        .for_each(per_row);
+        .for_each(|(p, out)| relative_scatter_matrix(p, t, k, 1.0, out));
 }
 
 #[cfg(test)]

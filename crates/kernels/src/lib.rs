@@ -99,6 +99,14 @@ fn tracked<const D: usize>(x: Tensor<D>) -> burn::backend::tensor::FloatTensor<T
         .expect("route() checked that the tensor lives on autodiff(flex)")
 }
 
+/// A flex tensor under autodiff as it is, a plain flex tensor as an untracked constant.
+fn lift<const D: usize>(x: Tensor<D>) -> burn::backend::tensor::FloatTensor<Tracked> {
+    match route(&x) {
+        Route::Tracked => tracked(x),
+        _ => burn::backend::tensor::FloatTensor::<Tracked>::new(plain(x)),
+    }
+}
+
 /// Runs a one-input op on flex, for a route other than `Composed`: `forward` gives the output and
 /// the state the op's backward `step` needs (dropped when nothing is tracked).
 fn flex_op<const D: usize, const E: usize, BO: Backward<Flex, 1>>(
@@ -536,6 +544,15 @@ fn bias_layout(bias: &FlexTensor, dims: attention::Dims) -> (bool, bool) {
     (s[0] != 1, s[1] != 1)
 }
 
+/// Shaw's relative terms for [`attention`] (see `ordo_encodings::shaw`): the clip distance `k`
+/// and the layer's `[2k+1, dh]` key and value tables.
+#[derive(Debug, Clone)]
+pub struct RelativeTables {
+    pub clip: usize,
+    pub keys: Option<Tensor<2>>,
+    pub values: Option<Tensor<2>>,
+}
+
 #[derive(Debug, Clone)]
 struct AttentionState {
     q: FlexTensor,
@@ -545,26 +562,46 @@ struct AttentionState {
     scale: f32,
     /// Shape and broadcast flags of the bias.
     bias: Option<(Shape, bool, bool)>,
+    /// Clip distance and tables.
+    relative: Option<(usize, Option<FlexTensor>, Option<FlexTensor>)>,
 }
 
-fn attention_forward(
-    q: &FlexTensor,
-    k: &FlexTensor,
-    v: &FlexTensor,
-    bias: Option<&FlexTensor>,
-    scale: f32,
-) -> (FlexTensor, AttentionState) {
-    let dims = attention_dims(q);
-    for (x, name) in [(k, "k"), (v, "v")] {
+/// The flex inputs of [`attention`], `bias` and the tables optional.
+struct AttentionInputs<'a> {
+    q: &'a FlexTensor,
+    k: &'a FlexTensor,
+    v: &'a FlexTensor,
+    bias: Option<&'a FlexTensor>,
+    relative: Option<(usize, Option<&'a FlexTensor>, Option<&'a FlexTensor>)>,
+}
+
+type Tables<'a> = Option<(usize, Option<Cow<'a, [f32]>>, Option<Cow<'a, [f32]>>)>;
+
+fn relative_view<'s>(relative: &'s Tables<'_>) -> Option<attention::Relative<'s>> {
+    relative
+        .as_ref()
+        .map(|(clip, keys, values)| attention::Relative {
+            clip: *clip,
+            keys: keys.as_deref(),
+            values: values.as_deref(),
+        })
+}
+
+fn attention_forward(x: AttentionInputs, scale: f32) -> (FlexTensor, AttentionState) {
+    let dims = attention_dims(x.q);
+    for (t, name) in [(x.k, "k"), (x.v, "v")] {
         assert_eq!(
-            attention_dims(x),
+            attention_dims(t),
             dims,
             "attention: `{name}` must have q's shape"
         );
     }
-    let ((q, qs), (k, ks), (v, vs)) = (operand(q), operand(k), operand(v));
-    let bias = bias.map(|b| (b, bias_layout(b, dims)));
+    let ((q, qs), (k, ks), (v, vs)) = (operand(x.q), operand(x.k), operand(x.v));
+    let bias = x.bias.map(|b| (b, bias_layout(b, dims)));
     let bias_values = bias.as_ref().map(|(b, _)| values(b));
+    let tables = x
+        .relative
+        .map(|(clip, keys, vals)| (clip, keys.map(values), vals.map(values)));
     let attention::Dims { b, h, t, dh } = dims;
     let mut probs = vec![0.0; b * h * t * t];
     let mut out = vec![0.0; b * t * h * dh];
@@ -581,6 +618,7 @@ fn attention_forward(
                 per_sequence: *per_sequence,
                 per_head: *per_head,
             }),
+        relative_view(&tables),
         &mut probs,
         &mut out,
     );
@@ -591,26 +629,43 @@ fn attention_forward(
         probs,
         scale,
         bias: bias.map(|(b, (s, h))| (shape_of(b), s, h)),
+        relative: x
+            .relative
+            .map(|(clip, keys, vals)| (clip, keys.cloned(), vals.cloned())),
     };
     (new_tensor(out, Shape::new([b, t, h * dh])), state)
 }
 
-/// Backward step of [`attention`]; parents `[q, k, v]` or `[q, k, v, bias]`.
+/// Backward step of [`attention`]; parents `[q, k, v, bias, keys, values]` (the absent ones
+/// stand in as untracked placeholders).
 #[derive(Debug)]
-struct AttentionBackward<const N: usize>;
+struct AttentionBackward;
 
-impl<const N: usize> Backward<Flex, N> for AttentionBackward<N> {
+impl Backward<Flex, 6> for AttentionBackward {
     type State = AttentionState;
 
-    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 6>, grads: &mut Gradients, _: &mut Checkpointer) {
         let s = ops.state;
         let g = grads.consume::<Flex>(&ops.node);
         let dims = attention_dims(&s.q);
         let attention::Dims { b, h, t, dh } = dims;
         let size = b * t * h * dh;
         let (mut dq, mut dk, mut dv) = (vec![0.0; size], vec![0.0; size], vec![0.0; size]);
-        let bias_parent = ops.parents.get(3).cloned().flatten();
-        let mut dscores = bias_parent.as_ref().map(|_| vec![0.0; b * h * t * t]);
+        let [pq, pk, pv, pbias, pkeys, pvalues] = ops.parents;
+        let mut dscores = pbias.as_ref().map(|_| vec![0.0; b * h * t * t]);
+        let tables = s.relative.as_ref().map(|(clip, keys, vals)| {
+            (*clip, keys.as_ref().map(values), vals.as_ref().map(values))
+        });
+        let table_grad = |wanted: &Option<_>, table: &Option<FlexTensor>| {
+            (wanted.is_some() && table.is_some())
+                .then(|| vec![0.0; shape_of(table.as_ref().unwrap()).num_elements()])
+        };
+        let no_table = None;
+        let (keys, vals) = s
+            .relative
+            .as_ref()
+            .map_or((&no_table, &no_table), |(_, k, v)| (k, v));
+        let (mut dkeys, mut dvalues) = (table_grad(&pkeys, keys), table_grad(&pvalues, vals));
         let ((q, qs), (k, ks), (v, vs)) = (operand(&s.q), operand(&s.k), operand(&s.v));
         attention::backward(
             dims,
@@ -618,6 +673,7 @@ impl<const N: usize> Backward<Flex, N> for AttentionBackward<N> {
             operand_view(&q, qs),
             operand_view(&k, ks),
             operand_view(&v, vs),
+            relative_view(&tables),
             &s.probs,
             &values(&g),
             attention::Grads {
@@ -625,68 +681,74 @@ impl<const N: usize> Backward<Flex, N> for AttentionBackward<N> {
                 k: &mut dk,
                 v: &mut dv,
                 scores: dscores.as_deref_mut(),
+                keys: dkeys.as_deref_mut(),
+                values: dvalues.as_deref_mut(),
             },
         );
         // Written in [b, t, h, dh] order: the [b, h, t, dh] gradient is a permuted view.
         let heads_view =
             |x: Vec<f32>| new_tensor(x, Shape::new([b, t, h, dh])).permute(&[0, 2, 1, 3]);
-        for (parent, grad) in ops.parents.iter().zip([dq, dk, dv]) {
+        for (parent, grad) in [pq, pk, pv].into_iter().zip([dq, dk, dv]) {
             if let Some(node) = parent {
                 grads.register::<Flex>(node.id, heads_view(grad));
             }
         }
         if let (Some(node), Some(ds), Some((shape, per_sequence, per_head))) =
-            (bias_parent, dscores, s.bias)
+            (pbias, dscores, s.bias)
         {
             let db = attention::reduce_bias(dims, per_sequence, per_head, &ds);
             grads.register::<Flex>(node.id, new_tensor(db, shape));
         }
-    }
-}
-
-fn tracked_attention<const N: usize>(
-    inputs: [burn::backend::tensor::FloatTensor<Tracked>; N],
-    scale: f32,
-) -> burn::backend::tensor::FloatTensor<Tracked> {
-    let forward = || {
-        let [q, k, v] = [0, 1, 2].map(|i| inputs[i].primitive());
-        attention_forward(q, k, v, inputs.get(3).map(|b| b.primitive()), scale)
-    };
-    let guards = inputs.each_ref().map(|x| x.node());
-    match AttentionBackward::<N>
-        .prepare::<NoCheckpointing>(guards)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let (out, state) = forward();
-            prep.finish(state, out)
+        for (parent, grad, table) in [(pkeys, dkeys, keys), (pvalues, dvalues, vals)] {
+            if let (Some(node), Some(grad), Some(table)) = (parent, grad, table) {
+                grads.register::<Flex>(node.id, new_tensor(grad, shape_of(table)));
+            }
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward().0),
     }
 }
 
-/// `softmax(scale · q kᵀ + bias) v` with the heads merged: `q`, `k`, `v` `[b, h, t, dh]`,
-/// `bias` `[b or 1, h or 1, t, t]` (position bias and masks), output `[b, t, h·dh]`.
+/// `softmax(scale · q kᵀ + bias + key term) v + value term` with the heads merged: `q`, `k`,
+/// `v` `[b, h, t, dh]`, `bias` `[b or 1, h or 1, t, t]` (position bias and masks), `relative`
+/// Shaw's terms; output `[b, t, h·dh]`.
 ///
-/// On flex ([`accelerated`]) one fused op with its own backward ([`attention`](mod@attention)),
-/// which keeps no `[b, h, t, t]` tensor but the probabilities; elsewhere burn's ops.
+/// On flex ([`accelerated`]) one fused op with its own backward ([`mod@attention`]), which
+/// keeps no `[b, h, t, t]` tensor but the probabilities; elsewhere burn's ops, except for the
+/// relative terms, which only the kernel computes (`ordo_encodings::shaw` composes its own).
+///
+/// # Panics
+/// If `relative` is given for a device that is not [`accelerated`].
 pub fn attention(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
     bias: Option<Tensor<4>>,
+    relative: Option<RelativeTables>,
     scale: f32,
 ) -> Tensor<3> {
     let [b, h, t, dh] = q.dims();
-    let same = |x: &Tensor<4>| route(x);
-    let r = route(&q);
-    let agreed = [same(&k), same(&v)]
+    // Tracked if anything is (the rest join as constants), plain if everything is.
+    let tables = relative
+        .iter()
+        .flat_map(|rel| rel.keys.iter().chain(&rel.values));
+    let routes: Vec<Route> = [&q, &k, &v]
         .into_iter()
-        .chain(bias.as_ref().map(same))
-        .all(|x| x == r);
-    match if agreed { r } else { Route::Composed } {
+        .chain(&bias)
+        .map(route)
+        .chain(tables.map(route))
+        .collect();
+    let joint = if routes.contains(&Route::Composed) {
+        Route::Composed
+    } else if routes.contains(&Route::Tracked) {
+        Route::Tracked
+    } else {
+        Route::Plain
+    };
+    match joint {
         Route::Composed => {
+            assert!(
+                relative.is_none(),
+                "attention: relative terms need an accelerated device (see `accelerated`)"
+            );
             let mut scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3)); // [b, h, t, t]
             if let Some(bias) = bias {
                 scores = scores + bias;
@@ -697,13 +759,61 @@ pub fn attention(
         Route::Plain => {
             let bias = bias.map(plain);
             let (q, k, v) = (plain(q), plain(k), plain(v));
-            Tensor::from_primitive::<Flex>(attention_forward(&q, &k, &v, bias.as_ref(), scale).0)
+            let tables = relative.map(|rel| (rel.clip, rel.keys.map(plain), rel.values.map(plain)));
+            let inputs = AttentionInputs {
+                q: &q,
+                k: &k,
+                v: &v,
+                bias: bias.as_ref(),
+                relative: tables
+                    .as_ref()
+                    .map(|(c, k, v)| (*c, k.as_ref(), v.as_ref())),
+            };
+            Tensor::from_primitive::<Flex>(attention_forward(inputs, scale).0)
         }
         Route::Tracked => {
-            let (q, k, v) = (tracked(q), tracked(k), tracked(v));
-            let out = match bias {
-                Some(bias) => tracked_attention([q, k, v, tracked(bias)], scale),
-                None => tracked_attention([q, k, v], scale),
+            let device = q.device();
+            let placeholder = || tracked(Tensor::<1>::zeros([1], &device));
+            let optional = |x: Option<Tensor<2>>| x.map(lift);
+            let (keys, values, clip) = match relative {
+                Some(rel) => (optional(rel.keys), optional(rel.values), Some(rel.clip)),
+                None => (None, None, None),
+            };
+            let (has_bias, has_keys, has_values) =
+                (bias.is_some(), keys.is_some(), values.is_some());
+            let inputs = [
+                lift(q),
+                lift(k),
+                lift(v),
+                bias.map(lift).unwrap_or_else(placeholder),
+                keys.unwrap_or_else(placeholder),
+                values.unwrap_or_else(placeholder),
+            ];
+            let forward = || {
+                let [q, k, v, bias, keys, values] = inputs.each_ref().map(|x| x.primitive());
+                attention_forward(
+                    AttentionInputs {
+                        q,
+                        k,
+                        v,
+                        bias: has_bias.then_some(bias),
+                        relative: clip
+                            .map(|c| (c, has_keys.then_some(keys), has_values.then_some(values))),
+                    },
+                    scale,
+                )
+            };
+            let guards = inputs.each_ref().map(|x| x.node());
+            let out = match AttentionBackward
+                .prepare::<NoCheckpointing>(guards)
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let (out, state) = forward();
+                    prep.finish(state, out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(forward().0),
             };
             Tensor::from_primitive::<Tracked>(out)
         }

@@ -10,7 +10,7 @@
 //! head divides the logits by √d so that initial logits have unit scale.
 
 use crate::config::ModelConfig;
-use crate::kernels::{attention as attention_core, gelu, layer_norm, softmax};
+use crate::kernels::{self, attention as attention_core, gelu, layer_norm, softmax};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
     Linear, LinearConfig,
@@ -79,7 +79,8 @@ impl Attention {
         let heads = |x: Tensor<3>| x.reshape([b, t, h, dh]).swap_dims(1, 2); // [b, h, t, dh]
         // Three projections rather than one fused `d -> 3d` and a split: the split's backward
         // would zero-fill and copy a `[b, t, 3d]` gradient three times.
-        let dropout_on_probs = self.dropout.prob > 0.0 && x.device().is_autodiff();
+        let device = x.device();
+        let dropout_on_probs = self.dropout.prob > 0.0 && device.is_autodiff();
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
         let v = heads(self.value.forward(x));
@@ -88,17 +89,27 @@ impl Attention {
 
         // Training, and inference that keeps the maps only when asked: the attention core as
         // one op (a fused kernel with its own backward on flex), unless something must see the
-        // probabilities (a value term, dropout on them, or the caller).
-        if fused.is_none() && !keep && !scheme.has_value_term() && !dropout_on_probs {
-            // A key term (Shaw without values) is linear in q: scaled afterwards.
-            let relative = scheme
-                .key_scores(&q, layer, ctx)
-                .map(|r| r.mul_scalar(scale)); // [b, h, t, t]
+        // probabilities (dropout on them, or the caller) or a value term has no kernel here.
+        let tables = scheme
+            .relative_tables(layer)
+            .filter(|_| kernels::accelerated(&device));
+        if fused.is_none()
+            && !keep
+            && !dropout_on_probs
+            && (tables.is_some() || !scheme.has_value_term())
+        {
+            // A key term outside the kernel is linear in q: scaled afterwards.
+            let relative = match tables {
+                Some(_) => None,
+                None => scheme
+                    .key_scores(&q, layer, ctx)
+                    .map(|r| r.mul_scalar(scale)), // [b, h, t, t]
+            };
             let bias = match (relative, bias) {
                 (Some(relative), Some(bias)) => Some(relative + bias.clone()), // [b, h, t, t]
                 (relative, bias) => relative.or_else(|| bias.cloned()),
             };
-            let out = attention_core(q, k, v, bias, scale as f32); // [b, t, d]
+            let out = attention_core(q, k, v, bias, tables, scale as f32); // [b, t, d]
             return (self.out.forward(out), None);
         }
 

@@ -409,6 +409,7 @@ fn attention_case(
         heads(k.clone()),
         heads(v.clone()),
         bias.clone(),
+        None,
         (dh as f32).powf(-0.5),
     );
     let w = Tensor::<3>::from_data(TensorData::new(noise(b * t * d, 15, 1.0), [b, t, d]), &dev);
@@ -445,5 +446,115 @@ fn attention_core_matches_burn_for_every_bias_layout() {
             assert!(g.iter().any(|v| v.abs() > 1e-3), "{name}: all zeros");
         }
         assert_eq!(got.len(), want.len());
+    }
+}
+
+/// Output and gradients (q, k, v, key table, value table) of attention with Shaw's terms:
+/// `fused` through the kernel (the tables handed over), else through the scheme's own
+/// composed hooks (one-hot contractions).
+fn shaw_case(clip: usize, values: bool, fused: bool) -> Vec<Vec<f32>> {
+    use ordo_encodings::{EncodingDims, Positional, PositionalEncoding};
+    let dev = Device::flex().autodiff();
+    dev.seed(5);
+    let (b, h, t, dh) = (2, 3, 9, 4);
+    let d = h * dh;
+    let dims = EncodingDims {
+        d_model: d,
+        n_heads: h,
+        n_layers: 2,
+        mode: AttentionMode::Bidirectional,
+    };
+    let PositionalEncoding::Shaw(mut shaw) = (PositionalEncodingConfig::Shaw {
+        max_distance: clip,
+        values,
+    })
+    .init(&dims, &dev) else {
+        unreachable!()
+    };
+    // Tables large enough to matter next to q kᵀ (the init's are N(0, 0.02²)).
+    let r = 2 * clip + 1;
+    let table = |seed| {
+        let x = TensorData::new(noise(2 * r * dh, seed, 1.0), [2, r, dh]);
+        Param::from_tensor(Tensor::<3>::from_data(x, &dev))
+    };
+    shaw.keys = table(25);
+    if values {
+        shaw.values = Some(table(26));
+    }
+    let input = |seed| {
+        Tensor::<3>::from_data(
+            TensorData::new(noise(b * t * d, seed, 2.0), [b, t, d]),
+            &dev,
+        )
+        .require_grad()
+    };
+    let (q, k, v) = (input(21), input(22), input(23));
+    let heads = |x: Tensor<3>| x.reshape([b, t, h, dh]).swap_dims(1, 2);
+    // Padding mask: the second sequence has 6 real tokens.
+    let mask: Vec<f32> = (0..b * t * t)
+        .map(|i| {
+            if i / (t * t) == 1 && i % t >= 6 {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let bias = Tensor::<4>::from_data(TensorData::new(mask, [b, 1, t, t]), &dev);
+    let scale = (dh as f32).powf(-0.5);
+    let layer = 1;
+    let out = if fused {
+        kernels::attention(
+            heads(q.clone()),
+            heads(k.clone()),
+            heads(v.clone()),
+            Some(bias),
+            shaw.relative_tables(layer),
+            scale,
+        )
+    } else {
+        with_composed_ops(|| {
+            let ctx = shaw.context(t, &dev);
+            let qs = heads(q.clone()).mul_scalar(scale);
+            let scores = qs.clone().matmul(heads(k.clone()).swap_dims(2, 3))
+                + shaw.key_scores(&qs, layer, &ctx).unwrap()
+                + bias;
+            let p = burn::tensor::activation::softmax(scores, 3);
+            let mut out = p.clone().matmul(heads(v.clone()));
+            if let Some(term) = shaw.value_term(&p, layer, &ctx) {
+                out = out + term;
+            }
+            out.swap_dims(1, 2).reshape([b, t, d])
+        })
+    };
+    let w = Tensor::<3>::from_data(TensorData::new(noise(b * t * d, 24, 1.0), [b, t, d]), &dev);
+    let grads = (out.clone() * w).sum().backward();
+    let mut result = vec![vals(out)];
+    for x in [q, k, v] {
+        result.push(vals(x.grad(&grads).unwrap()));
+    }
+    // Only `layer`'s slice of the tables has a gradient.
+    let table_grad =
+        |p: &Param<Tensor<3>>| vals(p.grad(&grads).unwrap().slice_dim(0, layer..layer + 1));
+    result.push(table_grad(&shaw.keys));
+    result.extend(shaw.values.as_ref().map(table_grad));
+    result
+}
+
+#[test]
+fn attention_core_with_shaw_terms_matches_the_schemes_composed_hooks() {
+    for (clip, values) in [(2, true), (2, false), (1, true), (16, true)] {
+        let got = shaw_case(clip, values, true);
+        let want = shaw_case(clip, values, false);
+        assert_eq!(got.len(), want.len());
+        let names = ["output", "dq", "dk", "dv", "dkeys", "dvalues"];
+        for ((name, g), w) in names.iter().zip(&got).zip(&want) {
+            assert!(
+                gap(g, w) < 2e-5,
+                "k = {clip}, values {values}: {name} differs by {}",
+                gap(g, w)
+            );
+            assert!(g.iter().any(|v| v.abs() > 1e-3), "{name}: all zeros");
+        }
     }
 }
