@@ -1,6 +1,8 @@
 //! Fused CPU kernels for what dominates a small transformer's step after the matrix products:
-//! softmax, GELU, LayerNorm and the cross-entropy loss; and Shaw's relative terms as a gather
-//! and a scatter-add (instead of contractions with a one-hot `[t, t, 2k+1]` map).
+//! the attention core (scores, bias, Shaw's relative terms, softmax, product with the values:
+//! [`attention()`], [`mod@attention`]), softmax, GELU, LayerNorm and the cross-entropy loss; and
+//! Shaw's relative terms alone as a gather and a scatter-add (instead of contractions with a
+//! one-hot `[t, t, 2k+1]` map).
 //!
 //! Under autodiff burn 0.22 builds softmax, LayerNorm and log-softmax out of 5-10 tensor ops,
 //! each with its own pass over memory in the forward and again in the backward pass, and its
@@ -656,16 +658,17 @@ impl Backward<Flex, 6> for AttentionBackward {
         let tables = s.relative.as_ref().map(|(clip, keys, vals)| {
             (*clip, keys.as_ref().map(values), vals.as_ref().map(values))
         });
-        let table_grad = |wanted: &Option<_>, table: &Option<FlexTensor>| {
-            (wanted.is_some() && table.is_some())
-                .then(|| vec![0.0; shape_of(table.as_ref().unwrap()).num_elements()])
+        let (keys, vals) = match &s.relative {
+            Some((_, keys, vals)) => (keys.as_ref(), vals.as_ref()),
+            None => (None, None),
         };
-        let no_table = None;
-        let (keys, vals) = s
-            .relative
-            .as_ref()
-            .map_or((&no_table, &no_table), |(_, k, v)| (k, v));
-        let (mut dkeys, mut dvalues) = (table_grad(&pkeys, keys), table_grad(&pvalues, vals));
+        let zeros_like = |wanted: bool, table: Option<&FlexTensor>| {
+            table
+                .filter(|_| wanted)
+                .map(|t| vec![0.0; shape_of(t).num_elements()])
+        };
+        let mut dkeys = zeros_like(pkeys.is_some(), keys);
+        let mut dvalues = zeros_like(pvalues.is_some(), vals);
         let ((q, qs), (k, ks), (v, vs)) = (operand(&s.q), operand(&s.k), operand(&s.v));
         attention::backward(
             dims,
@@ -773,7 +776,7 @@ pub fn attention(
         }
         Route::Tracked => {
             let device = q.device();
-            let placeholder = || tracked(Tensor::<1>::zeros([1], &device));
+            let placeholder = || lift(Tensor::<1>::zeros([1], &device));
             let optional = |x: Option<Tensor<2>>| x.map(lift);
             let (keys, values, clip) = match relative {
                 Some(rel) => (optional(rel.keys), optional(rel.values), Some(rel.clip)),

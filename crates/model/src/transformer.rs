@@ -50,51 +50,38 @@ impl Attention {
         }
     }
 
-    /// `x`: `[b, t, d]`; `bias`: `[b or 1, h or 1, t, t]` (position bias plus masks; `None`
-    /// when there is neither, or, when `fused`, the causal part of the mask is left out).
-    /// Returns the output `[b, t, d]` and, when the composed path ran, the attention
-    /// probabilities `[b, h, t, t]` (always when `keep`).
+    /// `x`: `[b, t, d]`. Returns the output `[b, t, d]` and, when the composed path ran, the
+    /// attention probabilities `[b, h, t, t]` (always when `pass.keep`).
     ///
-    /// Without `fused` or `keep`, and unless a value term or dropout needs the probabilities,
-    /// the core `softmax(q kᵀ/√dh + bias) v` is one op: ordo's fused CPU kernel on flex
-    /// ([`attention_core`]).
-    ///
-    /// `fused` (inference only, schemes without a value term): burn's attention kernel, which
-    /// on CPU tiles over keys with an online softmax (flash attention) for long sequences and
-    /// never materialises the `[b, h, t, t]` probabilities.
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        layer: usize,
-        pos: &PositionalEncoding,
-        ctx: &PositionContext,
-        bias: Option<&Tensor<4>>,
-        fused: Option<AttentionMode>,
-        keep: bool,
-    ) -> (Tensor<3>, Option<Tensor<4>>) {
+    /// Three paths for the core `softmax(q kᵀ/√dh + bias) v`:
+    /// - `pass.fused` (inference only, schemes without a value term): burn's attention kernel,
+    ///   which on CPU tiles over keys with an online softmax (flash attention) for long
+    ///   sequences and never materialises the `[b, h, t, t]` probabilities;
+    /// - otherwise, unless the caller or dropout needs the probabilities or a value term has no
+    ///   kernel on this device: one op ([`attention_core`]), ordo's fused CPU kernel with its own
+    ///   backward on flex (Shaw's relative terms computed inside it);
+    /// - else burn's ops one by one, with the scheme's hooks.
+    fn forward(&self, x: Tensor<3>, layer: usize, pass: &Pass) -> (Tensor<3>, Option<Tensor<4>>) {
         let [b, t, d] = x.dims();
         let (h, dh) = (self.n_heads, d / self.n_heads);
-        let scheme = pos.scheme();
+        let (scheme, ctx) = (pass.pos.scheme(), pass.ctx);
+        let device = x.device();
+        let dropout_on_probs = self.dropout.prob > 0.0 && device.is_autodiff();
 
         let heads = |x: Tensor<3>| x.reshape([b, t, h, dh]).swap_dims(1, 2); // [b, h, t, dh]
         // Three projections rather than one fused `d -> 3d` and a split: the split's backward
         // would zero-fill and copy a `[b, t, 3d]` gradient three times.
-        let device = x.device();
-        let dropout_on_probs = self.dropout.prob > 0.0 && device.is_autodiff();
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
         let v = heads(self.value.forward(x));
         let (q, k) = scheme.rotate(q, k, ctx);
         let scale = (dh as f64).powf(-0.5);
 
-        // Training, and inference that keeps the maps only when asked: the attention core as
-        // one op (a fused kernel with its own backward on flex), unless something must see the
-        // probabilities (dropout on them, or the caller) or a value term has no kernel here.
         let tables = scheme
             .relative_tables(layer)
             .filter(|_| kernels::accelerated(&device));
-        if fused.is_none()
-            && !keep
+        if pass.fused.is_none()
+            && !pass.keep
             && !dropout_on_probs
             && (tables.is_some() || !scheme.has_value_term())
         {
@@ -105,22 +92,16 @@ impl Attention {
                     .key_scores(&q, layer, ctx)
                     .map(|r| r.mul_scalar(scale)), // [b, h, t, t]
             };
-            let bias = match (relative, bias) {
-                (Some(relative), Some(bias)) => Some(relative + bias.clone()), // [b, h, t, t]
-                (relative, bias) => relative.or_else(|| bias.cloned()),
-            };
+            let bias = plus_bias(relative, pass.bias);
             let out = attention_core(q, k, v, bias, tables, scale as f32); // [b, t, d]
             return (self.out.forward(out), None);
         }
 
         // 1/√dh applied to q [b, h, t, dh] rather than to the larger scores [b, h, t, t].
         let q = q.mul_scalar(scale);
-        let bias = match (scheme.key_scores(&q, layer, ctx), bias) {
-            (Some(relative), Some(bias)) => Some(relative + bias.clone()), // [b, h, t, t]
-            (relative, bias) => relative.or_else(|| bias.cloned()),
-        };
+        let bias = plus_bias(scheme.key_scores(&q, layer, ctx), pass.bias);
 
-        if let Some(mode) = fused {
+        if let Some(mode) = pass.fused {
             let out = fused_attention(q, k, v, bias, mode); // [b, h, t, dh]
             return (
                 self.out.forward(out.swap_dims(1, 2).reshape([b, t, d])),
@@ -139,6 +120,28 @@ impl Attention {
         }
         let out = out.swap_dims(1, 2).reshape([b, t, d]); // [b, t, d]
         (self.out.forward(out), Some(probs))
+    }
+}
+
+/// What every layer of one forward pass shares.
+struct Pass<'a> {
+    pos: &'a PositionalEncoding,
+    /// The scheme's tables for this length.
+    ctx: &'a PositionContext,
+    /// `[b or 1, h or 1, t, t]`: position bias plus masks; `None` when there is neither, and
+    /// without the causal part of the mask when `fused`.
+    bias: Option<&'a Tensor<4>>,
+    /// Inference through burn's fused attention, in this mode.
+    fused: Option<AttentionMode>,
+    /// Whether the attention probabilities are wanted.
+    keep: bool,
+}
+
+/// A relative key term `[b, h, t, t]` plus the shared bias, either possibly absent.
+fn plus_bias(relative: Option<Tensor<4>>, bias: Option<&Tensor<4>>) -> Option<Tensor<4>> {
+    match (relative, bias) {
+        (Some(relative), Some(bias)) => Some(relative + bias.clone()), // [b, h, t, t]
+        (relative, bias) => relative.or_else(|| bias.cloned()),
     }
 }
 
@@ -225,25 +228,10 @@ impl Block {
         }
     }
 
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        layer: usize,
-        pos: &PositionalEncoding,
-        ctx: &PositionContext,
-        bias: Option<&Tensor<4>>,
-        fused: Option<AttentionMode>,
-        keep: bool,
-    ) -> (Tensor<3>, Option<Tensor<4>>) {
-        let (a, probs) = self.attn.forward(
-            layer_norm(&self.ln_attn, x.clone()),
-            layer,
-            pos,
-            ctx,
-            bias,
-            fused,
-            keep,
-        );
+    fn forward(&self, x: Tensor<3>, layer: usize, pass: &Pass) -> (Tensor<3>, Option<Tensor<4>>) {
+        let (a, probs) = self
+            .attn
+            .forward(layer_norm(&self.ln_attn, x.clone()), layer, pass);
         let x = x + self.dropout.forward(a);
         let x = x.clone()
             + self
@@ -366,9 +354,16 @@ impl Transformer {
             (pos_bias, mask) => mask.or_else(|| pos_bias.clone()),
         };
 
+        let pass = Pass {
+            pos: &self.pos,
+            ctx: &ctx,
+            bias: bias.as_ref(),
+            fused,
+            keep,
+        };
         let mut maps = Vec::new();
         for (layer, block) in self.blocks.iter().enumerate() {
-            let (y, probs) = block.forward(x, layer, &self.pos, &ctx, bias.as_ref(), fused, keep);
+            let (y, probs) = block.forward(x, layer, &pass);
             x = y;
             if keep {
                 maps.extend(probs);
