@@ -42,8 +42,8 @@ pub struct BenchArgs {
     /// Seed of the weights and of the random batch.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Use burn's composed ops instead of ordo's fused CPU kernels for softmax, GELU,
-    /// LayerNorm and the loss (to measure what the kernels gain).
+    /// Use burn's composed ops instead of ordo's fused CPU kernels for the attention core,
+    /// softmax, GELU, LayerNorm and the loss (to measure what the kernels gain).
     #[arg(long)]
     composed_ops: bool,
     /// Print the report as JSON on stdout instead of a table (progress still goes to stderr).

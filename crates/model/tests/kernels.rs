@@ -372,6 +372,20 @@ fn kernels_read_strided_inputs_in_logical_order() {
     );
 }
 
+/// Three `[b, t, h·dh]` projections to differentiate (q, k, v; noise seeds `seed..seed + 3`).
+fn projections(dev: &Device, [b, h, t, dh]: [usize; 4], seed: u64) -> [Tensor<3>; 3] {
+    [0, 1, 2].map(|i| {
+        let x = TensorData::new(noise(b * t * h * dh, seed + i, 2.0), [b, t, h * dh]);
+        Tensor::<3>::from_data(x, dev).require_grad()
+    })
+}
+
+/// The model's head split: a `[b, h, t, dh]` view of a `[b, t, h·dh]` projection.
+fn heads(x: Tensor<3>, h: usize) -> Tensor<4> {
+    let [b, t, d] = x.dims();
+    x.reshape([b, t, h, d / h]).swap_dims(1, 2)
+}
+
 /// Output and the gradients of q, k, v (and the bias, when it is tracked) of the attention core,
 /// with q, k, v given as head-split views of `[b, t, h·dh]` projections (strided, as the model
 /// passes them).
@@ -383,15 +397,8 @@ fn attention_case(
 ) -> Vec<Vec<f32>> {
     let dev = Device::flex().autodiff();
     let d = h * dh;
-    let input = |seed| {
-        Tensor::<3>::from_data(
-            TensorData::new(noise(b * t * d, seed, 2.0), [b, t, d]),
-            &dev,
-        )
-        .require_grad()
-    };
-    let (q, k, v) = (input(11), input(12), input(13));
-    let heads = |x: Tensor<3>| x.reshape([b, t, h, dh]).swap_dims(1, 2);
+    let [q, k, v] = projections(&dev, [b, h, t, dh], 11);
+    let heads = |x: Tensor<3>| heads(x, h);
     let bias = bias_shape.map(|shape| {
         let n: usize = shape.iter().product();
         let mut values = noise(n, 14, 1.5);
@@ -481,15 +488,8 @@ fn shaw_case(clip: usize, values: bool, fused: bool) -> Vec<Vec<f32>> {
     if values {
         shaw.values = Some(table(26));
     }
-    let input = |seed| {
-        Tensor::<3>::from_data(
-            TensorData::new(noise(b * t * d, seed, 2.0), [b, t, d]),
-            &dev,
-        )
-        .require_grad()
-    };
-    let (q, k, v) = (input(21), input(22), input(23));
-    let heads = |x: Tensor<3>| x.reshape([b, t, h, dh]).swap_dims(1, 2);
+    let [q, k, v] = projections(&dev, [b, h, t, dh], 21);
+    let heads = |x: Tensor<3>| heads(x, h);
     // Padding mask: the second sequence has 6 real tokens.
     let mask: Vec<f32> = (0..b * t * t)
         .map(|i| {

@@ -191,8 +191,8 @@ pub struct Options {
     pub max_eval_factor: usize,
     /// Seeds the weights and the random batch.
     pub seed: u64,
-    /// burn's composed ops instead of ordo's fused CPU kernels (softmax, GELU, LayerNorm,
-    /// cross-entropy): what the kernels gain, measured.
+    /// burn's composed ops instead of ordo's fused CPU kernels (attention core, softmax, GELU,
+    /// LayerNorm, cross-entropy): what the kernels gain, measured.
     #[serde(default)]
     pub composed_ops: bool,
 }
