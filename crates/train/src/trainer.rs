@@ -296,14 +296,18 @@ pub fn resume(dir: &Path, progress: Progress) -> Result<Summary, TrainError> {
     Ok(summary.expect("a run without a stop step finishes"))
 }
 
-/// burn's random initialisers draw from one process-wide generator. Runs trained side by side
-/// in one process (`ordo ablate --jobs`, parallel tests) would interleave their draws, so the
-/// seed and the whole initialisation happen under one lock: the same seed gives the same model.
-/// (Dropout, when enabled, also draws from that generator during training: with `--jobs` > 1
-/// dropout masks are not reproducible bit for bit.)
+/// burn's random initialisers and dropout draw from one process-wide generator. Runs trained
+/// side by side in one process (`ordo ablate --jobs`, parallel tests) would interleave their
+/// seeds and draws, so whoever seeds it holds this lock until its draws are done: the whole
+/// initialisation, and each training step's forward pass when dropout is on. The same seed
+/// then gives the same run, alone or beside others.
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn init_model(config: &RunConfig, vocab_size: usize, device: &Device) -> Transformer {
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _rng = rng_lock();
     device.seed(config.seed);
     let model = config.model.init(vocab_size, device);
     // Parameters are initialised lazily, on first use: force them while the lock is held.
@@ -474,8 +478,6 @@ fn run_steps(
         }
         let step = state.step;
         let lr = learning_rate(step, t);
-        // Dropout randomness depends on (seed, step) only, so a resumed run matches.
-        device.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
         let items = data::sample(
             &setup.generator,
             &mut state.rng,
@@ -487,7 +489,15 @@ fn run_steps(
         );
         let tokens: usize = items.iter().map(Encoded::tokens).sum();
         let batch = data::collate(&items, setup.vocab.pad, &device);
-        let logits = model.forward(&batch.batch);
+        let logits = if cfg.model.dropout > 0.0 {
+            // Dropout masks depend on (seed, step) only, so a resumed run matches; they are
+            // drawn in the forward pass, under the generator's lock (see `rng_lock`).
+            let _rng = rng_lock();
+            device.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
+            model.forward(&batch.batch)
+        } else {
+            model.forward(&batch.batch)
+        };
         let loss = masked_cross_entropy(logits, batch.targets, batch.weights);
         let loss_value: f32 = loss.clone().into_scalar();
         if !loss_value.is_finite() {

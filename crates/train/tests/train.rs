@@ -50,16 +50,6 @@ eval_examples = 64
 checkpoint_every = 20
 "#;
 
-/// The tests that compare two trainings bit for bit take this lock, so that no other training
-/// runs in this process meanwhile. With two trainings side by side in one process, repeated
-/// runs of this file differed in 2-3 of 15 (loss in the 3rd-4th digit); one at a time, 0 of 15.
-/// The cause sits in what the runs share (burn's process-wide state or its thread pool) and is
-/// not pinned down; `ordo train` runs alone in its process.
-fn alone() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 fn load_err(dir: &TempDir, text: &str, overrides: &[&str]) -> String {
     let path = dir.write("bad.toml", text);
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
@@ -193,9 +183,56 @@ fn eval_lines(run: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The losses of a run's training lines, in order.
+fn losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"train\""))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn runs_side_by_side_in_one_process_train_exactly_as_they_do_alone() {
+    let dir = TempDir::new("side-by-side");
+    // burn's generator is process-wide: one run's seeding (init, dropout masks) must not leak
+    // into the other's draws.
+    let configs = |label: &str| {
+        [
+            tiny(&dir, &format!("plain-{label}"), &["train.steps=40"]),
+            tiny(
+                &dir,
+                &format!("dropout-{label}"),
+                &["train.steps=40", "model.dropout=0.2", "seed=4"],
+            ),
+        ]
+    };
+    let solo = configs("solo");
+    for config in &solo {
+        trainer::train(config.clone(), &dir.0, Progress::Quiet).unwrap();
+    }
+    let pair = configs("pair");
+    std::thread::scope(|scope| {
+        for config in &pair {
+            let root = &dir.0;
+            scope.spawn(move || trainer::train(config.clone(), root, Progress::Quiet).unwrap());
+        }
+    });
+    for (alone, beside) in solo.iter().zip(&pair) {
+        let (a, b) = (losses(&alone.run_dir()), losses(&beside.run_dir()));
+        assert_eq!(a.len(), 4);
+        assert_eq!(a, b, "{}: alone vs side by side", alone.name);
+        assert_eq!(eval_lines(&alone.run_dir()), eval_lines(&beside.run_dir()));
+    }
+}
+
 #[test]
 fn a_short_copy_run_learns_and_resume_matches_an_uninterrupted_run() {
-    let _alone = alone();
     let dir = TempDir::new("resume");
     let whole = tiny(&dir, "whole", &["train.steps=120"]);
     let summary = trainer::train(whole.clone(), &dir.0, Progress::Quiet).unwrap();
@@ -243,7 +280,6 @@ fn the_shipped_corpus_is_the_grammar_corpus_for_seed_0() {
 
 #[test]
 fn language_modelling_learns_and_accepts_a_tokenizer_file() {
-    let _alone = alone();
     let dir = TempDir::new("lm");
     let lines: Vec<String> = (0..200)
         .map(|i| {
