@@ -185,7 +185,8 @@ impl Relative<'_> {
     }
 }
 
-/// Forward pass: fills `probs` (`[b, h, t, t]`, the softmax) and `out` (`[b, t, h·dh]`).
+/// Forward pass: fills `out` (`[b, t, h·dh]`) and, if given, `probs` (`[b, h, t, t]`, the
+/// softmax, which the backward pass needs).
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     dims: Dims,
@@ -195,7 +196,7 @@ pub fn forward(
     v: Operand,
     bias: Option<Bias>,
     relative: Option<Relative>,
-    probs: &mut [f32],
+    probs: Option<&mut [f32]>,
     out: &mut [f32],
 ) {
     let Dims { h, t, dh, .. } = dims;
@@ -214,13 +215,27 @@ pub fn forward(
         rel.check(dh);
     }
     let r = relative.map_or(0, |rel| rel.labels());
-    assert_eq!(probs.len(), dims.pairs() * tt, "attention: probs size");
     assert_eq!(out.len(), dims.pairs() * t * dh, "attention: out size");
     let d = dims.d() as isize;
     let out_ptr = Shared(out.as_mut_ptr());
-    probs.par_chunks_mut(tt).enumerate().for_each_init(
-        || vec![0.0f32; t * r],
-        |per_label, (n, p)| {
+    let probs = probs.map(|p| {
+        assert_eq!(p.len(), dims.pairs() * tt, "attention: probs size");
+        Shared(p.as_mut_ptr())
+    });
+    (0..dims.pairs()).into_par_iter().for_each_init(
+        || Scratch {
+            // Without `probs` (inference), one `[t, t]` matrix per thread.
+            ds: vec![0.0; if probs.is_some() { 0 } else { tt }],
+            per_label: vec![0.0; t * r],
+            d_per_label: Vec::new(),
+        },
+        |scratch, n| {
+            let p: &mut [f32] = match probs {
+                // SAFETY: pair n's own `[t, t]` chunk of the `[b, h, t, t]` buffer.
+                Some(probs) => unsafe { std::slice::from_raw_parts_mut(probs.at(n * tt), tt) },
+                None => &mut scratch.ds,
+            };
+            let per_label = &mut scratch.per_label;
             let o = out_ptr.at(dims.merged_offset(n));
             let qn = (q.pair(n, h), q.rs(), q.cs());
             // SAFETY: operands and tables checked above; `p` is this pair's own `[t, t]` chunk,
@@ -304,9 +319,9 @@ pub struct Grads<'a> {
     pub values: Option<&'a mut [f32]>,
 }
 
-/// Per-thread buffers of [`backward`].
+/// Per-thread buffers of [`forward`] and [`backward`].
 struct Scratch {
-    /// `[t, t]`, unless the scores gradient is kept.
+    /// `[t, t]`, unless the probabilities (forward) or the scores gradient (backward) are kept.
     ds: Vec<f32>,
     /// `[t, 2k+1]`.
     per_label: Vec<f32>,

@@ -589,7 +589,13 @@ fn relative_view<'s>(relative: &'s Tables<'_>) -> Option<attention::Relative<'s>
         })
 }
 
-fn attention_forward(x: AttentionInputs, scale: f32) -> (FlexTensor, AttentionState) {
+/// The output and, when `tracked`, the state of the backward step (otherwise its `probs` are
+/// empty: inference keeps one `[t, t]` matrix per thread, not `[b, h, t, t]`).
+fn attention_forward(
+    x: AttentionInputs,
+    scale: f32,
+    tracked: bool,
+) -> (FlexTensor, AttentionState) {
     let dims = attention_dims(x.q);
     for (t, name) in [(x.k, "k"), (x.v, "v")] {
         assert_eq!(
@@ -605,7 +611,7 @@ fn attention_forward(x: AttentionInputs, scale: f32) -> (FlexTensor, AttentionSt
         .relative
         .map(|(clip, keys, vals)| (clip, keys.map(values), vals.map(values)));
     let attention::Dims { b, h, t, dh } = dims;
-    let mut probs = vec![0.0; b * h * t * t];
+    let mut probs = vec![0.0; if tracked { b * h * t * t } else { 0 }];
     let mut out = vec![0.0; b * t * h * dh];
     attention::forward(
         dims,
@@ -621,7 +627,7 @@ fn attention_forward(x: AttentionInputs, scale: f32) -> (FlexTensor, AttentionSt
                 per_head: *per_head,
             }),
         relative_view(&tables),
-        &mut probs,
+        tracked.then_some(&mut probs[..]),
         &mut out,
     );
     let state = AttentionState {
@@ -772,7 +778,7 @@ pub fn attention(
                     .as_ref()
                     .map(|(c, k, v)| (*c, k.as_ref(), v.as_ref())),
             };
-            Tensor::from_primitive::<Flex>(attention_forward(inputs, scale).0)
+            Tensor::from_primitive::<Flex>(attention_forward(inputs, scale, false).0)
         }
         Route::Tracked => {
             let device = q.device();
@@ -792,7 +798,7 @@ pub fn attention(
                 keys.unwrap_or_else(placeholder),
                 values.unwrap_or_else(placeholder),
             ];
-            let forward = || {
+            let forward = |tracked| {
                 let [q, k, v, bias, keys, values] = inputs.each_ref().map(|x| x.primitive());
                 attention_forward(
                     AttentionInputs {
@@ -804,6 +810,7 @@ pub fn attention(
                             .map(|c| (c, has_keys.then_some(keys), has_values.then_some(values))),
                     },
                     scale,
+                    tracked,
                 )
             };
             let guards = inputs.each_ref().map(|x| x.node());
@@ -813,10 +820,10 @@ pub fn attention(
                 .stateful()
             {
                 OpsKind::Tracked(prep) => {
-                    let (out, state) = forward();
+                    let (out, state) = forward(true);
                     prep.finish(state, out)
                 }
-                OpsKind::UnTracked(prep) => prep.finish(forward().0),
+                OpsKind::UnTracked(prep) => prep.finish(forward(false).0),
             };
             Tensor::from_primitive::<Tracked>(out)
         }

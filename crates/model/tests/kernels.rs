@@ -372,11 +372,17 @@ fn kernels_read_strided_inputs_in_logical_order() {
     );
 }
 
-/// Three `[b, t, h·dh]` projections to differentiate (q, k, v; noise seeds `seed..seed + 3`).
+/// Three `[b, t, h·dh]` projections (q, k, v; noise seeds `seed..seed + 3`), to differentiate
+/// on an autodiff device.
 fn projections(dev: &Device, [b, h, t, dh]: [usize; 4], seed: u64) -> [Tensor<3>; 3] {
     [0, 1, 2].map(|i| {
         let x = TensorData::new(noise(b * t * h * dh, seed + i, 2.0), [b, t, h * dh]);
-        Tensor::<3>::from_data(x, dev).require_grad()
+        let x = Tensor::<3>::from_data(x, dev);
+        if dev.is_autodiff() {
+            x.require_grad()
+        } else {
+            x
+        }
     })
 }
 
@@ -389,13 +395,15 @@ fn heads(x: Tensor<3>, h: usize) -> Tensor<4> {
 /// Output and the gradients of q, k, v (and the bias, when it is tracked) of the attention core,
 /// with q, k, v given as head-split views of `[b, t, h·dh]` projections (strided, as the model
 /// passes them).
+/// On a device without autodiff (`dev`), only the output.
 fn attention_case(
+    dev: &Device,
     [b, h, t, dh]: [usize; 4],
     bias_shape: Option<[usize; 4]>,
     causal: bool,
     tracked_bias: bool,
 ) -> Vec<Vec<f32>> {
-    let dev = Device::flex().autodiff();
+    let dev = dev.clone();
     let d = h * dh;
     let [q, k, v] = projections(&dev, [b, h, t, dh], 11);
     let heads = |x: Tensor<3>| heads(x, h);
@@ -409,7 +417,11 @@ fn attention_case(
             }
         }
         let x = Tensor::<4>::from_data(TensorData::new(values, shape), &dev);
-        if tracked_bias { x.require_grad() } else { x }
+        if tracked_bias && dev.is_autodiff() {
+            x.require_grad()
+        } else {
+            x
+        }
     });
     let out = kernels::attention(
         heads(q.clone()),
@@ -419,6 +431,9 @@ fn attention_case(
         None,
         (dh as f32).powf(-0.5),
     );
+    if !dev.is_autodiff() {
+        return vec![vals(out)];
+    }
     let w = Tensor::<3>::from_data(TensorData::new(noise(b * t * d, 15, 1.0), [b, t, d]), &dev);
     let grads = (out.clone() * w).sum().backward();
     let mut result = vec![vals(out)];
@@ -441,8 +456,12 @@ fn attention_core_matches_burn_for_every_bias_layout() {
         ([2, 3, 5, 4], Some([2, 3, 5, 5]), false, true),
         ([4, 4, 40, 16], Some([4, 4, 40, 40]), true, true),
     ] {
-        let got = attention_case(dims, bias, causal, tracked);
-        let want = with_composed_ops(|| attention_case(dims, bias, causal, tracked));
+        let dev = Device::flex().autodiff();
+        let got = attention_case(&dev, dims, bias, causal, tracked);
+        let want = with_composed_ops(|| attention_case(&dev, dims, bias, causal, tracked));
+        // Inference (no autodiff) keeps no probabilities but gives the same output.
+        let plain = attention_case(&Device::flex(), dims, bias, causal, tracked);
+        assert_eq!(plain[0], got[0], "{dims:?} bias {bias:?}: inference output");
         let names = ["output", "dq", "dk", "dv", "dbias"];
         for ((name, g), w) in names.iter().zip(&got).zip(&want) {
             assert!(
@@ -459,10 +478,10 @@ fn attention_core_matches_burn_for_every_bias_layout() {
 /// Output and gradients (q, k, v, key table, value table) of attention with Shaw's terms:
 /// `fused` through the kernel (the tables handed over), else through the scheme's own
 /// composed hooks (one-hot contractions).
-fn shaw_case(clip: usize, values: bool, fused: bool) -> Vec<Vec<f32>> {
+/// On a device without autodiff (`dev`), only the output.
+fn shaw_case(dev: &Device, clip: usize, values: bool, fused: bool) -> Vec<Vec<f32>> {
     use ordo_encodings::{EncodingDims, Positional, PositionalEncoding};
-    let dev = Device::flex().autodiff();
-    dev.seed(5);
+    let dev = dev.clone();
     let (b, h, t, dh) = (2, 3, 9, 4);
     let d = h * dh;
     let dims = EncodingDims {
@@ -527,6 +546,9 @@ fn shaw_case(clip: usize, values: bool, fused: bool) -> Vec<Vec<f32>> {
             out.swap_dims(1, 2).reshape([b, t, d])
         })
     };
+    if !dev.is_autodiff() {
+        return vec![vals(out)];
+    }
     let w = Tensor::<3>::from_data(TensorData::new(noise(b * t * d, 24, 1.0), [b, t, d]), &dev);
     let grads = (out.clone() * w).sum().backward();
     let mut result = vec![vals(out)];
@@ -544,8 +566,14 @@ fn shaw_case(clip: usize, values: bool, fused: bool) -> Vec<Vec<f32>> {
 #[test]
 fn attention_core_with_shaw_terms_matches_the_schemes_composed_hooks() {
     for (clip, values) in [(2, true), (2, false), (1, true), (16, true)] {
-        let got = shaw_case(clip, values, true);
-        let want = shaw_case(clip, values, false);
+        let dev = Device::flex().autodiff();
+        let got = shaw_case(&dev, clip, values, true);
+        let want = shaw_case(&dev, clip, values, false);
+        let plain = shaw_case(&Device::flex(), clip, values, true);
+        assert_eq!(
+            plain[0], got[0],
+            "k = {clip}, values {values}: inference output"
+        );
         assert_eq!(got.len(), want.len());
         let names = ["output", "dq", "dk", "dv", "dkeys", "dvalues"];
         for ((name, g), w) in names.iter().zip(&got).zip(&want) {
