@@ -54,9 +54,10 @@ impl Attention {
     /// attention probabilities `[b, h, t, t]` (always when `pass.keep`).
     ///
     /// Three paths for the core `softmax(q kᵀ/√dh + bias) v`:
-    /// - `pass.fused` (inference only, schemes without a value term): burn's attention kernel,
-    ///   which on CPU tiles over keys with an online softmax (flash attention) for long
-    ///   sequences and never materialises the `[b, h, t, t]` probabilities;
+    /// - `pass.fused` (inference on devices without ordo's kernels, schemes without a value
+    ///   term): burn's attention kernel, which on CPU tiles over keys with an online softmax
+    ///   (flash attention) for long sequences and never materialises the `[b, h, t, t]`
+    ///   probabilities;
     /// - otherwise, unless the caller or dropout needs the probabilities or a value term has no
     ///   kernel on this device: one op ([`attention_core`]), ordo's fused CPU kernel with its own
     ///   backward on flex (Shaw's relative terms computed inside it);
@@ -340,10 +341,15 @@ impl Transformer {
         let scheme = self.pos.scheme();
         let mut x = self.dropout.forward(scheme.embed(x)); // [b, t, d]
 
-        // Inference without attention maps takes the fused kernel where the scheme allows it;
-        // that kernel applies the causal mask itself.
-        let fused =
-            (!keep && !device.is_autodiff() && !scheme.has_value_term()).then_some(self.mode);
+        // Inference without attention maps on a device without ordo's kernels (ndarray, wgpu)
+        // takes burn's fused attention where the scheme allows it; that kernel applies the causal
+        // mask itself. (On flex ordo's own attention kernel is about twice as fast at every
+        // length, with one `[t, t]` matrix per thread.)
+        let fused = (!keep
+            && !device.is_autodiff()
+            && !scheme.has_value_term()
+            && !kernels::accelerated(&device))
+        .then_some(self.mode);
         let causal = self.mode == AttentionMode::Causal && fused.is_none();
 
         // Shared by every layer: position tables and the combined additive bias.

@@ -120,10 +120,15 @@ fn padding_does_not_change_real_positions() {
 
 #[test]
 fn fused_inference_attention_matches_the_explicit_softmax() {
-    // `forward` on an inference device takes burn's fused kernel (flash attention past 512
-    // positions); `forward_with_attention` always computes the probabilities explicitly.
-    let dev = Device::flex();
-    for mode in [AttentionMode::Causal, AttentionMode::Bidirectional] {
+    // `forward` on an inference device takes ordo's attention kernel (flex) or burn's fused
+    // kernel (ndarray: flash attention past 512 positions); `forward_with_attention` always
+    // computes the probabilities explicitly.
+    for (dev, mode) in [Device::flex(), Device::ndarray()]
+        .into_iter()
+        .flat_map(|dev| {
+            [AttentionMode::Causal, AttentionMode::Bidirectional].map(|m| (dev.clone(), m))
+        })
+    {
         let key_only_shaw = PositionalEncodingConfig::Shaw {
             max_distance: 4,
             values: false,
@@ -151,7 +156,7 @@ fn fused_inference_attention_matches_the_explicit_softmax() {
                 let (explicit, maps) = model.forward_with_attention(&batch);
                 assert_eq!(maps.len(), 2);
                 let gap = max_abs_diff(&fused, &values(explicit));
-                assert!(gap < 1e-4, "{kind} {mode:?} t={t}: {gap}");
+                assert!(gap < 1e-4, "{dev:?} {kind} {mode:?} t={t}: {gap}");
             }
         }
     }
