@@ -377,6 +377,11 @@ pub trait Positional {
     fn relative_tables(&self, _layer: usize) -> Option<ordo_kernels::RelativeTables> {
         None
     }
+    /// Whether [`relative_tables`](Self::relative_tables) returns tables (asked without touching
+    /// any parameter: a lazily initialised one would draw from the generator out of turn).
+    fn has_relative_tables(&self) -> bool {
+        false
+    }
     /// Longest sequence the scheme can represent, if bounded.
     fn max_len(&self) -> Option<usize> {
         None

@@ -111,6 +111,10 @@ impl Positional for Shaw {
         })
     }
 
+    fn has_relative_tables(&self) -> bool {
+        true
+    }
+
     fn has_value_term(&self) -> bool {
         self.values.is_some()
     }

@@ -1,5 +1,5 @@
-//! The attention core as one op for training on the CPU:
-//! `out = softmax(α q kᵀ + bias) v`, heads merged (`[b, h, t, dh]` in, `[b, t, h·dh]` out).
+//! The attention core as one op on the CPU:
+//! `out = softmax(α q kᵀ + bias [+ causal mask]) v`, heads merged (`[b, h, t, dh]` in, `[b, t, h·dh]` out).
 //!
 //! Composed of burn's ops this is a scale, a matmul, a broadcast add, a softmax, a matmul and a
 //! head transpose copy, each a pass over a `[b, h, t, t]` or `[b, h, t, dh]` tensor, and again
@@ -186,7 +186,8 @@ impl Relative<'_> {
 }
 
 /// Forward pass: fills `out` (`[b, t, h·dh]`) and, if given, `probs` (`[b, h, t, t]`, the
-/// softmax, which the backward pass needs).
+/// softmax, which the backward pass needs). `causal` hides each query's future keys (on top of
+/// `bias`).
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     dims: Dims,
@@ -196,6 +197,7 @@ pub fn forward(
     v: Operand,
     bias: Option<Bias>,
     relative: Option<Relative>,
+    causal: bool,
     probs: Option<&mut [f32]>,
     out: &mut [f32],
 ) {
@@ -270,6 +272,12 @@ pub fn forward(
                 cpu::relative_gather_add(per_label, t, clip, scale, p);
             }
             let b = bias.map(|b| &b.data[b.index(n, dims) * tt..][..tt]);
+            if causal {
+                // Key j > i is in query i's future.
+                for (i, row) in p.chunks_exact_mut(t).enumerate() {
+                    row[i + 1..].fill(f32::NEG_INFINITY);
+                }
+            }
             cpu::softmax_rows_in_place(p, b, t);
             // SAFETY: as above.
             unsafe {

@@ -575,6 +575,7 @@ struct AttentionInputs<'a> {
     v: &'a FlexTensor,
     bias: Option<&'a FlexTensor>,
     relative: Option<(usize, Option<&'a FlexTensor>, Option<&'a FlexTensor>)>,
+    causal: bool,
 }
 
 type Tables<'a> = Option<(usize, Option<Cow<'a, [f32]>>, Option<Cow<'a, [f32]>>)>;
@@ -627,6 +628,7 @@ fn attention_forward(
                 per_head: *per_head,
             }),
         relative_view(&tables),
+        x.causal,
         tracked.then_some(&mut probs[..]),
         &mut out,
     );
@@ -718,7 +720,8 @@ impl Backward<Flex, 6> for AttentionBackward {
 
 /// `softmax(scale · q kᵀ + bias + key term) v + value term` with the heads merged: `q`, `k`,
 /// `v` `[b, h, t, dh]`, `bias` `[b or 1, h or 1, t, t]` (position bias and masks), `relative`
-/// Shaw's terms; output `[b, t, h·dh]`.
+/// Shaw's terms, `causal` hiding each query's future keys (without a mask tensor); output
+/// `[b, t, h·dh]`.
 ///
 /// On flex ([`accelerated`]) one fused op with its own backward ([`mod@attention`]), which
 /// keeps no `[b, h, t, t]` tensor but the probabilities; elsewhere burn's ops, except for the
@@ -733,6 +736,7 @@ pub fn attention(
     bias: Option<Tensor<4>>,
     relative: Option<RelativeTables>,
     scale: f32,
+    causal: bool,
 ) -> Tensor<3> {
     let [b, h, t, dh] = q.dims();
     // Tracked if anything is (the rest join as constants), plain if everything is.
@@ -758,9 +762,22 @@ pub fn attention(
                 relative.is_none(),
                 "attention: relative terms need an accelerated device (see `accelerated`)"
             );
+            let device = q.device();
             let mut scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3)); // [b, h, t, t]
             if let Some(bias) = bias {
                 scores = scores + bias;
+            }
+            if causal {
+                let future: Vec<f32> = (0..t * t)
+                    .map(|ij| {
+                        if ij % t > ij / t {
+                            f32::NEG_INFINITY
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                scores = scores + Tensor::from_data(TensorData::new(future, [1, 1, t, t]), &device);
             }
             let probs = burn::tensor::activation::softmax(scores, 3);
             probs.matmul(v).swap_dims(1, 2).reshape([b, t, h * dh])
@@ -777,6 +794,7 @@ pub fn attention(
                 relative: tables
                     .as_ref()
                     .map(|(c, k, v)| (*c, k.as_ref(), v.as_ref())),
+                causal,
             };
             Tensor::from_primitive::<Flex>(attention_forward(inputs, scale, false).0)
         }
@@ -808,6 +826,7 @@ pub fn attention(
                         bias: has_bias.then_some(bias),
                         relative: clip
                             .map(|c| (c, has_keys.then_some(keys), has_values.then_some(values))),
+                        causal,
                     },
                     scale,
                     tracked,

@@ -51,23 +51,22 @@ impl Attention {
     }
 
     /// `x`: `[b, t, d]`. Returns the output `[b, t, d]` and, when the composed path ran, the
-    /// attention probabilities `[b, h, t, t]` (always when `pass.keep`).
+    /// attention probabilities `[b, h, t, t]` (always when they are wanted: `keep` in
+    /// [`Transformer::run`]).
     ///
     /// Three paths for the core `softmax(q kᵀ/√dh + bias) v`:
     /// - `pass.fused` (inference on devices without ordo's kernels, schemes without a value
     ///   term): burn's attention kernel, which on CPU tiles over keys with an online softmax
     ///   (flash attention) for long sequences and never materialises the `[b, h, t, t]`
     ///   probabilities;
-    /// - otherwise, unless the caller or dropout needs the probabilities or a value term has no
-    ///   kernel on this device: one op ([`attention_core`]), ordo's fused CPU kernel with its own
-    ///   backward on flex (Shaw's relative terms computed inside it);
+    /// - `pass.core`: one op ([`attention_core`]), ordo's fused CPU kernel with its own backward
+    ///   on flex (Shaw's relative terms computed inside it), burn's ops elsewhere;
     /// - else burn's ops one by one, with the scheme's hooks.
     fn forward(&self, x: Tensor<3>, layer: usize, pass: &Pass) -> (Tensor<3>, Option<Tensor<4>>) {
         let [b, t, d] = x.dims();
         let (h, dh) = (self.n_heads, d / self.n_heads);
         let (scheme, ctx) = (pass.pos.scheme(), pass.ctx);
         let device = x.device();
-        let dropout_on_probs = self.dropout.prob > 0.0 && device.is_autodiff();
 
         let heads = |x: Tensor<3>| x.reshape([b, t, h, dh]).swap_dims(1, 2); // [b, h, t, dh]
         // Three projections rather than one fused `d -> 3d` and a split: the split's backward
@@ -78,14 +77,10 @@ impl Attention {
         let (q, k) = scheme.rotate(q, k, ctx);
         let scale = (dh as f64).powf(-0.5);
 
-        let tables = scheme
-            .relative_tables(layer)
-            .filter(|_| kernels::accelerated(&device));
-        if pass.fused.is_none()
-            && !pass.keep
-            && !dropout_on_probs
-            && (tables.is_some() || !scheme.has_value_term())
-        {
+        if pass.core {
+            let tables = scheme
+                .relative_tables(layer)
+                .filter(|_| kernels::accelerated(&device));
             // A key term outside the kernel is linear in q: scaled afterwards.
             let relative = match tables {
                 Some(_) => None,
@@ -94,7 +89,7 @@ impl Attention {
                     .map(|r| r.mul_scalar(scale)), // [b, h, t, t]
             };
             let bias = plus_bias(relative, pass.bias);
-            let out = attention_core(q, k, v, bias, tables, scale as f32); // [b, t, d]
+            let out = attention_core(q, k, v, bias, tables, scale as f32, pass.causal); // [b, t, d]
             return (self.out.forward(out), None);
         }
 
@@ -134,8 +129,10 @@ struct Pass<'a> {
     bias: Option<&'a Tensor<4>>,
     /// Inference through burn's fused attention, in this mode.
     fused: Option<AttentionMode>,
-    /// Whether the attention probabilities are wanted.
-    keep: bool,
+    /// The attention core as one op (see [`Attention::forward`]) ...
+    core: bool,
+    /// ... which then hides future keys itself (they are not in `bias`).
+    causal: bool,
 }
 
 /// A relative key term `[b, h, t, t]` plus the shared bias, either possibly absent.
@@ -350,7 +347,17 @@ impl Transformer {
             && !scheme.has_value_term()
             && !kernels::accelerated(&device))
         .then_some(self.mode);
-        let causal = self.mode == AttentionMode::Causal && fused.is_none();
+        // The attention core as one op unless the caller or dropout needs the probabilities or a
+        // value term has no kernel on this device.
+        let dropout_on_probs = self.dropout.prob > 0.0 && device.is_autodiff();
+        let value_term_in_kernel = kernels::accelerated(&device) && scheme.has_relative_tables();
+        let core = fused.is_none()
+            && !keep
+            && !dropout_on_probs
+            && (!scheme.has_value_term() || value_term_in_kernel);
+        // Whether the mask tensor carries the causal part (the two kernels apply it themselves).
+        let causal_kernel = self.mode == AttentionMode::Causal && (fused.is_some() || core);
+        let causal = self.mode == AttentionMode::Causal && !causal_kernel;
 
         // Shared by every layer: position tables and the combined additive bias.
         let ctx = scheme.context(t, &device);
@@ -365,7 +372,8 @@ impl Transformer {
             ctx: &ctx,
             bias: bias.as_ref(),
             fused,
-            keep,
+            core,
+            causal: core && causal_kernel,
         };
         let mut maps = Vec::new();
         for (layer, block) in self.blocks.iter().enumerate() {

@@ -392,7 +392,8 @@ fn heads(x: Tensor<3>, h: usize) -> Tensor<4> {
     x.reshape([b, t, h, d / h]).swap_dims(1, 2)
 }
 
-/// Output and the gradients of q, k, v (and the bias, when it is tracked) of the attention core,
+/// Output and the gradients of q, k, v (and the bias, when it is tracked) of the attention core
+/// (`causal`: in the bias and by the kernel's flag),
 /// with q, k, v given as head-split views of `[b, t, h·dh]` projections (strided, as the model
 /// passes them).
 /// On a device without autodiff (`dev`), only the output.
@@ -430,6 +431,7 @@ fn attention_case(
         bias.clone(),
         None,
         (dh as f32).powf(-0.5),
+        causal,
     );
     if !dev.is_autodiff() {
         return vec![vals(out)];
@@ -450,6 +452,7 @@ fn attention_case(
 fn attention_core_matches_burn_for_every_bias_layout() {
     for (dims, bias, causal, tracked) in [
         ([2, 3, 5, 4], None, false, false),
+        ([2, 3, 5, 4], None, true, false),
         ([2, 3, 5, 4], Some([1, 1, 5, 5]), true, false),
         ([2, 3, 5, 4], Some([2, 1, 5, 5]), false, false),
         ([2, 3, 5, 4], Some([1, 3, 5, 5]), true, true),
@@ -479,7 +482,7 @@ fn attention_core_matches_burn_for_every_bias_layout() {
 /// `fused` through the kernel (the tables handed over), else through the scheme's own
 /// composed hooks (one-hot contractions).
 /// On a device without autodiff (`dev`), only the output.
-fn shaw_case(dev: &Device, clip: usize, values: bool, fused: bool) -> Vec<Vec<f32>> {
+fn shaw_case(dev: &Device, clip: usize, values: bool, fused: bool, causal: bool) -> Vec<Vec<f32>> {
     use ordo_encodings::{EncodingDims, Positional, PositionalEncoding};
     let dev = dev.clone();
     let (b, h, t, dh) = (2, 3, 9, 4);
@@ -512,7 +515,7 @@ fn shaw_case(dev: &Device, clip: usize, values: bool, fused: bool) -> Vec<Vec<f3
     // Padding mask: the second sequence has 6 real tokens.
     let mask: Vec<f32> = (0..b * t * t)
         .map(|i| {
-            if i / (t * t) == 1 && i % t >= 6 {
+            if (i / (t * t) == 1 && i % t >= 6) || (causal && !fused && i % t > (i / t) % t) {
                 f32::NEG_INFINITY
             } else {
                 0.0
@@ -530,6 +533,7 @@ fn shaw_case(dev: &Device, clip: usize, values: bool, fused: bool) -> Vec<Vec<f3
             Some(bias),
             shaw.relative_tables(layer),
             scale,
+            causal,
         )
     } else {
         with_composed_ops(|| {
@@ -565,11 +569,17 @@ fn shaw_case(dev: &Device, clip: usize, values: bool, fused: bool) -> Vec<Vec<f3
 
 #[test]
 fn attention_core_with_shaw_terms_matches_the_schemes_composed_hooks() {
-    for (clip, values) in [(2, true), (2, false), (1, true), (16, true)] {
+    for (clip, values, causal) in [
+        (2, true, false),
+        (2, false, false),
+        (1, true, false),
+        (16, true, false),
+        (2, true, true),
+    ] {
         let dev = Device::flex().autodiff();
-        let got = shaw_case(&dev, clip, values, true);
-        let want = shaw_case(&dev, clip, values, false);
-        let plain = shaw_case(&Device::flex(), clip, values, true);
+        let got = shaw_case(&dev, clip, values, true, causal);
+        let want = shaw_case(&dev, clip, values, false, causal);
+        let plain = shaw_case(&Device::flex(), clip, values, true, causal);
         assert_eq!(
             plain[0], got[0],
             "k = {clip}, values {values}: inference output"
