@@ -386,6 +386,27 @@ fn projections(dev: &Device, [b, h, t, dh]: [usize; 4], seed: u64) -> [Tensor<3>
     })
 }
 
+/// The output's values and, on an autodiff device, the gradients of `Σ out ⊙ w` (`w` noise from
+/// `seed`) with respect to q, k and v, after it; the gradients too, for the caller's other inputs.
+fn output_and_grads(
+    out: Tensor<3>,
+    qkv: [Tensor<3>; 3],
+    seed: u64,
+) -> (Vec<Vec<f32>>, Option<burn::tensor::Gradients>) {
+    if !out.device().is_autodiff() {
+        return (vec![vals(out)], None);
+    }
+    let shape = out.dims();
+    let w = TensorData::new(noise(shape.iter().product(), seed, 1.0), shape);
+    let w = Tensor::<3>::from_data(w, &out.device());
+    let grads = (out.clone() * w).sum().backward();
+    let mut result = vec![vals(out)];
+    for x in qkv {
+        result.push(vals(x.grad(&grads).expect("q, k and v have gradients")));
+    }
+    (result, Some(grads))
+}
+
 /// The model's head split: a `[b, h, t, dh]` view of a `[b, t, h·dh]` projection.
 fn heads(x: Tensor<3>, h: usize) -> Tensor<4> {
     let [b, t, d] = x.dims();
@@ -433,15 +454,10 @@ fn attention_case(
         (dh as f32).powf(-0.5),
         causal,
     );
-    if !dev.is_autodiff() {
-        return vec![vals(out)];
-    }
-    let w = Tensor::<3>::from_data(TensorData::new(noise(b * t * d, 15, 1.0), [b, t, d]), &dev);
-    let grads = (out.clone() * w).sum().backward();
-    let mut result = vec![vals(out)];
-    for x in [q, k, v] {
-        result.push(vals(x.grad(&grads).expect("a gradient")));
-    }
+    let (mut result, grads) = output_and_grads(out, [q, k, v], 15);
+    let Some(grads) = grads else {
+        return result;
+    };
     if tracked_bias {
         result.push(vals(bias.unwrap().grad(&grads).expect("a bias gradient")));
     }
@@ -550,15 +566,10 @@ fn shaw_case(dev: &Device, clip: usize, values: bool, fused: bool, causal: bool)
             out.swap_dims(1, 2).reshape([b, t, d])
         })
     };
-    if !dev.is_autodiff() {
-        return vec![vals(out)];
-    }
-    let w = Tensor::<3>::from_data(TensorData::new(noise(b * t * d, 24, 1.0), [b, t, d]), &dev);
-    let grads = (out.clone() * w).sum().backward();
-    let mut result = vec![vals(out)];
-    for x in [q, k, v] {
-        result.push(vals(x.grad(&grads).unwrap()));
-    }
+    let (mut result, grads) = output_and_grads(out, [q, k, v], 24);
+    let Some(grads) = grads else {
+        return result;
+    };
     // Only `layer`'s slice of the tables has a gradient.
     let table_grad =
         |p: &Param<Tensor<3>>| vals(p.grad(&grads).unwrap().slice_dim(0, layer..layer + 1));
