@@ -426,7 +426,6 @@ fn attention_case(
     tracked_bias: bool,
 ) -> Vec<Vec<f32>> {
     let dev = dev.clone();
-    let d = h * dh;
     let [q, k, v] = projections(&dev, [b, h, t, dh], 11);
     let heads = |x: Tensor<3>| heads(x, h);
     let bias = bias_shape.map(|shape| {

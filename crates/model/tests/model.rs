@@ -123,12 +123,11 @@ fn fused_inference_attention_matches_the_explicit_softmax() {
     // `forward` on an inference device takes ordo's attention kernel (flex) or burn's fused
     // kernel (ndarray: flash attention past 512 positions); `forward_with_attention` always
     // computes the probabilities explicitly.
-    for (dev, mode) in [Device::flex(), Device::ndarray()]
-        .into_iter()
-        .flat_map(|dev| {
-            [AttentionMode::Causal, AttentionMode::Bidirectional].map(|m| (dev.clone(), m))
-        })
-    {
+    #[allow(deprecated)] // ndarray stays selectable in ordo (see ordo_train::device)
+    let devices = [Device::flex(), Device::ndarray()];
+    for (dev, mode) in devices.into_iter().flat_map(|dev| {
+        [AttentionMode::Causal, AttentionMode::Bidirectional].map(|m| (dev.clone(), m))
+    }) {
         let key_only_shaw = PositionalEncodingConfig::Shaw {
             max_distance: 4,
             values: false,
