@@ -50,7 +50,7 @@ impl Attention {
         }
     }
 
-    /// `x`: `[b, t, d]`. Returns the output `[b, t, d]` and, when the composed path ran, the
+    /// `x`: `[b, t, d]`. Returns the output `[b, t, d]` and, when the explicit path ran, the
     /// attention probabilities `[b, h, t, t]` (always when they are wanted: `keep` in
     /// [`Transformer::run`]).
     ///
@@ -125,7 +125,7 @@ struct Pass<'a> {
     /// The scheme's tables for this length.
     ctx: &'a PositionContext,
     /// `[b or 1, h or 1, t, t]`: position bias plus masks; `None` when there is neither, and
-    /// without the causal part of the mask when `fused`.
+    /// without the causal part of the mask when a kernel (`fused` or `core`) hides future keys.
     bias: Option<&'a Tensor<4>>,
     /// Inference through burn's fused attention, in this mode.
     fused: Option<AttentionMode>,
@@ -355,9 +355,10 @@ impl Transformer {
             && !keep
             && !dropout_on_probs
             && (!scheme.has_value_term() || value_term_in_kernel);
-        // Whether the mask tensor carries the causal part (the two kernels apply it themselves).
-        let causal_kernel = self.mode == AttentionMode::Causal && (fused.is_some() || core);
-        let causal = self.mode == AttentionMode::Causal && !causal_kernel;
+        // Both kernels (burn's fused, ordo's core) hide future keys themselves: the mask tensor
+        // carries them only for the explicit path.
+        let is_causal = self.mode == AttentionMode::Causal;
+        let causal = is_causal && fused.is_none() && !core;
 
         // Shared by every layer: position tables and the combined additive bias.
         let ctx = scheme.context(t, &device);
@@ -373,7 +374,7 @@ impl Transformer {
             bias: bias.as_ref(),
             fused,
             core,
-            causal: core && causal_kernel,
+            causal: is_causal && core,
         };
         let mut maps = Vec::new();
         for (layer, block) in self.blocks.iter().enumerate() {
