@@ -118,6 +118,26 @@ impl Shared {
     }
 }
 
+/// Pair `n`'s `[t, t]` matrix: its own chunk of a shared `[b, h, t, t]` buffer when there is
+/// one (checked to hold every pair's), else this thread's scratch matrix.
+fn pair_matrix(shared: Option<Shared>, n: usize, tt: usize, scratch: &mut [f32]) -> &mut [f32] {
+    match shared {
+        // SAFETY: pair n's chunk, written by this pair only.
+        Some(buffer) => unsafe { std::slice::from_raw_parts_mut(buffer.at(n * tt), tt) },
+        None => scratch,
+    }
+}
+
+/// Checks `q`, `k`, `v` against `dims` and the relative tables against `dh`.
+fn check_inputs(dims: Dims, [q, k, v]: [&Operand; 3], relative: &Option<Relative>) {
+    for (x, name) in [(q, "q"), (k, "k"), (v, "v")] {
+        x.check(dims, name);
+    }
+    if let Some(rel) = relative {
+        rel.check(dims.dh);
+    }
+}
+
 /// `dst[m × n] = α · a[m × k] · b[k × n]` (`+=` if `accumulate`), every matrix given by a
 /// pointer and (row, column) strides; one thread.
 ///
@@ -203,18 +223,13 @@ pub fn forward(
 ) {
     let Dims { h, t, dh, .. } = dims;
     let tt = t * t;
-    for (x, name) in [(&q, "q"), (&k, "k"), (&v, "v")] {
-        x.check(dims, name);
-    }
+    check_inputs(dims, [&q, &k, &v], &relative);
     if let Some(bias) = &bias {
         assert_eq!(
             bias.data.len(),
             bias.matrices(dims) * tt,
             "attention: bias size"
         );
-    }
-    if let Some(rel) = &relative {
-        rel.check(dh);
     }
     let r = relative.map_or(0, |rel| rel.labels());
     assert_eq!(out.len(), dims.pairs() * t * dh, "attention: out size");
@@ -227,16 +242,12 @@ pub fn forward(
     (0..dims.pairs()).into_par_iter().for_each_init(
         || Scratch {
             // Without `probs` (inference), one `[t, t]` matrix per thread.
-            ds: vec![0.0; if probs.is_some() { 0 } else { tt }],
+            matrix: vec![0.0; if probs.is_some() { 0 } else { tt }],
             per_label: vec![0.0; t * r],
             d_per_label: Vec::new(),
         },
         |scratch, n| {
-            let p: &mut [f32] = match probs {
-                // SAFETY: pair n's own `[t, t]` chunk of the `[b, h, t, t]` buffer.
-                Some(probs) => unsafe { std::slice::from_raw_parts_mut(probs.at(n * tt), tt) },
-                None => &mut scratch.ds,
-            };
+            let p = pair_matrix(probs, n, tt, &mut scratch.matrix);
             let per_label = &mut scratch.per_label;
             let o = out_ptr.at(dims.merged_offset(n));
             let qn = (q.pair(n, h), q.rs(), q.cs());
@@ -330,7 +341,7 @@ pub struct Grads<'a> {
 /// Per-thread buffers of [`forward`] and [`backward`].
 struct Scratch {
     /// `[t, t]`, unless the probabilities (forward) or the scores gradient (backward) are kept.
-    ds: Vec<f32>,
+    matrix: Vec<f32>,
     /// `[t, 2k+1]`.
     per_label: Vec<f32>,
     d_per_label: Vec<f32>,
@@ -354,12 +365,7 @@ pub fn backward(
     let tt = t * t;
     let pairs = dims.pairs();
     let size = pairs * t * dh;
-    for (x, name) in [(&q, "q"), (&k, "k"), (&v, "v")] {
-        x.check(dims, name);
-    }
-    if let Some(rel) = &relative {
-        rel.check(dh);
-    }
+    check_inputs(dims, [&q, &k, &v], &relative);
     let (keys, values) = relative.map_or((None, None), |rel| (rel.keys, rel.values));
     let clip = relative.map_or(0, |rel| rel.clip);
     let r = relative.map_or(0, |rel| rel.labels());
@@ -385,17 +391,13 @@ pub fn backward(
     );
     (0..pairs).into_par_iter().for_each_init(
         || Scratch {
-            ds: vec![0.0; if dscores.is_some() { 0 } else { tt }],
+            matrix: vec![0.0; if dscores.is_some() { 0 } else { tt }],
             per_label: vec![0.0; t * r],
             d_per_label: vec![0.0; t * r],
         },
         |scratch, n| {
             // dS goes straight into the scores gradient when it is wanted.
-            let ds: &mut [f32] = match dscores {
-                // SAFETY: pair n's own `[t, t]` chunk of the `[b, h, t, t]` buffer.
-                Some(s) => unsafe { std::slice::from_raw_parts_mut(s.at(n * tt), tt) },
-                None => &mut scratch.ds,
-            };
+            let ds = pair_matrix(dscores, n, tt, &mut scratch.matrix);
             let p = &probs[n * tt..][..tt];
             let at = dims.merged_offset(n);
             let go = (dout[at..].as_ptr(), d, 1);

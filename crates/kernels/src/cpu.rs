@@ -182,54 +182,20 @@ fn row_dot(a: &[f32], b: &[f32]) -> f32 {
     tail + lanes.iter().sum::<f32>()
 }
 
-#[inline(always)]
-fn softmax_rows_body(x: &[f32], y: &mut [f32], n: usize) {
-    for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-        let m = row_max(xr);
-        for (o, &v) in yr.iter_mut().zip(xr) {
-            *o = exp(v - m);
-        }
-        let inv = 1.0 / row_sum(yr);
-        for o in yr.iter_mut() {
-            *o *= inv;
-        }
-    }
-}
-
-multiversion! {
-    fn softmax_block(x: &[f32], y: &mut [f32], n: usize) {
-        softmax_rows_body(x, y, n)
-    }
-}
-
 /// `y = softmax(x)` over rows of length `n`.
 pub fn softmax_rows(x: &[f32], y: &mut [f32], n: usize) {
-    for_rows(x, y, n, |x, y| softmax_block(x, y, n));
-}
-
-#[inline(always)]
-fn softmax_backward_body(y: &[f32], g: &[f32], dx: &mut [f32], n: usize) {
-    for ((yr, gr), dr) in y
-        .chunks_exact(n)
-        .zip(g.chunks_exact(n))
-        .zip(dx.chunks_exact_mut(n))
-    {
-        let dot = row_dot(yr, gr);
-        for ((d, &yv), &gv) in dr.iter_mut().zip(yr).zip(gr) {
-            *d = yv * (gv - dot);
-        }
-    }
-}
-
-multiversion! {
-    fn softmax_backward_block(y: &[f32], g: &[f32], dx: &mut [f32], n: usize) {
-        softmax_backward_body(y, g, dx, n)
-    }
+    for_rows(x, y, n, |x, y| {
+        y.copy_from_slice(x);
+        softmax_rows_in_place(y, None, n);
+    });
 }
 
 /// `dx = y ⊙ (g - Σ g ⊙ y)` over rows of length `n`: the gradient through `y = softmax(x)`.
 pub fn softmax_backward_rows(y: &[f32], g: &[f32], dx: &mut [f32], n: usize) {
-    for_rows2(y, g, dx, n, |y, g, dx| softmax_backward_block(y, g, dx, n));
+    for_rows2(y, g, dx, n, |y, g, dx| {
+        dx.copy_from_slice(g);
+        softmax_backward_in_place(y, dx, n);
+    });
 }
 
 multiversion! {
