@@ -547,12 +547,31 @@ fn bias_layout(bias: &FlexTensor, dims: attention::Dims) -> (bool, bool) {
 }
 
 /// Shaw's relative terms for [`attention`] (see `ordo_encodings::shaw`): the clip distance `k`
-/// and the layer's `[2k+1, dh]` key and value tables.
+/// and the layer's `[2k+1, dh]` key and value tables (tensors; inside this crate also their flex
+/// primitives and their values).
 #[derive(Debug, Clone)]
-pub struct RelativeTables {
+pub struct RelativeTables<T = Tensor<2>> {
     pub clip: usize,
-    pub keys: Option<Tensor<2>>,
-    pub values: Option<Tensor<2>>,
+    pub keys: Option<T>,
+    pub values: Option<T>,
+}
+
+impl<T> RelativeTables<T> {
+    fn map<U>(self, mut f: impl FnMut(T) -> U) -> RelativeTables<U> {
+        RelativeTables {
+            clip: self.clip,
+            keys: self.keys.map(&mut f),
+            values: self.values.map(f),
+        }
+    }
+
+    fn as_ref(&self) -> RelativeTables<&T> {
+        RelativeTables {
+            clip: self.clip,
+            keys: self.keys.as_ref(),
+            values: self.values.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -564,8 +583,7 @@ struct AttentionState {
     scale: f32,
     /// Shape and broadcast flags of the bias.
     bias: Option<(Shape, bool, bool)>,
-    /// Clip distance and tables.
-    relative: Option<(usize, Option<FlexTensor>, Option<FlexTensor>)>,
+    relative: Option<RelativeTables<FlexTensor>>,
 }
 
 /// The flex inputs of [`attention`], `bias` and the tables optional.
@@ -574,20 +592,19 @@ struct AttentionInputs<'a> {
     k: &'a FlexTensor,
     v: &'a FlexTensor,
     bias: Option<&'a FlexTensor>,
-    relative: Option<(usize, Option<&'a FlexTensor>, Option<&'a FlexTensor>)>,
+    relative: Option<RelativeTables<&'a FlexTensor>>,
     causal: bool,
 }
 
-type Tables<'a> = Option<(usize, Option<Cow<'a, [f32]>>, Option<Cow<'a, [f32]>>)>;
-
-fn relative_view<'s>(relative: &'s Tables<'_>) -> Option<attention::Relative<'s>> {
-    relative
-        .as_ref()
-        .map(|(clip, keys, values)| attention::Relative {
-            clip: *clip,
-            keys: keys.as_deref(),
-            values: values.as_deref(),
-        })
+/// The tables' values as the kernel reads them.
+fn relative_view<'s>(
+    relative: &'s Option<RelativeTables<Cow<'_, [f32]>>>,
+) -> Option<attention::Relative<'s>> {
+    relative.as_ref().map(|rel| attention::Relative {
+        clip: rel.clip,
+        keys: rel.keys.as_deref(),
+        values: rel.values.as_deref(),
+    })
 }
 
 /// The output and, when `tracked`, the state of the backward step (otherwise its `probs` are
@@ -610,7 +627,8 @@ fn attention_forward(
     let bias_values = bias.as_ref().map(|(b, _)| values(b));
     let tables = x
         .relative
-        .map(|(clip, keys, vals)| (clip, keys.map(values), vals.map(values)));
+        .as_ref()
+        .map(|rel| rel.as_ref().map(|t| values(t)));
     let attention::Dims { b, h, t, dh } = dims;
     let mut probs = vec![0.0; if tracked { b * h * t * t } else { 0 }];
     let mut out = vec![0.0; b * t * h * dh];
@@ -639,9 +657,7 @@ fn attention_forward(
         probs,
         scale,
         bias: bias.map(|(b, (s, h))| (shape_of(b), s, h)),
-        relative: x
-            .relative
-            .map(|(clip, keys, vals)| (clip, keys.cloned(), vals.cloned())),
+        relative: x.relative.map(|rel| rel.map(FlexTensor::clone)),
     };
     (new_tensor(out, Shape::new([b, t, h * dh])), state)
 }
@@ -663,11 +679,9 @@ impl Backward<Flex, 6> for AttentionBackward {
         let (mut dq, mut dk, mut dv) = (vec![0.0; size], vec![0.0; size], vec![0.0; size]);
         let [pq, pk, pv, pbias, pkeys, pvalues] = ops.parents;
         let mut dscores = pbias.as_ref().map(|_| vec![0.0; b * h * t * t]);
-        let tables = s.relative.as_ref().map(|(clip, keys, vals)| {
-            (*clip, keys.as_ref().map(values), vals.as_ref().map(values))
-        });
+        let tables = s.relative.as_ref().map(|rel| rel.as_ref().map(values));
         let (keys, vals) = match &s.relative {
-            Some((_, keys, vals)) => (keys.as_ref(), vals.as_ref()),
+            Some(rel) => (rel.keys.as_ref(), rel.values.as_ref()),
             None => (None, None),
         };
         let zeros_like = |wanted: bool, table: Option<&FlexTensor>| {
@@ -785,15 +799,13 @@ pub fn attention(
         Route::Plain => {
             let bias = bias.map(plain);
             let (q, k, v) = (plain(q), plain(k), plain(v));
-            let tables = relative.map(|rel| (rel.clip, rel.keys.map(plain), rel.values.map(plain)));
+            let tables = relative.map(|rel| rel.map(plain));
             let inputs = AttentionInputs {
                 q: &q,
                 k: &k,
                 v: &v,
                 bias: bias.as_ref(),
-                relative: tables
-                    .as_ref()
-                    .map(|(c, k, v)| (*c, k.as_ref(), v.as_ref())),
+                relative: tables.as_ref().map(RelativeTables::as_ref),
                 causal,
             };
             Tensor::from_primitive::<Flex>(attention_forward(inputs, scale, false).0)
@@ -824,8 +836,11 @@ pub fn attention(
                         k,
                         v,
                         bias: has_bias.then_some(bias),
-                        relative: clip
-                            .map(|c| (c, has_keys.then_some(keys), has_values.then_some(values))),
+                        relative: clip.map(|clip| RelativeTables {
+                            clip,
+                            keys: has_keys.then_some(keys),
+                            values: has_values.then_some(values),
+                        }),
                         causal,
                     },
                     scale,

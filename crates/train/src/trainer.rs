@@ -489,15 +489,15 @@ fn run_steps(
         );
         let tokens: usize = items.iter().map(Encoded::tokens).sum();
         let batch = data::collate(&items, setup.vocab.pad, &device);
-        let logits = if cfg.model.dropout > 0.0 {
-            // Dropout masks depend on (seed, step) only, so a resumed run matches; they are
-            // drawn in the forward pass, under the generator's lock (see `rng_lock`).
-            let _rng = rng_lock();
+        // Dropout masks depend on (seed, step) only, so a resumed run matches; they are drawn in
+        // the forward pass, under the generator's lock (see `rng_lock`).
+        let rng = (cfg.model.dropout > 0.0).then(|| {
+            let guard = rng_lock();
             device.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
-            model.forward(&batch.batch)
-        } else {
-            model.forward(&batch.batch)
-        };
+            guard
+        });
+        let logits = model.forward(&batch.batch);
+        drop(rng);
         let loss = masked_cross_entropy(logits, batch.targets, batch.weights);
         let loss_value: f32 = loss.clone().into_scalar();
         if !loss_value.is_finite() {
