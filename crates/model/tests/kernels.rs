@@ -407,6 +407,16 @@ fn output_and_grads(
     (result, Some(grads))
 }
 
+/// Output and gradients (`names`, in order) of the kernel agree with the reference's within
+/// 2e-5, and none is all zeros.
+fn assert_all_close(case: &str, names: &[&str], got: &[Vec<f32>], want: &[Vec<f32>]) {
+    assert_eq!(got.len(), want.len(), "{case}: number of results");
+    for ((name, g), w) in names.iter().zip(got).zip(want) {
+        assert!(gap(g, w) < 2e-5, "{case}: {name} differs by {}", gap(g, w));
+        assert!(g.iter().any(|v| v.abs() > 1e-3), "{case}: {name} all zeros");
+    }
+}
+
 /// The model's head split: a `[b, h, t, dh]` view of a `[b, t, h·dh]` projection.
 fn heads(x: Tensor<3>, h: usize) -> Tensor<4> {
     let [b, t, d] = x.dims();
@@ -480,16 +490,8 @@ fn attention_core_matches_burn_for_every_bias_layout() {
         // Inference (no autodiff) keeps no probabilities but gives the same output.
         let plain = attention_case(&Device::flex(), dims, bias, causal, tracked);
         assert_eq!(plain[0], got[0], "{dims:?} bias {bias:?}: inference output");
-        let names = ["output", "dq", "dk", "dv", "dbias"];
-        for ((name, g), w) in names.iter().zip(&got).zip(&want) {
-            assert!(
-                gap(g, w) < 2e-5,
-                "{dims:?} bias {bias:?}: {name} differs by {}",
-                gap(g, w)
-            );
-            assert!(g.iter().any(|v| v.abs() > 1e-3), "{name}: all zeros");
-        }
-        assert_eq!(got.len(), want.len());
+        let case = format!("{dims:?} bias {bias:?}");
+        assert_all_close(&case, &["output", "dq", "dk", "dv", "dbias"], &got, &want);
     }
 }
 
@@ -594,15 +596,8 @@ fn attention_core_with_shaw_terms_matches_the_schemes_composed_hooks() {
             plain[0], got[0],
             "k = {clip}, values {values}: inference output"
         );
-        assert_eq!(got.len(), want.len());
+        let case = format!("k = {clip}, values {values}");
         let names = ["output", "dq", "dk", "dv", "dkeys", "dvalues"];
-        for ((name, g), w) in names.iter().zip(&got).zip(&want) {
-            assert!(
-                gap(g, w) < 2e-5,
-                "k = {clip}, values {values}: {name} differs by {}",
-                gap(g, w)
-            );
-            assert!(g.iter().any(|v| v.abs() > 1e-3), "{name}: all zeros");
-        }
+        assert_all_close(&case, &names, &got, &want);
     }
 }
