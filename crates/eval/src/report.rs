@@ -701,3 +701,15 @@ pub fn perplexity_section(
     }
     Ok(out)
 }
+
+/// One line about an evaluated cell, for `ordo ablate`'s progress.
+pub fn one_line(report: &EvalReport) -> String {
+    let show = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or("n/a".into());
+    let b = &report.buckets;
+    format!(
+        "exact match in-dist {} near {} far {}",
+        show(b.in_distribution.exact_match),
+        show(b.near.exact_match),
+        show(b.far.exact_match),
+    )
+}

@@ -81,6 +81,8 @@ fn eval(
         examples_per_length: 8,
         lengths,
         buckets,
+        options: None,
+        checkpoint_step: None,
     }
 }
 
