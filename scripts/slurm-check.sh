@@ -19,6 +19,7 @@
 #   SHARDS=3                 array size (--array=1-SHARDS)
 #   KEEP=1                   keep the temporary directory also on success (it is kept on failure)
 #   SLURM_PORT=16817         slurmctld's port; slurmd uses the next one
+#   TIMEOUT=3600             give up (and cancel the array) after this many seconds
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,6 +27,7 @@ repo="$PWD"
 experiment="${1:-experiments/slurm_check.toml}"
 shards="${SHARDS:-3}"
 port="${SLURM_PORT:-16817}"
+timeout="${TIMEOUT:-3600}"
 t0=$SECONDS
 
 step() { printf '\n== [%s, +%ds] %s\n' "$(date +%T)" "$((SECONDS - t0))" "$*"; }
@@ -86,8 +88,8 @@ cleanup() {
         step "stopping the cluster"
         local jobs=""
         # (squeue retries for a minute when slurmctld is not there)
-        ((slurm_up)) && jobs="$(timeout 20 squeue -h -o %A 2>/dev/null | sort -u)"
-        if [[ -n "$jobs" ]]; then
+        ((slurm_up)) && jobs="$(timeout 20 squeue -h -o %A 2>/dev/null | sort -u | tr "\n" " ")"
+        if [[ -n "${jobs// /}" ]]; then
             echo "cancelling jobs: $jobs"
             # shellcheck disable=SC2086
             scancel $jobs
@@ -214,19 +216,35 @@ for copy in single array; do
     cp -r configs data "$work/$copy/"
 done
 
-step "job array: sbatch --array=1-$shards --wait experiments/slurm.sbatch experiments/$name.toml (in $work/array)"
+step "job array: sbatch --array=1-$shards experiments/slurm.sbatch experiments/$name.toml (in $work/array)"
 export ORDO_BIN="$ordo"
 array_start=$SECONDS
-rc=0
-(cd "$work/array" &&
-    sbatch --wait --array="1-$shards" --output="$work/logs/%x-%A_%a.out" \
-        "$repo/experiments/slurm.sbatch" "experiments/$name.toml") || rc=$?
+job="$(cd "$work/array" &&
+    sbatch --parsable --array="1-$shards" --output="$work/logs/%x-%A_%a.out" \
+        "$repo/experiments/slurm.sbatch" "experiments/$name.toml")"
+job="${job%%;*}"
+echo "submitted job array $job"
+# Poll rather than `sbatch --wait`, which backs off to 30 s between its checks.
+last=""
+while [[ -n "$(squeue -h -j "$job" -o %i)" ]]; do
+    now="$(squeue -h -j "$job" -o '%i %T' | sort | tr '\n' ' ')"
+    [[ "$now" != "$last" ]] && echo "  +$((SECONDS - array_start))s: $now"
+    last="$now"
+    ((SECONDS - array_start < timeout)) || die "the job array is still running after ${timeout}s"
+    sleep 2
+done
 array_time=$((SECONDS - array_start))
 for log in "$work"/logs/*.out; do
     echo "--- $(basename "$log")"
     sed 's/^/  /' "$log"
 done
-((rc == 0)) || die "the job array failed (sbatch --wait: exit $rc); task logs above"
+# Without accounting (sacct), slurmctld remembers finished jobs for MinJobAge (300 s).
+states="$(scontrol -o show job "$job" | awk '{
+    for (i = 1; i <= NF; i++) { k = $i; sub(/=.*/, "", k); v = $i; sub(/^[^=]*=/, "", v); f[k] = v }
+    print "task " f["ArrayTaskId"] ": " f["JobState"] ", exit code " f["ExitCode"] }' | sort)"
+echo "$states" | sed 's/^/  /'
+[[ "$(grep -c ': COMPLETED, exit code 0:0$' <<<"$states")" == "$shards" ]] ||
+    die "not every array task completed with exit code 0 (task logs above)"
 echo "job array finished in ${array_time}s"
 
 step "gather: ordo report $work/array/experiments/$name"
