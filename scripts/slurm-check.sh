@@ -226,8 +226,8 @@ job="${job%%;*}"
 echo "submitted job array $job"
 # Poll rather than `sbatch --wait`, which backs off to 30 s between its checks.
 last=""
-while [[ -n "$(squeue -h -j "$job" -o %i)" ]]; do
-    now="$(squeue -h -j "$job" -o '%i %T' | sort | tr '\n' ' ')"
+while [[ -n "$(squeue -h -j "$job" -o %i 2>/dev/null || echo unknown)" ]]; do
+    now="$(squeue -h -j "$job" -o '%i %T' | sort | tr '\n' ' ' || true)"
     [[ "$now" != "$last" ]] && echo "  +$((SECONDS - array_start))s: $now"
     last="$now"
     ((SECONDS - array_start < timeout)) || die "the job array is still running after ${timeout}s"
