@@ -1,11 +1,11 @@
-//! `ordo bench`: training and evaluation throughput and peak memory (see `ordo_train::bench`).
+//! `ordo bench`: training and evaluation throughput and peak memory (see `ordo_bench`).
 //!
 //! Every measurement runs in a child process (this executable re-invoked with the hidden
 //! `--single JOB`) so that its peak resident set is its own; the parent gathers the JSON line
 //! each child prints.
 
 use anyhow::{Context, Result, bail};
-use ordo_train::bench::{self, Job, Options, Plan};
+use ordo_bench::{self as bench, Job, Options, Plan};
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -1,4 +1,3 @@
-pub mod bench;
 pub mod budget;
 pub mod config;
 pub mod data;

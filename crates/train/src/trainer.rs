@@ -362,6 +362,80 @@ pub fn run_generator(config: &RunConfig, run: &RunDir, vocab: &Vocab) -> Result<
     Ok(generator)
 }
 
+/// How [`step`] steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOptions {
+    pub lr: f64,
+    /// Global gradient-norm clipping; 0 disables it.
+    pub grad_clip: f64,
+    /// For a model with dropout: the seed of this step's dropout masks.
+    pub dropout_seed: Option<u64>,
+    /// Fault injection for tests (see [`fault`]).
+    pub poison_gradients: bool,
+}
+
+/// What one step measured, before the update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOutcome {
+    pub loss: f32,
+    pub grad_norm: f64,
+}
+
+/// A step that met a non-finite loss (before the backward pass) or gradient norm (before the
+/// update); the model is not updated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Diverged {
+    pub what: &'static str,
+    pub value: f64,
+}
+
+/// One optimisation step, exactly as `ordo train` takes it and `ordo bench` times it: forward
+/// pass, masked cross-entropy over the weighted positions, backward pass, global-norm clipping,
+/// AdamW update. Returns the updated model and the step's loss and gradient norm.
+pub fn step(
+    model: Transformer,
+    optim: &mut burn::optim::ModuleOptimizer,
+    data: &data::Tensors,
+    options: &StepOptions,
+) -> Result<(Transformer, StepOutcome), Diverged> {
+    // Dropout masks are drawn in the forward pass, under the generator's lock (see `rng_lock`).
+    let rng = options.dropout_seed.map(|seed| {
+        let guard = rng_lock();
+        data.batch.tokens.device().seed(seed);
+        guard
+    });
+    let logits = model.forward(&data.batch);
+    drop(rng);
+    let loss = masked_cross_entropy(logits, data.targets.clone(), data.weights.clone());
+    let loss_value: f32 = loss.clone().into_scalar();
+    if !loss_value.is_finite() {
+        return Err(Diverged {
+            what: "training loss",
+            value: loss_value as f64,
+        });
+    }
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    if options.poison_gradients {
+        fault::poison(&model, &mut grads);
+    }
+    let grad_norm = clip_global_norm(&model, &mut grads, options.grad_clip);
+    // A non-finite norm would make clipping scale every gradient to NaN.
+    if !grad_norm.is_finite() {
+        return Err(Diverged {
+            what: "gradient norm",
+            value: grad_norm,
+        });
+    }
+    let model = optim.step(options.lr, model, grads);
+    Ok((
+        model,
+        StepOutcome {
+            loss: loss_value,
+            grad_norm,
+        },
+    ))
+}
+
 /// burn's random initialisers and dropout draw from one process-wide generator. Runs trained
 /// side by side in one process (`ordo ablate --jobs`, parallel tests) would interleave their
 /// seeds and draws, so whoever seeds it holds this lock until its draws are done: the whole
@@ -388,7 +462,11 @@ fn init_model(config: &RunConfig, vocab_size: usize, device: &Device) -> Transfo
 }
 
 fn optimizer(config: &RunConfig) -> burn::optim::ModuleOptimizer {
-    let t = &config.train;
+    adamw(&config.train)
+}
+
+/// AdamW with the run's settings (what `ordo train` and `ordo bench` step with).
+pub fn adamw(t: &crate::config::TrainConfig) -> burn::optim::ModuleOptimizer {
     AdamWConfig::new()
         .with_beta_1(t.beta1 as f32)
         .with_beta_2(t.beta2 as f32)
@@ -587,36 +665,25 @@ fn run_steps(
         );
         let tokens: usize = items.iter().map(Encoded::tokens).sum();
         let batch = data::collate(&items, setup.vocab.pad, &device);
-        // Dropout masks depend on (seed, step) only, so a resumed run matches; they are drawn in
-        // the forward pass, under the generator's lock (see `rng_lock`).
-        let rng = (cfg.model.dropout > 0.0).then(|| {
-            let guard = rng_lock();
-            device.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
-            guard
-        });
-        let logits = model.forward(&batch.batch);
-        drop(rng);
-        let loss = masked_cross_entropy(logits, batch.targets, batch.weights);
-        let loss_value: f32 = loss.clone().into_scalar();
-        let stop = |what, value: f64| {
-            if let Some(bar) = &bar {
-                bar.abandon();
-            }
-            non_finite(what, value, step + 1, &setup.run)
+        let options = StepOptions {
+            lr,
+            grad_clip: t.grad_clip,
+            // Dropout masks depend on (seed, step) only, so a resumed run matches.
+            dropout_seed: (cfg.model.dropout > 0.0)
+                .then(|| cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)),
+            poison_gradients: fault::nan_gradient_due(setup.run.path(), step + 1),
         };
-        if !loss_value.is_finite() {
-            return Err(stop("training loss", loss_value as f64));
-        }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        if fault::nan_gradient_due(setup.run.path(), step + 1) {
-            fault::poison(&model, &mut grads);
-        }
-        let grad_norm = clip_global_norm(&model, &mut grads, t.grad_clip);
-        // A non-finite norm would make clipping scale every gradient to NaN.
-        if !grad_norm.is_finite() {
-            return Err(stop("gradient norm", grad_norm));
-        }
-        model = optim.step(lr, model, grads);
+        let (next, outcome) = match self::step(model, &mut optim, &batch, &options) {
+            Ok(stepped) => stepped,
+            Err(Diverged { what, value }) => {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                return Err(non_finite(what, value, step + 1, &setup.run));
+            }
+        };
+        model = next;
+        let (loss_value, grad_norm) = (outcome.loss, outcome.grad_norm);
         state.step += 1;
 
         window_tokens += tokens;
