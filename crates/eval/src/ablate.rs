@@ -462,20 +462,20 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, S
                     match outcome {
                         Ok(report) => {
                             if options.verbose {
-                                let show = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or("n/a".into());
                                 println!(
-                                    "[{n}/{total}] {} done in {:.0}s: exact match in-dist {} near {} far {}",
+                                    "[{n}/{total}] {} done in {:.0}s: {}",
                                     cell.info.id,
                                     started.elapsed().as_secs_f64(),
-                                    show(report.buckets.in_distribution.exact_match),
-                                    show(report.buckets.near.exact_match),
-                                    show(report.buckets.far.exact_match),
+                                    crate::report::cell_summary(&report),
                                 );
                             }
                         }
                         Err(e) => {
                             eprintln!("[{n}/{total}] {} FAILED: {e}", cell.info.id);
-                            failures.lock().unwrap().push(format!("{}: {e}", cell.info.id));
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{}: {e}", cell.info.id));
                         }
                     }
                 }
