@@ -226,32 +226,36 @@ fn value_at(eval: &EvalReport, values: &[Option<f64>], n: usize) -> Option<f64> 
 /// A seed's mean of `values` over the evaluated lengths of bucket `b` (summed in length order,
 /// as [`crate::extrapolation::bucket`] does, so the numbers agree to the last bit).
 fn bucket_value(eval: &EvalReport, values: &[Option<f64>], b: Bucket) -> Option<f64> {
-    let inside: Vec<f64> = eval
-        .lengths
-        .iter()
-        .zip(values)
-        .filter(|(r, _)| b.contains(eval.train_min_len, eval.train_max_len, r.length))
-        .filter_map(|(_, v)| *v)
-        .collect();
-    (!inside.is_empty()).then(|| inside.iter().sum::<f64>() / inside.len() as f64)
+    let (sum, evaluated, _) = bucket_sum(eval, values, b);
+    (evaluated > 0).then(|| sum / evaluated as f64)
+}
+
+/// The sum of the evaluated values of bucket `b` (in length order), how many were evaluated,
+/// and how many lengths the bucket has.
+fn bucket_sum(eval: &EvalReport, values: &[Option<f64>], b: Bucket) -> (f64, usize, usize) {
+    let (mut sum, mut evaluated, mut lengths) = (0.0f64, 0usize, 0usize);
+    for (r, v) in eval.lengths.iter().zip(values) {
+        if b.contains(eval.train_min_len, eval.train_max_len, r.length) {
+            lengths += 1;
+            if let Some(v) = v {
+                sum += v;
+                evaluated += 1;
+            }
+        }
+    }
+    (sum, evaluated, lengths)
 }
 
 /// A seed's exact-match score from its per-length exact match (see the module docs).
 fn exact_match_score(eval: &EvalReport, values: &[Option<f64>]) -> Option<f64> {
     let (mut evaluated, mut total, mut sum) = (0usize, 0usize, 0.0f64);
     for b in [Bucket::Near, Bucket::Far] {
-        let (l_min, l) = (eval.train_min_len, eval.train_max_len);
-        let inside: Vec<&Option<f64>> = eval
-            .lengths
-            .iter()
-            .zip(values)
-            .filter(|(r, _)| b.contains(l_min, l, r.length))
-            .map(|(_, v)| v)
-            .collect();
-        let n = inside.iter().filter(|v| v.is_some()).count();
-        sum += bucket_value(eval, values, b).unwrap_or(0.0) * n as f64;
+        // The bucket's mean times its evaluated lengths, as the stored bucket means pool.
+        let (bucket, n, lengths) = bucket_sum(eval, values, b);
+        let mean = if n > 0 { bucket / n as f64 } else { 0.0 };
+        sum += mean * n as f64;
         evaluated += n;
-        total += inside.len();
+        total += lengths;
     }
     (evaluated > 0).then(|| sum / total as f64)
 }
@@ -287,11 +291,21 @@ pub fn extrapolation_score(eval: &EvalReport) -> Option<f64> {
 }
 
 /// One cell's observed values and, when every evaluated length has outcomes, their bootstrap
-/// replicates `[replicate][length]`.
+/// replicates, by replicate (`[replicate][length]` flattened, for statistics over lengths) and by
+/// length (`[length][replicate]`, for the value at one length; `None` = n/a).
 struct CellDraws<'a> {
     eval: &'a EvalReport,
     observed: Vec<Option<f64>>,
-    replicates: Option<Vec<Vec<Option<f64>>>>,
+    replicates: Option<Vec<Option<f64>>>,
+    columns: Vec<Option<Vec<f64>>>,
+}
+
+impl CellDraws<'_> {
+    /// The per-length values of replicate `r`.
+    fn replicate(&self, r: usize) -> &[Option<f64>] {
+        let n = self.observed.len();
+        &self.replicates.as_ref().expect("replicates")[r * n..(r + 1) * n]
+    }
 }
 
 fn cell_draws(cell: &CellResult) -> CellDraws<'_> {
@@ -319,17 +333,19 @@ fn cell_draws(cell: &CellResult) -> CellDraws<'_> {
                     eval,
                     observed,
                     replicates: None,
+                    columns: Vec::new(),
                 };
             }
         }
     }
     let replicates = (0..REPLICATES)
-        .map(|k| columns.iter().map(|c| c.as_ref().map(|c| c[k])).collect())
+        .flat_map(|k| columns.iter().map(move |c| c.as_ref().map(|c| c[k])))
         .collect();
     CellDraws {
         eval,
         observed,
         replicates: Some(replicates),
+        columns,
     }
 }
 
@@ -351,29 +367,88 @@ fn over_seeds(cells: &[CellDraws], draws: &[Vec<usize>], f: SeedStatistic) -> Ov
         .filter_map(|c| f(c.eval, &c.observed))
         .collect();
     let stat = Stat::of(&values);
-    let all: Option<Vec<&Vec<Vec<Option<f64>>>>> =
-        cells.iter().map(|c| c.replicates.as_ref()).collect();
-    let replicates: Vec<Option<f64>> = match all {
-        None => Vec::new(),
-        Some(_) if stat.is_none() => vec![None; REPLICATES],
-        Some(reps) => draws
+    let replicates: Vec<Option<f64>> = if cells.iter().any(|c| c.replicates.is_none()) {
+        Vec::new()
+    } else if stat.is_none() {
+        vec![None; REPLICATES]
+    } else {
+        draws
             .iter()
             .enumerate()
             .map(|(r, drawn)| {
-                let v: Vec<f64> = drawn
-                    .iter()
-                    .filter_map(|&j| f(cells[j].eval, &reps[j][r]))
-                    .collect();
-                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+                mean_of(
+                    drawn
+                        .iter()
+                        .filter_map(|&j| f(cells[j].eval, cells[j].replicate(r))),
+                )
             })
-            .collect(),
+            .collect()
     };
+    finish(stat, replicates)
+}
+
+/// The mean of some values, `None` for none.
+fn mean_of(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
+fn finish(stat: Option<Stat>, replicates: Vec<Option<f64>>) -> OverSeeds {
     let finite: Vec<f64> = replicates.iter().flatten().copied().collect();
     OverSeeds {
         stat,
         interval: stats::percentile_interval(&finite, LEVEL),
         replicates,
     }
+}
+
+/// The headline at every length of `lengths` over seeds (exact match, or `exp` of the loss for
+/// perplexity): [`over_seeds`] of the value at each length, with each cell's index of every
+/// length looked up once.
+fn points(
+    cells: &[CellDraws],
+    draws: &[Vec<usize>],
+    lengths: &[usize],
+    headline: Headline,
+) -> Vec<Point> {
+    let map = |v: f64| match headline {
+        Headline::ExactMatch => v,
+        Headline::Perplexity => v.exp(),
+    };
+    lengths
+        .iter()
+        .map(|&n| {
+            let index: Vec<Option<usize>> = cells
+                .iter()
+                .map(|c| c.eval.lengths.iter().position(|r| r.length == n))
+                .collect();
+            let observed: Vec<f64> = (0..cells.len())
+                .filter_map(|j| index[j].and_then(|i| cells[j].observed[i]).map(map))
+                .collect();
+            // Cell j's replicates at this length, if it has the length and it is not n/a.
+            let column: Vec<Option<&Vec<f64>>> = (0..cells.len())
+                .map(|j| index[j].and_then(|i| cells[j].columns.get(i)?.as_ref()))
+                .collect();
+            let stat = Stat::of(&observed);
+            let replicates = if stat.is_some() && cells.iter().all(|c| c.replicates.is_some()) {
+                draws
+                    .iter()
+                    .enumerate()
+                    .map(|(r, drawn)| {
+                        mean_of(drawn.iter().filter_map(|&j| column[j].map(|c| map(c[r]))))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let s = finish(stat, replicates);
+            Point {
+                length: n,
+                stat: s.stat,
+                interval: s.interval,
+            }
+        })
+        .collect()
 }
 
 fn bucket_stat(cells: &[CellDraws], draws: &[Vec<usize>], b: Bucket) -> BucketStat {
@@ -442,15 +517,7 @@ fn row_of(of_row: &[&CellResult]) -> Row {
         .collect();
     lengths.sort_unstable();
     lengths.dedup();
-    let points = lengths
-        .iter()
-        .map(|&n| match headline {
-            Headline::ExactMatch => point(&cells, &draws, n, &|e, v| value_at(e, v, n)),
-            Headline::Perplexity => {
-                point(&cells, &draws, n, &|e, v| value_at(e, v, n).map(f64::exp))
-            }
-        })
-        .collect();
+    let points = points(&cells, &draws, &lengths, headline);
     let ratios = match headline {
         Headline::ExactMatch => Vec::new(),
         Headline::Perplexity => lengths

@@ -163,6 +163,10 @@ pub fn length_replicates(
             if outcomes.exact > m {
                 return None;
             }
+            if outcomes.exact == 0 || outcomes.exact == m {
+                // All wrong or all right: every resample is the same.
+                return Some(vec![outcomes.exact as f64 / m as f64; replicates]);
+            }
             let binomial = Binomial::new(m, outcomes.exact);
             Some(
                 (0..replicates)
