@@ -615,16 +615,14 @@ fn rank_scores(scores: &[Option<f64>], higher_is_better: bool) -> Vec<usize> {
         .collect()
 }
 
-/// The rows of every (task, variant) of `rows`, with the group's key.
-fn groups_of(rows: &[Row]) -> Vec<(&String, &Vec<(String, String)>, Vec<&Row>)> {
+/// The rows of every (task, variant) of `rows`, each group non-empty.
+fn groups_of(rows: &[Row]) -> Vec<Vec<&Row>> {
     distinct(rows.iter().map(|r| (&r.task, &r.variant)))
         .into_iter()
         .map(|(task, variant)| {
-            let of = rows
-                .iter()
+            rows.iter()
                 .filter(|r| &r.task == task && &r.variant == variant)
-                .collect();
-            (task, variant, of)
+                .collect()
         })
         .collect()
 }
@@ -636,7 +634,8 @@ pub fn ranks(rows: &[Row]) -> Vec<GroupRanks> {
     let encodings = distinct(rows.iter().map(|r| &r.encoding));
     groups_of(rows)
         .into_iter()
-        .map(|(task, variant, of_group)| {
+        .map(|of_group| {
+            let (task, variant) = (&of_group[0].task, &of_group[0].variant);
             let headline = of_group[0].headline;
             let scores: Vec<Option<f64>> = encodings
                 .iter()
@@ -716,7 +715,7 @@ pub fn ranking_intervals(rows: &[Row]) -> Option<RankingIntervals> {
     let groups = groups_of(rows);
     // mrr[e][r]: encoding e's MRR in replicate r.
     let mut mrr = vec![vec![0.0f64; REPLICATES]; encodings.len()];
-    for (_, _, of_group) in &groups {
+    for of_group in &groups {
         let replicates: Vec<Option<&Vec<Option<f64>>>> = encodings
             .iter()
             .map(|&e| {
@@ -1225,7 +1224,8 @@ pub fn write_report(
     let rows = summarize(&cells);
     let plots = dir.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| format!("{}: {e}", plots.display()))?;
-    for (task, variant, of_group) in groups_of(&rows) {
+    for of_group in groups_of(&rows) {
+        let (task, variant) = (&of_group[0].task, &of_group[0].variant);
         group_plot(
             &plots.join(plot_stem(task, variant)),
             task,

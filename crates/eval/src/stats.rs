@@ -34,7 +34,7 @@ pub const LEVEL: f64 = 0.95;
 /// Bootstrap replicates per interval.
 pub const REPLICATES: usize = 2000;
 /// The root of every random stream of the bootstrap.
-const SEED: u64 = 0x6f72_646f_5f63_69; // "ordo_ci"
+const SEED: u64 = 0x006f_7264_6f5f_6369; // "ordo_ci"
 
 /// A closed interval `[lo, hi]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
