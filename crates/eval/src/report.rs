@@ -1414,7 +1414,16 @@ pub fn eval_summary(eval: &EvalReport) -> String {
                 );
             }
             (Some(m), Headline::Perplexity) => {
-                let ratio = row.ratios.iter().find(|q| q.length == r.length);
+                // At L itself the ratio is 1 by definition.
+                let ratio = if r.length == eval.train_max_len {
+                    Some(1.0)
+                } else {
+                    row.ratios
+                        .iter()
+                        .find(|q| q.length == r.length)
+                        .and_then(|q| q.stat)
+                        .map(|s| s.mean)
+                };
                 let _ = writeln!(
                     out,
                     "{:>7} {:>7} {:>15.4} {:>8.4} {:>11.3} {:>17} {:>11}",
@@ -1424,7 +1433,7 @@ pub fn eval_summary(eval: &EvalReport) -> String {
                     m.loss,
                     m.perplexity(),
                     ci(interval, 3),
-                    show(ratio.and_then(|q| q.stat).map(|s| s.mean), 3)
+                    show(ratio, 3)
                 );
             }
             (None, _) => {
