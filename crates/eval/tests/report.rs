@@ -1210,3 +1210,60 @@ fn evaluation_records_outcomes_that_agree_with_its_metrics() {
     let line = cell_summary(&copy);
     assert!(line.starts_with("exact match in-dist "), "{line}");
 }
+
+/// The report's point estimates are what they were before intervals were added: the mean over
+/// seeds of the bucket means stored in `eval.json`, and the score pooled from them, to the bit.
+#[test]
+fn point_estimates_are_the_stored_bucket_means_to_the_last_bit() {
+    let mut rng = ordo_train::rng::Rng::new(7);
+    let (l, m) = (8, 64);
+    let mut cells = Vec::new();
+    for encoding in ["none", "rope", "alibi", "learned"] {
+        for seed in 0..3 {
+            let counts: Vec<usize> = (0..4 * l).map(|_| rng.below(m + 1)).collect();
+            let learned = encoding == "learned";
+            cells.push(counted("copy", encoding, seed, (l, 4 * l, m), |n| {
+                (!learned || n <= 2 * l - 3).then_some(counts[n - 1])
+            }));
+        }
+    }
+    let rows = summarize(&cells);
+    for row in &rows {
+        let of_row: Vec<&EvalReport> = cells
+            .iter()
+            .filter(|c| c.encoding == row.encoding)
+            .map(|c| &c.eval)
+            .collect();
+        let mean = |f: &dyn Fn(&EvalReport) -> Option<f64>| {
+            let v: Vec<f64> = of_row.iter().filter_map(|e| f(e)).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let stored = [
+            mean(&|e| e.buckets.in_distribution.exact_match),
+            mean(&|e| e.buckets.near.exact_match),
+            mean(&|e| e.buckets.far.exact_match),
+        ];
+        let shown =
+            [&row.in_distribution, &row.near, &row.far].map(|b| b.exact_match.map(|s| s.mean));
+        assert_eq!(shown, stored, "{}", row.encoding);
+        // The score as computed from the stored buckets before intervals existed.
+        let old_score = |e: &EvalReport| {
+            let b = [&e.buckets.near, &e.buckets.far];
+            let evaluated: usize = b.iter().map(|b| b.lengths - b.unsupported).sum();
+            let total: usize = b.iter().map(|b| b.lengths).sum();
+            (evaluated > 0).then(|| {
+                b.iter()
+                    .map(|b| b.exact_match.unwrap_or(0.0) * (b.lengths - b.unsupported) as f64)
+                    .sum::<f64>()
+                    / total as f64
+            })
+        };
+        assert_eq!(
+            row.score.map(|s| s.mean),
+            mean(&old_score),
+            "{}",
+            row.encoding
+        );
+        assert!(row.near.interval.is_some(), "{}", row.encoding);
+    }
+}
