@@ -472,41 +472,7 @@ fn eval(
         report.train_max_len,
         report.scaling
     );
-    println!(
-        "{:>7} {:>7} {:>12} {:>15} {:>8} {:>11}",
-        "length", "tokens", "exact_match", "token_accuracy", "loss", "perplexity"
-    );
-    for r in &report.lengths {
-        match &r.metrics {
-            Some(m) => println!(
-                "{:>7} {:>7} {:>12.4} {:>15.4} {:>8.4} {:>11.3}",
-                r.length,
-                r.tokens,
-                m.exact_match,
-                m.token_accuracy,
-                m.loss,
-                m.perplexity()
-            ),
-            None => println!(
-                "{:>7} {:>7} {:>12} {:>15} {:>8} {:>11}  ({})",
-                r.length,
-                r.tokens,
-                "n/a",
-                "n/a",
-                "n/a",
-                "n/a",
-                r.unsupported.as_deref().unwrap_or("")
-            ),
-        }
-    }
-    let b = &report.buckets;
-    let show = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into());
-    println!(
-        "exact match: in-distribution {}  near (L,2L] {}  far (2L,4L] {}",
-        show(b.in_distribution.exact_match),
-        show(b.near.exact_match),
-        show(b.far.exact_match)
-    );
+    println!("{}", ordo_eval::report::eval_summary(&report));
     let written = ordo_train::run_dir::RunDir::new(&run_dir).eval_json(&options.variant());
     println!("wrote {}", written.display());
     Ok(())

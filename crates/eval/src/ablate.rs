@@ -726,7 +726,7 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, A
                                     "[{n}/{total}] {} done in {:.0}s: {}",
                                     cell.info.id,
                                     started.elapsed().as_secs_f64(),
-                                    crate::report::one_line(&report),
+                                    crate::report::cell_summary(&report),
                                 );
                             }
                         }

@@ -6,13 +6,18 @@
 //! represent (a learned table too short, a vocabulary without the needed tokens) are recorded
 //! as n/a with the reason. Means are reported over three buckets: in-distribution `[min, L]`,
 //! near `(L, 2L]` and far `(2L, 4L]`.
+//!
+//! Each length also keeps what a bootstrap over its examples needs ([`Outcomes`]): the count of
+//! exactly right examples (exact match is Bernoulli per example, so the count is enough) and,
+//! when the headline is perplexity, each window's summed loss and token count. `eval.json` files
+//! written before these fields existed still load; their reports show no interval.
 
 use burn::prelude::*;
 use ordo_encodings::{PositionalEncoding, RopeScaling};
 use ordo_model::{AttentionMode, Transformer};
 use ordo_train::config::RunConfig;
 use ordo_train::data;
-use ordo_train::metrics::{Metrics, evaluate};
+use ordo_train::metrics::{Metrics, evaluate_examples};
 use ordo_train::rng::Rng;
 use ordo_train::run_dir::{EvalVariant, RunDir, RunDirError, RunLock};
 use ordo_train::vocab::Vocab;
@@ -68,6 +73,41 @@ pub struct LengthResult {
     /// Why the length is n/a.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsupported: Option<String>,
+    /// Per-example outcomes for confidence intervals; `None` for n/a lengths and in `eval.json`
+    /// files written before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcomes: Option<Outcomes>,
+}
+
+/// The number that sums up a length. Decided by the data a task is evaluated on, not by its
+/// name: a held-out text (language modelling) is scored by perplexity, since a window of text
+/// has no single right continuation and its exact match is ~0; generated examples with one right
+/// answer are scored by exact match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Headline {
+    ExactMatch,
+    Perplexity,
+}
+
+impl Headline {
+    /// Whether a larger score is better (exact match) or worse (a perplexity ratio).
+    pub fn higher_is_better(self) -> bool {
+        self == Headline::ExactMatch
+    }
+}
+
+/// What a bootstrap over the examples of one length resamples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcomes {
+    /// Examples (of `metrics.examples`) whose whole answer is right.
+    pub exact: usize,
+    /// Perplexity headline only (empty otherwise): per example (window), the summed
+    /// cross-entropy of its scored tokens in nats, and the number of scored tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loss: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<u32>,
 }
 
 /// Means over the lengths of a bucket that were evaluated.
@@ -141,6 +181,10 @@ pub struct EvalReport {
     /// The RoPE scaling used, or "none".
     pub scaling: String,
     pub examples_per_length: usize,
+    /// The headline metric; `None` in `eval.json` files written before it was recorded (see
+    /// [`EvalReport::headline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headline: Option<Headline>,
     pub lengths: Vec<LengthResult>,
     pub buckets: Buckets,
     /// The options this evaluation ran with (absent in files of older versions).
@@ -149,6 +193,18 @@ pub struct EvalReport {
     /// The training step of the checkpoint evaluated (absent in files of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_step: Option<usize>,
+}
+
+impl EvalReport {
+    /// The headline metric. An `eval.json` written before the headline was recorded is a
+    /// language model exactly when its task is `lm`, then the only task evaluated on a text.
+    pub fn headline(&self) -> Headline {
+        self.headline.unwrap_or(if self.task == "lm" {
+            Headline::Perplexity
+        } else {
+            Headline::ExactMatch
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +350,11 @@ fn evaluate_on_this_thread(
         .map_err(|e| run_err(&run.dir, e))?;
     let (min_len, max_len) = cfg.task.train_lengths();
     let lm = generator.corpus().is_some();
+    let headline = if lm {
+        Headline::Perplexity
+    } else {
+        Headline::ExactMatch
+    };
     let lengths: Vec<usize> = match &options.lengths {
         Some(l) => l.clone(),
         // Language models: perplexity at context L, 2L, 4L and 8L (Press et al. 2022).
@@ -317,6 +378,7 @@ fn evaluate_on_this_thread(
                     "the task's shortest example has length {}",
                     generator.min_len()
                 )),
+                outcomes: None,
             });
             continue;
         }
@@ -336,6 +398,7 @@ fn evaluate_on_this_thread(
                     "the held-out text has {} tokens, too few for windows of {len}",
                     corpus.valid.len()
                 )),
+                outcomes: None,
             });
             continue;
         }
@@ -381,32 +444,50 @@ fn evaluate_on_this_thread(
                         item
                     })
                     .collect();
-                Some(evaluate(
+                let (metrics, per_example) = evaluate_examples(
                     &run.model,
                     &items,
                     options.batch_size,
                     run.vocab.pad,
                     &run.device,
-                ))
+                );
+                // Exact match needs only the count; perplexity needs every window's loss.
+                let (loss, tokens) = if headline == Headline::Perplexity {
+                    per_example
+                        .iter()
+                        .map(|o| (o.loss as f32, o.tokens as u32))
+                        .unzip()
+                } else {
+                    (Vec::new(), Vec::new())
+                };
+                let outcomes = Outcomes {
+                    exact: per_example.iter().filter(|o| o.exact).count(),
+                    loss,
+                    tokens,
+                };
+                Some((metrics, outcomes))
             }
         };
+        let (metrics, outcomes) = metrics.unzip();
         // eval.json never holds a non-finite number (serde would write null, which no later
         // `ordo report` could read): a length whose loss overflowed is n/a, with the reason.
-        let (metrics, unsupported) = match metrics {
+        let (metrics, outcomes, unsupported) = match metrics {
             Some(m) if !(m.loss.is_finite() && m.exact_match.is_finite()) => (
+                None,
                 None,
                 Some(format!(
                     "the loss is not finite at this length ({})",
                     m.loss
                 )),
             ),
-            other => (other, unsupported),
+            other => (other, outcomes, unsupported),
         };
         results.push(LengthResult {
             length: len,
             tokens,
             metrics,
             unsupported,
+            outcomes,
         });
     }
     let buckets = Buckets {
@@ -424,6 +505,7 @@ fn evaluate_on_this_thread(
         train_max_len: max_len,
         scaling,
         examples_per_length: options.examples,
+        headline: Some(headline),
         lengths: results,
         buckets,
         options: None,

@@ -4,6 +4,7 @@
 pub mod extrapolation;
 pub mod plot;
 pub mod report;
+pub mod stats;
 
 pub use extrapolation::{EvalOptions, EvalReport, evaluate_run};
 pub mod ablate;

@@ -98,6 +98,10 @@ pub struct LinePlot<'a> {
     pub y_label: &'a str,
     /// `(name, points)`; the name is the legend entry and picks the colour.
     pub series: &'a [(String, Vec<(f64, f64)>)],
+    /// Optional shaded bands, `bands[i]` for `series[i]` as `(x, low, high)` points (e.g. a 95 %
+    /// interval), drawn under the lines in the series' colour; a non-finite bound breaks the
+    /// band, and an isolated point is drawn as an error bar. Empty = no bands.
+    pub bands: &'a [Vec<(f64, f64, f64)>],
     /// A dashed vertical line at `x`, labelled (e.g. `(16.0, "train L")`).
     pub marker_x: Option<(f64, &'a str)>,
     /// Axis ranges; `None` = the data's range (with a margin for `y`).
@@ -118,6 +122,7 @@ impl Default for LinePlot<'_> {
             x_label: "",
             y_label: "",
             series: &[],
+            bands: &[],
             marker_x: None,
             x_range: None,
             y_range: None,
@@ -303,10 +308,16 @@ impl Figure for LinePlot<'_> {
             .iter()
             .flat_map(|(_, p)| p.iter().filter(|q| q.1.is_finite()).map(|q| q.0))
             .chain(self.marker_x.map(|m| m.0));
+        // A log x axis gets a little room, so that points at its ends are not on the frame.
+        let x_pad = if self.log_x { 0.03 } else { 0.0 };
         let (x0, x1) = self
             .x_range
-            .unwrap_or_else(|| data_range(xs, 0.0, self.log_x));
-        let ys = self.series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1));
+            .unwrap_or_else(|| data_range(xs, x_pad, self.log_x));
+        let ys = self
+            .series
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|q| q.1))
+            .chain(self.bands.iter().flatten().flat_map(|b| [b.1, b.2]));
         let (y0, y1) = self
             .y_range
             .unwrap_or_else(|| data_range(ys, 0.05, self.log_y));
@@ -315,6 +326,10 @@ impl Figure for LinePlot<'_> {
         } else {
             (x0 - 0.5, x0 + 0.5)
         };
+        let (x0, y0) = (
+            with_a_decade(x0, x1, self.log_x),
+            with_a_decade(y0, y1, self.log_y),
+        );
         let lin = |a: f64, b: f64| RangedCoordf64::from(a..b);
         let log = |a: f64, b: f64| LogCoord::<f64>::from((a..b).log_scale());
         let y = (y0, y1);
@@ -324,6 +339,23 @@ impl Figure for LinePlot<'_> {
             (false, true) => draw_lines(root, self, lin(x0, x1), log(y0, y1), y),
             (true, true) => draw_lines(root, self, log(x0, x1), log(y0, y1), y),
         }
+    }
+}
+
+/// The lower end of a log axis, lowered to the power of ten below it when `[lo, hi]` holds none:
+/// plotters labels a log axis from its first power of ten, so a range such as `[2.3, 8]` would
+/// have no tick label at all. Unchanged for a linear axis.
+fn with_a_decade(lo: f64, hi: f64, log: bool) -> f64 {
+    if !log || lo <= 0.0 || !lo.is_finite() {
+        return lo;
+    }
+    let below = 10f64.powi(lo.log10().floor() as i32);
+    let above = 10f64.powi(lo.log10().ceil() as i32);
+    if above <= hi {
+        lo
+    } else {
+        // Slightly under the power, so that plotters' `ceil(log10(lo))` lands on it.
+        below * (1.0 - 1e-9)
     }
 }
 
@@ -411,6 +443,38 @@ where
             && (!plot.log_x || p.0 > 0.0)
             && (!plot.log_y || p.1 > 0.0)
     };
+    // Bands first, so that every line is drawn over them.
+    for (band, colour) in plot.bands.iter().zip(&colours) {
+        let mut segments: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new()];
+        for b in band {
+            if usable(&(b.0, b.1)) && usable(&(b.0, b.2)) {
+                segments.last_mut().expect("one segment").push(*b);
+            } else if !segments.last().expect("one segment").is_empty() {
+                segments.push(Vec::new());
+            }
+        }
+        for segment in segments.iter().filter(|s| !s.is_empty()) {
+            if segment.len() == 1 {
+                let (x, lo, hi) = segment[0];
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(x, lo), (x, hi)],
+                        colour.mix(0.5).stroke_width(2),
+                    )))
+                    .map_err(err)?;
+                continue;
+            }
+            // The outline: along the upper bound, then back along the lower one.
+            let outline: Vec<(f64, f64)> = segment
+                .iter()
+                .map(|b| (b.0, b.2))
+                .chain(segment.iter().rev().map(|b| (b.0, b.1)))
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(outline, colour.mix(0.18))))
+                .map_err(err)?;
+        }
+    }
     for ((_, points), colour) in plot.series.iter().zip(&colours) {
         // Consecutive usable points form a segment; an unusable point breaks the line.
         let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];

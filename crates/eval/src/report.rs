@@ -1,22 +1,42 @@
 //! The report of an ablation grid: `report.md` with one table per (task, variant), the ranking
-//! of the encodings by mean reciprocal rank, and one plot per (task, variant) of exact match
-//! against length (`plots/<task>[-<variant>].png` and `.svg`).
+//! of the encodings by mean reciprocal rank, and one plot per (task, variant) of the headline
+//! metric against length with its 95 % band (`plots/<task>[-<variant>].png` and `.svg`).
+//!
+//! What a table is about follows each evaluation's [`Headline`], which the evaluator decides from
+//! the data a task is evaluated on; nothing here tests a task's name:
+//! - **Exact match**: the bucket means in-distribution `[min, L]`, near `(L, 2L]` and far
+//!   `(2L, 4L]`, each header naming the lengths actually measured (`far (32, 48]` when the
+//!   longest length tested is 48).
+//! - **Perplexity**: the perplexity at each context length measured, and its ratio to the
+//!   perplexity at the training context L.
 //!
 //! Conventions, stated in the report itself:
-//! - A table cell is the mean ± the sample standard deviation (n − 1) over seeds of a bucket's
-//!   exact match (each seed's value being its mean over the bucket's evaluated lengths). A single
-//!   seed has no standard deviation: the cell shows the mean alone. A bucket every seed of which
-//!   is n/a shows `n/a`; `†` marks a bucket some of whose lengths were n/a (left out of the mean).
-//! - The extrapolation score of a seed is its mean exact match over every out-of-distribution
-//!   length, `(L, 4L]`: the near and far buckets pooled by length count, a length the scheme
-//!   cannot represent (n/a) counting as 0. It is n/a only when every such length is n/a.
+//! - A table cell is the mean ± the sample standard deviation (n − 1) over seeds of a seed-level
+//!   value (a bucket's exact match: the mean over its evaluated lengths; a perplexity; a ratio),
+//!   then its 95 % interval `[lo, hi]` from the bootstrap of [`crate::stats`]. A single seed has no
+//!   standard deviation: the cell shows the mean and the interval. A value every seed of which is
+//!   n/a shows `n/a`; `†` marks a bucket some of whose lengths were n/a (left out of the mean).
+//!   Cells from an `eval.json` without per-example outcomes (written before they were recorded)
+//!   show no interval.
+//! - The score of a seed: for exact match, its mean exact match over every out-of-distribution
+//!   length `(L, 4L]` (near and far pooled by length count, a length the scheme cannot represent
+//!   counting as 0; n/a only when every such length is n/a); higher is better. For perplexity,
+//!   the geometric mean over the measured lengths beyond L of `ppl(n) / ppl(L)` (n/a when L or
+//!   any of them is n/a); lower is better.
 //! - Ranking (Kazemnejad et al. 2023): in each (task, variant) the encodings are ranked by their
 //!   score averaged over seeds, rank 1 = best; equal scores (within 1e-9) share the best rank of
 //!   the tie; an n/a score, or an encoding with no finished cell in that group, ranks last. The
 //!   MRR of an encoding is the mean over the groups of 1/rank.
+//! - Ranking intervals: every bootstrap replicate ranks the replicated scores and computes every
+//!   MRR. Two neighbours of the ranking are not distinguishable (`≈`) when the 95 % interval of
+//!   the difference of their MRRs, taken within each replicate, contains 0. The difference is
+//!   bootstrapped rather than two intervals checked for overlap: the MRRs of one replicate come
+//!   from the same ranks (they are dependent), and two overlapping 95 % intervals can hide a
+//!   clear difference.
 
-use crate::extrapolation::{BucketMean, EvalReport};
+use crate::extrapolation::{EvalReport, Headline};
 use crate::plot::{self, LinePlot};
+use crate::stats::{self, Interval, LEVEL, REPLICATES};
 use ordo_model::checkpoint::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -72,13 +92,69 @@ impl Stat {
     }
 }
 
+/// The exact-match buckets, by their training lengths `[min, L]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// `[min, L]`
+    InDistribution,
+    /// `(L, 2L]`
+    Near,
+    /// `(2L, 4L]`
+    Far,
+}
+
+impl Bucket {
+    pub const ALL: [Bucket; 3] = [Bucket::InDistribution, Bucket::Near, Bucket::Far];
+
+    /// Whether length `n` falls in this bucket for training lengths `[min, l]`.
+    pub fn contains(self, min: usize, l: usize, n: usize) -> bool {
+        match self {
+            Bucket::InDistribution => n >= min && n <= l,
+            Bucket::Near => n > l && n <= 2 * l,
+            Bucket::Far => n > 2 * l && n <= 4 * l,
+        }
+    }
+
+    /// The column header naming the lengths measured (`lengths`: those of the bucket, non-empty):
+    /// `in-distribution [1, 8]`, `near (8, 16]`, `far (16, 24]`.
+    pub fn header(self, l: usize, lengths: &[usize]) -> String {
+        let lo = lengths.iter().min().copied().unwrap_or(0);
+        let hi = lengths.iter().max().copied().unwrap_or(0);
+        match self {
+            Bucket::InDistribution => format!("in-distribution [{lo}, {hi}]"),
+            Bucket::Near => format!("near ({l}, {hi}]"),
+            Bucket::Far => format!("far ({}, {hi}]", 2 * l),
+        }
+    }
+
+    /// The header when the rows of a table were trained on different lengths.
+    fn symbolic_header(self) -> &'static str {
+        match self {
+            Bucket::InDistribution => "in-distribution [min, L]",
+            Bucket::Near => "near (L, 2L]",
+            Bucket::Far => "far (2L, 4L]",
+        }
+    }
+}
+
 /// A bucket's exact match over seeds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BucketStat {
     /// `None` = n/a for every seed.
     pub exact_match: Option<Stat>,
+    /// 95 % bootstrap interval of the mean; `None` without outcomes.
+    pub interval: Option<Interval>,
     /// Some (not all) lengths of the bucket were n/a for some seed, or some seeds were n/a.
     pub partial: bool,
+}
+
+/// A value over seeds at one length: the headline, or a perplexity ratio.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub length: usize,
+    /// `None` = n/a for every seed.
+    pub stat: Option<Stat>,
+    pub interval: Option<Interval>,
 }
 
 /// One row of a table: an encoding in a (task, variant), over its seeds.
@@ -92,41 +168,323 @@ pub struct Row {
     /// Training lengths `[min, L]` (of the row's first cell).
     pub train_min_len: usize,
     pub train_max_len: usize,
+    /// What the row's tables and score are about (of the row's first cell).
+    pub headline: Headline,
+    /// Every length some seed was evaluated at (or found n/a at), ascending.
+    pub lengths: Vec<usize>,
+    /// Exact-match buckets (computed for every headline; shown for exact match).
     pub in_distribution: BucketStat,
     /// `(L, 2L]`.
     pub near: BucketStat,
     /// `(2L, 4L]`.
     pub far: BucketStat,
-    /// The extrapolation score over seeds (see the module docs): what the ranking uses.
+    /// The headline at every length of `lengths`: exact match, or perplexity.
+    pub points: Vec<Point>,
+    /// Perplexity headline: `ppl(n) / ppl(L)` at every length beyond L; empty for exact match.
+    pub ratios: Vec<Point>,
+    /// The score over seeds (see the module docs): what the ranking uses.
     pub score: Option<Stat>,
+    pub score_interval: Option<Interval>,
+    /// The score of every bootstrap replicate (`None` where undefined, e.g. n/a); empty when
+    /// some cell of the row has no outcomes.
+    pub score_replicates: Vec<Option<f64>>,
 }
 
-/// The mean exact match of one evaluation over every length in `(L, 4L]`, n/a lengths counting
-/// as 0; `None` when every such length is n/a (or there is none).
-pub fn extrapolation_score(eval: &EvalReport) -> Option<f64> {
-    let buckets = [&eval.buckets.near, &eval.buckets.far];
-    let evaluated: usize = buckets.iter().map(|b| b.lengths - b.unsupported).sum();
-    let total: usize = buckets.iter().map(|b| b.lengths).sum();
-    if evaluated == 0 {
-        return None;
+impl Row {
+    /// Whether the row's bootstrap ran (every cell had outcomes).
+    pub fn has_intervals(&self) -> bool {
+        !self.score_replicates.is_empty()
     }
-    let sum: f64 = buckets
-        .iter()
-        .map(|b| b.exact_match.unwrap_or(0.0) * (b.lengths - b.unsupported) as f64)
-        .sum();
-    Some(sum / total as f64)
 }
 
-fn bucket_stat(buckets: &[&BucketMean]) -> BucketStat {
-    let values: Vec<f64> = buckets.iter().filter_map(|b| b.exact_match).collect();
-    let partial = !values.is_empty()
-        && (values.len() < buckets.len()
-            || buckets
+/// A cell's headline value at each of its lengths (aligned with `eval.lengths`): the exact
+/// match, or the mean loss per token in nats (perplexity is its `exp`); `None` = n/a.
+fn observed(eval: &EvalReport) -> Vec<Option<f64>> {
+    let headline = eval.headline();
+    eval.lengths
+        .iter()
+        .map(|r| {
+            r.metrics.map(|m| match headline {
+                Headline::ExactMatch => m.exact_match,
+                Headline::Perplexity => m.loss,
+            })
+        })
+        .collect()
+}
+
+/// The value at length `n` of per-length `values` aligned with `eval.lengths`.
+fn value_at(eval: &EvalReport, values: &[Option<f64>], n: usize) -> Option<f64> {
+    // Lengths are stored ascending; the linear search covers hand-written files.
+    let i = eval.lengths.partition_point(|r| r.length < n);
+    let i = match eval.lengths.get(i) {
+        Some(r) if r.length == n => i,
+        _ => eval.lengths.iter().position(|r| r.length == n)?,
+    };
+    values[i]
+}
+
+/// A seed's mean of `values` over the evaluated lengths of bucket `b` (summed in length order,
+/// as [`crate::extrapolation::bucket`] does, so the numbers agree to the last bit).
+fn bucket_value(eval: &EvalReport, values: &[Option<f64>], b: Bucket) -> Option<f64> {
+    let (sum, evaluated, _) = bucket_sum(eval, values, b);
+    (evaluated > 0).then(|| sum / evaluated as f64)
+}
+
+/// The sum of the evaluated values of bucket `b` (in length order), how many were evaluated,
+/// and how many lengths the bucket has.
+fn bucket_sum(eval: &EvalReport, values: &[Option<f64>], b: Bucket) -> (f64, usize, usize) {
+    let (mut sum, mut evaluated, mut lengths) = (0.0f64, 0usize, 0usize);
+    for (r, v) in eval.lengths.iter().zip(values) {
+        if b.contains(eval.train_min_len, eval.train_max_len, r.length) {
+            lengths += 1;
+            if let Some(v) = v {
+                sum += v;
+                evaluated += 1;
+            }
+        }
+    }
+    (sum, evaluated, lengths)
+}
+
+/// A seed's exact-match score from its per-length exact match (see the module docs).
+fn exact_match_score(eval: &EvalReport, values: &[Option<f64>]) -> Option<f64> {
+    let (mut evaluated, mut total, mut sum) = (0usize, 0usize, 0.0f64);
+    for b in [Bucket::Near, Bucket::Far] {
+        // The bucket's mean times its evaluated lengths, as the stored bucket means pool.
+        let (bucket, n, lengths) = bucket_sum(eval, values, b);
+        let mean = if n > 0 { bucket / n as f64 } else { 0.0 };
+        sum += mean * n as f64;
+        evaluated += n;
+        total += lengths;
+    }
+    (evaluated > 0).then(|| sum / total as f64)
+}
+
+/// A seed's perplexity score from its per-length loss: the geometric mean of `ppl(n) / ppl(L)`
+/// over the lengths beyond L, `None` when L or any of them is n/a, or there is none.
+fn perplexity_score(eval: &EvalReport, values: &[Option<f64>]) -> Option<f64> {
+    let l = eval.train_max_len;
+    let at_l = value_at(eval, values, l)?;
+    let beyond: Option<Vec<f64>> = eval
+        .lengths
+        .iter()
+        .zip(values)
+        .filter(|(r, _)| r.length > l)
+        .map(|(_, v)| v.map(|v| v - at_l))
+        .collect();
+    let beyond = beyond.filter(|b| !b.is_empty())?;
+    Some((beyond.iter().sum::<f64>() / beyond.len() as f64).exp())
+}
+
+fn seed_score(eval: &EvalReport, values: &[Option<f64>]) -> Option<f64> {
+    match eval.headline() {
+        Headline::ExactMatch => exact_match_score(eval, values),
+        Headline::Perplexity => perplexity_score(eval, values),
+    }
+}
+
+/// The score of one evaluation: for exact match, the mean exact match over every length in
+/// `(L, 4L]`, n/a lengths counting as 0 (`None` when every such length is n/a, or there is
+/// none); for perplexity, the geometric-mean ratio to L (see the module docs).
+pub fn extrapolation_score(eval: &EvalReport) -> Option<f64> {
+    seed_score(eval, &observed(eval))
+}
+
+/// One cell's observed values and, when every evaluated length has outcomes, their bootstrap
+/// replicates, by replicate (`[replicate][length]` flattened, for statistics over lengths) and by
+/// length (`[length][replicate]`, for the value at one length; `None` = n/a).
+struct CellDraws<'a> {
+    eval: &'a EvalReport,
+    observed: Vec<Option<f64>>,
+    replicates: Option<Vec<Option<f64>>>,
+    columns: Vec<Option<Vec<f64>>>,
+}
+
+impl CellDraws<'_> {
+    /// The per-length values of replicate `r`.
+    fn replicate(&self, r: usize) -> &[Option<f64>] {
+        let n = self.observed.len();
+        &self.replicates.as_ref().expect("replicates")[r * n..(r + 1) * n]
+    }
+}
+
+fn cell_draws(cell: &CellResult) -> CellDraws<'_> {
+    let eval = &cell.eval;
+    let observed = observed(eval);
+    let headline = eval.headline();
+    let label = format!(
+        "{}|{}|{}|s{}",
+        cell.task,
+        variant_label(&cell.variant),
+        cell.encoding,
+        cell.seed
+    );
+    let mut columns: Vec<Option<Vec<f64>>> = Vec::with_capacity(observed.len());
+    for (r, value) in eval.lengths.iter().zip(&observed) {
+        if value.is_none() {
+            columns.push(None);
+            continue;
+        }
+        let mut rng = stats::stream(&format!("{label}|len{}", r.length));
+        match stats::length_replicates(r, headline, &mut rng, REPLICATES) {
+            Some(column) => columns.push(Some(column)),
+            None => {
+                return CellDraws {
+                    eval,
+                    observed,
+                    replicates: None,
+                    columns: Vec::new(),
+                };
+            }
+        }
+    }
+    let replicates = (0..REPLICATES)
+        .flat_map(|k| columns.iter().map(move |c| c.as_ref().map(|c| c[k])))
+        .collect();
+    CellDraws {
+        eval,
+        observed,
+        replicates: Some(replicates),
+        columns,
+    }
+}
+
+/// A seed-level statistic computed from a seed's per-length values.
+type SeedStatistic<'f> = &'f dyn Fn(&EvalReport, &[Option<f64>]) -> Option<f64>;
+
+/// A seed-level statistic over the seeds of a row: mean ± std, its bootstrap replicates and
+/// their interval.
+struct OverSeeds {
+    stat: Option<Stat>,
+    interval: Option<Interval>,
+    /// Empty when some cell has no outcomes.
+    replicates: Vec<Option<f64>>,
+}
+
+fn over_seeds(cells: &[CellDraws], draws: &[Vec<usize>], f: SeedStatistic) -> OverSeeds {
+    let values: Vec<f64> = cells
+        .iter()
+        .filter_map(|c| f(c.eval, &c.observed))
+        .collect();
+    let stat = Stat::of(&values);
+    let replicates: Vec<Option<f64>> = if cells.iter().any(|c| c.replicates.is_none()) {
+        Vec::new()
+    } else if stat.is_none() {
+        vec![None; REPLICATES]
+    } else {
+        draws
+            .iter()
+            .enumerate()
+            .map(|(r, drawn)| {
+                mean_of(
+                    drawn
+                        .iter()
+                        .filter_map(|&j| f(cells[j].eval, cells[j].replicate(r))),
+                )
+            })
+            .collect()
+    };
+    finish(stat, replicates)
+}
+
+/// The mean of some values, `None` for none.
+fn mean_of(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
+fn finish(stat: Option<Stat>, replicates: Vec<Option<f64>>) -> OverSeeds {
+    let finite: Vec<f64> = replicates.iter().flatten().copied().collect();
+    OverSeeds {
+        stat,
+        interval: stats::percentile_interval(&finite, LEVEL),
+        replicates,
+    }
+}
+
+/// The headline at every length of `lengths` over seeds (exact match, or `exp` of the loss for
+/// perplexity): [`over_seeds`] of the value at each length, with each cell's index of every
+/// length looked up once.
+fn points(
+    cells: &[CellDraws],
+    draws: &[Vec<usize>],
+    lengths: &[usize],
+    headline: Headline,
+) -> Vec<Point> {
+    let map = |v: f64| match headline {
+        Headline::ExactMatch => v,
+        Headline::Perplexity => v.exp(),
+    };
+    lengths
+        .iter()
+        .map(|&n| {
+            let index: Vec<Option<usize>> = cells
                 .iter()
-                .any(|b| b.unsupported > 0 && b.unsupported < b.lengths));
+                .map(|c| c.eval.lengths.iter().position(|r| r.length == n))
+                .collect();
+            let observed: Vec<f64> = (0..cells.len())
+                .filter_map(|j| index[j].and_then(|i| cells[j].observed[i]).map(map))
+                .collect();
+            // Cell j's replicates at this length, if it has the length and it is not n/a.
+            let column: Vec<Option<&Vec<f64>>> = (0..cells.len())
+                .map(|j| index[j].and_then(|i| cells[j].columns.get(i)?.as_ref()))
+                .collect();
+            let stat = Stat::of(&observed);
+            let replicates = if stat.is_some() && cells.iter().all(|c| c.replicates.is_some()) {
+                draws
+                    .iter()
+                    .enumerate()
+                    .map(|(r, drawn)| {
+                        mean_of(drawn.iter().filter_map(|&j| column[j].map(|c| map(c[r]))))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let s = finish(stat, replicates);
+            Point {
+                length: n,
+                stat: s.stat,
+                interval: s.interval,
+            }
+        })
+        .collect()
+}
+
+fn bucket_stat(cells: &[CellDraws], draws: &[Vec<usize>], b: Bucket) -> BucketStat {
+    let s = over_seeds(cells, draws, &|e, v| bucket_value(e, v, b));
+    let n_buckets: Vec<(usize, usize)> = cells
+        .iter()
+        .map(|c| {
+            let e = c.eval;
+            let inside: Vec<bool> = e
+                .lengths
+                .iter()
+                .filter(|r| b.contains(e.train_min_len, e.train_max_len, r.length))
+                .map(|r| r.metrics.is_some())
+                .collect();
+            (inside.len(), inside.iter().filter(|x| !**x).count())
+        })
+        .collect();
+    let evaluated = s.stat.map_or(0, |s| s.n);
+    let partial = evaluated > 0
+        && (evaluated < cells.len()
+            || n_buckets
+                .iter()
+                .any(|&(lengths, na)| na > 0 && na < lengths));
     BucketStat {
-        exact_match: Stat::of(&values),
+        exact_match: s.stat,
+        interval: s.interval,
         partial,
+    }
+}
+
+fn point(cells: &[CellDraws], draws: &[Vec<usize>], length: usize, f: SeedStatistic) -> Point {
+    let s = over_seeds(cells, draws, f);
+    Point {
+        length,
+        stat: s.stat,
+        interval: s.interval,
     }
 }
 
@@ -139,6 +497,58 @@ fn distinct<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
         }
     }
     out
+}
+
+/// The row of the cells of one (task, variant, encoding).
+fn row_of(of_row: &[&CellResult]) -> Row {
+    let first = of_row[0];
+    let headline = first.eval.headline();
+    let cells: Vec<CellDraws> = of_row.iter().map(|c| cell_draws(c)).collect();
+    let mut rng = stats::stream(&format!(
+        "{}|{}|{}|seeds",
+        first.task,
+        variant_label(&first.variant),
+        first.encoding
+    ));
+    let draws = stats::seed_draws(cells.len(), REPLICATES, &mut rng);
+    let mut lengths: Vec<usize> = of_row
+        .iter()
+        .flat_map(|c| c.eval.lengths.iter().map(|r| r.length))
+        .collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let points = points(&cells, &draws, &lengths, headline);
+    let ratios = match headline {
+        Headline::ExactMatch => Vec::new(),
+        Headline::Perplexity => lengths
+            .iter()
+            .filter(|&&n| n > first.eval.train_max_len)
+            .map(|&n| {
+                point(&cells, &draws, n, &|e, v| {
+                    Some((value_at(e, v, n)? - value_at(e, v, e.train_max_len)?).exp())
+                })
+            })
+            .collect(),
+    };
+    let score = over_seeds(&cells, &draws, &seed_score);
+    Row {
+        task: first.task.clone(),
+        variant: first.variant.clone(),
+        encoding: first.encoding.clone(),
+        seeds: of_row.len(),
+        train_min_len: first.eval.train_min_len,
+        train_max_len: first.eval.train_max_len,
+        headline,
+        lengths,
+        in_distribution: bucket_stat(&cells, &draws, Bucket::InDistribution),
+        near: bucket_stat(&cells, &draws, Bucket::Near),
+        far: bucket_stat(&cells, &draws, Bucket::Far),
+        points,
+        ratios,
+        score: score.stat,
+        score_interval: score.interval,
+        score_replicates: score.replicates,
+    }
 }
 
 /// One row per (task, variant, encoding), in order of first appearance of each in `cells`
@@ -159,78 +569,11 @@ pub fn summarize(cells: &[CellResult]) -> Vec<Row> {
                     .copied()
                     .filter(|c| &c.encoding == encoding)
                     .collect();
-                let bucket = |f: fn(&EvalReport) -> &BucketMean| {
-                    bucket_stat(&of_row.iter().map(|c| f(&c.eval)).collect::<Vec<_>>())
-                };
-                let scores: Vec<f64> = of_row
-                    .iter()
-                    .filter_map(|c| extrapolation_score(&c.eval))
-                    .collect();
-                rows.push(Row {
-                    task: task.clone(),
-                    variant: variant.clone(),
-                    encoding: encoding.clone(),
-                    seeds: of_row.len(),
-                    train_min_len: of_row[0].eval.train_min_len,
-                    train_max_len: of_row[0].eval.train_max_len,
-                    in_distribution: bucket(|e| &e.buckets.in_distribution),
-                    near: bucket(|e| &e.buckets.near),
-                    far: bucket(|e| &e.buckets.far),
-                    score: Stat::of(&scores),
-                });
+                rows.push(row_of(&of_row));
             }
         }
     }
     rows
-}
-
-/// Exact match against length of one encoding in one (task, variant): the mean over seeds at
-/// each length, `None` where every seed was n/a.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Curve {
-    pub task: String,
-    pub variant: Vec<(String, String)>,
-    pub encoding: String,
-    pub points: Vec<(usize, Option<f64>)>,
-}
-
-/// One curve per row of [`summarize`], in the same order.
-pub fn curves(cells: &[CellResult]) -> Vec<Curve> {
-    summarize(cells)
-        .into_iter()
-        .map(|row| {
-            let of_row: Vec<&CellResult> = cells
-                .iter()
-                .filter(|c| {
-                    c.task == row.task && c.variant == row.variant && c.encoding == row.encoding
-                })
-                .collect();
-            let mut lengths: Vec<usize> = of_row
-                .iter()
-                .flat_map(|c| c.eval.lengths.iter().map(|l| l.length))
-                .collect();
-            lengths.sort_unstable();
-            lengths.dedup();
-            let points = lengths
-                .into_iter()
-                .map(|n| {
-                    let values: Vec<f64> = of_row
-                        .iter()
-                        .flat_map(|c| c.eval.lengths.iter())
-                        .filter(|l| l.length == n)
-                        .filter_map(|l| l.metrics.map(|m| m.exact_match))
-                        .collect();
-                    (n, Stat::of(&values).map(|s| s.mean))
-                })
-                .collect();
-            Curve {
-                task: row.task,
-                variant: row.variant,
-                encoding: row.encoding,
-                points,
-            }
-        })
-        .collect()
 }
 
 /// The ranks of the encodings in one (task, variant).
@@ -238,6 +581,8 @@ pub fn curves(cells: &[CellResult]) -> Vec<Curve> {
 pub struct GroupRanks {
     pub task: String,
     pub variant: Vec<(String, String)>,
+    /// The headline of the group (of its first row): which way its scores are better.
+    pub headline: Headline,
     /// `(encoding, score, rank)` for every encoding of the rows, in their order of appearance.
     pub ranks: Vec<(String, Option<f64>, usize)>,
 }
@@ -245,46 +590,74 @@ pub struct GroupRanks {
 /// Scores closer than this are a tie.
 pub const TIE_TOLERANCE: f64 = 1e-9;
 
-/// Ranks the encodings in every (task, variant) of `rows` by their mean extrapolation score:
-/// rank 1 = best, ties share the best rank of the tie (1, 1, 3), n/a (or a missing row) ranks
-/// after every scored encoding.
-pub fn ranks(rows: &[Row]) -> Vec<GroupRanks> {
-    let encodings = distinct(rows.iter().map(|r| &r.encoding));
-    let groups = distinct(rows.iter().map(|r| (&r.task, &r.variant)));
-    groups
+/// Ranks of `scores`: 1 = best, ties share the best rank of the tie (1, 1, 3), `None` after
+/// every scored entry.
+fn rank_scores(scores: &[Option<f64>], higher_is_better: bool) -> Vec<usize> {
+    let scored = scores.iter().filter(|s| s.is_some()).count();
+    let better = |o: f64, s: f64| {
+        if higher_is_better {
+            o > s + TIE_TOLERANCE
+        } else {
+            o < s - TIE_TOLERANCE
+        }
+    };
+    scores
+        .iter()
+        .map(|s| match s {
+            Some(s) => {
+                1 + scores
+                    .iter()
+                    .filter(|o| o.is_some_and(|o| better(o, *s)))
+                    .count()
+            }
+            None => scored + 1,
+        })
+        .collect()
+}
+
+/// The rows of every (task, variant) of `rows`, each group non-empty.
+fn groups_of(rows: &[Row]) -> Vec<Vec<&Row>> {
+    distinct(rows.iter().map(|r| (&r.task, &r.variant)))
         .into_iter()
         .map(|(task, variant)| {
-            let scores: Vec<(String, Option<f64>)> = encodings
+            rows.iter()
+                .filter(|r| &r.task == task && &r.variant == variant)
+                .collect()
+        })
+        .collect()
+}
+
+/// Ranks the encodings in every (task, variant) of `rows` by their mean score (higher is better
+/// for exact match, lower for a perplexity ratio): rank 1 = best, ties share the best rank of
+/// the tie (1, 1, 3), n/a (or a missing row) ranks after every scored encoding.
+pub fn ranks(rows: &[Row]) -> Vec<GroupRanks> {
+    let encodings = distinct(rows.iter().map(|r| &r.encoding));
+    groups_of(rows)
+        .into_iter()
+        .map(|of_group| {
+            let (task, variant) = (&of_group[0].task, &of_group[0].variant);
+            let headline = of_group[0].headline;
+            let scores: Vec<Option<f64>> = encodings
                 .iter()
                 .map(|&e| {
-                    let score = rows
+                    of_group
                         .iter()
-                        .find(|r| &r.task == task && &r.variant == variant && &r.encoding == e)
+                        .find(|r| &r.encoding == e)
                         .and_then(|r| r.score)
-                        .map(|s| s.mean);
-                    (e.clone(), score)
+                        .map(|s| s.mean)
                 })
                 .collect();
-            let scored = scores.iter().filter(|(_, s)| s.is_some()).count();
-            let ranks = scores
-                .iter()
-                .map(|(e, s)| {
-                    let rank = match s {
-                        Some(s) => {
-                            1 + scores
-                                .iter()
-                                .filter(|(_, o)| o.is_some_and(|o| o > s + TIE_TOLERANCE))
-                                .count()
-                        }
-                        None => scored + 1,
-                    };
-                    (e.clone(), *s, rank)
-                })
-                .collect();
+            let rank = rank_scores(&scores, headline.higher_is_better());
             GroupRanks {
                 task: task.clone(),
                 variant: variant.clone(),
-                ranks,
+                headline,
+                ranks: encodings
+                    .iter()
+                    .zip(scores)
+                    .zip(rank)
+                    .map(|((e, s), r)| ((*e).clone(), s, r))
+                    .collect(),
             }
         })
         .collect()
@@ -323,6 +696,74 @@ fn mrr_of(groups: &[GroupRanks]) -> Vec<(String, f64)> {
     out
 }
 
+/// The uncertainty of the MRR ranking ([`mrr`]'s order): each encoding's 95 % interval, and
+/// whether it is distinguishable from the next one down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankingIntervals {
+    /// `(encoding, MRR interval)` in ranking order.
+    pub mrr: Vec<(String, Interval)>,
+    /// `apart[i]`: the 95 % interval of `MRR[i] - MRR[i + 1]` over the replicates excludes 0.
+    pub apart: Vec<bool>,
+}
+
+/// Bootstraps the MRR ranking (see the module docs); `None` when some row has no outcomes.
+pub fn ranking_intervals(rows: &[Row]) -> Option<RankingIntervals> {
+    if rows.is_empty() || rows.iter().any(|r| !r.has_intervals()) {
+        return None;
+    }
+    let encodings = distinct(rows.iter().map(|r| &r.encoding));
+    let groups = groups_of(rows);
+    // mrr[e][r]: encoding e's MRR in replicate r.
+    let mut mrr = vec![vec![0.0f64; REPLICATES]; encodings.len()];
+    for of_group in &groups {
+        let replicates: Vec<Option<&Vec<Option<f64>>>> = encodings
+            .iter()
+            .map(|&e| {
+                of_group
+                    .iter()
+                    .find(|r| &r.encoding == e)
+                    .map(|r| &r.score_replicates)
+            })
+            .collect();
+        let higher = of_group[0].headline.higher_is_better();
+        for r in 0..REPLICATES {
+            let scores: Vec<Option<f64>> = replicates
+                .iter()
+                .map(|rep| rep.and_then(|v| v[r]))
+                .collect();
+            for (e, rank) in rank_scores(&scores, higher).into_iter().enumerate() {
+                mrr[e][r] += 1.0 / rank as f64 / groups.len() as f64;
+            }
+        }
+    }
+    let order: Vec<usize> = mrr_of(&ranks(rows))
+        .iter()
+        .map(|(name, _)| {
+            encodings
+                .iter()
+                .position(|e| *e == name)
+                .expect("same encodings")
+        })
+        .collect();
+    let interval = |v: &[f64]| stats::percentile_interval(v, LEVEL).expect("finite MRRs");
+    let apart = order
+        .windows(2)
+        .map(|w| {
+            let diff: Vec<f64> = (0..REPLICATES)
+                .map(|r| mrr[w[0]][r] - mrr[w[1]][r])
+                .collect();
+            !interval(&diff).contains(0.0)
+        })
+        .collect();
+    Some(RankingIntervals {
+        mrr: order
+            .iter()
+            .map(|&e| (encodings[e].clone(), interval(&mrr[e])))
+            .collect(),
+        apart,
+    })
+}
+
 /// `model.mode=bidirectional, task.x=3`; empty for no variant.
 pub fn variant_label(variant: &[(String, String)]) -> String {
     variant
@@ -353,9 +794,10 @@ pub fn plot_stem(task: &str, variant: &[(String, String)]) -> String {
         .join("-")
 }
 
-/// `0.812 ± 0.031`, `0.812` (one seed) or `n/a`, with `†` for a partly n/a bucket.
+/// `0.812 ± 0.031 [0.770, 0.850]`, `0.812 [0.770, 0.850]` (one seed), without the interval when
+/// there is none, or `n/a`; `†` for a partly n/a bucket.
 pub fn format_bucket(b: &BucketStat) -> String {
-    let mut s = format_stat(b.exact_match.as_ref());
+    let mut s = format_value(b.exact_match.as_ref(), b.interval.as_ref(), 3);
     if b.partial {
         s.push_str(" †");
     }
@@ -364,16 +806,27 @@ pub fn format_bucket(b: &BucketStat) -> String {
 
 /// `0.812 ± 0.031`, `0.812` (one value) or `n/a`.
 pub fn format_stat(s: Option<&Stat>) -> String {
-    match s {
-        None => "n/a".into(),
-        Some(Stat {
-            mean,
-            std: Some(std),
-            ..
-        }) => format!("{mean:.3} ± {std:.3}"),
-        Some(Stat { mean, .. }) => format!("{mean:.3}"),
-    }
+    format_value(s, None, 3)
 }
+
+/// `mean ± std [lo, hi]` with `decimals` decimals, leaving out what is missing; `n/a` for none.
+pub fn format_value(s: Option<&Stat>, interval: Option<&Interval>, decimals: usize) -> String {
+    let Some(s) = s else {
+        return "n/a".into();
+    };
+    let mut out = format!("{:.*}", decimals, s.mean);
+    if let Some(std) = s.std {
+        let _ = write!(out, " ± {std:.decimals$}");
+    }
+    if let Some(i) = interval {
+        let _ = write!(out, " [{:.*}, {:.*}]", decimals, i.lo, decimals, i.hi);
+    }
+    out
+}
+
+/// Decimals of a perplexity or a ratio in tables.
+const PPL_DECIMALS: usize = 2;
+const RATIO_DECIMALS: usize = 3;
 
 fn md_escape(text: &str) -> String {
     text.replace('|', "\\|")
@@ -381,6 +834,257 @@ fn md_escape(text: &str) -> String {
 
 fn order_index(order: &[String], name: &str) -> usize {
     order.iter().position(|o| o == name).unwrap_or(order.len())
+}
+
+fn group_title(task: &str, variant: &[(String, String)]) -> String {
+    let label = variant_label(variant);
+    if label.is_empty() {
+        task.to_string()
+    } else {
+        format!("{task} ({label})")
+    }
+}
+
+/// The exact-match columns of a group: `(bucket, header)` for every bucket some row measured a
+/// length in, headers naming the measured lengths when every row shares its training lengths.
+fn bucket_columns(of_group: &[&Row]) -> Vec<(Bucket, String)> {
+    let (lmin, l) = (of_group[0].train_min_len, of_group[0].train_max_len);
+    let same = of_group
+        .iter()
+        .all(|r| r.train_min_len == lmin && r.train_max_len == l);
+    Bucket::ALL
+        .into_iter()
+        .filter_map(|b| {
+            let measured: Vec<usize> = of_group
+                .iter()
+                .flat_map(|r| {
+                    r.lengths
+                        .iter()
+                        .copied()
+                        .filter(|&n| b.contains(r.train_min_len, r.train_max_len, n))
+                })
+                .collect();
+            match (measured.is_empty(), same) {
+                (true, _) => None,
+                (false, true) => Some((b, b.header(l, &measured))),
+                (false, false) => Some((b, b.symbolic_header().to_string())),
+            }
+        })
+        .collect()
+}
+
+fn bucket_of(row: &Row, b: Bucket) -> &BucketStat {
+    match b {
+        Bucket::InDistribution => &row.in_distribution,
+        Bucket::Near => &row.near,
+        Bucket::Far => &row.far,
+    }
+}
+
+/// The table of an exact-match group.
+fn exact_match_table(md: &mut String, g: &GroupRanks, of_group: &[&Row], encodings: &[String]) {
+    let columns = bucket_columns(of_group);
+    let mut header = "| encoding |".to_string();
+    let mut rule = "|---|".to_string();
+    for (_, name) in &columns {
+        let _ = write!(header, " {name} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(md, "{header} score | rank | seeds |\n{rule}---:|---:|---:|");
+    // An encoding with no finished cell in this group gets a row of n/a (it ranks last).
+    for encoding in encodings {
+        let rank = g.ranks.iter().find(|r| &r.0 == encoding).map_or(0, |r| r.2);
+        let _ = write!(md, "| {} |", md_escape(encoding));
+        match of_group.iter().find(|r| &r.encoding == encoding) {
+            Some(row) => {
+                for (b, _) in &columns {
+                    let _ = write!(md, " {} |", format_bucket(bucket_of(row, *b)));
+                }
+                let _ = writeln!(
+                    md,
+                    " {} | {rank} | {} |",
+                    format_value(row.score.as_ref(), row.score_interval.as_ref(), 3),
+                    row.seeds
+                );
+            }
+            None => {
+                let _ = writeln!(md, "{} n/a | {rank} | 0 |", " n/a |".repeat(columns.len()));
+            }
+        }
+    }
+}
+
+/// The two tables of a perplexity group: perplexity at each length (with score and rank), and
+/// the ratio to L at each length beyond L.
+fn perplexity_tables(md: &mut String, g: &GroupRanks, of_group: &[&Row], encodings: &[String]) {
+    let l = of_group[0].train_max_len;
+    let same_l = of_group.iter().all(|r| r.train_max_len == l);
+    let mut lengths: Vec<usize> = of_group.iter().flat_map(|r| r.lengths.clone()).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let beyond: Vec<usize> = lengths.iter().copied().filter(|&n| n > l).collect();
+    let name = |n: usize| {
+        if n == l && same_l {
+            format!("{n} = L")
+        } else {
+            n.to_string()
+        }
+    };
+    let cell = |points: &[Point], n: usize, decimals: usize| {
+        let p = points.iter().find(|p| p.length == n);
+        format_value(
+            p.and_then(|p| p.stat.as_ref()),
+            p.and_then(|p| p.interval.as_ref()),
+            decimals,
+        )
+    };
+    let _ = writeln!(md, "Perplexity at each context length:\n");
+    let _ = write!(md, "| encoding |");
+    for &n in &lengths {
+        let _ = write!(md, " {} |", name(n));
+    }
+    let _ = writeln!(
+        md,
+        " score | rank | seeds |\n|---|{}---:|---:|---:|",
+        "---:|".repeat(lengths.len())
+    );
+    for encoding in encodings {
+        let rank = g.ranks.iter().find(|r| &r.0 == encoding).map_or(0, |r| r.2);
+        let _ = write!(md, "| {} |", md_escape(encoding));
+        match of_group.iter().find(|r| &r.encoding == encoding) {
+            Some(row) => {
+                for &n in &lengths {
+                    let _ = write!(md, " {} |", cell(&row.points, n, PPL_DECIMALS));
+                }
+                let _ = writeln!(
+                    md,
+                    " {} | {rank} | {} |",
+                    format_value(
+                        row.score.as_ref(),
+                        row.score_interval.as_ref(),
+                        RATIO_DECIMALS
+                    ),
+                    row.seeds
+                );
+            }
+            None => {
+                let _ = writeln!(md, "{} n/a | {rank} | 0 |", " n/a |".repeat(lengths.len()));
+            }
+        }
+    }
+    if beyond.is_empty() || !same_l {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nRatio of the perplexity to the perplexity at L = {l}:\n"
+    );
+    let _ = write!(md, "| encoding |");
+    for &n in &beyond {
+        let _ = write!(md, " {n} / {l} |");
+    }
+    let _ = writeln!(md, "\n|---|{}", "---:|".repeat(beyond.len()));
+    for encoding in encodings {
+        let _ = write!(md, "| {} |", md_escape(encoding));
+        let row = of_group.iter().find(|r| &r.encoding == encoding);
+        for &n in &beyond {
+            let text = row.map_or("n/a".to_string(), |r| cell(&r.ratios, n, RATIO_DECIMALS));
+            let _ = write!(md, " {text} |");
+        }
+        md.push('\n');
+    }
+}
+
+/// The explanation at the top of the report, for the headlines present.
+fn conventions(md: &mut String, rows: &[Row], cells: usize) {
+    let has = |h: Headline| rows.iter().any(|r| r.headline == h);
+    let _ = writeln!(md, "{cells} finished cells.\n");
+    if has(Headline::ExactMatch) {
+        let _ = writeln!(
+            md,
+            "Exact-match tables give the fraction of examples whose whole answer is right, for \
+             every encoding, as the mean ± the sample standard deviation over seeds of each \
+             seed's mean over the lengths of a bucket: in-distribution (the training lengths, up \
+             to L, the longest), near `(L, 2L]` and far `(2L, 4L]`; each header names the lengths \
+             measured. A single seed shows no ±. `n/a`: the scheme cannot represent any length of \
+             the bucket (e.g. a learned table too short); `†`: some lengths of the bucket were \
+             n/a and are left out of its mean. The score is each seed's mean exact match over \
+             every measured length beyond L (near and far pooled by length count, an n/a length \
+             counting as 0), averaged over seeds; higher is better.\n"
+        );
+    }
+    if has(Headline::Perplexity) {
+        let _ = writeln!(
+            md,
+            "Perplexity tables give the held-out perplexity `exp(loss)` over the windows of each \
+             context length (Press et al. 2022), as the mean (± the sample standard deviation) \
+             over seeds; `n/a`: the scheme cannot represent that length. The ratio table divides \
+             each seed's perplexity at a length by its perplexity at the training context L. The \
+             score is each seed's geometric mean of those ratios over every measured length \
+             beyond L (1 = no worse than at L; lower is better; n/a when L or any such length is \
+             n/a), averaged over seeds: it ranks how well an encoding holds up beyond its \
+             training context, not how well it models the text at L.\n"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "The ranking follows Kazemnejad et al. (2023): in each table the encodings are ranked \
+         by score (1 = best, equal scores share the best rank, n/a or no finished cell ranks \
+         last), and the mean reciprocal rank (MRR) averages 1/rank over the tables.\n"
+    );
+    if rows.iter().any(Row::has_intervals) {
+        let mut how = Vec::new();
+        if has(Headline::ExactMatch) {
+            how.push("exact match: a binomial draw from the count of right examples");
+        }
+        if has(Headline::Perplexity) {
+            how.push("perplexity: whole windows");
+        }
+        let _ = writeln!(
+            md,
+            "Brackets give 95 % intervals from a percentile bootstrap ({REPLICATES} replicates, \
+             seeded: the same cells give the same report, byte for byte). Within a seed, each \
+             length's test examples are resampled with replacement ({}); with several seeds, \
+             each replicate also draws the seeds with replacement and averages them, which counts \
+             the example noise twice and so errs on the wide side. The plots shade the same \
+             intervals. In the ranking, each replicate ranks the replicated scores and recomputes \
+             every MRR: `≈` marks an encoding not distinguishable from the next one down (the 95 % \
+             interval of the difference of their MRRs over the replicates contains 0), `>` one \
+             that is. The difference is bootstrapped rather than two intervals checked for \
+             overlap, because the MRRs of one replicate come from the same ranks, and two \
+             overlapping 95 % intervals can hide a clear difference. Encodings are resampled \
+             independently although they see the same test examples, which overstates the noise \
+             of a difference: `≈` errs on the cautious side.\n",
+            how.join("; ")
+        );
+    }
+    if rows.iter().any(|r| !r.has_intervals()) {
+        let _ = writeln!(
+            md,
+            "Rows without brackets come from `eval.json` files written before per-example \
+             outcomes were recorded; delete those files and run `ordo ablate` again to \
+             re-evaluate the cells (the trained models are kept) and get their intervals.\n"
+        );
+    }
+    let single = rows.iter().filter(|r| r.seeds == 1).count();
+    if single == rows.len() {
+        let _ = writeln!(
+            md,
+            "**This study has one seed per cell, so it cannot rank encodings.** Its intervals \
+             measure only how much the choice of test examples moves each number; how much \
+             another training run would move it (training-seed variance) is unmeasured, and can \
+             be larger. The ranking below orders these trained models, not the encodings in \
+             general; run several seeds to rank encodings.\n"
+        );
+    } else if single > 0 {
+        let _ = writeln!(
+            md,
+            "**{single} of {} rows have a single seed:** their intervals measure only the choice \
+             of test examples, not training-seed variance, and the ranking cannot tell those \
+             encodings apart across training runs.\n",
+            rows.len()
+        );
+    }
 }
 
 /// The markdown of the report for `rows` (in display order) of `cells` finished cells; the plots
@@ -392,22 +1096,7 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
     if !spec.description.trim().is_empty() {
         let _ = writeln!(md, "{}\n", spec.description.trim());
     }
-    let _ = writeln!(
-        md,
-        "{cells} finished cells. Each table gives the exact match (the fraction of examples \
-         whose whole answer is right) of every encoding, as the mean ± the sample standard \
-         deviation over seeds of each seed's mean over the lengths of a bucket: in-distribution \
-         `[min, L]` (the training lengths, L the longest), near `(L, 2L]` and far `(2L, 4L]`. A single seed \
-         shows the mean alone (no ±). `n/a`: the scheme cannot represent any length of the \
-         bucket (e.g. a learned table too short); `†`: some lengths of the bucket were n/a \
-         and are left out of its mean.\n\n\
-         The score is each seed's mean exact match over every out-of-distribution length \
-         `(L, 4L]` (near and far pooled by length count, an n/a length counting as 0), \
-         averaged over seeds. The ranking follows Kazemnejad et al. (2023): in each table the \
-         encodings are ranked by score (1 = best, equal scores share the best rank, n/a or \
-         no finished cell ranks last), and the mean reciprocal rank (MRR) averages 1/rank \
-         over the tables.\n"
-    );
+    conventions(&mut md, rows, cells);
     // Table rows: `encodings_order`, then the others in order of appearance.
     let mut encodings: Vec<String> = distinct(rows.iter().map(|r| r.encoding.clone()));
     encodings.sort_by_key(|e| order_index(&spec.encodings_order, e));
@@ -429,108 +1118,84 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
             .iter()
             .filter(|r| r.task == g.task && r.variant == g.variant)
             .collect();
-        let label = variant_label(&g.variant);
-        let heading = if label.is_empty() {
-            g.task.clone()
-        } else {
-            format!("{} ({label})", g.task)
-        };
-        let _ = writeln!(md, "## {}\n", md_escape(&heading));
-        let (lmin, l) = (of_group[0].train_min_len, of_group[0].train_max_len);
-        let same = of_group
-            .iter()
-            .all(|r| r.train_min_len == lmin && r.train_max_len == l);
-        let (c_in, c_near, c_far) = if same {
-            (
-                format!("in-distribution [{lmin}, {l}]"),
-                format!("near ({l}, {}]", 2 * l),
-                format!("far ({}, {}]", 2 * l, 4 * l),
-            )
-        } else {
-            (
-                "in-distribution [min, L]".to_string(),
-                "near (L, 2L]".to_string(),
-                "far (2L, 4L]".to_string(),
-            )
-        };
-        let _ = writeln!(
-            md,
-            "| encoding | {c_in} | {c_near} | {c_far} | score | rank | seeds |\n\
-             |---|---:|---:|---:|---:|---:|---:|"
-        );
-        // An encoding with no finished cell in this group gets a row of n/a (it ranks last).
-        for encoding in &encodings {
-            let rank = g.ranks.iter().find(|r| &r.0 == encoding).map_or(0, |r| r.2);
-            match of_group.iter().find(|r| &r.encoding == encoding) {
-                Some(row) => {
-                    let _ = writeln!(
-                        md,
-                        "| {} | {} | {} | {} | {} | {rank} | {} |",
-                        md_escape(&row.encoding),
-                        format_bucket(&row.in_distribution),
-                        format_bucket(&row.near),
-                        format_bucket(&row.far),
-                        format_stat(row.score.as_ref()),
-                        row.seeds
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        md,
-                        "| {} | n/a | n/a | n/a | n/a | {rank} | 0 |",
-                        md_escape(encoding)
-                    );
-                }
-            }
+        let _ = writeln!(md, "## {}\n", md_escape(&group_title(&g.task, &g.variant)));
+        match g.headline {
+            Headline::ExactMatch => exact_match_table(&mut md, g, &of_group, &encodings),
+            Headline::Perplexity => perplexity_tables(&mut md, g, &of_group, &encodings),
         }
         md.push('\n');
     }
+    ranking_table(&mut md, rows, &groups);
+    let _ = writeln!(md, "\n## Plots\n");
+    let mut shown: Vec<&str> = Vec::new();
+    if rows.iter().any(|r| r.headline == Headline::ExactMatch) {
+        shown.push("exact match against length");
+    }
+    if rows.iter().any(|r| r.headline == Headline::Perplexity) {
+        shown.push("perplexity against context length (log axes)");
+    }
+    let _ = writeln!(
+        md,
+        "Each plot shows {}: the mean over seeds at each length (a gap: n/a), its 95 % interval \
+         shaded when the cells have outcomes, and a dashed line at the longest training length L.\n",
+        shown.join(", or ")
+    );
+    for g in &groups {
+        let title = group_title(&g.task, &g.variant);
+        let stem = plot_stem(&g.task, &g.variant);
+        let _ = writeln!(
+            md,
+            "### {}\n\n![{}](plots/{stem}.png)\n\n[SVG](plots/{stem}.svg)\n",
+            md_escape(&title),
+            md_escape(&plot_title(&title, g.headline))
+        );
+    }
+    md
+}
+
+fn ranking_table(md: &mut String, rows: &[Row], groups: &[GroupRanks]) {
     let _ = writeln!(md, "## Ranking (mean reciprocal rank)\n");
+    let intervals = ranking_intervals(rows);
     let mut header = "| # | encoding | MRR |".to_string();
     let mut rule = "|---:|---|---:|".to_string();
-    for g in &groups {
-        let label = variant_label(&g.variant);
-        let name = if label.is_empty() {
-            g.task.clone()
-        } else {
-            format!("{} ({label})", g.task)
-        };
-        let _ = write!(header, " {} |", md_escape(&name));
+    if intervals.is_some() {
+        header.push_str(" 95 % interval | vs. next |");
+        rule.push_str("---:|:---:|");
+    }
+    for g in groups {
+        let _ = write!(
+            header,
+            " {} |",
+            md_escape(&group_title(&g.task, &g.variant))
+        );
         rule.push_str("---:|");
     }
     let _ = writeln!(md, "{header}\n{rule}");
-    let ranking = mrr_of(&groups);
+    let ranking = mrr_of(groups);
     for (i, (encoding, value)) in ranking.iter().enumerate() {
         let _ = write!(md, "| {} | {} | {value:.3} |", i + 1, md_escape(encoding));
-        for g in &groups {
+        if let Some(iv) = &intervals {
+            let ci = iv.mrr[i].1;
+            let next = match iv.apart.get(i) {
+                Some(true) => ">",
+                Some(false) => "≈",
+                None => "",
+            };
+            let _ = write!(md, " [{:.3}, {:.3}] | {next} |", ci.lo, ci.hi);
+        }
+        for g in groups {
             let rank = g.ranks.iter().find(|r| &r.0 == encoding).map_or(0, |r| r.2);
             let _ = write!(md, " {rank} |");
         }
         md.push('\n');
     }
-    let _ = writeln!(md, "\n## Plots\n");
-    let _ = writeln!(
-        md,
-        "Exact match against length, the mean over seeds at each length (a gap: n/a); the \
-         dashed line marks the longest training length L.\n"
-    );
-    for g in &groups {
-        let label = variant_label(&g.variant);
-        let title = if label.is_empty() {
-            g.task.clone()
-        } else {
-            format!("{} ({label})", g.task)
-        };
-        let stem = plot_stem(&g.task, &g.variant);
-        let _ = writeln!(
-            md,
-            "### {}\n\n![{}: exact match against length](plots/{stem}.png)\n\n\
-             [SVG](plots/{stem}.svg)\n",
-            md_escape(&title),
-            md_escape(&title)
-        );
+}
+
+fn plot_title(group: &str, headline: Headline) -> String {
+    match headline {
+        Headline::ExactMatch => format!("{group}: exact match against length"),
+        Headline::Perplexity => format!("{group}: perplexity against context length"),
     }
-    md
 }
 
 /// Writes `dir/report.md` and `dir/plots/<task>[-<variant>].png|svg`; returns the report's path.
@@ -559,157 +1224,273 @@ pub fn write_report(
     let rows = summarize(&cells);
     let plots = dir.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| format!("{}: {e}", plots.display()))?;
-    let all_curves = curves(&cells);
-    for g in ranks(&rows) {
-        let of_group: Vec<&Curve> = all_curves
-            .iter()
-            .filter(|c| c.task == g.task && c.variant == g.variant)
-            .collect();
-        let series: Vec<(String, Vec<(f64, f64)>)> = of_group
-            .iter()
-            .map(|c| {
-                let points = c
-                    .points
-                    .iter()
-                    .map(|&(n, v)| (n as f64, v.unwrap_or(f64::NAN)))
-                    .collect();
-                (c.encoding.clone(), points)
-            })
-            .collect();
-        let l = rows
-            .iter()
-            .find(|r| r.task == g.task && r.variant == g.variant)
-            .map_or(0, |r| r.train_max_len);
-        let label = variant_label(&g.variant);
-        let title = if label.is_empty() {
-            format!("{}: exact match against length", g.task)
-        } else {
-            format!("{} ({label}): exact match against length", g.task)
-        };
-        let x_max = series
-            .iter()
-            .flat_map(|s| s.1.iter().map(|p| p.0))
-            .fold(l as f64, f64::max);
-        let x_min = series
-            .iter()
-            .flat_map(|s| s.1.iter().map(|p| p.0))
-            .fold(x_max, f64::min);
-        let x_range = (x_max > x_min).then_some((x_min, x_max));
-        plot::line_plot(
-            &plots.join(plot_stem(&g.task, &g.variant)),
-            &LinePlot {
-                title: &title,
-                x_label: "length",
-                y_label: "exact match",
-                series: &series,
-                marker_x: Some((l as f64, "train L")),
-                x_range,
-                y_range: Some((-0.02, 1.02)),
-                ..LinePlot::default()
-            },
+    for of_group in groups_of(&rows) {
+        let (task, variant) = (&of_group[0].task, &of_group[0].variant);
+        group_plot(
+            &plots.join(plot_stem(task, variant)),
+            task,
+            variant,
+            &of_group,
         )?;
     }
-    let mut md = render_markdown(spec, &rows, cells.len());
-    md.push_str(&perplexity_section(&cells, spec, &plots)?);
+    let md = render_markdown(spec, &rows, cells.len());
     let path = dir.join("report.md");
     write_atomic(&path, md.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
 
-/// For language-modelling cells: perplexity (mean over seeds) at each evaluated context length,
-/// a table and a plot per (task, variant) with one line per encoding. Empty without `lm` cells.
-pub fn perplexity_section(
-    cells: &[CellResult],
-    spec: &ReportSpec,
-    plots: &Path,
-) -> Result<String, String> {
-    let lm: Vec<&CellResult> = cells.iter().filter(|c| c.task == "lm").collect();
-    if lm.is_empty() {
-        return Ok(String::new());
-    }
-    let mut out = String::from(
-        "\n## Perplexity against context length\n\nHeld-out perplexity `exp(loss)` over non-overlapping windows of each context length (Press et al. 2022), mean over seeds; `n/a`: the scheme cannot represent that length.\n",
-    );
-    let variants = distinct(lm.iter().map(|c| &c.variant));
-    for variant in variants {
-        let group: Vec<&&CellResult> = lm.iter().filter(|c| &c.variant == variant).collect();
-        let mut lengths: Vec<usize> = group
-            .iter()
-            .flat_map(|c| c.eval.lengths.iter().map(|r| r.length))
-            .collect();
-        lengths.sort_unstable();
-        lengths.dedup();
-        let mut encodings: Vec<&String> = distinct(group.iter().map(|c| &c.encoding));
-        encodings.sort_by_key(|e| order_index(&spec.encodings_order, e));
-        let label = variant_label(variant);
-        out.push_str(&format!(
-            "\n### lm{}\n\n| encoding |",
-            if label.is_empty() {
-                String::new()
-            } else {
-                format!(" ({label})")
-            }
-        ));
-        for l in &lengths {
-            out.push_str(&format!(" {l} |"));
-        }
-        out.push_str("\n|---|");
-        out.push_str(&"---:|".repeat(lengths.len()));
-        out.push('\n');
-        let mut series = Vec::new();
-        let train_len = group.first().map_or(0, |c| c.eval.train_max_len);
-        for enc in encodings {
-            let mut points = Vec::new();
-            out.push_str(&format!("| {enc} |"));
-            for &l in &lengths {
-                let ppl: Vec<f64> = group
-                    .iter()
-                    .filter(|c| &c.encoding == enc)
-                    .filter_map(|c| c.eval.lengths.iter().find(|r| r.length == l))
-                    .filter_map(|r| r.metrics.map(|m| m.loss.exp()))
-                    .collect();
-                if ppl.is_empty() {
-                    out.push_str(" n/a |");
-                    points.push((l as f64, f64::NAN));
-                } else {
-                    let mean = ppl.iter().sum::<f64>() / ppl.len() as f64;
-                    out.push_str(&format!(" {mean:.2} |"));
-                    points.push((l as f64, mean));
-                }
-            }
-            out.push('\n');
-            series.push((enc.clone(), points));
-        }
-        let stem = plot_stem("lm-perplexity", variant);
-        let title = "lm: held-out perplexity against context length";
-        plot::line_plot(
-            &plots.join(&stem),
-            &LinePlot {
-                title,
-                x_label: "context length (tokens)",
-                y_label: "perplexity",
-                series: &series,
-                marker_x: Some((train_len as f64, "train L")),
-                log_x: true,
-                log_y: true,
-                ..LinePlot::default()
-            },
-        )?;
-        out.push_str(&format!(
-            "\n![{title}](plots/{stem}.png)\n\n[SVG](plots/{stem}.svg)\n"
-        ));
-    }
-    Ok(out)
+/// The plot of one group: the headline against length, one line and band per encoding.
+fn group_plot(
+    stem: &Path,
+    task: &str,
+    variant: &[(String, String)],
+    of_group: &[&Row],
+) -> Result<Vec<PathBuf>, String> {
+    let headline = of_group[0].headline;
+    let series: Vec<(String, Vec<(f64, f64)>)> = of_group
+        .iter()
+        .map(|r| {
+            let points = r
+                .points
+                .iter()
+                .map(|p| (p.length as f64, p.stat.map_or(f64::NAN, |s| s.mean)))
+                .collect();
+            (r.encoding.clone(), points)
+        })
+        .collect();
+    let bands: Vec<Vec<(f64, f64, f64)>> = of_group
+        .iter()
+        .map(|r| {
+            r.points
+                .iter()
+                .map(|p| match p.interval {
+                    Some(i) => (p.length as f64, i.lo, i.hi),
+                    None => (p.length as f64, f64::NAN, f64::NAN),
+                })
+                .collect()
+        })
+        .collect();
+    let l = of_group[0].train_max_len as f64;
+    let title = plot_title(&group_title(task, variant), headline);
+    let xs = || series.iter().flat_map(|s| s.1.iter().map(|p| p.0));
+    let x_max = xs().fold(l, f64::max);
+    let x_min = xs().fold(x_max, f64::min);
+    let plot = LinePlot {
+        title: &title,
+        series: &series,
+        bands: &bands,
+        marker_x: Some((l, "train L")),
+        ..LinePlot::default()
+    };
+    let plot = match headline {
+        Headline::ExactMatch => LinePlot {
+            x_label: "length",
+            y_label: "exact match",
+            x_range: (x_max > x_min).then_some((x_min, x_max)),
+            y_range: Some((-0.02, 1.02)),
+            ..plot
+        },
+        Headline::Perplexity => LinePlot {
+            x_label: "context length (tokens)",
+            y_label: "perplexity",
+            log_x: true,
+            log_y: true,
+            ..plot
+        },
+    };
+    plot::line_plot(stem, &plot)
 }
 
-/// One line about an evaluated cell, for `ordo ablate`'s progress.
-pub fn one_line(report: &EvalReport) -> String {
-    let show = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or("n/a".into());
-    let b = &report.buckets;
-    format!(
-        "exact match in-dist {} near {} far {}",
-        show(b.in_distribution.exact_match),
-        show(b.near.exact_match),
-        show(b.far.exact_match),
-    )
+/// A row for one evaluation on its own (its intervals resample only its examples).
+fn single_row(eval: &EvalReport) -> Row {
+    row_of(&[&CellResult {
+        task: eval.task.clone(),
+        encoding: eval.encoding.clone(),
+        seed: eval.seed,
+        variant: Vec::new(),
+        eval: eval.clone(),
+    }])
+}
+
+fn show(x: Option<f64>, decimals: usize) -> String {
+    x.map_or_else(|| "n/a".into(), |v| format!("{v:.decimals$}"))
+}
+
+/// One line summing up an evaluation (the progress line of `ordo ablate`): the exact match of
+/// each bucket, or the perplexity at L and its ratios beyond L.
+pub fn cell_summary(eval: &EvalReport) -> String {
+    let values = observed(eval);
+    let l = eval.train_max_len;
+    match eval.headline() {
+        Headline::ExactMatch => {
+            let b = |k| show(bucket_value(eval, &values, k), 3);
+            format!(
+                "exact match in-dist {} near {} far {}",
+                b(Bucket::InDistribution),
+                b(Bucket::Near),
+                b(Bucket::Far)
+            )
+        }
+        Headline::Perplexity => {
+            let at_l = value_at(eval, &values, l);
+            let ratios: Vec<String> = eval
+                .lengths
+                .iter()
+                .filter(|r| r.length > l)
+                .map(|r| {
+                    let ratio = at_l.zip(value_at(eval, &values, r.length));
+                    format!(
+                        "{} at {}",
+                        show(ratio.map(|(a, b)| (b - a).exp()), 2),
+                        r.length
+                    )
+                })
+                .collect();
+            let mut line = format!("perplexity {} at L = {l}", show(at_l.map(f64::exp), 2));
+            if !ratios.is_empty() {
+                let _ = write!(line, "; ratio to L: {}", ratios.join(", "));
+            }
+            line
+        }
+    }
+}
+
+/// `ordo eval`'s printed summary: a line per length, then the bucket means (exact match) or the
+/// perplexity at L and the score (perplexity), with 95 % intervals over the examples.
+pub fn eval_summary(eval: &EvalReport) -> String {
+    let row = single_row(eval);
+    let mut out = String::new();
+    let ci = |i: Option<&Interval>, d: usize| {
+        i.map_or_else(
+            || "n/a".to_string(),
+            |i| format!("[{:.d$}, {:.d$}]", i.lo, i.hi),
+        )
+    };
+    let point = |n: usize| row.points.iter().find(|p| p.length == n);
+    let headline = eval.headline();
+    match headline {
+        Headline::ExactMatch => {
+            let _ = writeln!(
+                out,
+                "{:>7} {:>7} {:>12} {:>17} {:>15} {:>8} {:>11}",
+                "length",
+                "tokens",
+                "exact_match",
+                "95% interval",
+                "token_accuracy",
+                "loss",
+                "perplexity"
+            );
+        }
+        Headline::Perplexity => {
+            let _ = writeln!(
+                out,
+                "{:>7} {:>7} {:>15} {:>8} {:>11} {:>17} {:>11}",
+                "length",
+                "tokens",
+                "token_accuracy",
+                "loss",
+                "perplexity",
+                "95% interval",
+                "ratio_to_L"
+            );
+        }
+    }
+    for r in &eval.lengths {
+        let p = point(r.length);
+        let interval = p.and_then(|p| p.interval.as_ref());
+        match (&r.metrics, headline) {
+            (Some(m), Headline::ExactMatch) => {
+                let _ = writeln!(
+                    out,
+                    "{:>7} {:>7} {:>12.4} {:>17} {:>15.4} {:>8.4} {:>11.3}",
+                    r.length,
+                    r.tokens,
+                    m.exact_match,
+                    ci(interval, 4),
+                    m.token_accuracy,
+                    m.loss,
+                    m.perplexity()
+                );
+            }
+            (Some(m), Headline::Perplexity) => {
+                // At L itself the ratio is 1 by definition.
+                let ratio = if r.length == eval.train_max_len {
+                    Some(1.0)
+                } else {
+                    row.ratios
+                        .iter()
+                        .find(|q| q.length == r.length)
+                        .and_then(|q| q.stat)
+                        .map(|s| s.mean)
+                };
+                let _ = writeln!(
+                    out,
+                    "{:>7} {:>7} {:>15.4} {:>8.4} {:>11.3} {:>17} {:>11}",
+                    r.length,
+                    r.tokens,
+                    m.token_accuracy,
+                    m.loss,
+                    m.perplexity(),
+                    ci(interval, 3),
+                    show(ratio, 3)
+                );
+            }
+            (None, _) => {
+                let _ = writeln!(
+                    out,
+                    "{:>7} {:>7} {:>12}  ({})",
+                    r.length,
+                    r.tokens,
+                    "n/a",
+                    r.unsupported.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+    let value = |s: Option<&Stat>, i: Option<&Interval>, d| {
+        let mut v = show(s.map(|s| s.mean), d);
+        if let Some(i) = i {
+            let _ = write!(v, " {}", ci(Some(i), d));
+        }
+        v
+    };
+    match headline {
+        Headline::ExactMatch => {
+            let parts: Vec<String> = bucket_columns(&[&row])
+                .into_iter()
+                .map(|(b, name)| {
+                    let s = bucket_of(&row, b);
+                    format!(
+                        "{name} {}",
+                        value(s.exact_match.as_ref(), s.interval.as_ref(), 4)
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "exact match: {}", parts.join("  "));
+            let _ = write!(
+                out,
+                "score (mean exact match beyond L, n/a as 0): {}",
+                value(row.score.as_ref(), row.score_interval.as_ref(), 4)
+            );
+        }
+        Headline::Perplexity => {
+            let l = eval.train_max_len;
+            let at_l = point(l);
+            let _ = write!(
+                out,
+                "perplexity at L = {l}: {}; score (geometric mean ratio to L beyond L): {}",
+                value(
+                    at_l.and_then(|p| p.stat.as_ref()),
+                    at_l.and_then(|p| p.interval.as_ref()),
+                    3
+                ),
+                value(row.score.as_ref(), row.score_interval.as_ref(), 3)
+            );
+        }
+    }
+    if !row.has_intervals() {
+        out.push_str("\n(no intervals: this eval.json has no per-example outcomes)");
+    }
+    out
 }

@@ -1,10 +1,10 @@
 //! The report of an ablation grid: tables, MRR ranking and plots, from hand-made evaluations.
 
-use ordo_eval::extrapolation::{Buckets, EvalReport, LengthResult, bucket};
+use ordo_eval::extrapolation::{Buckets, EvalReport, Headline, LengthResult, Outcomes, bucket};
 use ordo_eval::plot::{self, ColorMap, Heatmap, LinePlot, encoding_colour};
 use ordo_eval::report::{
-    CellResult, ReportSpec, Row, Stat, curves, extrapolation_score, mrr, ranks, summarize,
-    write_report,
+    CellResult, ReportSpec, Row, Stat, cell_summary, eval_summary, extrapolation_score, mrr,
+    ranking_intervals, ranks, summarize, write_report,
 };
 use ordo_model::AttentionMode;
 use ordo_train::metrics::Metrics;
@@ -61,6 +61,7 @@ fn eval(
                 tokens: 2 * n + 1,
                 unsupported: metrics.is_none().then(|| "too long".to_string()),
                 metrics,
+                outcomes: None,
             }
         })
         .collect();
@@ -79,6 +80,7 @@ fn eval(
         train_max_len: l,
         scaling: "none".into(),
         examples_per_length: 8,
+        headline: None,
         lengths,
         buckets,
         options: None,
@@ -614,16 +616,26 @@ fn heatmap_writes_valid_png_and_svg_with_a_colour_bar() {
 }
 
 #[test]
-fn curves_average_seeds_per_length_and_keep_na_gaps() {
+fn points_average_seeds_per_length_and_keep_na_gaps() {
     let cells = table_cells();
-    let c = curves(&cells);
-    assert_eq!(c.len(), 3);
-    let rope = &c[0];
+    let rows = summarize(&cells);
+    assert_eq!(rows.len(), 3);
+    let rope: &Row = &rows[0];
     assert_eq!(rope.points.len(), 16);
-    assert!(close(rope.points[4].1.unwrap(), 0.7), "length 5 is near");
-    let learned = &c[1];
-    assert_eq!(learned.points[15], (16, None));
-    let _: &Row = &summarize(&cells)[0];
+    assert_eq!(rope.lengths, (1..=16).collect::<Vec<_>>());
+    assert!(
+        close(rope.points[4].stat.unwrap().mean, 0.7),
+        "length 5 is near"
+    );
+    let learned = &rows[1];
+    assert_eq!(
+        (learned.points[15].length, learned.points[15].stat),
+        (16, None)
+    );
+    assert!(
+        rope.ratios.is_empty(),
+        "exact match has no perplexity ratios"
+    );
     let _: Option<Stat> = Stat::of(&[]);
 }
 
@@ -669,4 +681,593 @@ fn missing_cells_and_partly_na_buckets_are_marked_in_the_report() {
     );
     assert!(t3.contains("| a | n/a | n/a | n/a | n/a | 2 | 0 |"), "{t3}");
     assert!(md.contains("| # | encoding | MRR | t1 | t2 | t3 |"));
+}
+
+/// An exact-match evaluation with outcomes, training lengths `[1, l]`, lengths `1..=max`, `m`
+/// examples per length of which `right(n)` were right (`None` = n/a).
+fn counted(
+    task: &str,
+    encoding: &str,
+    seed: u64,
+    (l, max, m): (usize, usize, usize),
+    right: impl Fn(usize) -> Option<usize>,
+) -> CellResult {
+    let mut e = eval(task, encoding, seed, l, |_| Some(0.0));
+    e.headline = Some(Headline::ExactMatch);
+    e.examples_per_length = m;
+    e.lengths = (1..=max)
+        .map(|n| {
+            let k = right(n);
+            LengthResult {
+                length: n,
+                tokens: 2 * n + 1,
+                metrics: k.map(|k| Metrics {
+                    loss: 0.1,
+                    token_accuracy: 0.9,
+                    exact_match: k as f64 / m as f64,
+                    examples: m,
+                }),
+                unsupported: k.is_none().then(|| "too long".to_string()),
+                outcomes: k.map(|k| Outcomes {
+                    exact: k,
+                    loss: vec![],
+                    tokens: vec![],
+                }),
+            }
+        })
+        .collect();
+    e.buckets = Buckets {
+        in_distribution: bucket(&e.lengths, |n| n <= l),
+        near: bucket(&e.lengths, |n| n > l && n <= 2 * l),
+        far: bucket(&e.lengths, |n| n > 2 * l && n <= 4 * l),
+    };
+    CellResult {
+        task: task.into(),
+        encoding: encoding.into(),
+        seed,
+        variant: vec![],
+        eval: e,
+    }
+}
+
+/// A language-model evaluation at contexts `l, 2l, 4l, 8l` with `m` windows per context whose
+/// loss per token alternates `loss(n) ± 0.1` (mean `loss(n)`; `None` = n/a).
+fn lm_cell(encoding: &str, seed: u64, l: usize, loss: impl Fn(usize) -> Option<f64>) -> CellResult {
+    let m = 64;
+    let lengths: Vec<LengthResult> = [1, 2, 4, 8]
+        .iter()
+        .map(|f| {
+            let n = f * l;
+            let per_token = loss(n);
+            LengthResult {
+                length: n,
+                tokens: n,
+                metrics: per_token.map(|x| Metrics {
+                    loss: x,
+                    token_accuracy: 0.5,
+                    exact_match: 0.0,
+                    examples: m,
+                }),
+                unsupported: per_token.is_none().then(|| "too long".to_string()),
+                outcomes: per_token.map(|x| Outcomes {
+                    exact: 0,
+                    loss: (0..m)
+                        .map(|i| ((x + if i % 2 == 0 { 0.1 } else { -0.1 }) * n as f64) as f32)
+                        .collect(),
+                    tokens: vec![n as u32; m],
+                }),
+            }
+        })
+        .collect();
+    let buckets = Buckets {
+        in_distribution: bucket(&lengths, |n| n <= l),
+        near: bucket(&lengths, |n| n > l && n <= 2 * l),
+        far: bucket(&lengths, |n| n > 2 * l && n <= 4 * l),
+    };
+    CellResult {
+        task: "lm".into(),
+        encoding: encoding.into(),
+        seed,
+        variant: vec![],
+        eval: EvalReport {
+            run: format!("lm-{encoding}-{seed}"),
+            task: "lm".into(),
+            encoding: encoding.into(),
+            mode: AttentionMode::Causal,
+            seed,
+            train_min_len: l,
+            train_max_len: l,
+            scaling: "none".into(),
+            examples_per_length: m,
+            headline: Some(Headline::Perplexity),
+            lengths,
+            buckets,
+            options: None,
+            checkpoint_step: None,
+        },
+    }
+}
+
+/// alibi holds its perplexity at every context, rope's grows, learned cannot go beyond L.
+fn lm_cells() -> Vec<CellResult> {
+    let l = 8;
+    vec![
+        lm_cell("rope", 0, l, |n| {
+            Some(match n / l {
+                1 => 1.0,
+                2 => 1.2,
+                4 => 1.5,
+                _ => 2.0,
+            })
+        }),
+        lm_cell("alibi", 0, l, |_| Some(1.0)),
+        lm_cell("learned", 0, l, |n| (n <= l).then_some(0.9)),
+    ]
+}
+
+#[test]
+fn a_language_model_study_reports_perplexity_and_no_exact_match() {
+    let dir = TempDir::new("lm");
+    let cells = lm_cells();
+    let path = write_report(&dir, &spec(&["learned", "rope", "alibi"], &["lm"]), &cells).unwrap();
+    let md = std::fs::read_to_string(path).unwrap();
+    println!("{md}");
+    assert!(!md.to_lowercase().contains("exact match"), "{md}");
+    assert!(!md.contains("exact_match") && !md.contains("in-distribution"));
+    assert!(md.contains("Perplexity at each context length:"));
+    assert!(md.contains("| encoding | 8 = L | 16 | 32 | 64 | score | rank | seeds |"));
+    // alibi: ratio exp(0) = 1 at every length, rank 1. rope: the geometric mean of the ratios
+    // exp(mean(0.2, 0.5, 1.0)) = 1.762, rank 2. learned: n/a beyond L, rank 3.
+    let row = |name: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {name} | ")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        row("alibi").starts_with("| alibi | 2.72 ["),
+        "{}",
+        row("alibi")
+    );
+    assert!(row("alibi").ends_with("| 1 | 1 |"), "{}", row("alibi"));
+    assert!(row("alibi").contains("| 1.000 ["), "{}", row("alibi"));
+    assert!(row("rope").contains("| 1.762 ["), "{}", row("rope"));
+    assert!(row("rope").ends_with("| 2 | 1 |"));
+    assert!(
+        row("learned").starts_with("| learned | 2.46 [")
+            && row("learned").contains("| n/a | 3 | 1 |"),
+        "{}",
+        row("learned")
+    );
+    // Ratios: exp(0.2) = 1.221, exp(0.5) = 1.649, exp(1.0) = 2.718.
+    assert!(md.contains("| encoding | 16 / 8 | 32 / 8 | 64 / 8 |"));
+    let ratios = &md[md.find("Ratio of the perplexity").unwrap()..];
+    let rope = ratios.lines().find(|l| l.starts_with("| rope |")).unwrap();
+    assert!(
+        rope.starts_with("| rope | 1.221 [")
+            && rope.contains("| 1.649 [")
+            && rope.contains("| 2.718 ["),
+        "{rope}"
+    );
+    let ranking = &md[md.find("## Ranking").unwrap()..];
+    assert!(
+        ranking.contains("| 1 | alibi | 1.000 | [1.000, 1.000] | > | 1 |"),
+        "{ranking}"
+    );
+    assert!(md.contains("![lm: perplexity against context length](plots/lm.png)"));
+    assert!(dir.join("plots/lm.png").is_file() && dir.join("plots/lm.svg").is_file());
+    assert!(md.contains("cannot rank encodings"), "one seed per cell");
+    // The one-line and the printed summaries speak of perplexity too.
+    let rope_eval = &cells[0].eval;
+    assert_eq!(
+        cell_summary(rope_eval),
+        "perplexity 2.72 at L = 8; ratio to L: 1.22 at 16, 1.65 at 32, 2.72 at 64"
+    );
+    let printed = eval_summary(rope_eval);
+    println!("{printed}");
+    assert!(printed.contains("ratio_to_L") && printed.contains("perplexity at L = 8: 2.718 ["));
+    assert!(!printed.contains("exact"), "{printed}");
+}
+
+#[test]
+fn intervals_follow_the_counts_and_mark_neighbours_that_cannot_be_told_apart() {
+    let dir = TempDir::new("intervals");
+    let (l, m) = (4, 64);
+    // alibi all right, rope and t5 half right (the same counts), none never right.
+    let cells = vec![
+        counted("copy", "alibi", 0, (l, 4 * l, m), |_| Some(m)),
+        counted("copy", "rope", 0, (l, 4 * l, m), |_| Some(m / 2)),
+        counted("copy", "t5", 0, (l, 4 * l, m), |_| Some(m / 2)),
+        counted("copy", "none", 0, (l, 4 * l, m), |_| Some(0)),
+    ];
+    let rows = summarize(&cells);
+    let alibi = &rows[0];
+    let i = alibi.near.interval.unwrap();
+    assert_eq!((i.lo, i.hi), (1.0, 1.0), "all right: [1, 1]");
+    let half = rows[1].near.interval.unwrap();
+    assert!(
+        half.contains(0.5) && half.lo > 0.3 && half.hi < 0.7,
+        "{half:?}"
+    );
+    // The bucket pools 4 lengths of 64 examples: narrower than one length of 64 examples.
+    let one_length = rows[1].points[4].interval.unwrap();
+    assert!(one_length.contains(0.5) && half.width() < one_length.width());
+    let iv = ranking_intervals(&rows).unwrap();
+    let order: Vec<&str> = iv.mrr.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(order, ["alibi", "rope", "t5", "none"]);
+    assert_eq!(
+        iv.apart,
+        [true, false, true],
+        "rope and t5 are the same counts"
+    );
+    let path = write_report(
+        &dir,
+        &spec(&["alibi", "rope", "t5", "none"], &["copy"]),
+        &cells,
+    )
+    .unwrap();
+    let md = std::fs::read_to_string(path).unwrap();
+    println!("{md}");
+    assert!(md.contains(
+        "| alibi | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1 | 1 |"
+    ));
+    assert!(md.contains("| none | 0.000 [0.000, 0.000] |"));
+    let marks: Vec<&str> = md[md.find("## Ranking").unwrap()..]
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| #"))
+        .map(|l| l.split(" | ").nth(4).unwrap())
+        .collect();
+    assert_eq!(marks, [">", "≈", ">", ""], "{md}");
+    assert!(md.contains("cannot rank encodings"));
+    assert!(md.contains("percentile bootstrap (2000 replicates"));
+    // The plot shades each encoding's band in its colour, under its line.
+    let svg = std::fs::read_to_string(dir.join("plots/copy.svg")).unwrap();
+    let rope = svg_colour(encoding_colour("rope").unwrap());
+    assert!(
+        svg.lines()
+            .any(|l| l.starts_with("<polygon") && l.contains(&rope)),
+        "no band of rope's colour"
+    );
+    let (_, _, rgb) = decode_png(&dir.join("plots/copy.png"));
+    // rope's colour at 18 % over white.
+    let c = encoding_colour("rope").unwrap();
+    let mix = |x: u8| (x as f64 * 0.18 + 255.0 * 0.82).round() as i32;
+    assert!(
+        rgb.chunks(3).any(|p| (p[0] as i32 - mix(c.0)).abs() <= 1
+            && (p[1] as i32 - mix(c.1)).abs() <= 1
+            && (p[2] as i32 - mix(c.2)).abs() <= 1),
+        "no pixel of rope's band"
+    );
+}
+
+#[test]
+fn several_seeds_resample_the_seeds_too_and_a_mixed_study_says_which_rows_have_one() {
+    let (l, m) = (4, 64);
+    let one = summarize(&[counted("copy", "rope", 0, (l, 4 * l, m), |_| Some(40))]);
+    let two = summarize(&[
+        counted("copy", "rope", 0, (l, 4 * l, m), |_| Some(24)),
+        counted("copy", "rope", 1, (l, 4 * l, m), |_| Some(56)),
+    ]);
+    let (a, b) = (one[0].near.interval.unwrap(), two[0].near.interval.unwrap());
+    // Same mean 40/64 = 0.625; seeds 0.375 and 0.875 apart: a much wider interval.
+    assert!(close(two[0].near.exact_match.unwrap().mean, 0.625));
+    assert!(b.width() > 2.0 * a.width(), "{a:?} {b:?}");
+    assert!(b.lo < 0.45 && b.hi > 0.8, "{b:?}");
+    let dir = TempDir::new("seeds");
+    let mut cells = vec![
+        counted("copy", "rope", 0, (l, 4 * l, m), |_| Some(24)),
+        counted("copy", "rope", 1, (l, 4 * l, m), |_| Some(56)),
+    ];
+    let md = |cells: &[CellResult]| {
+        std::fs::read_to_string(
+            write_report(&dir, &spec(&["rope", "alibi"], &["copy"]), cells).unwrap(),
+        )
+        .unwrap()
+    };
+    let text = md(&cells);
+    assert!(
+        !text.contains("cannot rank") && !text.contains("have a single seed"),
+        "{text}"
+    );
+    assert!(text.contains("| rope | 0.625 ± 0.354 ["), "{text}");
+    cells.push(counted("copy", "alibi", 0, (l, 4 * l, m), |_| Some(60)));
+    assert!(md(&cells).contains("**1 of 2 rows have a single seed:**"));
+}
+
+#[test]
+fn the_report_is_byte_identical_on_every_rebuild() {
+    let (l, m) = (4, 32);
+    let mut cells = lm_cells();
+    for (enc, k) in [("rope", 20), ("alibi", 25), ("none", 3)] {
+        for seed in 0..2 {
+            cells.push(counted("copy", enc, seed, (l, 4 * l, m), |n| {
+                Some(if n <= l { m } else { k + seed as usize })
+            }));
+        }
+    }
+    let files = |name: &str| {
+        let dir = TempDir::new(name);
+        write_report(
+            &dir,
+            &spec(&["rope", "alibi", "none", "learned"], &["copy", "lm"]),
+            &cells,
+        )
+        .unwrap();
+        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+        for sub in ["", "plots"] {
+            let mut entries: Vec<_> = std::fs::read_dir(dir.join(sub))
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path().is_file())
+                .collect();
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                out.push((
+                    e.file_name().to_string_lossy().into(),
+                    std::fs::read(e.path()).unwrap(),
+                ));
+            }
+        }
+        out
+    };
+    let (a, b) = (files("bytes-a"), files("bytes-b"));
+    let names: Vec<&str> = a.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["report.md", "copy.png", "copy.svg", "lm.png", "lm.svg"]
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert!(x == y, "{} differs between two builds", x.0);
+    }
+    let md = String::from_utf8(a[0].1.clone()).unwrap();
+    // Both headlines in one study: each table speaks of its own.
+    assert!(md.contains("Exact-match tables") && md.contains("Perplexity tables"));
+    assert!(md.contains("| # | encoding | MRR | 95 % interval | vs. next | copy | lm |"));
+}
+
+#[test]
+fn bucket_headers_name_the_lengths_measured() {
+    let (l, m) = (16, 8);
+    // max_factor = 3: lengths 1..=48.
+    let three = counted("copy", "rope", 0, (l, 3 * l, m), |_| Some(4));
+    let dir = TempDir::new("headers");
+    let md = std::fs::read_to_string(
+        write_report(
+            &dir,
+            &spec(&["rope"], &["copy"]),
+            std::slice::from_ref(&three),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        md.contains(
+            "| encoding | in-distribution [1, 16] | near (16, 32] | far (32, 48] | score | rank | seeds |"
+        ),
+        "{md}"
+    );
+    assert!(eval_summary(&three.eval).contains("far (32, 48] 0.5000 ["));
+    // max_factor = 2: no far length measured, no far column.
+    let two = counted("copy", "rope", 0, (l, 2 * l, m), |_| Some(4));
+    let md =
+        std::fs::read_to_string(write_report(&dir, &spec(&["rope"], &["copy"]), &[two]).unwrap())
+            .unwrap();
+    assert!(
+        md.contains(
+            "| encoding | in-distribution [1, 16] | near (16, 32] | score | rank | seeds |"
+        ),
+        "{md}"
+    );
+}
+
+/// An `eval.json` as written before the headline and the outcomes were recorded.
+const OLD_EVAL_JSON: &str = r#"{
+  "run": "copy-rope-s0",
+  "task": "TASK",
+  "encoding": "rope",
+  "mode": "causal",
+  "seed": 0,
+  "train_min_len": 1,
+  "train_max_len": 2,
+  "scaling": "none",
+  "examples_per_length": 4,
+  "lengths": [
+    {"length": 1, "tokens": 2, "metrics": {"loss": 0.1, "token_accuracy": 1.0, "exact_match": 1.0, "examples": 4}},
+    {"length": 2, "tokens": 4, "metrics": {"loss": 0.2, "token_accuracy": 0.9, "exact_match": 0.75, "examples": 4}},
+    {"length": 3, "tokens": 6, "metrics": {"loss": 0.9, "token_accuracy": 0.6, "exact_match": 0.25, "examples": 4}},
+    {"length": 4, "tokens": 8, "metrics": null, "unsupported": "too long"}
+  ],
+  "buckets": {
+    "in_distribution": {"exact_match": 0.875, "token_accuracy": 0.95, "loss": 0.15, "lengths": 2, "unsupported": 0},
+    "near": {"exact_match": 0.25, "token_accuracy": 0.6, "loss": 0.9, "lengths": 2, "unsupported": 1},
+    "far": {"exact_match": null, "token_accuracy": null, "loss": null, "lengths": 0, "unsupported": 0}
+  }
+}"#;
+
+#[test]
+fn an_eval_json_without_the_new_fields_still_loads_and_reports_without_intervals() {
+    let old: EvalReport = serde_json::from_str(&OLD_EVAL_JSON.replace("TASK", "copy")).unwrap();
+    assert_eq!(old.headline(), Headline::ExactMatch);
+    assert!(old.lengths.iter().all(|r| r.outcomes.is_none()));
+    let dir = TempDir::new("old");
+    let cell = CellResult {
+        task: "copy".into(),
+        encoding: "rope".into(),
+        seed: 0,
+        variant: vec![],
+        eval: old.clone(),
+    };
+    let md =
+        std::fs::read_to_string(write_report(&dir, &spec(&["rope"], &["copy"]), &[cell]).unwrap())
+            .unwrap();
+    assert!(
+        md.contains("| encoding | in-distribution [1, 2] | near (2, 4] | score | rank | seeds |"),
+        "{md}"
+    );
+    // near: length 3 only (4 is n/a): 0.25, partly n/a; score (0.25 + 0) / 2.
+    assert!(
+        md.contains("| rope | 0.875 | 0.250 † | 0.125 | 1 | 1 |"),
+        "{md}"
+    );
+    assert!(md.contains("Rows without brackets") && !md.contains("percentile bootstrap"));
+    assert!(md.contains("| # | encoding | MRR | copy |"));
+    assert!(eval_summary(&old).contains("no intervals"));
+    // An old language-model evaluation is recognised by its task.
+    let old_lm: EvalReport = serde_json::from_str(&OLD_EVAL_JSON.replace("TASK", "lm")).unwrap();
+    assert_eq!(old_lm.headline(), Headline::Perplexity);
+    // Written again, the new fields are there and read back.
+    let mut new = old.clone();
+    new.headline = Some(Headline::ExactMatch);
+    let again: EvalReport = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+    assert_eq!(again, new);
+}
+
+/// Trains a tiny model of `task_toml` (a `[task]` section) under `dir` and evaluates it.
+fn train_and_evaluate(dir: &Path, name: &str, task_toml: &str, lengths: Vec<usize>) -> EvalReport {
+    let text = format!(
+        "[model]\nd_model = 32\nn_heads = 2\nn_layers = 1\n[model.encoding]\nkind = \"alibi\"\n\
+         {task_toml}\n[train]\nsteps = 30\nbatch_size = 16\nlr = 3e-3\nwarmup_steps = 5\n\
+         eval_every = 30\neval_examples = 16\ncheckpoint_every = 30\n"
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let config = ordo_train::config::load(
+        &path,
+        &[
+            format!("name={name}"),
+            format!("out_dir={}", dir.join("runs").display()),
+        ],
+    )
+    .unwrap();
+    let run = config.run_dir();
+    ordo_train::trainer::train(config, dir, ordo_train::trainer::Progress::Quiet).unwrap();
+    let options = ordo_eval::EvalOptions {
+        examples: 24,
+        lengths: Some(lengths),
+        ..ordo_eval::EvalOptions::default()
+    };
+    let report = ordo_eval::evaluate_run(&run, &options).unwrap();
+    let written: EvalReport =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(written, report, "eval.json reads back to the same report");
+    report
+}
+
+#[test]
+fn evaluation_records_outcomes_that_agree_with_its_metrics() {
+    let dir = TempDir::new("outcomes");
+    // Exact match: the count of right examples, and no per-example losses.
+    let copy = train_and_evaluate(
+        &dir,
+        "copy",
+        "[task]\nkind = \"copy\"\nsymbols = 6\nmin_len = 1\nmax_len = 4",
+        vec![1, 2, 3, 4, 6, 8],
+    );
+    assert_eq!(copy.headline, Some(Headline::ExactMatch));
+    for r in &copy.lengths {
+        let (m, o) = (r.metrics.unwrap(), r.outcomes.as_ref().unwrap());
+        assert_eq!(m.examples, 24);
+        assert_eq!(o.exact as f64 / 24.0, m.exact_match, "length {}", r.length);
+        assert!(o.loss.is_empty() && o.tokens.is_empty());
+    }
+    // Perplexity: every window's loss and token count, pooling to the length's loss.
+    let lines: Vec<String> = (0..300)
+        .map(|i| {
+            format!(
+                "the cat {} the dog near the {}",
+                ["saw", "chased"][i % 2],
+                ["barn", "tree", "river"][i % 3]
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("corpus.txt"), lines.join("\n") + "\n").unwrap();
+    let corpus = dir.join("corpus.txt");
+    let lm = train_and_evaluate(
+        &dir,
+        "lm",
+        &format!(
+            "[task]\nkind = \"lm\"\ncorpus = \"{}\"\ncontext = 8",
+            corpus.display()
+        ),
+        vec![8, 16, 32],
+    );
+    assert_eq!(lm.headline, Some(Headline::Perplexity));
+    for r in &lm.lengths {
+        let (m, o) = (r.metrics.unwrap(), r.outcomes.as_ref().unwrap());
+        assert_eq!((o.loss.len(), o.tokens.len()), (m.examples, m.examples));
+        assert!(o.tokens.iter().all(|&t| t as usize == r.length));
+        let pooled = o.loss.iter().map(|&l| l as f64).sum::<f64>()
+            / o.tokens.iter().map(|&t| t as f64).sum::<f64>();
+        assert!(
+            (pooled - m.loss).abs() < 1e-4 * m.loss.max(1.0),
+            "{pooled} vs {}",
+            m.loss
+        );
+    }
+    let line = cell_summary(&lm);
+    assert!(
+        line.starts_with("perplexity ") && line.contains("at L = 8; ratio to L:"),
+        "{line}"
+    );
+    let printed = eval_summary(&lm);
+    assert!(!printed.contains("exact") && printed.contains("perplexity at L = 8"));
+    let line = cell_summary(&copy);
+    assert!(line.starts_with("exact match in-dist "), "{line}");
+}
+
+/// The report's point estimates are what they were before intervals were added: the mean over
+/// seeds of the bucket means stored in `eval.json`, and the score pooled from them, to the bit.
+#[test]
+fn point_estimates_are_the_stored_bucket_means_to_the_last_bit() {
+    let mut rng = ordo_train::rng::Rng::new(7);
+    let (l, m) = (8, 64);
+    let mut cells = Vec::new();
+    for encoding in ["none", "rope", "alibi", "learned"] {
+        for seed in 0..3 {
+            let counts: Vec<usize> = (0..4 * l).map(|_| rng.below(m + 1)).collect();
+            let learned = encoding == "learned";
+            cells.push(counted("copy", encoding, seed, (l, 4 * l, m), |n| {
+                (!learned || n <= 2 * l - 3).then_some(counts[n - 1])
+            }));
+        }
+    }
+    let rows = summarize(&cells);
+    for row in &rows {
+        let of_row: Vec<&EvalReport> = cells
+            .iter()
+            .filter(|c| c.encoding == row.encoding)
+            .map(|c| &c.eval)
+            .collect();
+        let mean = |f: &dyn Fn(&EvalReport) -> Option<f64>| {
+            let v: Vec<f64> = of_row.iter().filter_map(|e| f(e)).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let stored = [
+            mean(&|e| e.buckets.in_distribution.exact_match),
+            mean(&|e| e.buckets.near.exact_match),
+            mean(&|e| e.buckets.far.exact_match),
+        ];
+        let shown =
+            [&row.in_distribution, &row.near, &row.far].map(|b| b.exact_match.map(|s| s.mean));
+        assert_eq!(shown, stored, "{}", row.encoding);
+        // The score as computed from the stored buckets before intervals existed.
+        let old_score = |e: &EvalReport| {
+            let b = [&e.buckets.near, &e.buckets.far];
+            let evaluated: usize = b.iter().map(|b| b.lengths - b.unsupported).sum();
+            let total: usize = b.iter().map(|b| b.lengths).sum();
+            (evaluated > 0).then(|| {
+                b.iter()
+                    .map(|b| b.exact_match.unwrap_or(0.0) * (b.lengths - b.unsupported) as f64)
+                    .sum::<f64>()
+                    / total as f64
+            })
+        };
+        assert_eq!(
+            row.score.map(|s| s.mean),
+            mean(&old_score),
+            "{}",
+            row.encoding
+        );
+        assert!(row.near.interval.is_some(), "{}", row.encoding);
+    }
 }

@@ -2,6 +2,7 @@
 
 use crate::data::{Encoded, collate};
 use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
 use ordo_model::{Transformer, masked_cross_entropy};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,17 @@ impl Metrics {
     }
 }
 
+/// How one example fared: what a bootstrap over examples resamples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExampleOutcome {
+    /// Every answer token right.
+    pub exact: bool,
+    /// Summed cross-entropy of the example's scored answer tokens (nats).
+    pub loss: f64,
+    /// Scored answer tokens.
+    pub tokens: f64,
+}
+
 /// Evaluates `model` (no autodiff) on `items` in batches of `batch_size`, grouping examples of
 /// similar token length to limit padding.
 pub fn evaluate(
@@ -32,6 +44,39 @@ pub fn evaluate(
     batch_size: usize,
     pad: u32,
     device: &Device,
+) -> Metrics {
+    evaluate_inner(model, items, batch_size, pad, device, None)
+}
+
+/// [`evaluate`], and each example's outcome, in the order of `items`. The metrics are computed
+/// exactly as by [`evaluate`] (same numbers); the per-example losses come from a separate
+/// log-softmax, so their sum can differ from `loss * tokens` in the last float digits.
+pub fn evaluate_examples(
+    model: &Transformer,
+    items: &[Encoded],
+    batch_size: usize,
+    pad: u32,
+    device: &Device,
+) -> (Metrics, Vec<ExampleOutcome>) {
+    let mut outcomes = vec![
+        ExampleOutcome {
+            exact: false,
+            loss: f64::NAN,
+            tokens: 0.0,
+        };
+        items.len()
+    ];
+    let metrics = evaluate_inner(model, items, batch_size, pad, device, Some(&mut outcomes));
+    (metrics, outcomes)
+}
+
+fn evaluate_inner(
+    model: &Transformer,
+    items: &[Encoded],
+    batch_size: usize,
+    pad: u32,
+    device: &Device,
+    mut outcomes: Option<&mut [ExampleOutcome]>,
 ) -> Metrics {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| items[i].tokens());
@@ -43,6 +88,19 @@ pub fn evaluate(
         let n_answer: f32 = t.weights.clone().sum().into_scalar();
         let loss: f32 = masked_cross_entropy(logits.clone(), t.targets.clone(), t.weights.clone())
             .into_scalar();
+        let example_loss: Option<Vec<f32>> = outcomes.is_some().then(|| {
+            let [b, len, _] = logits.dims();
+            let logp = log_softmax(logits.clone(), 2); // [b, t, v]
+            let picked = logp
+                .gather(2, t.targets.clone().reshape([b, len, 1]))
+                .reshape([b, len]); // [b, t]
+            (picked * t.weights.clone())
+                .sum_dim(1) // [b, 1]
+                .neg()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        });
         let predicted = logits.argmax(2).squeeze_dim::<2>(2); // [b, t]
         let hits = predicted.equal(t.targets).float() * t.weights.clone(); // [b, t]
         let per_example: Vec<f32> = hits.sum_dim(1).into_data().try_to_vec::<f32>().unwrap();
@@ -53,6 +111,13 @@ pub fn evaluate(
             let needed: f32 = batch_items[k].weight.iter().sum();
             if h >= needed {
                 exact += 1;
+            }
+            if let (Some(out), Some(losses)) = (outcomes.as_deref_mut(), &example_loss) {
+                out[chunk[k]] = ExampleOutcome {
+                    exact: h >= needed,
+                    loss: losses[k] as f64,
+                    tokens: needed as f64,
+                };
             }
         }
     }
