@@ -1,0 +1,393 @@
+//! The fused CPU kernels against burn's composed ops: values and gradients, small shapes (one
+//! thread) and large ones (split across threads), with and without autodiff. The kernels inside
+//! whole models (a few training steps with every encoding, Shaw's terms against the scheme's
+//! composed hooks) are tested in `crates/model/tests/kernels.rs`.
+
+mod common;
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use common::{assert_all_close, gap, heads, noise, output_and_grads, projections, vals};
+use ordo_kernels::{self as kernels, with_composed_ops};
+
+/// `f(x)` and `d Σ(f(x) ⊙ w) / dx` for random `w`, on autodiff(flex).
+fn value_and_grad<const D: usize>(
+    f: &dyn Fn(Tensor<D>) -> Tensor<D>,
+    x: &[f32],
+    shape: [usize; D],
+) -> (Vec<f32>, Vec<f32>) {
+    let dev = Device::flex().autodiff();
+    let xt = Tensor::<D>::from_data(TensorData::new(x.to_vec(), shape), &dev).require_grad();
+    let w = Tensor::<D>::from_data(TensorData::new(noise(x.len(), 99, 1.0), shape), &dev);
+    let y = f(xt.clone());
+    let grads = (y.clone() * w).sum().backward();
+    (vals(y), vals(xt.grad(&grads).expect("x has a gradient")))
+}
+
+/// Fused and composed agree on values and gradients (autodiff), and on values without autodiff.
+fn check<const D: usize>(
+    name: &str,
+    f: &dyn Fn(Tensor<D>) -> Tensor<D>,
+    x: &[f32],
+    shape: [usize; D],
+    tol: f32,
+) {
+    let (y, g) = value_and_grad(f, x, shape);
+    let (y_ref, g_ref) = with_composed_ops(|| value_and_grad(f, x, shape));
+    let plain = vals(f(Tensor::from_data(
+        TensorData::new(x.to_vec(), shape),
+        &Device::flex(),
+    )));
+    assert!(
+        gap(&y, &y_ref) < tol,
+        "{name} {shape:?}: values differ by {}",
+        gap(&y, &y_ref)
+    );
+    assert!(
+        gap(&g, &g_ref) < tol,
+        "{name} {shape:?}: gradients differ by {}",
+        gap(&g, &g_ref)
+    );
+    assert_eq!(
+        plain, y,
+        "{name} {shape:?}: the inference path gives other values"
+    );
+    // Not vacuous: the gradient is not all zeros.
+    assert!(g.iter().any(|v| v.abs() > 1e-3), "{name}: zero gradient");
+}
+
+#[test]
+fn softmax_matches_burn_with_masked_entries() {
+    for shape in [[2, 3, 5, 7], [4, 4, 48, 48]] {
+        let n: usize = shape.iter().product();
+        let mut x = noise(n, 1, 4.0);
+        // Mask some keys (never a whole row: column 0 stays).
+        for (i, v) in x.iter_mut().enumerate() {
+            if i % shape[3] != 0 && i % 5 == 2 {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+        check("softmax", &kernels::softmax, &x, shape, 2e-6);
+    }
+}
+
+#[test]
+fn gelu_matches_burn() {
+    for shape in [[3, 5, 7], [8, 64, 72]] {
+        let n: usize = shape.iter().product();
+        check("gelu", &kernels::gelu, &noise(n, 2, 6.0), shape, 1e-6);
+    }
+}
+
+fn random_norm(d: usize, dev: &Device) -> LayerNorm {
+    let mut norm = LayerNormConfig::new(d).init(dev);
+    let gamma = noise(d, 3, 1.0)
+        .into_iter()
+        .map(|v| 1.0 + v)
+        .collect::<Vec<_>>();
+    norm.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(gamma, [d]), dev));
+    norm.beta = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(noise(d, 4, 0.5), [d]),
+        dev,
+    )));
+    norm
+}
+
+#[test]
+fn layer_norm_matches_burn_including_parameter_gradients() {
+    for shape in [[3, 5, 24], [16, 64, 40]] {
+        let d = shape[2];
+        let n: usize = shape.iter().product();
+        let x: Vec<f32> = noise(n, 5, 3.0).into_iter().map(|v| v + 1.5).collect();
+        let dev = Device::flex().autodiff();
+        let norm = random_norm(d, &dev);
+        let inference = norm.clone().valid();
+        let f = |x: Tensor<3>| match x.device().is_autodiff() {
+            true => kernels::layer_norm(&norm, x),
+            false => kernels::layer_norm(&inference, x),
+        };
+        check("layer_norm", &f, &x, shape, 2e-5);
+        // γ and β gradients.
+        let param_grads = || {
+            let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), shape), &dev);
+            let w = Tensor::<3>::from_data(TensorData::new(noise(n, 6, 1.0), shape), &dev);
+            let grads = (kernels::layer_norm(&norm, xt) * w).sum().backward();
+            let beta = norm.beta.as_ref().unwrap().val();
+            (
+                vals(norm.gamma.val().grad(&grads).unwrap()),
+                vals(beta.grad(&grads).unwrap()),
+            )
+        };
+        let (dg, db) = param_grads();
+        let (dg_ref, db_ref) = with_composed_ops(param_grads);
+        assert!(
+            gap(&dg, &dg_ref) < 1e-4,
+            "dγ differs by {}",
+            gap(&dg, &dg_ref)
+        );
+        assert!(
+            gap(&db, &db_ref) < 1e-4,
+            "dβ differs by {}",
+            gap(&db, &db_ref)
+        );
+    }
+}
+
+#[test]
+fn layer_norm_gradients_are_the_same_bits_on_one_thread_and_on_three() {
+    let (shape, d) = ([32, 64, 48], 48);
+    let n: usize = shape.iter().product();
+    let dev = Device::flex().autodiff();
+    let norm = random_norm(d, &dev);
+    let x = noise(n, 7, 2.0);
+    let run = || {
+        let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), shape), &dev).require_grad();
+        let w = Tensor::<3>::from_data(TensorData::new(noise(n, 8, 1.0), shape), &dev);
+        let grads = (kernels::layer_norm(&norm, xt.clone()) * w)
+            .sum()
+            .backward();
+        (
+            vals(xt.grad(&grads).unwrap()),
+            vals(norm.gamma.val().grad(&grads).unwrap()),
+        )
+    };
+    let pool = |k| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(k)
+            .build()
+            .unwrap()
+    };
+    let one = pool(1).install(run);
+    let three = pool(3).install(run);
+    assert!(one == three, "results depend on the number of threads");
+}
+
+/// The loss composed of burn's ops: what `ordo_model::masked_cross_entropy` computes where
+/// [`kernels::fused_cross_entropy`] is false.
+fn composed_cross_entropy(
+    logits: Tensor<3>,
+    targets: Tensor<2, Int>,
+    weights: Tensor<2>,
+) -> Tensor<1> {
+    let [b, t, _] = logits.dims();
+    let logp = log_softmax(logits, 2); // [b, t, v]
+    let picked = logp.gather(2, targets.reshape([b, t, 1])).reshape([b, t]); // [b, t]
+    let total = weights.clone().sum().clamp_min(1.0);
+    (picked * weights).sum().neg() / total
+}
+
+fn cross_entropy_case(b: usize, t: usize, v: usize) {
+    let n = b * t * v;
+    let logits = noise(n, 9, 5.0);
+    let targets: Vec<i64> = noise(b * t, 10, 1.0)
+        .iter()
+        .map(|u| ((u + 1.0) / 2.0 * v as f32) as i64 % v as i64)
+        .collect();
+    // Some positions do not count; one weight is fractional.
+    let mut weights: Vec<f32> = (0..b * t)
+        .map(|i| if i % 3 == 1 { 0.0 } else { 1.0 })
+        .collect();
+    weights[0] = 0.5;
+    let run = |fused: bool| {
+        let dev = Device::flex().autodiff();
+        let x =
+            Tensor::<3>::from_data(TensorData::new(logits.clone(), [b, t, v]), &dev).require_grad();
+        let tg = Tensor::<2, Int>::from_data(TensorData::new(targets.clone(), [b, t]), &dev);
+        let w = Tensor::<2>::from_data(TensorData::new(weights.clone(), [b, t]), &dev);
+        let loss = if fused {
+            assert!(
+                kernels::fused_cross_entropy(&x),
+                "flex logits take the kernel"
+            );
+            kernels::cross_entropy(x.clone(), &tg, &w)
+        } else {
+            assert!(!with_composed_ops(|| kernels::fused_cross_entropy(&x)));
+            composed_cross_entropy(x.clone(), tg, w)
+        } * 3.0;
+        let grads = loss.backward();
+        (vals(loss), vals(x.grad(&grads).unwrap()))
+    };
+    let (loss, g) = run(true);
+    let (loss_ref, g_ref) = run(false);
+    assert!(
+        gap(&loss, &loss_ref) < 1e-6,
+        "loss {loss:?} vs {loss_ref:?}"
+    );
+    assert!(
+        gap(&g, &g_ref) < 1e-6,
+        "gradient differs by {}",
+        gap(&g, &g_ref)
+    );
+    assert!(loss[0] > 1.0, "implausible loss {loss:?}");
+}
+
+#[test]
+fn cross_entropy_matches_burn() {
+    cross_entropy_case(2, 5, 11);
+    cross_entropy_case(8, 64, 96);
+}
+
+/// The one-hot `[t, t, 2k+1]` map `O[i, j, l] = 1` where `l = clip(j - i, -k, k) + k` (Shaw et
+/// al. 2018, section 3.2: relative positions clipped to `k`), as `ordo_encodings::shaw` builds
+/// it for its composed path.
+fn one_hot(t: usize, k: usize, dev: &Device) -> Tensor<3> {
+    let r = 2 * k + 1;
+    let mut values = vec![0f32; t * t * r];
+    for i in 0..t {
+        for j in 0..t {
+            let l = (j as i64 - i as i64).clamp(-(k as i64), k as i64) + k as i64;
+            values[(i * t + j) * r + l as usize] = 1.0;
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [t, t, r]), dev)
+}
+
+/// Shaw's gather and scatter against contractions with the one-hot map `O[i, j, l]`.
+#[test]
+fn relative_gather_and_scatter_match_the_one_hot_contractions() {
+    let dev = Device::flex().autodiff();
+    for (n, t, k) in [(3, 7, 2), (4, 40, 16), (2, 5, 0)] {
+        let r = 2 * k + 1;
+        let one_hot = one_hot(t, k, &dev); // [t, t, r]
+        // gather: [n, t, r] -> [n, t, t]
+        let x = Tensor::<3>::from_data(TensorData::new(noise(n * t * r, 11, 1.0), [n, t, r]), &dev)
+            .require_grad();
+        let w = Tensor::<3>::from_data(TensorData::new(noise(n * t * t, 12, 1.0), [n, t, t]), &dev);
+        let run = |fused: bool| {
+            let y = if fused {
+                kernels::relative_gather(x.clone(), k)
+            } else {
+                // [t, n, r] x [t, r, t] -> [t, n, t]
+                let y = x
+                    .clone()
+                    .swap_dims(0, 1)
+                    .matmul(one_hot.clone().swap_dims(1, 2));
+                y.swap_dims(0, 1)
+            };
+            let grads = (y.clone() * w.clone()).sum().backward();
+            (vals(y), vals(x.grad(&grads).unwrap()))
+        };
+        let ((y, g), (y_ref, g_ref)) = (run(true), run(false));
+        assert!(
+            gap(&y, &y_ref) < 1e-6 && gap(&g, &g_ref) < 1e-5,
+            "gather n{n} t{t} k{k}"
+        );
+        // scatter: [n, t, t] -> [n, t, r]
+        let p = Tensor::<3>::from_data(TensorData::new(noise(n * t * t, 13, 1.0), [n, t, t]), &dev)
+            .require_grad();
+        let w = Tensor::<3>::from_data(TensorData::new(noise(n * t * r, 14, 1.0), [n, t, r]), &dev);
+        let run = |fused: bool| {
+            let y = if fused {
+                kernels::relative_scatter(p.clone(), k)
+            } else {
+                // [t, n, t] x [t, t, r] -> [t, n, r]
+                p.clone()
+                    .swap_dims(0, 1)
+                    .matmul(one_hot.clone())
+                    .swap_dims(0, 1)
+            };
+            let grads = (y.clone() * w.clone()).sum().backward();
+            (vals(y), vals(p.grad(&grads).unwrap()))
+        };
+        let ((y, g), (y_ref, g_ref)) = (run(true), run(false));
+        assert!(
+            gap(&y, &y_ref) < 1e-5 && gap(&g, &g_ref) < 1e-6,
+            "scatter n{n} t{t} k{k}"
+        );
+        assert!(g.iter().any(|v| v.abs() > 1e-3), "zero gradient");
+    }
+}
+
+/// A strided view (a transpose) as input: the kernels read it in logical order.
+#[test]
+fn kernels_read_strided_inputs_in_logical_order() {
+    let (shape, n) = ([3, 4, 5, 6], 3 * 4 * 5 * 6);
+    let x = noise(n, 21, 3.0);
+    let f = |x: Tensor<4>| kernels::softmax(x.swap_dims(2, 3)).swap_dims(2, 3);
+    let (y, g) = value_and_grad(&|x| kernels::gelu(f(x)), &x, shape);
+    let (y_ref, g_ref) = with_composed_ops(|| value_and_grad(&|x| kernels::gelu(f(x)), &x, shape));
+    assert!(
+        gap(&y, &y_ref) < 2e-6,
+        "values differ by {}",
+        gap(&y, &y_ref)
+    );
+    assert!(
+        gap(&g, &g_ref) < 2e-6,
+        "gradients differ by {}",
+        gap(&g, &g_ref)
+    );
+}
+
+/// Output and the gradients of q, k, v (and the bias, when it is tracked) of the attention core
+/// (`causal`: in the bias and by the kernel's flag),
+/// with q, k, v given as head-split views of `[b, t, h·dh]` projections (strided, as the model
+/// passes them).
+/// On a device without autodiff (`dev`), only the output.
+fn attention_case(
+    dev: &Device,
+    [b, h, t, dh]: [usize; 4],
+    bias_shape: Option<[usize; 4]>,
+    causal: bool,
+    tracked_bias: bool,
+) -> Vec<Vec<f32>> {
+    let dev = dev.clone();
+    let [q, k, v] = projections(&dev, [b, h, t, dh], 11);
+    let heads = |x: Tensor<3>| heads(x, h);
+    let bias = bias_shape.map(|shape| {
+        let n: usize = shape.iter().product();
+        let mut values = noise(n, 14, 1.5);
+        for (idx, v) in values.iter_mut().enumerate() {
+            let (i, j) = ((idx / t) % t, idx % t);
+            if causal && j > i {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(values, shape), &dev);
+        if tracked_bias && dev.is_autodiff() {
+            x.require_grad()
+        } else {
+            x
+        }
+    });
+    let out = kernels::attention(
+        heads(q.clone()),
+        heads(k.clone()),
+        heads(v.clone()),
+        bias.clone(),
+        None,
+        (dh as f32).powf(-0.5),
+        causal,
+    );
+    let (mut result, grads) = output_and_grads(out, [q, k, v], 15);
+    let Some(grads) = grads else {
+        return result;
+    };
+    if tracked_bias {
+        result.push(vals(bias.unwrap().grad(&grads).expect("a bias gradient")));
+    }
+    result
+}
+
+#[test]
+fn attention_core_matches_burn_for_every_bias_layout() {
+    for (dims, bias, causal, tracked) in [
+        ([2, 3, 5, 4], None, false, false),
+        ([2, 3, 5, 4], None, true, false),
+        ([2, 3, 5, 4], Some([1, 1, 5, 5]), true, false),
+        ([2, 3, 5, 4], Some([2, 1, 5, 5]), false, false),
+        ([2, 3, 5, 4], Some([1, 3, 5, 5]), true, true),
+        ([2, 3, 5, 4], Some([2, 3, 5, 5]), false, true),
+        ([4, 4, 40, 16], Some([4, 4, 40, 40]), true, true),
+    ] {
+        let dev = Device::flex().autodiff();
+        let got = attention_case(&dev, dims, bias, causal, tracked);
+        let want = with_composed_ops(|| attention_case(&dev, dims, bias, causal, tracked));
+        // Inference (no autodiff) keeps no probabilities but gives the same output.
+        let plain = attention_case(&Device::flex(), dims, bias, causal, tracked);
+        assert_eq!(plain[0], got[0], "{dims:?} bias {bias:?}: inference output");
+        let case = format!("{dims:?} bias {bias:?}");
+        assert_all_close(&case, &["output", "dq", "dk", "dv", "dbias"], &got, &want);
+    }
+}
