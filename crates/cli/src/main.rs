@@ -58,7 +58,9 @@ enum Command {
         /// Examples per forward pass.
         #[arg(long, default_value_t = 128)]
         batch_size: usize,
-        /// RoPE only: frequency scaling at eval time: linear:F, ntk:F or yarn:F.
+        /// RoPE only: frequency scaling at eval time, KIND:FACTOR with KIND linear, ntk,
+        /// dynamic (HF's dynamic NTK), yarn (HF's ramp) or yarn_paper (the paper's ramp);
+        /// dynamic and yarn work over the longest training sequence.
         #[arg(long, value_name = "KIND:FACTOR")]
         rope_scaling: Option<String>,
         /// Device (default: the run's).
@@ -319,6 +321,10 @@ struct InspectArgs {
     /// With --checkpoint: draw the model's attention maps for this input (space-separated tokens).
     #[arg(long)]
     text: Option<String>,
+    /// rope: head size of the long-term decay curve, or `model` for the model's rotated dims
+    /// (default: 128, RoFormer Figure 2's).
+    #[arg(long, value_name = "N|model", default_value = "128")]
+    decay_dims: String,
 }
 
 fn inspect(a: InspectArgs) -> Result<()> {
@@ -332,6 +338,8 @@ fn inspect(a: InspectArgs) -> Result<()> {
         "bidirectional" => AttentionMode::Bidirectional,
         other => bail!("--mode: expected causal or bidirectional, got {other:?}"),
     };
+    let decay_dims = inspect::parse_decay_dims(&a.decay_dims)
+        .map_err(|e| anyhow::anyhow!("--decay-dims: {e}"))?;
     if let Some(k) = a.check_shift {
         if a.kind != "sinusoidal" {
             bail!("--check-shift applies to sinusoidal only");
@@ -405,7 +413,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
         );
     }
     if let Some(out) = &a.out {
-        let mut files = inspect::plots(&config, &encoding, &dims, a.len, out, &device)
+        let mut files = inspect::plots(&config, &encoding, &dims, a.len, decay_dims, out, &device)
             .map_err(anyhow::Error::msg)?;
         if let (Some(run), Some(text)) = (&run, &a.text) {
             files.extend(inspect::attention_plots(run, text, out).map_err(anyhow::Error::msg)?);

@@ -118,6 +118,48 @@ fn inspect_json_reproduces_the_golden_values() {
         .map(|i| 4.0 * 500f64.powf(-(2.0 * i as f64) / 16.0))
         .collect();
     close(&v["angles"][4], &want, 1e-5);
+    // RoPE scalings from the command line, against HF's formulas (golden values in rope.rs):
+    // YaRN over L 33 at d_head 16 (the ramp linear in the pair index), and dynamic NTK at twice
+    // L (base 10000 * 5^(16/14)).
+    let v = json(&[
+        "inspect",
+        "rope",
+        "--set",
+        "scaling.kind=yarn",
+        "--set",
+        "scaling.factor=4",
+        "--set",
+        "scaling.original_max_len=33",
+        "--len",
+        "66",
+        "--json",
+    ]);
+    let plain: Vec<f64> = (0..8).map(|i| 1e4f64.powf(-(i as f64) / 8.0)).collect();
+    let keep = [1.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    let yarn: Vec<f64> = (0..8)
+        .map(|i| plain[i] * (keep[i] + (1.0 - keep[i]) / 4.0))
+        .collect();
+    close(&v["frequencies"], &yarn, 1e-12);
+    assert_eq!(v["attention_factor"], 1.138629436111989);
+    let dynamic = |len: &str| {
+        json(&[
+            "inspect",
+            "rope",
+            "--set",
+            "scaling.kind=dynamic",
+            "--set",
+            "scaling.factor=4",
+            "--set",
+            "scaling.original_max_len=33",
+            "--len",
+            len,
+            "--json",
+        ])
+    };
+    close(&dynamic("33")["frequencies"], &plain, 1e-15);
+    let base = 62924.947532091326f64;
+    let past: Vec<f64> = (0..8).map(|i| base.powf(-(i as f64) / 8.0)).collect();
+    close(&dynamic("66")["frequencies"], &past, 1e-12);
     let v = json(&[
         "inspect",
         "shaw",
@@ -214,6 +256,12 @@ fn bad_input_gets_a_clear_error_and_no_panic() {
         (&["inspect", "alibi", "--heads", "3"], "--heads"),
         (&["inspect", "rope", "--check-shift", "2"], "sinusoidal"),
         (&["eval", "/tmp", "--rope-scaling", "warp:2"], "warp"),
+        (&["eval", "/tmp", "--rope-scaling", "warp:2"], "yarn_paper"),
+        (
+            &["eval", "/tmp", "--rope-scaling", "dynamic"],
+            "KIND:FACTOR",
+        ),
+        (&["inspect", "rope", "--decay-dims", "7"], "--decay-dims"),
         (&["ablate", "x.toml", "--shard", "0/2"], "--shard"),
     ];
     for (args, needle) in cases {

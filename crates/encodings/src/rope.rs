@@ -9,11 +9,29 @@
 //! burn's `RotaryEncoding`); `half` rotates `(x_i, x_{i+r/2})` (GPT-NeoX, HF Llama). They differ
 //! by a fixed permutation of q/k dims. Angles are computed for any length.
 //!
-//! Past the training length (eval-time `scaling`): `linear` position interpolation
-//! (Chen et al. 2023, `m -> m/s`); `ntk`-aware base scaling (`base' = base · s^(r/(r-2))`);
-//! `yarn` (Peng et al. 2023): per-frequency ramp between interpolated and original frequencies by
-//! the number of rotations `L/λ_i` over the original context (α = 1, β = 32), and attention
-//! temperature `√(1/t) = 0.1 ln s + 1` applied to both q and k.
+//! Past the training length (eval-time `scaling`), each following the code most users compare
+//! with, Hugging Face's `transformers/modeling_rope_utils.py` (named in brackets):
+//! - `linear` position interpolation (Chen et al. 2023; HF `linear`): `θ_i / s`.
+//! - `ntk`-aware base scaling (bloc97): `base' = base · s^(r/(r-2))`.
+//! - `dynamic` NTK (HF `dynamic`, `_compute_dynamic_ntk_parameters`; YaRN paper "Dynamic NTK"):
+//!   the base grows with the length `n` of the forward pass, `base' = base · (s n / L - (s - 1))^(r/(r-2))`
+//!   for `n > L`, plain RoPE for `n <= L`. Our tables are built per forward pass for its length,
+//!   so this is HF evaluating each sequence from scratch (HF also keeps the largest length seen
+//!   while generating; we have no such state).
+//! - `yarn` (Peng et al. 2023, as its authors' code and HF `_compute_yarn_parameters` compute
+//!   it): the pair indices where a pair makes `β_fast = 32` and `β_slow = 1` rotations over `L`
+//!   (`find_correction_dim`), floored/ceiled, bound a ramp **linear in the pair index** between
+//!   interpolated (`θ_i / s`) and original frequencies.
+//! - `yarn_paper` (Peng et al. 2023 as the paper writes NTK-by-parts): the ramp `γ` is
+//!   **linear in the number of rotations** `L/λ_i` between `α = 1` and `β = 32`. The two agree
+//!   away from the ramp and differ on it; at small heads the difference is large (d_head 16,
+//!   L 33, s 4: `yarn` keeps `[1, 0.625, 0.25, ..]` of each `θ_i`, `yarn_paper`
+//!   `[0.353, 0.266, 0.25, ..]`). HF's lower bound is clamped to pair 0, so `yarn` always keeps
+//!   pair 0's frequency.
+//!
+//! Both YaRNs carry the attention temperature `√(1/t) = 0.1 ln s + 1` (HF `get_mscale`), and
+//! apply it as HF does: cos and sin are multiplied by it, so q and k each carry it and the
+//! logits `q·k` carry its square, `1/t`, the paper's logit temperature.
 
 use crate::{EncodingConfigError, PositionContext, Positional, invalid, table_2d};
 use burn::prelude::*;
@@ -30,18 +48,38 @@ pub enum RopeLayout {
     Half,
 }
 
-/// Frequency scaling for sequences longer than those seen in training.
+/// Frequency scaling for sequences longer than those seen in training. `factor` is `s`;
+/// `original_max_len` is `L`, the context the model was trained on (HF's
+/// `original_max_position_embeddings`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RopeScaling {
     #[default]
     None,
-    /// Position interpolation: positions divided by `factor`.
+    /// Position interpolation: positions divided by `factor` (HF `linear`).
     Linear { factor: f64 },
     /// NTK-aware: `base * factor^(r / (r - 2))`.
     Ntk { factor: f64 },
-    /// YaRN with its default ramp `alpha = 1`, `beta = 32` over `original_max_len`.
+    /// Dynamic NTK (HF `dynamic`): NTK-aware with the factor `s n / L - (s - 1)` for a pass of
+    /// `n > original_max_len` positions; unchanged up to `original_max_len`.
+    Dynamic {
+        factor: f64,
+        original_max_len: usize,
+    },
+    /// YaRN as HF's `_compute_yarn_parameters` (and the YaRN authors' code) computes it: a ramp
+    /// linear in the pair index between the floored/ceiled correction dims of `beta_fast` and
+    /// `beta_slow` rotations; attention factor `0.1 ln s + 1`.
     Yarn {
+        factor: f64,
+        original_max_len: usize,
+        #[serde(default = "yarn_beta_fast")]
+        beta_fast: f64,
+        #[serde(default = "yarn_beta_slow")]
+        beta_slow: f64,
+    },
+    /// YaRN as the paper writes it: a ramp linear in the number of rotations `L/λ_i`, 0 below
+    /// `alpha`, 1 above `beta`; attention factor `0.1 ln s + 1`.
+    YarnPaper {
         factor: f64,
         original_max_len: usize,
         #[serde(default = "yarn_alpha")]
@@ -56,6 +94,102 @@ fn yarn_alpha() -> f64 {
 }
 fn yarn_beta() -> f64 {
     32.0
+}
+fn yarn_beta_fast() -> f64 {
+    32.0
+}
+fn yarn_beta_slow() -> f64 {
+    1.0
+}
+
+impl RopeScaling {
+    /// The scalings `ordo eval --rope-scaling KIND:FACTOR` builds, by their config `kind`.
+    pub const KINDS: [&'static str; 5] = ["linear", "ntk", "dynamic", "yarn", "yarn_paper"];
+
+    /// The scaling of config kind `kind` with `factor` and every other parameter at its
+    /// default; `original_max_len` is 0, for the caller to fill in (see
+    /// [`original_max_len_mut`](Self::original_max_len_mut)). `None` for an unknown kind.
+    pub fn from_kind(kind: &str, factor: f64) -> Option<Self> {
+        let original_max_len = 0;
+        Some(match kind {
+            "linear" => Self::Linear { factor },
+            "ntk" => Self::Ntk { factor },
+            "dynamic" => Self::Dynamic {
+                factor,
+                original_max_len,
+            },
+            "yarn" => Self::Yarn {
+                factor,
+                original_max_len,
+                beta_fast: yarn_beta_fast(),
+                beta_slow: yarn_beta_slow(),
+            },
+            "yarn_paper" => Self::YarnPaper {
+                factor,
+                original_max_len,
+                alpha: yarn_alpha(),
+                beta: yarn_beta(),
+            },
+            _ => return None,
+        })
+    }
+
+    /// The config `kind` (serde's tag).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Linear { .. } => "linear",
+            Self::Ntk { .. } => "ntk",
+            Self::Dynamic { .. } => "dynamic",
+            Self::Yarn { .. } => "yarn",
+            Self::YarnPaper { .. } => "yarn_paper",
+        }
+    }
+
+    /// The factor `s` (1 for `none`).
+    pub fn factor(&self) -> f64 {
+        match self {
+            Self::None => 1.0,
+            Self::Linear { factor }
+            | Self::Ntk { factor }
+            | Self::Dynamic { factor, .. }
+            | Self::Yarn { factor, .. }
+            | Self::YarnPaper { factor, .. } => *factor,
+        }
+    }
+
+    /// Mutable access to `L`, for callers that fill it in (`ordo eval` uses the longest
+    /// training sequence).
+    pub fn original_max_len_mut(&mut self) -> Option<&mut usize> {
+        match self {
+            Self::None | Self::Linear { .. } | Self::Ntk { .. } => None,
+            Self::Dynamic {
+                original_max_len, ..
+            }
+            | Self::Yarn {
+                original_max_len, ..
+            }
+            | Self::YarnPaper {
+                original_max_len, ..
+            } => Some(original_max_len),
+        }
+    }
+
+    /// The original context length `L` of the scalings defined over it.
+    pub fn original_max_len(&self) -> Option<usize> {
+        self.clone().original_max_len_mut().copied()
+    }
+
+    /// YaRN's attention temperature `√(1/t) = 0.1 ln s + 1` (HF `get_mscale`, 1 for `s <= 1`),
+    /// by which cos and sin are multiplied; 1 for the other scalings.
+    pub fn attention_factor(&self) -> f64 {
+        match self {
+            Self::Yarn { factor, .. } | Self::YarnPaper { factor, .. } if *factor > 1.0 => {
+                0.1 * factor.ln() + 1.0
+            }
+            _ => 1.0,
+        }
+    }
 }
 
 pub(crate) fn validate(
@@ -85,43 +219,61 @@ pub(crate) fn validate(
             ),
         ));
     }
-    let factor = match scaling {
-        RopeScaling::None => return Ok(()),
-        RopeScaling::Linear { factor } | RopeScaling::Ntk { factor } => *factor,
-        RopeScaling::Yarn {
-            factor,
-            original_max_len,
-            alpha,
-            beta,
-        } => {
-            if *original_max_len == 0 {
-                return Err(invalid(
-                    "scaling.original_max_len",
-                    "expected a positive length",
-                ));
-            }
-            // Written negated so that NaN is rejected too.
-            #[allow(clippy::neg_cmp_op_on_partial_ord)]
-            if !(alpha < beta) {
-                return Err(invalid(
-                    "scaling.beta",
-                    format!("expected beta > alpha ({alpha}), got {beta}"),
-                ));
-            }
-            *factor
-        }
-    };
+    if matches!(scaling, RopeScaling::None) {
+        return Ok(());
+    }
+    let factor = scaling.factor();
     if !(factor >= 1.0 && factor.is_finite()) {
         return Err(invalid(
             "scaling.factor",
             format!("expected a factor >= 1, got {factor}"),
         ));
     }
-    if rotated as usize <= 2 && matches!(scaling, RopeScaling::Ntk { .. }) {
+    if scaling.original_max_len() == Some(0) {
         return Err(invalid(
-            "scaling",
-            "ntk scaling needs more than 2 rotated dims",
+            "scaling.original_max_len",
+            "expected a positive length",
         ));
+    }
+    // Written negated so that NaN is rejected too.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    match scaling {
+        RopeScaling::Yarn {
+            beta_fast,
+            beta_slow,
+            ..
+        } => {
+            if !(*beta_slow > 0.0) {
+                return Err(invalid(
+                    "scaling.beta_slow",
+                    format!("expected a number of rotations > 0, got {beta_slow}"),
+                ));
+            }
+            if !(beta_fast > beta_slow) {
+                return Err(invalid(
+                    "scaling.beta_fast",
+                    format!("expected beta_fast > beta_slow ({beta_slow}), got {beta_fast}"),
+                ));
+            }
+        }
+        RopeScaling::YarnPaper { alpha, beta, .. } => {
+            if !(alpha < beta) {
+                return Err(invalid(
+                    "scaling.beta",
+                    format!("expected beta > alpha ({alpha}), got {beta}"),
+                ));
+            }
+        }
+        RopeScaling::Ntk { .. } | RopeScaling::Dynamic { .. } if rotated as usize <= 2 => {
+            return Err(invalid(
+                "scaling",
+                format!(
+                    "{} scaling needs more than 2 rotated dims (its exponent is r/(r-2))",
+                    scaling.kind()
+                ),
+            ));
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -172,28 +324,69 @@ impl Rope {
         self.scaling = scaling;
     }
 
-    /// Angular frequencies `θ_i`, `i = 0..r/2`, after scaling.
-    pub fn frequencies(&self) -> Vec<f64> {
+    /// Angular frequencies `θ_i`, `i = 0..r/2`, after scaling, for a forward pass over
+    /// `seq_len` positions (only `dynamic` depends on it).
+    pub fn frequencies(&self, seq_len: usize) -> Vec<f64> {
         let r = self.rotated as f64;
-        let theta = |base: f64, i: usize| base.powf(-((2 * i) as f64) / r);
         let half = self.rotated / 2;
+        let thetas = |base: f64| -> Vec<f64> {
+            (0..half)
+                .map(|i| base.powf(-((2 * i) as f64) / r))
+                .collect()
+        };
+        let plain = thetas(self.base);
         match &self.scaling {
-            RopeScaling::None => (0..half).map(|i| theta(self.base, i)).collect(),
-            RopeScaling::Linear { factor } => {
-                (0..half).map(|i| theta(self.base, i) / factor).collect()
-            }
-            RopeScaling::Ntk { factor } => {
-                let base = self.base * factor.powf(r / (r - 2.0));
-                (0..half).map(|i| theta(base, i)).collect()
+            RopeScaling::None => plain,
+            RopeScaling::Linear { factor } => plain.iter().map(|t| t / factor).collect(),
+            RopeScaling::Ntk { factor } => thetas(self.base * factor.powf(r / (r - 2.0))),
+            RopeScaling::Dynamic {
+                factor,
+                original_max_len,
+            } => {
+                // HF uses max(seq_len, L), where the growth term is 1 up to rounding; we keep
+                // the plain frequencies exactly.
+                if seq_len <= *original_max_len {
+                    return plain;
+                }
+                let growth = factor * seq_len as f64 / *original_max_len as f64 - (factor - 1.0);
+                thetas(self.base * growth.powf(r / (r - 2.0)))
             }
             RopeScaling::Yarn {
                 factor,
                 original_max_len,
+                beta_fast,
+                beta_slow,
+            } => {
+                // The fractional pair index where pair `i` makes `rotations` turns over `L`:
+                // L θ_i / 2π = rotations  <=>  i = r ln(L / (2π rotations)) / (2 ln base).
+                let l = *original_max_len as f64;
+                let correction_dim = |rotations: f64| {
+                    r * (l / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * self.base.ln())
+                };
+                // HF's bounds: floored/ceiled, then clamped to [0, r - 1] (sic: r, not r/2).
+                let low = correction_dim(*beta_fast).floor().max(0.0);
+                let mut high = correction_dim(*beta_slow).ceil().min(r - 1.0);
+                if low == high {
+                    high += 0.001; // HF's guard against a zero-width ramp
+                }
+                plain
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        // keep = 1: original frequency; keep = 0: interpolated.
+                        let keep = 1.0 - ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                        t / factor * (1.0 - keep) + t * keep
+                    })
+                    .collect()
+            }
+            RopeScaling::YarnPaper {
+                factor,
+                original_max_len,
                 alpha,
                 beta,
-            } => (0..half)
-                .map(|i| {
-                    let t = theta(self.base, i);
+            } => plain
+                .iter()
+                .map(|t| {
                     let rotations = *original_max_len as f64 * t / (2.0 * std::f64::consts::PI);
                     // gamma = 0: fully interpolated; gamma = 1: original frequency.
                     let gamma = ((rotations - alpha) / (beta - alpha)).clamp(0.0, 1.0);
@@ -203,17 +396,15 @@ impl Rope {
         }
     }
 
-    /// Multiplier on cos/sin (YaRN's attention temperature, applied to q and k); 1 otherwise.
-    pub fn magnitude(&self) -> f64 {
-        match &self.scaling {
-            RopeScaling::Yarn { factor, .. } => 0.1 * factor.ln() + 1.0,
-            _ => 1.0,
-        }
+    /// The multiplier on cos and sin: [`RopeScaling::attention_factor`]. q and k each carry
+    /// it, so the logits carry its square (HF's convention, and the YaRN paper's).
+    pub fn attention_factor(&self) -> f64 {
+        self.scaling.attention_factor()
     }
 
     /// Row-major `[len, r/2]` table of angles `m θ_i`.
     pub fn angles(&self, len: usize) -> Vec<f64> {
-        let freqs = self.frequencies();
+        let freqs = self.frequencies(len);
         (0..len)
             .flat_map(|m| freqs.iter().map(move |f| m as f64 * f))
             .collect()
@@ -227,7 +418,7 @@ impl Rope {
             RopeLayout::Interleaved => c / 2,
             RopeLayout::Half => c % half,
         };
-        let mag = self.magnitude();
+        let mag = self.attention_factor();
         let angles = self.angles(len);
         let (mut cos, mut sin) = (Vec::with_capacity(len * dh), Vec::with_capacity(len * dh));
         for m in 0..len {
@@ -421,37 +612,359 @@ mod tests {
         assert!(moved > 1e-3);
     }
 
+    fn freqs(scaling: RopeScaling, d_head: usize, seq_len: usize) -> Vec<f64> {
+        Rope::new(10000.0, 1.0, RopeLayout::Half, scaling, d_head).frequencies(seq_len)
+    }
+
+    fn assert_rel_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: {got:?}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * w.abs(),
+                "{what}: pair {i}: {g} vs {w}\n{got:?}"
+            );
+        }
+    }
+
+    fn yarn(factor: f64, original_max_len: usize) -> RopeScaling {
+        let mut s = RopeScaling::from_kind("yarn", factor).unwrap();
+        *s.original_max_len_mut().unwrap() = original_max_len;
+        s
+    }
+
+    fn yarn_paper(factor: f64, original_max_len: usize) -> RopeScaling {
+        let mut s = RopeScaling::from_kind("yarn_paper", factor).unwrap();
+        *s.original_max_len_mut().unwrap() = original_max_len;
+        s
+    }
+
     #[test]
     fn scalings_follow_their_definitions() {
-        let f = |s: RopeScaling| Rope::new(10000.0, 1.0, RopeLayout::Half, s, 64).frequencies();
-        let plain = f(RopeScaling::None);
+        let plain = freqs(RopeScaling::None, 64, 1);
         assert!((plain[1] - 10000f64.powf(-2.0 / 64.0)).abs() < 1e-15);
-        let linear = f(RopeScaling::Linear { factor: 4.0 });
+        let linear = freqs(RopeScaling::Linear { factor: 4.0 }, 64, 1);
         assert!(
             plain
                 .iter()
                 .zip(&linear)
                 .all(|(p, l)| (p / 4.0 - l).abs() < 1e-15)
         );
-        let ntk = f(RopeScaling::Ntk { factor: 4.0 });
+        let ntk = freqs(RopeScaling::Ntk { factor: 4.0 }, 64, 1);
         let base = 10000.0 * 4f64.powf(64.0 / 62.0);
         assert!((ntk[0] - 1.0).abs() < 1e-15); // the highest frequency is kept
         assert!((ntk[31] - base.powf(-62.0 / 64.0)).abs() < 1e-15);
         // NTK's lowest frequency equals interpolation's: θ_last / s.
         assert!((ntk[31] - plain[31] / 4.0).abs() < 1e-12);
-        let yarn = f(RopeScaling::Yarn {
-            factor: 4.0,
-            original_max_len: 2048,
-            alpha: 1.0,
-            beta: 32.0,
-        });
-        // High frequencies (many rotations) untouched, low ones interpolated.
-        assert!((yarn[0] - plain[0]).abs() < 1e-15);
-        assert!((yarn[31] - plain[31] / 4.0).abs() < 1e-15);
+        // Both YaRNs: high frequencies (many rotations) untouched, low ones interpolated, the
+        // rest in between.
+        for scaling in [yarn(4.0, 2048), yarn_paper(4.0, 2048)] {
+            let y = freqs(scaling.clone(), 64, 1);
+            assert!((y[0] - plain[0]).abs() < 1e-15, "{scaling:?}");
+            assert!((y[31] - plain[31] / 4.0).abs() < 1e-15, "{scaling:?}");
+            assert!(
+                y.iter()
+                    .zip(&plain)
+                    .all(|(y, p)| *y <= *p + 1e-15 && *y >= p / 4.0 - 1e-15),
+                "{scaling:?}"
+            );
+        }
+    }
+
+    // Golden values for `yarn`: Hugging Face transformers, `modeling_rope_utils.py`,
+    // `_compute_yarn_parameters` (find_correction_dim, find_correction_range with truncate,
+    // linear_ramp_factor, beta_fast 32, beta_slow 1), evaluated by hand in float64 with
+    // python3 (HF computes in float32 and agrees to ~1e-7).
+    #[test]
+    fn yarn_matches_hf_compute_yarn_parameters() {
+        // The example: d_head 16, L 33, s 4. Correction range (0, 2): the ramp is
+        // linear in the pair index, so θ_i is kept by 1, 0.5, 0 -> [1, 0.625, 0.25, ..] of θ_i.
+        let hf = [
+            1.0,
+            0.19764235376052372,
+            0.025,
+            0.007905694150420948,
+            0.0025,
+            0.0007905694150420947,
+            0.00025,
+            7.905694150420948e-05,
+        ];
+        assert_rel_close(&freqs(yarn(4.0, 33), 16, 1), &hf, 1e-12, "d16 L33 s4");
+        // Typical: d_head 64, L 2048, s 4; correction range (8, 21).
+        let hf = [
+            1.0,
+            0.7498942093324559,
+            0.5623413251903491,
+            0.4216965034285823,
+            0.31622776601683794,
+            0.23713737056616555,
+            0.17782794100389226,
+            0.1333521432163324,
+            0.1,
+            0.0706631081870968,
+            0.049745578766838564,
+            0.03487105701428661,
+            0.024325212770525993,
+            0.016873235982592546,
+            0.011627211527177573,
+            0.00794983930712751,
+            0.005384615384615384,
+            0.0036052606217906536,
+            0.002379136375805323,
+            0.0015408141471428968,
+            0.0009730085108210396,
+            0.0005928434264154137,
+            0.00044456985250973074,
+            0.000333380358040831,
+            0.00025,
+            0.00018747355233311394,
+            0.00014058533129758727,
+            0.00010542412585714557,
+            7.905694150420948e-05,
+            5.9284342641541385e-05,
+            4.445698525097307e-05,
+            3.33380358040831e-05,
+        ];
+        assert_rel_close(&freqs(yarn(4.0, 2048), 64, 1), &hf, 1e-12, "d64 L2048 s4");
+        // Llama-sized: d_head 128, L 4096, s 8; correction range (20, 46): pairs 0-20 kept,
+        // 46-63 divided by 8, a ramp of step 1/26 in between.
+        let got = freqs(yarn(8.0, 4096), 128, 1);
+        let plain = freqs(RopeScaling::None, 128, 1);
+        let want: Vec<f64> = (0..64)
+            .map(|i| {
+                let keep = 1.0 - ((i as f64 - 20.0) / 26.0).clamp(0.0, 1.0);
+                plain[i] * (keep + (1.0 - keep) / 8.0)
+            })
+            .collect();
+        assert_rel_close(&got, &want, 1e-12, "d128 L4096 s8 ramp");
+        let hf = [
+            (21, 0.0470579194992012),
+            (33, 0.004871049318900367),
+            (45, 0.00024431526615366936),
+            (46, 0.0001666901790204155),
+        ];
+        for (i, w) in hf {
+            assert!(
+                (got[i] - w).abs() <= 1e-12 * w,
+                "pair {i}: {} vs {w}",
+                got[i]
+            );
+        }
+        // The attention factor HF returns with them.
+        assert_eq!(yarn(4.0, 33).attention_factor(), 1.138629436111989);
+        assert_eq!(yarn(8.0, 4096).attention_factor(), 1.2079441541679836);
+    }
+
+    #[test]
+    fn yarn_paper_ramps_in_rotations() {
+        // The paper's γ(r) with r = L θ_i / 2π, α 1, β 32, evaluated by hand (python3): the
+        // issue's example, where it differs from HF's ramp ([1, 0.625, 0.25, ..]).
+        let plain = freqs(RopeScaling::None, 16, 1);
+        let got = freqs(yarn_paper(4.0, 33), 16, 1);
+        let ratio: Vec<f64> = got.iter().zip(&plain).map(|(g, p)| g / p).collect();
+        let want = [0.352874, 0.265989, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25];
+        for (g, w) in ratio.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{ratio:?}");
+        }
+        // Pair 0 makes 33/2π = 5.252 rotations: γ = (5.252 - 1)/31.
+        let gamma = (33.0 / (2.0 * std::f64::consts::PI) - 1.0) / 31.0;
+        assert!((ratio[0] - (gamma + (1.0 - gamma) / 4.0)).abs() < 1e-15);
+        let hf = freqs(yarn(4.0, 33), 16, 1);
         assert!(
-            yarn.iter()
-                .zip(&plain)
-                .all(|(y, p)| *y <= *p + 1e-15 && *y >= p / 4.0 - 1e-15)
+            (hf[0] - got[0]).abs() > 0.5,
+            "the two YaRNs must differ here"
+        );
+        // d_head 64, L 2048, s 4: the same ends as HF's, different in between.
+        let got = freqs(yarn_paper(4.0, 2048), 64, 1);
+        let plain = freqs(RopeScaling::None, 64, 1);
+        for (i, w) in [
+            (8, 1.0),
+            (9, 0.817163),
+            (15, 0.330966),
+            (20, 0.250744),
+            (21, 0.25),
+        ] {
+            assert!(
+                (got[i] / plain[i] - w).abs() < 1e-6,
+                "pair {i}: {}",
+                got[i] / plain[i]
+            );
+        }
+    }
+
+    #[test]
+    fn attention_factor_is_hf_get_mscale_on_q_and_k_so_logits_get_its_square() {
+        // HF `get_mscale(s) = 0.1 ln s + 1` (1 for s <= 1), values by hand (python3).
+        for (s, want) in [
+            (1.0, 1.0),
+            (2.0, 1.0693147180559945),
+            (4.0, 1.138629436111989),
+            (8.0, 1.2079441541679836),
+            (16.0, 1.2772588722239782),
+        ] {
+            assert_eq!(yarn(s, 64).attention_factor(), want, "yarn {s}");
+            assert_eq!(yarn_paper(s, 64).attention_factor(), want, "yarn_paper {s}");
+        }
+        for kind in ["linear", "ntk", "dynamic"] {
+            let s = RopeScaling::from_kind(kind, 4.0).unwrap();
+            assert_eq!(s.attention_factor(), 1.0, "{kind}");
+        }
+        // Applied as HF applies it: cos and sin both carry it (cos² + sin² = factor² in every
+        // rotated dim), so each rotated q and k is `factor` times longer than a pure rotation
+        // would leave it, and every logit `factor²` larger.
+        let dev = Device::flex();
+        let (t, dh) = (12, 16);
+        let scaled = Rope::new(10000.0, 1.0, RopeLayout::Half, yarn(4.0, 8), dh);
+        let f = scaled.attention_factor() as f32;
+        let tables = scaled.tables(t, &dev);
+        let (cos, sin) = (vec4(tables.cos.clone()), vec4(tables.sin.clone()));
+        for (c, s) in cos.iter().zip(&sin) {
+            assert!((c * c + s * s - f * f).abs() < 1e-5, "{c}² + {s}² vs {f}²");
+        }
+        let rotation_only = RopeTables {
+            cos: tables.cos.clone() / f,
+            sin: tables.sin.clone() / f,
+            rotation: tables.rotation.clone(),
+        };
+        let x = Tensor::<4>::random([1, 2, t, dh], Distribution::Normal(0.0, 1.0), &dev);
+        let y = scaled.apply(x.clone(), &tables);
+        let z = scaled.apply(x.clone(), &rotation_only);
+        let norms = |v: Tensor<4>| vec4(v.powi_scalar(2).sum_dim(3).sqrt());
+        for ((a, b), c) in norms(y.clone()).iter().zip(norms(z.clone())).zip(norms(x)) {
+            assert!(
+                (b - c).abs() < 1e-4 * c,
+                "a rotation keeps norms: {b} vs {c}"
+            );
+            assert!((a - f * c).abs() < 1e-4 * a, "{a} vs {f} x {c}");
+        }
+        let logits = |v: Tensor<4>| vec4(v.clone().matmul(v.swap_dims(2, 3)));
+        for (a, b) in logits(y).iter().zip(logits(z)) {
+            assert!(
+                (a - f * f * b).abs() < 1e-4 * (1.0 + a.abs()),
+                "{a} vs {f}² x {b}"
+            );
+        }
+    }
+
+    // Golden values: HF `_compute_dynamic_ntk_parameters` (the "dynamic" rope type),
+    // `base * ((factor * seq_len / max_position_embeddings) - (factor - 1)) ** (dim / (dim - 2))`,
+    // evaluated by hand in float64 with python3.
+    #[test]
+    fn dynamic_ntk_is_plain_up_to_the_original_length_and_hf_past_it() {
+        let dynamic = |factor: f64, original_max_len: usize| RopeScaling::Dynamic {
+            factor,
+            original_max_len,
+        };
+        let plain16 = freqs(RopeScaling::None, 16, 1);
+        for n in [1, 20, 32, 33] {
+            assert_eq!(freqs(dynamic(4.0, 33), 16, n), plain16, "seq_len {n}");
+        }
+        // Twice the original length: base 10000 * 5^(16/14).
+        let hf = [
+            1.0,
+            0.25127376217164404,
+            0.06313850355589193,
+            0.01586504932637669,
+            0.003986470631277377,
+            0.0010016954733078351,
+            0.0002516997901283654,
+            6.324555320336759e-05,
+        ];
+        assert_rel_close(
+            &freqs(dynamic(4.0, 33), 16, 66),
+            &hf,
+            1e-12,
+            "d16 L33 s4 n66",
+        );
+        let base = |f: &[f64], r: f64| f[1].powf(-r / 2.0);
+        let got = freqs(dynamic(4.0, 33), 16, 66);
+        assert!((base(&got, 16.0) / 62924.947532091326 - 1.0).abs() < 1e-12);
+        // d_head 64, L 2048, s 4.
+        let got = freqs(dynamic(4.0, 2048), 64, 4096);
+        assert!((base(&got, 64.0) / 52664.43433636452 - 1.0).abs() < 1e-12);
+        assert!((got[31] / 2.667042864326648e-05 - 1.0).abs() < 1e-12);
+        let got = freqs(dynamic(4.0, 2048), 64, 3000);
+        assert!((base(&got, 64.0) / 29579.412156269467 - 1.0).abs() < 1e-12);
+        assert!((got[1] / 0.7249058039023651 - 1.0).abs() < 1e-12);
+        assert_eq!(
+            freqs(dynamic(4.0, 2048), 64, 2048),
+            freqs(RopeScaling::None, 64, 1)
+        );
+        // The tables a forward pass uses follow its length.
+        let dev = Device::flex();
+        let rope = Rope::new(10000.0, 1.0, RopeLayout::Half, dynamic(4.0, 33), 16);
+        let cos = vec4(rope.tables(66, &dev).cos);
+        let want = (65.0 * hf[1]).cos();
+        assert!(
+            (cos[65 * 16 + 1] as f64 - want).abs() < 1e-6,
+            "{}",
+            cos[65 * 16 + 1]
+        );
+        let cos = vec4(rope.tables(33, &dev).cos);
+        assert!((cos[32 * 16 + 1] as f64 - (32.0 * plain16[1]).cos()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn scaling_kinds_build_parse_and_validate() {
+        let dims = crate::EncodingDims {
+            d_model: 64,
+            n_heads: 4,
+            n_layers: 1,
+            mode: crate::AttentionMode::Causal,
+        };
+        for kind in RopeScaling::KINDS {
+            let mut s = RopeScaling::from_kind(kind, 2.0).unwrap();
+            assert_eq!(s.kind(), kind);
+            assert_eq!(s.factor(), 2.0);
+            // The serde tag is the same name, and a config with that kind parses back.
+            let value = serde_json::to_value(&s).unwrap();
+            assert_eq!(value["kind"], kind);
+            if s.original_max_len_mut().is_some() {
+                assert!(validate(10000.0, 1.0, &s, 16).is_err(), "{kind}: L = 0");
+                *s.original_max_len_mut().unwrap() = 16;
+            }
+            validate(10000.0, 1.0, &s, 16).unwrap();
+            let text = format!(
+                "kind = \"rope\"\n[scaling]\n{}",
+                toml::to_string(&s).unwrap()
+            );
+            let cfg: crate::PositionalEncodingConfig = toml::from_str(&text).unwrap();
+            cfg.validate(&dims).unwrap();
+        }
+        assert!(RopeScaling::from_kind("warp", 2.0).is_none());
+        assert!(RopeScaling::from_kind("none", 2.0).is_none());
+        let err = |text: &str| {
+            let cfg: crate::PositionalEncodingConfig =
+                toml::from_str(&format!("kind = \"rope\"\n[scaling]\n{text}")).unwrap();
+            cfg.validate(&dims).unwrap_err().field
+        };
+        assert_eq!(
+            err("kind = \"yarn\"\nfactor = 4.0\noriginal_max_len = 16\nbeta_fast = 1.0"),
+            "scaling.beta_fast"
+        );
+        assert_eq!(
+            err("kind = \"yarn\"\nfactor = 4.0\noriginal_max_len = 16\nbeta_slow = 0.0"),
+            "scaling.beta_slow"
+        );
+        assert_eq!(
+            err("kind = \"yarn_paper\"\nfactor = 4.0\noriginal_max_len = 16\nbeta = 0.5"),
+            "scaling.beta"
+        );
+        assert_eq!(
+            err("kind = \"dynamic\"\nfactor = 0.5\noriginal_max_len = 16"),
+            "scaling.factor"
+        );
+        // Each YaRN takes its own source's parameter names, and only those.
+        let parse = |text: &str| {
+            toml::from_str::<crate::PositionalEncodingConfig>(&format!(
+                "kind = \"rope\"\n[scaling]\n{text}"
+            ))
+        };
+        assert!(
+            parse("kind = \"yarn\"\nfactor = 4.0\noriginal_max_len = 16\nalpha = 1.0").is_err()
+        );
+        assert!(
+            parse("kind = \"yarn_paper\"\nfactor = 4.0\noriginal_max_len = 16\nbeta_fast = 1.0")
+                .is_err()
         );
     }
 }

@@ -278,10 +278,9 @@ pub fn evaluate_locked(lock: &RunLock, options: &EvalOptions) -> Result<EvalRepo
         (None, _) => "none".to_string(),
         (Some(s), PositionalEncoding::Rope(rope)) => {
             let mut s = s.clone();
-            // YaRN's ramp is defined over the training context: the longest training sequence.
-            if let RopeScaling::Yarn {
-                original_max_len, ..
-            } = &mut s
+            // YaRN's ramp and dynamic NTK's growth are defined over the training context: the
+            // longest training sequence, unless the scaling names one.
+            if let Some(original_max_len) = s.original_max_len_mut()
                 && *original_max_len == 0
             {
                 *original_max_len =
@@ -321,13 +320,12 @@ pub fn evaluate_locked(lock: &RunLock, options: &EvalOptions) -> Result<EvalRepo
     Ok(report)
 }
 
-/// A short name for a scaling, used in file names and reports: `linear4`, `ntk4`, `yarn4`.
+/// A short name for a scaling, used in file names and reports: its kind and factor (`linear4`,
+/// `dynamic4`, `yarn4`, `yarn_paper4`), or `none`.
 pub fn scaling_name(s: &RopeScaling) -> String {
     match s {
         RopeScaling::None => "none".into(),
-        RopeScaling::Linear { factor } => format!("linear{factor}"),
-        RopeScaling::Ntk { factor } => format!("ntk{factor}"),
-        RopeScaling::Yarn { factor, .. } => format!("yarn{factor}"),
+        _ => format!("{}{}", s.kind(), s.factor()),
     }
 }
 
@@ -553,29 +551,21 @@ pub fn to_csv(report: &EvalReport) -> String {
     out
 }
 
-/// Parses `linear:4`, `ntk:4` or `yarn:4` (YaRN over the training context).
+/// Parses `KIND:FACTOR`, `KIND` one of [`RopeScaling::KINDS`] (`linear:4`, `ntk:4`,
+/// `dynamic:4`, `yarn:4`, `yarn_paper:4`), every other parameter at its default and the original
+/// context left for [`evaluate_run`] to fill in (the longest training sequence).
 pub fn parse_scaling(text: &str) -> Result<RopeScaling, String> {
+    let kinds = RopeScaling::KINDS.join(", ");
     let (kind, factor) = text
         .split_once(':')
-        .ok_or_else(|| format!("expected KIND:FACTOR (linear:4, ntk:4, yarn:4), got {text:?}"))?;
+        .ok_or_else(|| format!("expected KIND:FACTOR with KIND one of {kinds}; got {text:?}"))?;
     let factor: f64 = factor
         .parse()
         .ok()
         .filter(|f: &f64| *f >= 1.0 && f.is_finite())
         .ok_or_else(|| format!("expected a factor >= 1 in {text:?}"))?;
-    match kind {
-        "linear" => Ok(RopeScaling::Linear { factor }),
-        "ntk" => Ok(RopeScaling::Ntk { factor }),
-        "yarn" => Ok(RopeScaling::Yarn {
-            factor,
-            original_max_len: 0,
-            alpha: 1.0,
-            beta: 32.0,
-        }),
-        other => Err(format!(
-            "unknown RoPE scaling {other:?}; expected linear, ntk or yarn"
-        )),
-    }
+    RopeScaling::from_kind(kind, factor)
+        .ok_or_else(|| format!("unknown RoPE scaling {kind:?}; expected one of {kinds}"))
 }
 
 /// Parses `1,2,8` and ranges `1-64` (mixed: `1-16,32,64`).

@@ -66,7 +66,8 @@ pub fn describe(
             let half = rope.rotated_dims() / 2;
             let angles: Vec<f32> = rope.angles(len).into_iter().map(|a| a as f32).collect();
             obj.insert("angles".into(), rows(&angles, half));
-            obj.insert("frequencies".into(), json!(rope.frequencies()));
+            obj.insert("frequencies".into(), json!(rope.frequencies(len)));
+            obj.insert("attention_factor".into(), json!(rope.attention_factor()));
         }
         PositionalEncoding::Alibi(alibi) => {
             obj.insert("slopes".into(), json!(alibi.slopes()));
@@ -121,6 +122,27 @@ pub fn rope_decay(base: f64, d_head: usize, len: usize) -> Vec<(f64, f64)> {
             (m as f64, total / half as f64)
         })
         .collect()
+}
+
+/// The head size of RoFormer's Figure 2 (the decay curve, base 10000, distances up to 256). The
+/// paper does not print it; the figure's own curve, read from the vector path in the arXiv
+/// PDF, is [`rope_decay`] at d = 128 to within 0.002 at distances 50-250 (d = 112 or 144 are
+/// off by more than 1). At a small model's head size (16 rotated dims by default) the bound
+/// oscillates and the decay is hard to see, so `ordo inspect rope` draws this size unless told
+/// otherwise.
+pub const ROFORMER_DECAY_DIMS: usize = 128;
+
+/// Parses `--decay-dims`: an even number of dims, or `model` for the model's rotated dims
+/// (`None`).
+pub fn parse_decay_dims(text: &str) -> Result<Option<usize>, String> {
+    if text == "model" {
+        return Ok(None);
+    }
+    text.parse()
+        .ok()
+        .filter(|&d: &usize| d >= 2 && d.is_multiple_of(2))
+        .map(Some)
+        .ok_or_else(|| format!("expected an even number of dims >= 2 or `model`, got {text:?}"))
 }
 
 /// `PE(i)·PE(j)` for `j` in `0..len`, from a row-major `[len, d]` table.
@@ -187,11 +209,13 @@ fn matrix(values: &[f32], cols: usize) -> Vec<Vec<f64>> {
 }
 
 /// Draws every picture that applies to the scheme into `out`; returns the files written.
+/// RoPE's decay curve is drawn for `decay_dims` dims (`None`: the model's rotated dims).
 pub fn plots(
     config: &PositionalEncodingConfig,
     encoding: &PositionalEncoding,
     dims: &EncodingDims,
     len: usize,
+    decay_dims: Option<usize>,
     out: &std::path::Path,
     device: &Device,
 ) -> Result<Vec<std::path::PathBuf>, String> {
@@ -321,13 +345,16 @@ pub fn plots(
                     ..Heatmap::default()
                 },
             )?);
-            let d_head = rope.rotated_dims();
+            let (d, which) = match decay_dims {
+                None => (rope.rotated_dims(), "this model's rotated dims"),
+                Some(ROFORMER_DECAY_DIMS) => (ROFORMER_DECAY_DIMS, "RoFormer Fig. 2's"),
+                Some(d) => (d, "dims"),
+            };
             let series: Vec<(String, Vec<(f64, f64)>)> = [500.0, 10000.0, 1e6]
                 .iter()
-                .map(|&b| (format!("base {b}"), rope_decay(b, d_head, len.max(2))))
+                .map(|&b| (format!("base {b}"), rope_decay(b, d, len.max(2))))
                 .collect();
-            let title =
-                format!("rope: long-term decay bound (RoFormer §3.4.3), {d_head} rotated dims");
+            let title = format!("rope: long-term decay bound (RoFormer §3.4.3), d = {d} ({which})");
             files.extend(line_plot(
                 &out.join("rope-decay"),
                 &LinePlot {
@@ -428,4 +455,43 @@ pub fn attention_plots(
         }
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_decay_reproduces_roformer_figure_2_at_128_dims() {
+        // Values of RoFormer's Figure 2 (arXiv 2104.09864v5), read from the curve's vector path
+        // in the PDF: axis ticks 50-250 and 8-20 give the scale; each value is the path
+        // linearly interpolated at the integer distance.
+        let figure = [
+            (50, 12.628),
+            (100, 10.225),
+            (150, 7.589),
+            (200, 7.245),
+            (250, 6.549),
+        ];
+        let curve = rope_decay(10000.0, ROFORMER_DECAY_DIMS, 256);
+        for (m, want) in figure {
+            let (x, got) = curve[m];
+            assert_eq!(x, m as f64);
+            assert!((got - want).abs() < 0.01, "distance {m}: {got} vs {want}");
+        }
+        // Distance 0: |S_j| = j, so the mean is (d/2 + 1)/2.
+        assert_eq!(curve[0].1, 32.5);
+        // Half the size is far off the figure.
+        let small = rope_decay(10000.0, 64, 256);
+        assert!((small[50].1 - 12.628).abs() > 1.0, "{}", small[50].1);
+    }
+
+    #[test]
+    fn decay_dims_parse() {
+        assert_eq!(parse_decay_dims("128"), Ok(Some(128)));
+        assert_eq!(parse_decay_dims("model"), Ok(None));
+        for bad in ["7", "0", "x", ""] {
+            assert!(parse_decay_dims(bad).unwrap_err().contains("even"), "{bad}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `ordo eval` on a tiny trained model and `ordo ablate` resumption.
 
 use ordo_eval::ablate::{self, AblateOptions, Status};
+use ordo_eval::extrapolation::{parse_scaling, scaling_name};
 use ordo_eval::{EvalOptions, evaluate_run};
 use std::path::{Path, PathBuf};
 
@@ -138,6 +139,49 @@ fn eval_of_a_tiny_model_covers_every_length_and_marks_what_the_scheme_cannot_rep
     let scaled = evaluate_run(&tmp.0.join("runs/rope"), &options).unwrap();
     assert_eq!(scaled.scaling, "linear2");
     assert!(tmp.0.join("runs/rope/eval-linear2.json").is_file());
+    // Dynamic NTK, from the command-line form: the original context is filled in with the
+    // longest training sequence, so a length inside it (2) evaluates exactly as without
+    // scaling, and one past it (8) does not.
+    let dynamic = EvalOptions {
+        rope_scaling: Some(parse_scaling("dynamic:4").unwrap()),
+        ..options.clone()
+    };
+    let plain = EvalOptions {
+        rope_scaling: None,
+        ..options
+    };
+    let scaled = evaluate_run(&tmp.0.join("runs/rope"), &dynamic).unwrap();
+    let unscaled = evaluate_run(&tmp.0.join("runs/rope"), &plain).unwrap();
+    assert_eq!(scaled.scaling, "dynamic4");
+    assert!(tmp.0.join("runs/rope/eval-dynamic4.json").is_file());
+    assert_eq!(
+        scaled.lengths[0], unscaled.lengths[0],
+        "length 2 is inside L"
+    );
+    let loss = |r: &ordo_eval::EvalReport| r.lengths[1].metrics.unwrap().loss;
+    assert_ne!(loss(&scaled), loss(&unscaled), "length 8 is past L");
+}
+
+#[test]
+fn rope_scaling_parses_every_kind_and_names_the_expected_ones() {
+    for kind in ordo_encodings::RopeScaling::KINDS {
+        let s = parse_scaling(&format!("{kind}:4")).unwrap();
+        assert_eq!((s.kind(), s.factor()), (kind, 4.0));
+        assert_eq!(scaling_name(&s), format!("{kind}4"));
+        // The original context is left for `evaluate_run` to fill in.
+        assert!(s.original_max_len().is_none_or(|l| l == 0), "{s:?}");
+    }
+    for bad in ["warp:2", "yarn", "yarn:0.5", "dynamic:x"] {
+        let err = parse_scaling(bad).unwrap_err();
+        assert!(
+            err.contains(bad.split(':').next().unwrap()) || err.contains(bad),
+            "{bad}: {err}"
+        );
+    }
+    let err = parse_scaling("warp:2").unwrap_err();
+    for kind in ordo_encodings::RopeScaling::KINDS {
+        assert!(err.contains(kind), "{kind} not in {err}");
+    }
 }
 
 fn experiment(tmp: &TempDir) -> PathBuf {
