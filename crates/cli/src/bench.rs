@@ -1,11 +1,11 @@
-//! `ordo bench`: training and evaluation throughput and peak memory (see `ordo_train::bench`).
+//! `ordo bench`: training and evaluation throughput and peak memory (see `ordo_bench`).
 //!
 //! Every measurement runs in a child process (this executable re-invoked with the hidden
 //! `--single JOB`) so that its peak resident set is its own; the parent gathers the JSON line
 //! each child prints.
 
 use anyhow::{Context, Result, bail};
-use ordo_train::bench::{self, Job, Options, Plan};
+use ordo_bench::{self as bench, Job, Options, Plan};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -14,12 +14,8 @@ pub struct BenchArgs {
     /// Shapes whose training step is measured (tiny, small, medium; `none` for none).
     #[arg(long, value_delimiter = ',', default_value = "tiny,small,medium")]
     shapes: Vec<String>,
-    /// Positional encodings measured.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "none,sinusoidal,learned,t5,shaw,rope,alibi"
-    )]
+    /// Positional encodings measured (default: every scheme ordo has).
+    #[arg(long, value_delimiter = ',', default_values_t = all_encodings())]
     encodings: Vec<String>,
     /// Shapes whose forward-only evaluation is measured (`none` for none).
     #[arg(long, value_delimiter = ',', default_value = "small")]
@@ -56,6 +52,14 @@ pub struct BenchArgs {
     /// in this process and print its record as one JSON line.
     #[arg(long, hide = true, value_name = "JOB")]
     single: Option<String>,
+}
+
+/// Every scheme, from the one list the encodings crate derives.
+fn all_encodings() -> Vec<String> {
+    ordo_model::PositionalEncodingConfig::KINDS
+        .iter()
+        .map(|k| k.to_string())
+        .collect()
 }
 
 fn list(values: &[String]) -> Vec<String> {

@@ -31,7 +31,8 @@ enum Command {
         /// Validate the config and print it fully resolved, without training.
         #[arg(long)]
         check: bool,
-        /// Device: cpu (flex), flex, ndarray, wgpu. Same as --set device=...
+        /// Device: cpu (flex), flex, ndarray, wgpu. Same as --set device=...; with --resume,
+        /// continues the run on this device.
         #[arg(long)]
         device: Option<String>,
         /// Continue the run in RUN_DIR from its last checkpoint.
@@ -74,12 +75,16 @@ enum Command {
         /// Cells trained side by side (default: the experiment's `jobs`, else 1).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Run one share of the cells: i/n (1-based), for job arrays.
-        #[arg(long, value_name = "I/N")]
+        /// Run one share of the cells: i/n (1-based), or `slurm` for the task of a Slurm job
+        /// array (SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT).
+        #[arg(long, value_name = "I/N|slurm")]
         shard: Option<String>,
         /// List the cells and their status, and run nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Run stale cells again (their old run directories are moved to `stale/`).
+        #[arg(long)]
+        rerun_stale: bool,
     },
     /// Rebuild an experiment's report.md and plots from its finished cells.
     Report {
@@ -103,6 +108,10 @@ enum Command {
     },
 }
 
+/// Exit codes: 0 success; 1 an error; 2 a command-line error (clap's); 3 a run diverged (its loss,
+/// gradients or parameters stopped being finite; the last good checkpoint is kept).
+const EXIT_DIVERGED: u8 = 3;
+
 fn main() -> ExitCode {
     // Like other Unix tools, stop quietly when the reader of our output goes away
     // (`ordo ... | head`) instead of panicking on a broken pipe.
@@ -117,7 +126,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let diverged = e.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<trainer::TrainError>(),
+                    Some(trainer::TrainError::NonFinite { .. })
+                )
+            });
+            if diverged {
+                ExitCode::from(EXIT_DIVERGED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -153,10 +172,7 @@ fn run(cli: Cli) -> Result<()> {
                 Progress::auto()
             };
             if let Some(dir) = resume {
-                if !dir.join("config.toml").is_file() {
-                    bail!("{}: not a run directory (no config.toml)", dir.display());
-                }
-                let summary = trainer::resume(&dir, progress)?;
+                let summary = trainer::resume_on(&dir, progress, device.as_deref())?;
                 print_summary(&summary, &dir);
                 return Ok(());
             }
@@ -202,7 +218,8 @@ fn run(cli: Cli) -> Result<()> {
             jobs,
             shard,
             dry_run,
-        } => ablate(&experiment, jobs, shard.as_deref(), dry_run),
+            rerun_stale,
+        } => ablate(&experiment, jobs, shard.as_deref(), dry_run, rerun_stale),
         Command::Report { dir } => {
             let path = ordo_eval::ablate::rebuild_report(&dir).map_err(anyhow::Error::msg)?;
             println!("wrote {}", path.display());
@@ -229,7 +246,13 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn ablate(path: &Path, jobs: Option<usize>, shard: Option<&str>, dry_run: bool) -> Result<()> {
+fn ablate(
+    path: &Path,
+    jobs: Option<usize>,
+    shard: Option<&str>,
+    dry_run: bool,
+    rerun_stale: bool,
+) -> Result<()> {
     use ordo_eval::ablate;
     if jobs == Some(0) {
         bail!("--jobs must be at least 1");
@@ -247,8 +270,9 @@ fn ablate(path: &Path, jobs: Option<usize>, shard: Option<&str>, dry_run: bool) 
             ""
         };
         println!("{}: {} cells{scope}", experiment.name, cells.len());
+        let wanted = experiment.eval_options().record();
         for cell in cells {
-            println!("  {:<48} {}", cell.info.id, cell.status());
+            println!("  {:<48} {}", cell.info.id, cell.status(&wanted));
         }
         return Ok(());
     }
@@ -256,8 +280,9 @@ fn ablate(path: &Path, jobs: Option<usize>, shard: Option<&str>, dry_run: bool) 
         jobs: jobs.unwrap_or(experiment.spec.jobs),
         shard,
         verbose: true,
+        rerun_stale,
     };
-    let report = ablate::run(&experiment, options).map_err(anyhow::Error::msg)?;
+    let report = ablate::run(&experiment, options)?;
     println!("wrote {}", report.display());
     Ok(())
 }
@@ -414,6 +439,12 @@ fn eval(
     if examples == 0 || batch_size == 0 || max_factor == 0 {
         bail!("--examples, --batch-size and --max-factor must be positive");
     }
+    if max_factor > ordo_eval::extrapolation::MAX_FACTOR {
+        bail!(
+            "--max-factor: expected at most {}, got {max_factor}",
+            ordo_eval::extrapolation::MAX_FACTOR
+        );
+    }
     let options = ordo_eval::EvalOptions {
         lengths: lengths
             .as_deref()
@@ -442,18 +473,8 @@ fn eval(
         report.scaling
     );
     println!("{}", ordo_eval::report::eval_summary(&report));
-    let mut suffix = if report.scaling == "none" {
-        String::new()
-    } else {
-        format!("-{}", report.scaling)
-    };
-    if let Some(stride) = sliding {
-        suffix.push_str(&format!("-sliding{stride}"));
-    }
-    println!(
-        "wrote {}",
-        run_dir.join(format!("eval{suffix}.json")).display()
-    );
+    let written = ordo_train::run_dir::RunDir::new(&run_dir).eval_json(&options.variant());
+    println!("wrote {}", written.display());
     Ok(())
 }
 

@@ -14,14 +14,29 @@
 //! examples = 64
 //! ```
 //!
-//! Resumable: a cell with `eval.json` is finished and skipped; a cell with a run directory but
-//! no summary resumes from its checkpoint; a trained cell without `eval.json` is evaluated.
-//! Every cell's config is loaded and validated before the first one trains.
+//! Resumable: a cell evaluated with the experiment's `[eval]` options is finished and skipped; a
+//! cell with a run directory but no summary resumes from its checkpoint; a trained cell without
+//! its evaluation (none yet, or only a manual `ordo eval` with other options) is evaluated.
+//! Every cell's config is loaded and validated, and every cell id checked to be unique, before
+//! the first one trains.
+//!
+//! Safe with any number of processes on one experiment directory (the shards of a job array, a
+//! duplicate start, an `ordo report` or `ordo eval` meanwhile): a process works on a cell only
+//! while it holds the cell's run-directory lock, and skips cells another process holds; the
+//! report is rebuilt under the experiment's report lock by every process when it finishes, from
+//! the cells finished by then, so the last one to finish writes the complete report.
+//!
+//! Stale cells: a cell whose run directory holds another config than the experiment now asks for
+//! (an edited `[set]`, base config or input file) or was evaluated with other `[eval]` options is
+//! never silently reused. `ordo ablate` lists them with what changed and refuses to start;
+//! `--rerun-stale` moves such a run directory to `stale/` and trains it again (or re-evaluates
+//! it, if only `[eval]` changed).
 
-use crate::extrapolation::{EvalOptions, EvalReport, evaluate_run};
+use crate::extrapolation::{EvalOptions, EvalRecord, EvalReport, evaluate_locked};
 use crate::report::{CellResult, ReportSpec, write_report};
 use ordo_model::checkpoint::write_atomic;
 use ordo_train::config::{self, RunConfig};
+use ordo_train::run_dir::{RunDir, RunDirError, RunLock};
 use ordo_train::trainer::{self, Progress};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -80,6 +95,29 @@ pub struct EvalSpec {
     pub batch_size: usize,
 }
 
+impl EvalSpec {
+    /// The same checks as `ordo eval`'s options.
+    fn validate(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("max_factor", self.max_factor),
+            ("examples", self.examples),
+            ("batch_size", self.batch_size),
+        ] {
+            if value == 0 {
+                return Err(format!("`eval.{key}`: expected a positive integer, got 0"));
+            }
+        }
+        if self.max_factor > crate::extrapolation::MAX_FACTOR {
+            return Err(format!(
+                "`eval.max_factor`: expected at most {}, got {}",
+                crate::extrapolation::MAX_FACTOR,
+                self.max_factor
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for EvalSpec {
     fn default() -> Self {
         Self {
@@ -99,6 +137,10 @@ pub struct CellInfo {
     pub encoding: String,
     pub seed: u64,
     pub variant: Vec<(String, String)>,
+    /// The `[eval]` options of ablate's evaluation of this cell, once it ran (absent in files
+    /// of older versions, and before the evaluation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluated_with: Option<EvalRecord>,
 }
 
 /// One cell of the grid, with its validated config.
@@ -108,43 +150,137 @@ pub struct Cell {
     pub config: RunConfig,
     /// Directory of the task's base config (resolves its relative paths).
     pub base_dir: PathBuf,
+    /// The base config file.
+    pub source: PathBuf,
 }
 
 impl Cell {
-    pub fn run_dir(&self) -> PathBuf {
-        self.config.run_dir()
+    pub fn run_dir(&self) -> RunDir {
+        RunDir::new(self.config.run_dir())
     }
 
-    pub fn status(&self) -> Status {
-        let dir = self.run_dir();
-        if dir.join("eval.json").is_file() && dir.join("summary.json").is_file() {
-            Status::Done
-        } else if dir.join("summary.json").is_file() {
-            Status::Trained
-        } else if dir.join("config.toml").is_file() {
-            Status::Started
-        } else {
-            Status::Todo
+    /// Where the cell stands, given the evaluation the experiment asks for.
+    pub fn status(&self, eval: &EvalRecord) -> Status {
+        let run = self.run_dir();
+        if !run.is_run() {
+            return Status::Todo;
         }
+        let changes = self.config_changes();
+        if !changes.is_empty() {
+            return Status::Stale(changes);
+        }
+        if !run.is_trained() {
+            return Status::Started;
+        }
+        let info: Option<CellInfo> = run.read_json(&run.cell()).ok();
+        let report: Option<EvalReport> = run.read_json(&run.eval_json(&Default::default())).ok();
+        match (report, info.and_then(|i| i.evaluated_with)) {
+            (Some(report), _)
+                if report.options.as_ref().is_none_or(|o| o == eval)
+                    && report
+                        .checkpoint_step
+                        .is_none_or(|step| step == self.config.train.steps) =>
+            {
+                Status::Done
+            }
+            (_, Some(before)) if before != *eval => Status::Stale(vec![format!(
+                "`[eval]`: the cell was evaluated with {}, the experiment asks for {}",
+                serde_json::to_string(&before).unwrap_or_default(),
+                serde_json::to_string(eval).unwrap_or_default()
+            )]),
+            // Not evaluated yet, or only by a manual `ordo eval` with other options.
+            _ => Status::Trained,
+        }
+    }
+
+    /// What differs between the run directory's `config.toml` (and the input files it
+    /// recorded) and this cell's config: one line per key.
+    pub fn config_changes(&self) -> Vec<String> {
+        let run = self.run_dir();
+        let stored = match std::fs::read_to_string(run.config())
+            .map_err(|e| e.to_string())
+            .and_then(|t| t.parse::<toml::Table>().map_err(|e| e.to_string()))
+        {
+            Ok(table) => table,
+            Err(e) => return vec![format!("{}: cannot read ({e})", run.config().display())],
+        };
+        let wanted: toml::Table = trainer::stored_config(&self.config, &self.base_dir)
+            .to_toml()
+            .parse()
+            .expect("a config serialises to a TOML table");
+        let (stored, wanted) = (flatten(&stored), flatten(&wanted));
+        let mut changes = Vec::new();
+        let keys: std::collections::BTreeSet<&String> =
+            stored.keys().chain(wanted.keys()).collect();
+        for key in keys {
+            // The experiment directory may have moved (a copy on another machine).
+            if key == "out_dir" {
+                continue;
+            }
+            let (was, now) = (stored.get(key), wanted.get(key));
+            if was != now {
+                let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(unset)".into());
+                changes.push(format!(
+                    "`{key}`: the run has {}, the experiment asks for {}",
+                    show(was),
+                    show(now)
+                ));
+            }
+        }
+        if let Err(e) = run.check_inputs() {
+            changes.push(e.to_string());
+        }
+        changes
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `a.b.c` -> value (as TOML text) for every leaf of a table.
+fn flatten(table: &toml::Table) -> std::collections::BTreeMap<String, String> {
+    fn walk(
+        prefix: &str,
+        value: &toml::Value,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        match value {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk("", &toml::Value::Table(table.clone()), &mut out);
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Todo,
     Started,
     Trained,
     Done,
+    /// The run directory holds another config or evaluation than the experiment asks for.
+    Stale(Vec<String>),
 }
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Status::Todo => "todo",
-            Status::Started => "started (will resume)",
-            Status::Trained => "trained (will evaluate)",
-            Status::Done => "done",
-        })
+        match self {
+            Status::Todo => f.write_str("todo"),
+            Status::Started => f.write_str("started (will resume)"),
+            Status::Trained => f.write_str("trained (will evaluate)"),
+            Status::Done => f.write_str("done"),
+            Status::Stale(changes) => write!(f, "STALE: {}", changes.join("; ")),
+        }
     }
 }
 
@@ -180,6 +316,7 @@ pub fn load(path: &Path) -> Result<Experiment, String> {
     if spec.encodings.is_empty() || spec.seeds.is_empty() {
         return Err(err(path, "`encodings` and `seeds` must not be empty"));
     }
+    spec.eval.validate().map_err(|e| err(path, e))?;
     for e in &spec.encodings {
         if !ordo_model::PositionalEncodingConfig::KINDS.contains(&e.as_str()) {
             return Err(err(
@@ -250,6 +387,18 @@ pub fn load(path: &Path) -> Result<Experiment, String> {
                     ));
                     let config = config::load(&task_path, &overrides)
                         .map_err(|e| format!("cell {id}: {e}"))?;
+                    // Loading checked the sizes against the default evaluation (4x); a longer
+                    // one is checked here, before anything runs.
+                    if spec.eval.max_factor > config::EVAL_FACTOR {
+                        let base = task_path.parent().unwrap_or(Path::new("."));
+                        let generator = config
+                            .task
+                            .generator(base)
+                            .map_err(|e| format!("cell {id}: task.{}: {}", e.field, e.message))?;
+                        config
+                            .check_memory(&generator, spec.eval.max_factor)
+                            .map_err(|e| err(path, format!("cell {id}: `eval.max_factor`: {e}")))?;
+                    }
                     cells.push(Cell {
                         info: CellInfo {
                             id,
@@ -257,12 +406,34 @@ pub fn load(path: &Path) -> Result<Experiment, String> {
                             encoding: encoding.clone(),
                             seed,
                             variant: variant.iter().map(|(k, v)| (k.clone(), plain(v))).collect(),
+                            evaluated_with: None,
                         },
                         config,
                         base_dir: task_path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                        source: task_path.clone(),
                     });
                 }
             }
+        }
+    }
+    // Two cells in one run directory would overwrite each other: a seed or an encoding listed
+    // twice, two base configs with one file name, grid values that read the same in an id.
+    let mut seen: std::collections::HashMap<PathBuf, &Cell> = std::collections::HashMap::new();
+    for cell in &cells {
+        let dir = cell.config.run_dir();
+        if let Some(first) = seen.insert(dir.clone(), cell) {
+            return Err(err(
+                path,
+                format!(
+                    "two cells would share the run directory {}: {} (from {}) and {} (from {}); \
+                     remove the repeated seed, encoding or grid value, or rename one base config",
+                    dir.display(),
+                    first.info.id,
+                    first.source.display(),
+                    cell.info.id,
+                    cell.source.display()
+                ),
+            ));
         }
     }
     Ok(Experiment {
@@ -321,10 +492,46 @@ pub struct AblateOptions {
     pub shard: Option<(usize, usize)>,
     /// Print a line per cell.
     pub verbose: bool,
+    /// Move stale cells' run directories to `stale/` and run them again.
+    pub rerun_stale: bool,
 }
 
-/// Parses `i/n` with `1 <= i <= n`.
+/// Why `ordo ablate` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AblateError {
+    #[error(
+        "{count} cell(s) are stale: their run directories hold another config or evaluation than \
+         the experiment asks for. Nothing was run. Use --rerun-stale to move them to {stale_dir} \
+         and run them again, or undo the change.\n  {}",
+        lines.join("\n  ")
+    )]
+    Stale {
+        count: usize,
+        stale_dir: PathBuf,
+        lines: Vec<String>,
+    },
+    #[error(
+        "{} cell(s) failed (the others are kept; run the same command again to retry):\n  {}",
+        .0.len(),
+        .0.join("\n  ")
+    )]
+    CellsFailed(Vec<String>),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for AblateError {
+    fn from(message: String) -> Self {
+        AblateError::Other(message)
+    }
+}
+
+/// Parses `i/n` with `1 <= i <= n`, or `slurm`: the task of a Slurm job array
+/// (`SLURM_ARRAY_TASK_ID` counted from `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`).
 pub fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    if text == "slurm" {
+        return slurm_shard(|name| std::env::var(name).ok());
+    }
     let bad = || format!("expected i/n with 1 <= i <= n (e.g. 2/4), got {text:?}");
     let (i, n) = text.split_once('/').ok_or_else(bad)?;
     let (i, n): (usize, usize) = (
@@ -335,6 +542,42 @@ pub fn parse_shard(text: &str) -> Result<(usize, usize), String> {
         return Err(bad());
     }
     Ok((i, n))
+}
+
+/// The shard of a Slurm array task, from its environment (`var` reads a variable).
+pub fn slurm_shard(var: impl Fn(&str) -> Option<String>) -> Result<(usize, usize), String> {
+    let read = |name: &str| -> Result<usize, String> {
+        let value = var(name).ok_or_else(|| {
+            format!(
+                "`slurm`: {name} is not set; run inside a Slurm job array (sbatch --array=1-N) \
+                 or give the shard as i/n"
+            )
+        })?;
+        value
+            .trim()
+            .parse()
+            .map_err(|_| format!("`slurm`: {name}={value:?} is not a number"))
+    };
+    let (id, count) = (
+        read("SLURM_ARRAY_TASK_ID")?,
+        read("SLURM_ARRAY_TASK_COUNT")?,
+    );
+    let min = match var("SLURM_ARRAY_TASK_MIN") {
+        Some(_) => read("SLURM_ARRAY_TASK_MIN")?,
+        None => 1,
+    };
+    let max = match var("SLURM_ARRAY_TASK_MAX") {
+        Some(_) => read("SLURM_ARRAY_TASK_MAX")?,
+        None => min + count.saturating_sub(1),
+    };
+    // Shards are numbered 1..=count: only an array of consecutive ids maps onto them.
+    if count == 0 || id < min || max + 1 - min != count {
+        return Err(format!(
+            "`slurm`: the array task ids must be consecutive (e.g. --array=1-{count}); got task \
+             {id} of ids {min}-{max} with {count} tasks"
+        ));
+    }
+    Ok((id - min + 1, count))
 }
 
 impl Experiment {
@@ -348,7 +591,7 @@ impl Experiment {
             .collect()
     }
 
-    fn eval_options(&self) -> EvalOptions {
+    pub fn eval_options(&self) -> EvalOptions {
         EvalOptions {
             max_factor: self.spec.eval.max_factor,
             examples: self.spec.eval.examples,
@@ -411,21 +654,39 @@ fn describe(spec: &ExperimentSpec, cells: usize) -> String {
 
 /// Runs the (shard of the) grid, then writes the report over every finished cell.
 /// Returns the report path; cells that failed are listed in the error after the others ran.
-pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(experiment.dir.join("runs")).map_err(|e| err(&experiment.dir, e))?;
+pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, AblateError> {
+    let runs = experiment.dir.join("runs");
+    std::fs::create_dir_all(&runs).map_err(|e| err(&runs, e))?;
     let spec_text =
         serde_json::to_string_pretty(&experiment.report_spec_file()).expect("spec serialises");
-    write_atomic(
-        &experiment.dir.join("experiment.json"),
-        spec_text.as_bytes(),
-    )
-    .map_err(|e| err(&experiment.dir, e))?;
+    let spec_path = experiment.dir.join("experiment.json");
+    write_atomic(&spec_path, spec_text.as_bytes()).map_err(|e| err(&spec_path, e))?;
     let cells = experiment.shard(options.shard);
+    let eval_options = experiment.eval_options();
+    let wanted = eval_options.record();
+    let statuses: Vec<Status> = cells.iter().map(|c| c.status(&wanted)).collect();
+    let stale: Vec<String> = cells
+        .iter()
+        .zip(&statuses)
+        .filter_map(|(c, s)| match s {
+            Status::Stale(changes) => Some(format!("{}: {}", c.info.id, changes.join("; "))),
+            _ => None,
+        })
+        .collect();
+    if !stale.is_empty() && !options.rerun_stale {
+        return Err(AblateError::Stale {
+            count: stale.len(),
+            stale_dir: experiment.stale_dir(),
+            lines: stale,
+        });
+    }
     let queue = Mutex::new(
         cells
             .iter()
             .copied()
-            .filter(|c| c.status() != Status::Done)
+            .zip(&statuses)
+            .filter(|(_, s)| **s != Status::Done)
+            .map(|(c, _)| c)
             .collect::<VecDeque<_>>(),
     );
     let total = queue.lock().unwrap().len();
@@ -441,7 +702,6 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, S
     }
     let failures = Mutex::new(Vec::new());
     let finished = Mutex::new(0usize);
-    let eval_options = experiment.eval_options();
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.max(1) {
             scope.spawn(|| {
@@ -451,7 +711,7 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, S
                     };
                     let started = Instant::now();
                     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_cell(cell, &eval_options)
+                        run_cell(experiment, cell, &eval_options, options.rerun_stale)
                     }))
                     .unwrap_or_else(|p| Err(format!("panicked: {}", panic_message(&p))));
                     let n = {
@@ -460,7 +720,7 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, S
                         *f
                     };
                     match outcome {
-                        Ok(report) => {
+                        Ok(CellOutcome::Ran(report)) => {
                             if options.verbose {
                                 println!(
                                     "[{n}/{total}] {} done in {:.0}s: {}",
@@ -468,6 +728,11 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, S
                                     started.elapsed().as_secs_f64(),
                                     crate::report::cell_summary(&report),
                                 );
+                            }
+                        }
+                        Ok(CellOutcome::Skipped(why)) => {
+                            if options.verbose {
+                                println!("[{n}/{total}] {} skipped: {why}", cell.info.id);
                             }
                         }
                         Err(e) => {
@@ -487,11 +752,7 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, S
     if failures.is_empty() {
         Ok(report)
     } else {
-        Err(format!(
-            "{} cell(s) failed (the others are kept; run the same command again to retry):\n  {}",
-            failures.len(),
-            failures.join("\n  ")
-        ))
+        Err(AblateError::CellsFailed(failures))
     }
 }
 
@@ -502,22 +763,106 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Trains (or resumes) and evaluates one cell.
-pub fn run_cell(cell: &Cell, eval: &EvalOptions) -> Result<EvalReport, String> {
-    let dir = cell.run_dir();
-    match cell.status() {
+/// What became of a cell.
+pub enum CellOutcome {
+    /// Trained and/or evaluated by this process.
+    Ran(EvalReport),
+    /// Another process holds it, or it was finished by another process meanwhile.
+    Skipped(String),
+}
+
+impl Experiment {
+    /// Where `--rerun-stale` moves the run directories it replaces.
+    pub fn stale_dir(&self) -> PathBuf {
+        self.dir.join("stale")
+    }
+}
+
+/// Trains (or resumes) and evaluates one cell, holding its run directory's lock throughout.
+/// A cell another process holds is skipped, not waited for.
+pub fn run_cell(
+    experiment: &Experiment,
+    cell: &Cell,
+    eval: &EvalOptions,
+    rerun_stale: bool,
+) -> Result<CellOutcome, String> {
+    let run = cell.run_dir();
+    let mut lock = match run.lock("ordo ablate") {
+        Ok(lock) => lock,
+        Err(RunDirError::Busy { lock, holder }) => {
+            return Ok(CellOutcome::Skipped(format!(
+                "{} is held by another process ({holder})",
+                lock.display()
+            )));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    // The status again, now that no other process can change it.
+    let wanted = eval.record();
+    let mut status = cell.status(&wanted);
+    if let Status::Stale(changes) = &status {
+        if !rerun_stale {
+            return Err(format!("stale: {}", changes.join("; ")));
+        }
+        if cell.config_changes().is_empty() {
+            // Only `[eval]` changed: evaluate again.
+            status = Status::Trained;
+        } else {
+            lock = archive_stale(experiment, cell, lock)?;
+            status = Status::Todo;
+        }
+    }
+    match status {
+        Status::Done => {
+            return Ok(CellOutcome::Skipped(
+                "finished by another process meanwhile".into(),
+            ));
+        }
         Status::Todo => {
-            trainer::train(cell.config.clone(), &cell.base_dir, Progress::Quiet)
-                .map_err(|e| e.to_string())?;
+            trainer::train_locked(
+                &lock,
+                cell.config.clone(),
+                &cell.base_dir,
+                Progress::Quiet,
+                None,
+            )
+            .map_err(|e| e.to_string())?;
         }
         Status::Started => {
-            trainer::resume(&dir, Progress::Quiet).map_err(|e| e.to_string())?;
+            trainer::resume_locked(&lock, Progress::Quiet, None).map_err(|e| e.to_string())?;
         }
-        Status::Trained | Status::Done => {}
+        Status::Trained | Status::Stale(_) => {}
     }
-    let info = serde_json::to_string_pretty(&cell.info).expect("cell info serialises");
-    write_atomic(&dir.join("cell.json"), info.as_bytes()).map_err(|e| err(&dir, e))?;
-    evaluate_run(&dir, eval).map_err(|e| e.to_string())
+    let report = evaluate_locked(&lock, eval).map_err(|e| e.to_string())?;
+    let info = CellInfo {
+        evaluated_with: Some(wanted),
+        ..cell.info.clone()
+    };
+    run.write_json(&run.cell(), &info)
+        .map_err(|e| e.to_string())?;
+    Ok(CellOutcome::Ran(report))
+}
+
+/// Moves a stale cell's run directory (whose lock `lock` is) to `stale/<id>-<n>` and locks a
+/// fresh one in its place.
+fn archive_stale(experiment: &Experiment, cell: &Cell, lock: RunLock) -> Result<RunLock, String> {
+    let run = cell.run_dir();
+    let stale = experiment.stale_dir();
+    std::fs::create_dir_all(&stale).map_err(|e| err(&stale, e))?;
+    let target = (1..)
+        .map(|n| stale.join(format!("{}-{n}", cell.info.id)))
+        .find(|p| !p.exists())
+        .expect("a free name");
+    // Renaming keeps our lock on the moved directory's lock file until the new one is ours.
+    std::fs::rename(run.path(), &target).map_err(|e| err(run.path(), e))?;
+    let fresh = run.lock("ordo ablate").map_err(|e| e.to_string())?;
+    drop(lock);
+    eprintln!(
+        "{}: stale run directory moved to {}",
+        cell.info.id,
+        target.display()
+    );
+    Ok(fresh)
 }
 
 /// The report settings `ordo report` needs, kept in `experiments/NAME/experiment.json`.
@@ -542,7 +887,9 @@ impl Experiment {
 }
 
 /// `ordo report experiments/NAME`: rebuilds `report.md` and the plots from every finished cell
-/// under `runs/` (each with `cell.json` and `eval.json`).
+/// under `runs/` (each with `cell.json` and its evaluation in `eval.json`), holding the
+/// experiment's report lock so that two processes never interleave their writes. A cell whose
+/// files cannot be read is listed and left out, never fatal.
 pub fn rebuild_report(dir: &Path) -> Result<PathBuf, String> {
     let spec_path = dir.join("experiment.json");
     let spec: ReportSpecFile = std::fs::read_to_string(&spec_path)
@@ -553,6 +900,8 @@ pub fn rebuild_report(dir: &Path) -> Result<PathBuf, String> {
             )
         })
         .and_then(|t| serde_json::from_str(&t).map_err(|e| err(&spec_path, e)))?;
+    let _lock = ordo_train::run_dir::wait_lock(&dir.join(".report.lock"), "rebuilding the report")
+        .map_err(|e| e.to_string())?;
     let runs = dir.join("runs");
     let mut cells = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(&runs)
@@ -561,13 +910,33 @@ pub fn rebuild_report(dir: &Path) -> Result<PathBuf, String> {
         .map(|e| e.path())
         .collect();
     entries.sort();
-    for run in entries {
-        let (cell_path, eval_path) = (run.join("cell.json"), run.join("eval.json"));
-        if !(cell_path.is_file() && eval_path.is_file()) {
+    for path in entries {
+        let run = RunDir::new(&path);
+        let eval_path = run.eval_json(&Default::default());
+        if !(run.cell().is_file() && eval_path.is_file()) {
             continue;
         }
-        let info: CellInfo = read_json(&cell_path)?;
-        let eval: EvalReport = read_json(&eval_path)?;
+        let loaded = run
+            .read_json::<CellInfo>(&run.cell())
+            .and_then(|info| Ok((info, run.read_json::<EvalReport>(&eval_path)?)));
+        let (info, eval) = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                eprintln!("warning: left out of the report: {e}");
+                continue;
+            }
+        };
+        // Only ablate's own evaluation of the cell counts (not a manual partial `ordo eval`).
+        if let (Some(used), Some(cell)) = (&eval.options, &info.evaluated_with)
+            && used != cell
+        {
+            eprintln!(
+                "warning: left out of the report: {}: evaluated with other options than the \
+                 experiment's (run `ordo ablate` again to re-evaluate it)",
+                eval_path.display()
+            );
+            continue;
+        }
         cells.push(CellResult {
             task: info.task,
             encoding: info.encoding,
@@ -583,9 +952,4 @@ pub fn rebuild_report(dir: &Path) -> Result<PathBuf, String> {
         tasks_order: spec.tasks_order,
     };
     write_report(dir, &report_spec, &cells)
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
-    serde_json::from_str(&text).map_err(|e| err(path, e))
 }

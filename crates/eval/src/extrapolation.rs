@@ -14,15 +14,19 @@
 
 use burn::prelude::*;
 use ordo_encodings::{PositionalEncoding, RopeScaling};
-use ordo_model::checkpoint::write_atomic;
 use ordo_model::{AttentionMode, Transformer};
 use ordo_train::config::RunConfig;
 use ordo_train::data;
 use ordo_train::metrics::{Metrics, evaluate_examples};
 use ordo_train::rng::Rng;
+use ordo_train::run_dir::{EvalVariant, RunDir, RunDirError, RunLock};
 use ordo_train::vocab::Vocab;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// Largest `max_factor` accepted (`ordo eval --max-factor`, an experiment's `[eval]`): the
+/// evaluation cost grows with its square.
+pub const MAX_FACTOR: usize = 64;
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -124,6 +128,46 @@ pub struct Buckets {
     pub far: BucketMean,
 }
 
+/// The options an evaluation ran with, recorded in `eval.json` so that `ordo ablate` can tell
+/// its own evaluation of a cell from another one (a partial manual `ordo eval --lengths 1-4`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalRecord {
+    /// Lengths asked for (`None`: the default set).
+    pub lengths: Option<Vec<usize>>,
+    pub max_factor: usize,
+    pub examples: usize,
+    /// RoPE scaling name (`none`, `yarn4`, ...).
+    pub scaling: String,
+    pub sliding: Option<usize>,
+}
+
+impl EvalOptions {
+    /// What `eval.json` records of these options (not the batch size or device, which change
+    /// nothing measured).
+    pub fn record(&self) -> EvalRecord {
+        EvalRecord {
+            lengths: self.lengths.clone(),
+            max_factor: self.max_factor,
+            examples: self.examples,
+            scaling: self
+                .rope_scaling
+                .as_ref()
+                .map(scaling_name)
+                .unwrap_or_else(|| "none".into()),
+            sliding: self.sliding,
+        }
+    }
+
+    /// Which `eval*.json` these options write.
+    pub fn variant(&self) -> EvalVariant {
+        EvalVariant {
+            scaling: self.rope_scaling.as_ref().map(scaling_name),
+            sliding: self.sliding,
+        }
+    }
+}
+
 /// `eval.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
@@ -143,6 +187,12 @@ pub struct EvalReport {
     pub headline: Option<Headline>,
     pub lengths: Vec<LengthResult>,
     pub buckets: Buckets,
+    /// The options this evaluation ran with (absent in files of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<EvalRecord>,
+    /// The training step of the checkpoint evaluated (absent in files of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_step: Option<usize>,
 }
 
 impl EvalReport {
@@ -163,6 +213,8 @@ pub enum EvalError {
     Run { path: PathBuf, message: String },
     #[error(transparent)]
     Checkpoint(#[from] ordo_model::CheckpointError),
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
 }
 
 fn run_err(path: &Path, message: impl std::fmt::Display) -> EvalError {
@@ -179,17 +231,21 @@ pub struct LoadedRun {
     pub vocab: Vocab,
     pub model: Transformer,
     pub device: Device,
+    /// The training step of the loaded checkpoint.
+    pub step: usize,
 }
 
-/// Loads the config, vocabulary and last checkpoint of a run directory.
+/// Loads the config, vocabulary and last checkpoint of a run directory, after checking that
+/// its inputs (corpus, lexicon, tokenizer) are the ones it was trained on.
 pub fn load_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun, EvalError> {
-    let config_path = dir.join("config.toml");
-    if !config_path.is_file() {
+    let run = RunDir::new(dir);
+    if !run.is_run() {
         return Err(run_err(dir, "not a run directory (no config.toml)"));
     }
-    let config = ordo_train::config::load(&config_path, &[]).map_err(|e| run_err(dir, e))?;
-    let vocab = Vocab::load(&dir.join("tokenizer.json")).map_err(|e| run_err(dir, e))?;
-    let (_, stem) = ordo_train::trainer::last_checkpoint(dir).map_err(|e| run_err(dir, e))?;
+    run.check_inputs()?;
+    let config = ordo_train::config::load(&run.config(), &[]).map_err(|e| run_err(dir, e))?;
+    let vocab = Vocab::load(&run.tokenizer()).map_err(|e| run_err(dir, e))?;
+    let (step, stem) = ordo_train::trainer::last_checkpoint(&run)?;
     let device_name = device.unwrap_or(&config.device);
     let device = ordo_train::device::parse(device_name).map_err(|e| run_err(dir, e))?;
     let model = ordo_model::load_model(&config.model, vocab.len(), &stem, &device)?;
@@ -199,12 +255,24 @@ pub fn load_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun, EvalError
         vocab,
         model,
         device,
+        step,
     })
 }
 
 /// Evaluates the run in `dir` at every requested length and writes `eval.json` / `eval.csv`
-/// (with a `-<scaling>` suffix when RoPE scaling is applied).
+/// (with a `-<scaling>` suffix when RoPE scaling is applied), holding the run's lock.
 pub fn evaluate_run(dir: &Path, options: &EvalOptions) -> Result<EvalReport, EvalError> {
+    let run = RunDir::new(dir);
+    if !run.is_run() {
+        return Err(run_err(dir, "not a run directory (no config.toml)"));
+    }
+    let lock = run.lock("evaluating")?;
+    evaluate_locked(&lock, options)
+}
+
+/// [`evaluate_run`] in a run directory whose lock the caller holds.
+pub fn evaluate_locked(lock: &RunLock, options: &EvalOptions) -> Result<EvalReport, EvalError> {
+    let dir = lock.dir().path();
     let mut run = load_run(dir, options.device.as_deref())?;
     let scaling = match (&options.rope_scaling, run.model.encoding_mut()) {
         (None, _) => "none".to_string(),
@@ -242,20 +310,14 @@ pub fn evaluate_run(dir: &Path, options: &EvalOptions) -> Result<EvalReport, Eva
             ),
         ));
     }
-    let report = evaluate_loaded(&run, options, scaling)?;
-    let mut suffix = if report.scaling == "none" {
-        String::new()
-    } else {
-        format!("-{}", report.scaling)
-    };
-    if let Some(stride) = options.sliding {
-        suffix.push_str(&format!("-sliding{stride}"));
-    }
-    let json_path = dir.join(format!("eval{suffix}.json"));
-    let json = serde_json::to_string_pretty(&report).expect("report serialises");
-    write_atomic(&json_path, json.as_bytes()).map_err(|e| run_err(&json_path, e))?;
-    let csv_path = dir.join(format!("eval{suffix}.csv"));
-    write_atomic(&csv_path, to_csv(&report).as_bytes()).map_err(|e| run_err(&csv_path, e))?;
+    let mut report = evaluate_loaded(&run, options, scaling)?;
+    report.options = Some(options.record());
+    report.checkpoint_step = Some(run.step);
+    let variant = options.variant();
+    let run_dir = lock.dir();
+    // The CSV first: eval.json is what marks an evaluation finished.
+    run_dir.write(&run_dir.eval_csv(&variant), to_csv(&report).as_bytes())?;
+    run_dir.write_json(&run_dir.eval_json(&variant), &report)?;
     Ok(report)
 }
 
@@ -284,10 +346,8 @@ fn evaluate_on_this_thread(
     scaling: String,
 ) -> Result<EvalReport, EvalError> {
     let cfg = &run.config;
-    let generator = cfg
-        .task
-        .generator(&run.dir)
-        .map_err(|e| run_err(&run.dir, format!("task.{}: {}", e.field, e.message)))?;
+    let generator = ordo_train::trainer::run_generator(cfg, &RunDir::new(&run.dir), &run.vocab)
+        .map_err(|e| run_err(&run.dir, e))?;
     let (min_len, max_len) = cfg.task.train_lengths();
     let lm = generator.corpus().is_some();
     let headline = if lm {
@@ -301,6 +361,12 @@ fn evaluate_on_this_thread(
         None if lm => [1, 2, 4, 8].iter().map(|f| f * max_len).collect(),
         None => (generator.min_len()..=options.max_factor * max_len).collect(),
     };
+    // Refuse lengths whose evaluation would not fit in memory, before allocating anything.
+    let longest = lengths.iter().copied().max().unwrap_or(max_len);
+    if longest > options_default_reach(max_len) {
+        cfg.check_memory(&generator, longest.div_ceil(max_len.max(1)))
+            .map_err(|e| run_err(&run.dir, format!("--lengths/--max-factor: {e}")))?;
+    }
     let mut results = Vec::with_capacity(lengths.len());
     for &len in &lengths {
         if len < generator.min_len() {
@@ -403,6 +469,19 @@ fn evaluate_on_this_thread(
             }
         };
         let (metrics, outcomes) = metrics.unzip();
+        // eval.json never holds a non-finite number (serde would write null, which no later
+        // `ordo report` could read): a length whose loss overflowed is n/a, with the reason.
+        let (metrics, outcomes, unsupported) = match metrics {
+            Some(m) if !(m.loss.is_finite() && m.exact_match.is_finite()) => (
+                None,
+                None,
+                Some(format!(
+                    "the loss is not finite at this length ({})",
+                    m.loss
+                )),
+            ),
+            other => (other, outcomes, unsupported),
+        };
         results.push(LengthResult {
             length: len,
             tokens,
@@ -429,7 +508,14 @@ fn evaluate_on_this_thread(
         headline: Some(headline),
         lengths: results,
         buckets,
+        options: None,
+        checkpoint_step: None,
     })
+}
+
+/// The longest length a config was checked against when it was loaded.
+fn options_default_reach(max_len: usize) -> usize {
+    max_len.saturating_mul(ordo_train::config::EVAL_FACTOR)
 }
 
 /// Means over the results whose length satisfies `within`.

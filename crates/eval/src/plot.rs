@@ -44,22 +44,18 @@ pub const LINE_PLOT_SIZE: (u32, u32) = (960, 600);
 /// Default size of a heatmap, in pixels.
 pub const HEATMAP_SIZE: (u32, u32) = (900, 720);
 
-/// The fixed colour of one of ordo's encodings (`None` for other names).
-pub fn encoding_colour(name: &str) -> Option<RGBColor> {
-    Some(match name {
-        "none" => RGBColor(127, 127, 127),
-        "sinusoidal" => RGBColor(31, 119, 180),
-        "learned" => RGBColor(255, 127, 14),
-        "t5" => RGBColor(44, 160, 44),
-        "shaw" => RGBColor(148, 103, 189),
-        "rope" => RGBColor(214, 39, 40),
-        "alibi" => RGBColor(140, 86, 75),
-        _ => return None,
-    })
-}
-
-/// Colours for names that are not encodings, used in order.
-const EXTRA: [RGBColor; 8] = [
+/// The palette: ordo's encodings take its colours by their position in
+/// [`PositionalEncodingConfig::KINDS`](ordo_model::PositionalEncodingConfig::KINDS), so a
+/// scheme keeps its colour in every plot and a new scheme gets the next one without an edit
+/// here; other names take the colours after the encodings', in order.
+const PALETTE: [RGBColor; 15] = [
+    RGBColor(127, 127, 127),
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(214, 39, 40),
+    RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(23, 190, 207),
     RGBColor(188, 189, 34),
@@ -70,12 +66,27 @@ const EXTRA: [RGBColor; 8] = [
     RGBColor(197, 176, 213),
 ];
 
+fn kinds() -> &'static [&'static str] {
+    &ordo_model::PositionalEncodingConfig::KINDS
+}
+
+/// The fixed colour of one of ordo's encodings (`None` for other names).
+pub fn encoding_colour(name: &str) -> Option<RGBColor> {
+    let index = kinds().iter().position(|k| *k == name)?;
+    PALETTE.get(index).copied()
+}
+
+/// Colours for names that are not encodings, used in order.
+fn extra() -> &'static [RGBColor] {
+    &PALETTE[kinds().len().min(PALETTE.len())..]
+}
+
 /// One colour per name: an encoding's fixed colour, else the next unused extra colour, else a
 /// hue spread by the golden angle.
 pub fn series_colours<S: AsRef<str>>(names: &[S]) -> Vec<RGBColor> {
     let fixed: Vec<Option<RGBColor>> = names.iter().map(|n| encoding_colour(n.as_ref())).collect();
     let used = fixed.clone();
-    let mut free = EXTRA.iter().filter(move |c| !used.contains(&Some(**c)));
+    let mut free = extra().iter().filter(move |c| !used.contains(&Some(**c)));
     let mut generated = 0usize;
     fixed
         .into_iter()

@@ -181,25 +181,27 @@ fn an_interrupted_ablation_resumes_without_touching_finished_cells() {
     let path = experiment(&tmp);
     let exp = ablate::load(&path).unwrap();
     assert_eq!(exp.cells.len(), 6);
-    assert!(exp.cells.iter().all(|c| c.status() == Status::Todo));
+    let wanted = exp.eval_options().record();
+    assert!(exp.cells.iter().all(|c| c.status(&wanted) == Status::Todo));
 
     // A first shard finishes half the cells; a third cell is killed part-way through training.
     let options = |shard| AblateOptions {
         jobs: 2,
         shard,
         verbose: false,
+        rerun_stale: false,
     };
     ablate::run(&exp, options(Some((1, 2)))).unwrap();
     let done: Vec<_> = exp
         .cells
         .iter()
-        .filter(|c| c.status() == Status::Done)
+        .filter(|c| c.status(&wanted) == Status::Done)
         .collect();
     assert_eq!(done.len(), 3);
     let partial = exp
         .cells
         .iter()
-        .find(|c| c.status() == Status::Todo)
+        .find(|c| c.status(&wanted) == Status::Todo)
         .unwrap();
     let stopped = ordo_train::trainer::train_until(
         partial.config.clone(),
@@ -209,13 +211,13 @@ fn an_interrupted_ablation_resumes_without_touching_finished_cells() {
     )
     .unwrap();
     assert!(stopped.is_none());
-    assert_eq!(partial.status(), Status::Started);
-    let before: Vec<_> = done.iter().map(|c| snapshot(&c.run_dir())).collect();
+    assert_eq!(partial.status(&wanted), Status::Started);
+    let before: Vec<_> = done.iter().map(|c| snapshot(c.run_dir().path())).collect();
 
     std::thread::sleep(std::time::Duration::from_millis(20));
     let report = ablate::run(&exp, options(None)).unwrap();
-    assert!(exp.cells.iter().all(|c| c.status() == Status::Done));
-    let after: Vec<_> = done.iter().map(|c| snapshot(&c.run_dir())).collect();
+    assert!(exp.cells.iter().all(|c| c.status(&wanted) == Status::Done));
+    let after: Vec<_> = done.iter().map(|c| snapshot(c.run_dir().path())).collect();
     assert_eq!(before, after, "finished cells were rewritten");
 
     // The report covers every cell and can be rebuilt from the run directories alone.
@@ -252,4 +254,176 @@ fn experiment_errors_name_the_file_and_the_cell() {
     }
     assert!(ablate::parse_shard("3/2").is_err());
     assert_eq!(ablate::parse_shard("2/4").unwrap(), (2, 4));
+}
+
+fn quiet(rerun_stale: bool) -> AblateOptions {
+    AblateOptions {
+        jobs: 1,
+        shard: None,
+        verbose: false,
+        rerun_stale,
+    }
+}
+
+fn small_experiment(tmp: &TempDir, extra: &str) -> PathBuf {
+    write_base(&tmp.0);
+    let path = tmp.0.join("small.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "tasks = [\"copy.toml\"]\nencodings = [\"none\", \"alibi\"]\n[set]\n\"train.steps\" = 20\n{extra}[eval]\nexamples = 8\nmax_factor = 2\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn stale_cells_are_named_with_what_changed_and_rerun_only_when_asked() {
+    let tmp = TempDir::new("stale");
+    let path = small_experiment(&tmp, "");
+    let exp = ablate::load(&path).unwrap();
+    ablate::run(&exp, quiet(false)).unwrap();
+
+    // Someone edits [set]: every cell is stale, nothing runs without --rerun-stale.
+    let edited = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"train.steps\" = 20", "\"train.steps\" = 25");
+    std::fs::write(&path, edited).unwrap();
+    let exp = ablate::load(&path).unwrap();
+    let wanted = exp.eval_options().record();
+    assert!(matches!(exp.cells[0].status(&wanted), Status::Stale(_)));
+    let err = ablate::run(&exp, quiet(false)).unwrap_err().to_string();
+    assert!(err.contains("2 cell(s) are stale"), "{err}");
+    assert!(
+        err.contains("`train.steps`: the run has 20, the experiment asks for 25"),
+        "{err}"
+    );
+    assert!(
+        err.contains("copy-none-s0") && err.contains("--rerun-stale"),
+        "{err}"
+    );
+    assert!(
+        !exp.stale_dir().exists(),
+        "nothing may move without --rerun-stale"
+    );
+
+    ablate::run(&exp, quiet(true)).unwrap();
+    assert!(exp.cells.iter().all(|c| c.status(&wanted) == Status::Done));
+    assert!(
+        exp.stale_dir()
+            .join("copy-none-s0-1/summary.json")
+            .is_file(),
+        "the old run is kept"
+    );
+    let summary = std::fs::read_to_string(exp.cells[0].run_dir().summary()).unwrap();
+    assert!(summary.contains("\"steps\": 25"), "{summary}");
+
+    // A changed [eval] makes the evaluation stale; --rerun-stale re-evaluates without training.
+    let edited = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("examples = 8", "examples = 6");
+    std::fs::write(&path, edited).unwrap();
+    let exp = ablate::load(&path).unwrap();
+    let err = ablate::run(&exp, quiet(false)).unwrap_err().to_string();
+    assert!(err.contains("`[eval]`"), "{err}");
+    let trained = std::fs::read(exp.cells[0].run_dir().summary()).unwrap();
+    ablate::run(&exp, quiet(true)).unwrap();
+    assert_eq!(
+        std::fs::read(exp.cells[0].run_dir().summary()).unwrap(),
+        trained
+    );
+    let eval = std::fs::read_to_string(exp.cells[0].run_dir().path().join("eval.json")).unwrap();
+    assert!(eval.contains("\"examples_per_length\": 6"), "{eval}");
+}
+
+#[test]
+fn a_partial_manual_eval_is_not_the_cells_evaluation() {
+    let tmp = TempDir::new("manual-eval");
+    let path = small_experiment(&tmp, "");
+    let exp = ablate::load(&path).unwrap();
+    let report = ablate::run(&exp, quiet(false)).unwrap();
+    let full = std::fs::read_to_string(&report).unwrap();
+    let wanted = exp.eval_options().record();
+    let cell = &exp.cells[0];
+    let options = EvalOptions {
+        lengths: Some(vec![1, 2]),
+        examples: 4,
+        ..EvalOptions::default()
+    };
+    let manual = evaluate_run(cell.run_dir().path(), &options).unwrap();
+    assert_eq!(manual.checkpoint_step, Some(20));
+    assert_eq!(cell.status(&wanted), Status::Trained);
+    // The report leaves the manually evaluated cell out rather than mixing protocols ...
+    let rebuilt = std::fs::read_to_string(ablate::rebuild_report(&exp.dir).unwrap()).unwrap();
+    assert!(rebuilt.contains("1 finished cells"), "{rebuilt}");
+    // ... and ablate evaluates it again, giving back the full report.
+    ablate::run(&exp, quiet(false)).unwrap();
+    assert_eq!(cell.status(&wanted), Status::Done);
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), full);
+}
+
+#[test]
+fn cells_that_would_share_a_run_directory_are_an_error_before_anything_runs() {
+    let tmp = TempDir::new("collide");
+    write_base(&tmp.0);
+    std::fs::create_dir_all(tmp.0.join("other")).unwrap();
+    std::fs::write(tmp.0.join("other/copy.toml"), BASE).unwrap();
+    for (text, needle) in [
+        ("tasks = [\"copy.toml\"]\nseeds = [0, 0]", "copy-none-s0"),
+        (
+            "tasks = [\"copy.toml\", \"other/copy.toml\"]",
+            "other/copy.toml",
+        ),
+        (
+            "tasks = [\"copy.toml\"]\nencodings = [\"rope\", \"rope\"]",
+            "copy-rope-s0",
+        ),
+    ] {
+        let path = tmp.0.join("twice.toml");
+        std::fs::write(&path, text).unwrap();
+        let err = ablate::load(&path).unwrap_err();
+        assert!(err.contains("would share the run directory"), "{err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(!tmp.0.join("twice").exists());
+    // [eval] is checked like `ordo eval`'s options.
+    let path = tmp.0.join("bad-eval.toml");
+    std::fs::write(&path, "tasks = [\"copy.toml\"]\n[eval]\nexamples = 0\n").unwrap();
+    assert!(ablate::load(&path).unwrap_err().contains("eval.examples"));
+}
+
+#[test]
+fn slurm_array_variables_give_the_shard() {
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let shard = ablate::slurm_shard(env(&[
+        ("SLURM_ARRAY_TASK_ID", "3"),
+        ("SLURM_ARRAY_TASK_COUNT", "4"),
+    ]));
+    assert_eq!(shard.unwrap(), (3, 4));
+    // An array numbered from 0 (sbatch --array=0-3).
+    let shard = ablate::slurm_shard(env(&[
+        ("SLURM_ARRAY_TASK_ID", "0"),
+        ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ("SLURM_ARRAY_TASK_MIN", "0"),
+        ("SLURM_ARRAY_TASK_MAX", "3"),
+    ]));
+    assert_eq!(shard.unwrap(), (1, 4));
+    let err = ablate::slurm_shard(env(&[("SLURM_ARRAY_TASK_COUNT", "4")])).unwrap_err();
+    assert!(err.contains("SLURM_ARRAY_TASK_ID is not set"), "{err}");
+    // Ids with gaps (--array=1,5) cannot be numbered 1..=n.
+    let err = ablate::slurm_shard(env(&[
+        ("SLURM_ARRAY_TASK_ID", "5"),
+        ("SLURM_ARRAY_TASK_COUNT", "2"),
+        ("SLURM_ARRAY_TASK_MIN", "1"),
+        ("SLURM_ARRAY_TASK_MAX", "5"),
+    ]))
+    .unwrap_err();
+    assert!(err.contains("consecutive"), "{err}");
 }

@@ -83,6 +83,8 @@ fn eval(
         headline: None,
         lengths,
         buckets,
+        options: None,
+        checkpoint_step: None,
     }
 }
 
@@ -780,6 +782,8 @@ fn lm_cell(encoding: &str, seed: u64, l: usize, loss: impl Fn(usize) -> Option<f
             headline: Some(Headline::Perplexity),
             lengths,
             buckets,
+            options: None,
+            checkpoint_step: None,
         },
     }
 }

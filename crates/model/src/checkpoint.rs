@@ -47,13 +47,39 @@ fn with_ext(stem: &Path, ext: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` through a temporary file and a rename, so that a reader (or a crash)
+/// sees the old file or the new one, never a part.
+///
+/// The temporary file's name is unique to this process and call (`.<name>.<pid>.<n>.tmp`
+/// beside `path`): two processes writing the same file at the same moment (two shards of a job
+/// array writing `experiment.json`) each rename their own temporary file, and the last rename
+/// wins, instead of one renaming the other's file away and failing.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = with_ext(path, "tmp");
-    std::fs::write(&tmp, bytes)?;
-    // Flush to disk before the rename so a crash leaves the old file or the new one.
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name to write")
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = path.with_file_name(tmp_name);
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        // Flush to disk before the rename so a crash leaves the old file or the new one.
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        std::fs::remove_file(&tmp).ok();
+    }
+    written
 }
 
 /// Saves `model` (built from `config` for `vocab_size` tokens) as `<stem>.bpk` + `<stem>.json`.

@@ -18,7 +18,7 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use ordo_encodings::{AttentionMode, PositionContext, PositionalEncoding};
+use ordo_encodings::{AttentionMode, PositionContext, Positional, PositionalEncoding};
 
 /// Additive value that removes a key from the softmax. No row is ever fully masked (every
 /// sequence has a first token, visible to every query), so -inf cannot make a NaN; and unlike a
@@ -51,17 +51,8 @@ impl Attention {
     }
 
     /// `x`: `[b, t, d]`. Returns the output `[b, t, d]` and, when the explicit path ran, the
-    /// attention probabilities `[b, h, t, t]` (always when they are wanted: `keep` in
-    /// [`Transformer::run`]).
-    ///
-    /// Three paths for the core `softmax(q kᵀ/√dh + bias) v`:
-    /// - `pass.fused` (inference on devices without ordo's kernels, schemes without a value
-    ///   term): burn's attention kernel, which on CPU tiles over keys with an online softmax
-    ///   (flash attention) for long sequences and never materialises the `[b, h, t, t]`
-    ///   probabilities;
-    /// - `pass.core`: one op ([`attention_core`]), ordo's fused CPU kernel with its own backward
-    ///   on flex (Shaw's relative terms computed inside it), burn's ops elsewhere;
-    /// - else burn's ops one by one, with the scheme's hooks.
+    /// attention probabilities `[b, h, t, t]` (always when they are wanted: see
+    /// [`AttentionPath::choose`]).
     fn forward(&self, x: Tensor<3>, layer: usize, pass: &Pass) -> (Tensor<3>, Option<Tensor<4>>) {
         let [b, t, d] = x.dims();
         let (h, dh) = (self.n_heads, d / self.n_heads);
@@ -77,7 +68,7 @@ impl Attention {
         let (q, k) = scheme.rotate(q, k, ctx);
         let scale = (dh as f64).powf(-0.5);
 
-        if pass.core {
+        if pass.path == AttentionPath::Kernel {
             let tables = scheme
                 .relative_tables(layer)
                 .filter(|_| kernels::accelerated(&device));
@@ -89,7 +80,8 @@ impl Attention {
                     .map(|r| r.mul_scalar(scale)), // [b, h, t, t]
             };
             let bias = plus_bias(relative, pass.bias);
-            let out = attention_core(q, k, v, bias, tables, scale as f32, pass.causal); // [b, t, d]
+            let causal = pass.mode == AttentionMode::Causal;
+            let out = attention_core(q, k, v, bias, tables, scale as f32, causal); // [b, t, d]
             return (self.out.forward(out), None);
         }
 
@@ -97,8 +89,8 @@ impl Attention {
         let q = q.mul_scalar(scale);
         let bias = plus_bias(scheme.key_scores(&q, layer, ctx), pass.bias);
 
-        if let Some(mode) = pass.fused {
-            let out = fused_attention(q, k, v, bias, mode); // [b, h, t, dh]
+        if pass.path == AttentionPath::BurnFused {
+            let out = fused_attention(q, k, v, bias, pass.mode); // [b, h, t, dh]
             return (
                 self.out.forward(out.swap_dims(1, 2).reshape([b, t, d])),
                 None,
@@ -119,20 +111,60 @@ impl Attention {
     }
 }
 
+/// How one forward pass computes the attention core `softmax(q kᵀ/√dh + bias) v`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttentionPath {
+    /// burn's attention kernel, which on CPU tiles over keys with an online softmax (flash
+    /// attention) for long sequences and never materialises the `[b, h, t, t]` probabilities.
+    BurnFused,
+    /// One op ([`attention_core`]): ordo's fused CPU kernel with its own backward on flex
+    /// (Shaw's relative terms computed inside it), burn's ops composed elsewhere.
+    Kernel,
+    /// burn's ops one by one, with the scheme's hooks; the probabilities are kept.
+    Explicit,
+}
+
+impl AttentionPath {
+    /// The one place the path is decided, once per forward pass:
+    /// - the attention maps are wanted (`keep_maps`), or dropout acts on the probabilities
+    ///   while training: only the explicit path has the probabilities, so `Explicit`;
+    /// - inference on a device without ordo's kernels (ndarray, wgpu) and a scheme without a
+    ///   value term (burn's kernel cannot add one): `BurnFused`, the fastest there. (On flex
+    ///   ordo's kernel is about twice as fast at every length, with one `[t, t]` matrix per
+    ///   thread, so flex inference takes `Kernel`);
+    /// - a value term (Shaw) that the kernel cannot compute on this device: `Explicit`;
+    /// - otherwise `Kernel`.
+    fn choose(keep_maps: bool, dropout: f64, device: &Device, scheme: &dyn Positional) -> Self {
+        let training = device.is_autodiff();
+        let accelerated = kernels::accelerated(device);
+        if keep_maps || (dropout > 0.0 && training) {
+            AttentionPath::Explicit
+        } else if !training && !accelerated && !scheme.has_value_term() {
+            AttentionPath::BurnFused
+        } else if scheme.has_value_term() && !(accelerated && scheme.has_relative_tables()) {
+            AttentionPath::Explicit
+        } else {
+            AttentionPath::Kernel
+        }
+    }
+
+    /// Whether this path hides future keys itself (burn's kernel and ordo's take a causal
+    /// flag), so that the mask tensor need not carry them.
+    fn hides_future_keys(self) -> bool {
+        self != AttentionPath::Explicit
+    }
+}
+
 /// What every layer of one forward pass shares.
 struct Pass<'a> {
     pos: &'a PositionalEncoding,
     /// The scheme's tables for this length.
     ctx: &'a PositionContext,
     /// `[b or 1, h or 1, t, t]`: position bias plus masks; `None` when there is neither, and
-    /// without the causal part of the mask when a kernel (`fused` or `core`) hides future keys.
+    /// without the causal part of the mask when the path hides future keys itself.
     bias: Option<&'a Tensor<4>>,
-    /// Inference through burn's fused attention, in this mode.
-    fused: Option<AttentionMode>,
-    /// The attention core as one op (see [`Attention::forward`]) ...
-    core: bool,
-    /// ... which then hides future keys itself (they are not in `bias`).
-    causal: bool,
+    path: AttentionPath,
+    mode: AttentionMode,
 }
 
 /// A relative key term `[b, h, t, t]` plus the shared bias, either possibly absent.
@@ -338,27 +370,8 @@ impl Transformer {
         let scheme = self.pos.scheme();
         let mut x = self.dropout.forward(scheme.embed(x)); // [b, t, d]
 
-        // Inference without attention maps on a device without ordo's kernels (ndarray, wgpu)
-        // takes burn's fused attention where the scheme allows it; that kernel applies the causal
-        // mask itself. (On flex ordo's own attention kernel is about twice as fast at every
-        // length, with one `[t, t]` matrix per thread.)
-        let fused = (!keep
-            && !device.is_autodiff()
-            && !scheme.has_value_term()
-            && !kernels::accelerated(&device))
-        .then_some(self.mode);
-        // The attention core as one op unless the caller or dropout needs the probabilities or a
-        // value term has no kernel on this device.
-        let dropout_on_probs = self.dropout.prob > 0.0 && device.is_autodiff();
-        let value_term_in_kernel = kernels::accelerated(&device) && scheme.has_relative_tables();
-        let core = fused.is_none()
-            && !keep
-            && !dropout_on_probs
-            && (!scheme.has_value_term() || value_term_in_kernel);
-        // Both kernels (burn's fused, ordo's core) hide future keys themselves: the mask tensor
-        // carries them only for the explicit path.
-        let is_causal = self.mode == AttentionMode::Causal;
-        let causal = is_causal && fused.is_none() && !core;
+        let path = AttentionPath::choose(keep, self.dropout.prob, &device, scheme);
+        let causal = self.mode == AttentionMode::Causal && !path.hides_future_keys();
 
         // Shared by every layer: position tables and the combined additive bias.
         let ctx = scheme.context(t, &device);
@@ -372,9 +385,8 @@ impl Transformer {
             pos: &self.pos,
             ctx: &ctx,
             bias: bias.as_ref(),
-            fused,
-            core,
-            causal: is_causal && core,
+            path,
+            mode: self.mode,
         };
         let mut maps = Vec::new();
         for (layer, block) in self.blocks.iter().enumerate() {

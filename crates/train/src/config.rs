@@ -18,6 +18,10 @@ use ordo_model::{ModelConfig, PositionalEncodingConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// The longest evaluation `ordo eval` and `ordo ablate` run by default, as a multiple of the
+/// longest training length (what a config is checked against before it trains).
+pub const EVAL_FACTOR: usize = 4;
+
 /// Everything one training run needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,8 +249,9 @@ impl RunConfig {
             key: key.to_string(),
             message,
         };
-        self.task
-            .validate(base_dir)
+        let generator = self
+            .task
+            .generator(base_dir)
             .map_err(|e| invalid(&format!("task.{}", e.field), e.message))?;
         if let crate::tasks::TaskConfig::Lm {
             tokenizer: crate::tasks::LmTokenizer::Bpe,
@@ -256,8 +261,14 @@ impl RunConfig {
         {
             *size = Some(crate::tasks::lm::DEFAULT_BPE_VOCAB);
         }
-        let longest = crate::data::longest_sequence(&self.task, self.model.mode, base_dir)
-            .map_err(|e| invalid(&format!("task.{}", e.field), e.message))?;
+        let (_, max_len) = self.task.train_lengths();
+        let longest =
+            crate::data::positions_at(&self.task, max_len, self.model.mode).ok_or_else(|| {
+                invalid(
+                    "task.max_len",
+                    format!("{max_len} is too large to count positions for"),
+                )
+            })?;
         if let PositionalEncodingConfig::Learned { max_len } = &mut self.model.encoding {
             if *max_len == 0 {
                 *max_len = longest;
@@ -278,6 +289,9 @@ impl RunConfig {
             .validate()
             .map_err(|(k, m)| invalid(&format!("train.{k}"), m))?;
         crate::device::parse(&self.device).map_err(|m| invalid("device", m))?;
+        // Last: the sizes are known to be valid, and nothing has been allocated for them.
+        self.check_memory(&generator, EVAL_FACTOR)
+            .map_err(|m| invalid("(sizes)", m))?;
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
             return Err(invalid(
                 "name",
@@ -285,6 +299,26 @@ impl RunConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Refuses a config whose estimated peak memory ([`crate::budget`]), training or evaluating
+    /// up to `eval_factor` times the longest training length, exceeds the memory available.
+    pub fn check_memory(
+        &self,
+        generator: &crate::tasks::Generator,
+        eval_factor: usize,
+    ) -> Result<crate::budget::Estimate, String> {
+        let (_, max_len) = self.task.train_lengths();
+        let mode = self.model.mode;
+        let eval_len = max_len.checked_mul(eval_factor);
+        let sizes = crate::budget::Sizes {
+            vocab: generator.vocab_estimate(eval_len.unwrap_or(usize::MAX)),
+            train_positions: crate::data::positions_at(&self.task, max_len, mode).map(|t| t as u64),
+            eval_positions: eval_len
+                .and_then(|len| crate::data::positions_at(&self.task, len, mode))
+                .map(|t| t as u64),
+        };
+        crate::budget::check(self, sizes, crate::budget::limit()?)
     }
 
     /// The run directory.
@@ -329,6 +363,19 @@ impl TrainConfig {
                     format!("expected a value in [{lo}, {hi}], got {value}"),
                 ));
             }
+        }
+        // Values that always diverge: AdamW's moment averages never forget with β = 1 (its bias
+        // correction divides by 1 - β^t = 0), and ε = 0 divides by zero where a gradient is 0.
+        for (key, value) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if value >= 1.0 {
+                return Err((key, format!("expected a value in [0, 1), got {value}")));
+            }
+        }
+        if self.epsilon <= 0.0 {
+            return Err((
+                "epsilon",
+                format!("expected a value in (0, 1], got {}", self.epsilon),
+            ));
         }
         Ok(())
     }

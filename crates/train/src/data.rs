@@ -75,18 +75,30 @@ pub fn positions(example: &Example, mode: AttentionMode) -> usize {
     }
 }
 
-/// Number of model positions of the longest training example.
+/// Number of model positions of an example of length `len`, counted without building one
+/// (`None` if the count overflows).
+pub fn positions_at(task: &TaskConfig, len: usize, mode: AttentionMode) -> Option<usize> {
+    let (prompt, answer) = task.example_size(len)?;
+    let tokens = prompt.checked_add(answer)?;
+    Some(match mode {
+        AttentionMode::Causal => tokens - 1,
+        AttentionMode::Bidirectional => tokens,
+    })
+}
+
+/// Number of model positions of the longest training example (after checking the task's
+/// config and inputs; no example is built).
 pub fn longest_sequence(
     task: &TaskConfig,
     mode: AttentionMode,
     base_dir: &Path,
 ) -> Result<usize, TaskConfigError> {
-    let generator = task.generator(base_dir)?;
+    task.validate(base_dir)?;
     let (_, max_len) = task.train_lengths();
-    Ok(positions(
-        &generator.example(&mut Rng::new(0), max_len),
-        mode,
-    ))
+    positions_at(task, max_len, mode).ok_or_else(|| TaskConfigError {
+        field: "max_len",
+        message: format!("{max_len} is too large to count positions for"),
+    })
 }
 
 /// Which data an example is drawn from.

@@ -1,9 +1,10 @@
-pub mod bench;
+pub mod budget;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod metrics;
 pub mod rng;
+pub mod run_dir;
 pub mod tasks;
 pub mod trainer;
 pub mod vocab;

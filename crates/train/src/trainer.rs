@@ -1,26 +1,22 @@
 //! The training loop. Nothing in this file knows about positional encodings: it trains whatever
 //! [`ModelConfig`](ordo_model::ModelConfig) builds on whatever task the config names.
 //!
-//! Run directory `<out_dir>/<name>/`:
-//! - `config.toml`: the fully resolved config actually used;
-//! - `tokenizer.json`: the vocabulary;
-//! - `metrics.jsonl`: one JSON object per log step (`"kind": "train"`) and per evaluation
-//!   (`"kind": "eval"`);
-//! - `checkpoint/`: `state.json` (step, data RNG, file names) pointing at `model-<step>.bpk`,
-//!   `model-<step>.json` and `optim-<step>.bpk`. Every file is written atomically and
-//!   `state.json` last, so a kill at any moment leaves the previous checkpoint usable;
-//! - `summary.json`: written when the run finishes.
+//! The run directory `<out_dir>/<name>/` and its files are [`RunDir`]'s: a run holds its lock
+//! while it trains; every file is written atomically and `checkpoint/state.json` last, so a kill
+//! at any moment leaves the previous checkpoint usable. A run whose loss, gradient norm,
+//! held-out loss or parameters stop being finite stops at once, without writing a checkpoint of
+//! the broken model ([`TrainError::NonFinite`]).
 
 use crate::config::RunConfig;
 use crate::data::{self, Encoded};
 use crate::metrics::{Metrics, evaluate};
 use crate::rng::Rng;
+use crate::run_dir::{RunDir, RunDirError, RunLock};
 use crate::tasks::Generator;
 use crate::vocab::Vocab;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
-use ordo_model::checkpoint::write_atomic;
 use ordo_model::{Transformer, masked_cross_entropy};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -33,14 +29,22 @@ pub enum TrainError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error(
-        "the loss became {value} at step {step}; stopped. The last good checkpoint (step {kept}) is kept in {dir}. Lower `train.lr` or raise `train.warmup_steps`."
+        "the {what} became {value} at step {step}; stopped. {}. Lower `train.lr` or raise `train.warmup_steps`.",
+        match kept {
+            Some(kept) => format!("The last good checkpoint (step {kept}) is kept in {}", dir.display()),
+            None => format!("No checkpoint was written yet in {}", dir.display()),
+        }
     )]
     NonFinite {
-        value: f32,
+        /// `training loss`, `gradient norm`, `held-out loss` or `parameters`.
+        what: &'static str,
+        value: f64,
         step: usize,
-        kept: usize,
+        kept: Option<usize>,
         dir: PathBuf,
     },
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
@@ -162,14 +166,14 @@ pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_n
 /// Everything a run needs besides the model and optimizer.
 struct Setup {
     config: RunConfig,
-    dir: PathBuf,
+    run: RunDir,
     vocab: Vocab,
     generator: Generator,
     valid: Vec<Encoded>,
 }
 
 impl Setup {
-    fn new(config: RunConfig, dir: PathBuf, vocab: Vocab, generator: Generator) -> Self {
+    fn new(config: RunConfig, run: RunDir, vocab: Vocab, generator: Generator) -> Self {
         let mut valid_rng = Rng::derive(config.seed, "valid");
         let valid = data::sample(
             &generator,
@@ -182,7 +186,7 @@ impl Setup {
         );
         Self {
             config,
-            dir,
+            run,
             vocab,
             generator,
             valid,
@@ -208,11 +212,24 @@ pub fn train_until(
     progress: Progress,
     stop_at: Option<usize>,
 ) -> Result<Option<Summary>, TrainError> {
-    let dir = config.run_dir();
-    if dir.join("config.toml").exists() {
+    let lock = RunDir::new(config.run_dir()).lock("training")?;
+    train_locked(&lock, config, base_dir, progress, stop_at)
+}
+
+/// [`train_until`] in a run directory whose lock the caller holds (`ordo ablate`).
+pub fn train_locked(
+    lock: &RunLock,
+    config: RunConfig,
+    base_dir: &Path,
+    progress: Progress,
+    stop_at: Option<usize>,
+) -> Result<Option<Summary>, TrainError> {
+    let run = lock.dir().clone();
+    let dir = run.path().to_path_buf();
+    if run.is_run() {
         return Err(TrainError::Exists { dir });
     }
-    std::fs::create_dir_all(dir.join("checkpoint")).map_err(|e| file_err(&dir, e))?;
+    std::fs::create_dir_all(run.checkpoint_dir()).map_err(|e| file_err(&dir, e))?;
     let max_eval_len = 4 * config.task.train_lengths().1;
     let task_err = |e: crate::tasks::TaskConfigError| {
         file_err(&dir, format!("task.{}: {}", e.field, e.message))
@@ -228,45 +245,75 @@ pub fn train_until(
         },
     };
     vocab
-        .save(&dir.join("tokenizer.json"))
-        .map_err(|e| file_err(&dir.join("tokenizer.json"), e))?;
-    // Relative paths (a lexicon, a corpus) are stored resolved so the run directory stands alone.
-    let mut config = config;
-    resolve_paths(&mut config.task, base_dir);
-    write_atomic(&dir.join("config.toml"), config.to_toml().as_bytes())
-        .map_err(|e| file_err(&dir.join("config.toml"), e))?;
-    std::fs::File::create(dir.join("metrics.jsonl")).map_err(|e| file_err(&dir, e))?;
+        .save(&run.tokenizer())
+        .map_err(|e| file_err(&run.tokenizer(), e))?;
+    // Input paths are stored relative to the run directory, with their content hashes, so the
+    // run directory stands alone (moved together with its data, it still resumes and evaluates;
+    // a changed input is an error, not a silently different run).
+    let config = stored_config(&config, base_dir);
+    let mut inputs = config.task.input_paths();
+    inputs.push(("tokenizer.json".into(), PathBuf::from("tokenizer.json")));
+    run.record_inputs(&inputs)?;
+    run.write(&run.config(), config.to_toml().as_bytes())?;
+    std::fs::File::create(run.metrics()).map_err(|e| file_err(&run.metrics(), e))?;
 
     let device = crate::device::parse(&config.device)
         .expect("validated")
         .autodiff();
     let model = init_model(&config, vocab.len(), &device);
     let optim = optimizer(&config);
-    let setup = Setup::new(config.clone(), dir, vocab, generator);
+    let setup = Setup::new(config.clone(), run, vocab, generator);
     let state = State {
         step: 0,
         rng: Rng::derive(config.seed, "train"),
         seconds: 0.0,
     };
-    run(setup, model, optim, state, progress, stop_at)
+    run_training(setup, model, optim, state, progress, stop_at)
 }
 
 /// Continues the run in `dir` from its last checkpoint.
 pub fn resume(dir: &Path, progress: Progress) -> Result<Summary, TrainError> {
-    let config_path = dir.join("config.toml");
-    let config = crate::config::load(&config_path, &[])?;
-    let vocab = Vocab::load(&dir.join("tokenizer.json")).map_err(|e| file_err(dir, e))?;
-    let ckpt = dir.join("checkpoint");
-    let state_path = ckpt.join("state.json");
-    let state: State = match std::fs::read_to_string(&state_path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| file_err(&state_path, e))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => State {
+    resume_on(dir, progress, None)
+}
+
+/// [`resume`] on another device than the one the run started on (`cpu`, `ndarray`, `wgpu`):
+/// checkpoints do not depend on the backend. The run's config keeps its device.
+pub fn resume_on(
+    dir: &Path,
+    progress: Progress,
+    device: Option<&str>,
+) -> Result<Summary, TrainError> {
+    let run = RunDir::new(dir);
+    if !run.is_run() {
+        return Err(file_err(dir, "not a run directory (no config.toml)"));
+    }
+    let lock = run.lock("resuming")?;
+    resume_locked(&lock, progress, device)
+}
+
+/// [`resume_on`] in a run directory whose lock the caller holds.
+pub fn resume_locked(
+    lock: &RunLock,
+    progress: Progress,
+    device: Option<&str>,
+) -> Result<Summary, TrainError> {
+    let run = lock.dir().clone();
+    let dir = run.path().to_path_buf();
+    run.check_inputs()?;
+    let mut config = crate::config::load(&run.config(), &[])?;
+    if let Some(device) = device {
+        crate::device::parse(device).map_err(|e| file_err(&dir, format!("--device: {e}")))?;
+        config.device = device.to_string();
+    }
+    let vocab = Vocab::load(&run.tokenizer()).map_err(|e| file_err(&dir, e))?;
+    let state: State = match run.last_checkpoint()? {
+        Some(_) => run.read_json(&run.state())?,
+        None => State {
             // Killed before the first checkpoint: start over from step 0.
             step: 0,
             rng: Rng::derive(config.seed, "train"),
             seconds: 0.0,
         },
-        Err(e) => return Err(file_err(&state_path, e)),
     };
     let device = crate::device::parse(&config.device)
         .expect("validated")
@@ -277,23 +324,116 @@ pub fn resume(dir: &Path, progress: Progress) -> Result<Summary, TrainError> {
             optimizer(&config),
         )
     } else {
-        let stem = model_stem(dir, state.step);
+        let stem = run.model_stem(state.step);
         let model = ordo_model::load_model(&config.model, vocab.len(), &stem, &device)?;
-        let optim_path = ckpt.join(format!("optim-{:06}.bpk", state.step));
+        let optim_path = run.optimizer(state.step);
         let bytes = std::fs::read(&optim_path).map_err(|e| file_err(&optim_path, e))?;
         let optim = optimizer(&config)
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
             .map_err(|e| file_err(&optim_path, format!("{e:?}")))?;
         (model, optim)
     };
-    truncate_metrics(&dir.join("metrics.jsonl"), state.step)?;
-    let generator = config
-        .task
-        .generator(dir)
-        .map_err(|e| file_err(dir, format!("task.{}: {}", e.field, e.message)))?;
-    let setup = Setup::new(config, dir.to_path_buf(), vocab, generator);
-    let summary = run(setup, model, optim, state, progress, None)?;
+    truncate_metrics(&run.metrics(), state.step)?;
+    let generator = run_generator(&config, &run, &vocab).map_err(|e| file_err(&dir, e))?;
+    let setup = Setup::new(config, run, vocab, generator);
+    let summary = run_training(setup, model, optim, state, progress, None)?;
     Ok(summary.expect("a run without a stop step finishes"))
+}
+
+/// The task generator of an existing run, reading the run's own `tokenizer.json` (never a
+/// retrained BPE or the tokenizer file the config named), and checked against its vocabulary.
+pub fn run_generator(config: &RunConfig, run: &RunDir, vocab: &Vocab) -> Result<Generator, String> {
+    let task = config.task.reading_tokenizer(&run.tokenizer());
+    let generator = task
+        .generator(run.path())
+        .map_err(|e| format!("task.{}: {}", e.field, e.message))?;
+    let (_, longest) = config.task.train_lengths();
+    if let Some(token) = generator
+        .symbols(longest)
+        .into_iter()
+        .find(|s| !vocab.contains(s))
+    {
+        return Err(format!(
+            "{}: the run's vocabulary has no token {token:?}, which its task emits; the \
+             tokenizer or the task's inputs changed since training",
+            run.tokenizer().display()
+        ));
+    }
+    Ok(generator)
+}
+
+/// How [`step`] steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOptions {
+    pub lr: f64,
+    /// Global gradient-norm clipping; 0 disables it.
+    pub grad_clip: f64,
+    /// For a model with dropout: the seed of this step's dropout masks.
+    pub dropout_seed: Option<u64>,
+    /// Fault injection for tests (see [`fault`]).
+    pub poison_gradients: bool,
+}
+
+/// What one step measured, before the update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOutcome {
+    pub loss: f32,
+    pub grad_norm: f64,
+}
+
+/// A step that met a non-finite loss (before the backward pass) or gradient norm (before the
+/// update); the model is not updated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Diverged {
+    pub what: &'static str,
+    pub value: f64,
+}
+
+/// One optimisation step, exactly as `ordo train` takes it and `ordo bench` times it: forward
+/// pass, masked cross-entropy over the weighted positions, backward pass, global-norm clipping,
+/// AdamW update. Returns the updated model and the step's loss and gradient norm.
+pub fn step(
+    model: Transformer,
+    optim: &mut burn::optim::ModuleOptimizer,
+    data: &data::Tensors,
+    options: &StepOptions,
+) -> Result<(Transformer, StepOutcome), Diverged> {
+    // Dropout masks are drawn in the forward pass, under the generator's lock (see `rng_lock`).
+    let rng = options.dropout_seed.map(|seed| {
+        let guard = rng_lock();
+        data.batch.tokens.device().seed(seed);
+        guard
+    });
+    let logits = model.forward(&data.batch);
+    drop(rng);
+    let loss = masked_cross_entropy(logits, data.targets.clone(), data.weights.clone());
+    let loss_value: f32 = loss.clone().into_scalar();
+    if !loss_value.is_finite() {
+        return Err(Diverged {
+            what: "training loss",
+            value: loss_value as f64,
+        });
+    }
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    if options.poison_gradients {
+        fault::poison(&model, &mut grads);
+    }
+    let grad_norm = clip_global_norm(&model, &mut grads, options.grad_clip);
+    // A non-finite norm would make clipping scale every gradient to NaN.
+    if !grad_norm.is_finite() {
+        return Err(Diverged {
+            what: "gradient norm",
+            value: grad_norm,
+        });
+    }
+    let model = optim.step(options.lr, model, grads);
+    Ok((
+        model,
+        StepOutcome {
+            loss: loss_value,
+            grad_norm,
+        },
+    ))
 }
 
 /// burn's random initialisers and dropout draw from one process-wide generator. Runs trained
@@ -322,7 +462,11 @@ fn init_model(config: &RunConfig, vocab_size: usize, device: &Device) -> Transfo
 }
 
 fn optimizer(config: &RunConfig) -> burn::optim::ModuleOptimizer {
-    let t = &config.train;
+    adamw(&config.train)
+}
+
+/// AdamW with the run's settings (what `ordo train` and `ordo bench` step with).
+pub fn adamw(t: &crate::config::TrainConfig) -> burn::optim::ModuleOptimizer {
     AdamWConfig::new()
         .with_beta_1(t.beta1 as f32)
         .with_beta_2(t.beta2 as f32)
@@ -348,7 +492,7 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    write_atomic(path, kept.as_bytes()).map_err(|e| file_err(path, e))
+    ordo_model::checkpoint::write_atomic(path, kept.as_bytes()).map_err(|e| file_err(path, e))
 }
 
 struct Log {
@@ -370,25 +514,29 @@ fn save_checkpoint(
     optim: &burn::optim::ModuleOptimizer,
     state: &State,
 ) -> Result<(), TrainError> {
-    let ckpt = setup.dir.join("checkpoint");
-    let stem = model_stem(&setup.dir, state.step);
-    ordo_model::save_model(model, &setup.config.model, setup.vocab.len(), &stem)?;
-    let optim_path = ckpt.join(format!("optim-{:06}.bpk", state.step));
+    let run = &setup.run;
+    // A model that is no longer finite is never written over the last good checkpoint.
+    let largest = largest_parameter(model);
+    if !largest.is_finite() {
+        return Err(non_finite("parameters", largest, state.step, run));
+    }
+    ordo_model::save_model(
+        model,
+        &setup.config.model,
+        setup.vocab.len(),
+        &run.model_stem(state.step),
+    )?;
+    let optim_path = run.optimizer(state.step);
     let bytes = optim
         .into_bytes()
         .map_err(|e| file_err(&optim_path, format!("{e:?}")))?;
-    write_atomic(&optim_path, &bytes).map_err(|e| file_err(&optim_path, e))?;
-    let state_path = ckpt.join("state.json");
-    let text = serde_json::to_string_pretty(state).expect("state serialises");
-    write_atomic(&state_path, text.as_bytes()).map_err(|e| file_err(&state_path, e))?;
+    run.write(&optim_path, &bytes)?;
+    run.write_json(&run.state(), state)?;
     // Only now that state.json points at the new files may older ones go.
-    let keep = format!("{:06}", state.step);
-    if let Ok(entries) = std::fs::read_dir(&ckpt) {
+    if let Ok(entries) = std::fs::read_dir(run.checkpoint_dir()) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let old =
-                (name.starts_with("model-") || name.starts_with("optim-")) && !name.contains(&keep);
-            if old {
+            if RunDir::is_other_checkpoint_file(&name, state.step) {
                 std::fs::remove_file(entry.path()).ok();
             }
         }
@@ -396,7 +544,35 @@ fn save_checkpoint(
     Ok(())
 }
 
-fn run(
+/// The largest `|θ|` over every parameter (infinite or NaN if any parameter is).
+fn largest_parameter<M: Module>(model: &M) -> f64 {
+    struct Largest(f64);
+    impl ModuleVisitor for Largest {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let m: f32 = param.val().abs().max().into_scalar();
+            // `f64::max` would drop a NaN: keep it.
+            if m.is_nan() || m as f64 > self.0 || self.0.is_nan() {
+                self.0 = if self.0.is_nan() { self.0 } else { m as f64 };
+            }
+        }
+    }
+    let mut largest = Largest(0.0);
+    model.visit(&mut largest);
+    largest.0
+}
+
+/// The run stops: `what` became `value` at `step`.
+fn non_finite(what: &'static str, value: f64, step: usize, run: &RunDir) -> TrainError {
+    TrainError::NonFinite {
+        what,
+        value,
+        step,
+        kept: run.last_checkpoint().ok().flatten(),
+        dir: run.path().to_path_buf(),
+    }
+}
+
+fn run_training(
     setup: Setup,
     model: Transformer,
     optim: burn::optim::ModuleOptimizer,
@@ -421,7 +597,7 @@ fn run_steps(
         .expect("validated")
         .autodiff();
     let eval_device = crate::device::parse(&cfg.device).expect("validated");
-    let metrics_path = setup.dir.join("metrics.jsonl");
+    let metrics_path = setup.run.metrics();
     let file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
@@ -489,32 +665,25 @@ fn run_steps(
         );
         let tokens: usize = items.iter().map(Encoded::tokens).sum();
         let batch = data::collate(&items, setup.vocab.pad, &device);
-        // Dropout masks depend on (seed, step) only, so a resumed run matches; they are drawn in
-        // the forward pass, under the generator's lock (see `rng_lock`).
-        let rng = (cfg.model.dropout > 0.0).then(|| {
-            let guard = rng_lock();
-            device.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
-            guard
-        });
-        let logits = model.forward(&batch.batch);
-        drop(rng);
-        let loss = masked_cross_entropy(logits, batch.targets, batch.weights);
-        let loss_value: f32 = loss.clone().into_scalar();
-        if !loss_value.is_finite() {
-            if let Some(bar) = &bar {
-                bar.abandon();
+        let options = StepOptions {
+            lr,
+            grad_clip: t.grad_clip,
+            // Dropout masks depend on (seed, step) only, so a resumed run matches.
+            dropout_seed: (cfg.model.dropout > 0.0)
+                .then(|| cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)),
+            poison_gradients: fault::nan_gradient_due(setup.run.path(), step + 1),
+        };
+        let (next, outcome) = match self::step(model, &mut optim, &batch, &options) {
+            Ok(stepped) => stepped,
+            Err(Diverged { what, value }) => {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                return Err(non_finite(what, value, step + 1, &setup.run));
             }
-            let kept = read_state_step(&setup.dir);
-            return Err(TrainError::NonFinite {
-                value: loss_value,
-                step: step + 1,
-                kept,
-                dir: setup.dir.clone(),
-            });
-        }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let grad_norm = clip_global_norm(&model, &mut grads, t.grad_clip);
-        model = optim.step(lr, model, grads);
+        };
+        model = next;
+        let (loss_value, grad_norm) = (outcome.loss, outcome.grad_norm);
         state.step += 1;
 
         window_tokens += tokens;
@@ -550,6 +719,12 @@ fn run_steps(
         }
         if step.is_multiple_of(t.eval_every) || step == t.steps {
             let m = eval_now(&model);
+            if !m.loss.is_finite() {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                return Err(non_finite("held-out loss", m.loss, step, &setup.run));
+            }
             log.write(serde_json::json!({
                 "kind": "eval", "step": step, "loss": m.loss, "perplexity": m.perplexity(),
                 "token_accuracy": m.token_accuracy, "exact_match": m.exact_match,
@@ -574,6 +749,15 @@ fn run_steps(
         Some(m) => m,
         None => eval_now(&model),
     };
+    // summary.json never holds a non-finite number (serde would write null, unreadable later).
+    if !valid.loss.is_finite() {
+        return Err(non_finite(
+            "held-out loss",
+            valid.loss,
+            state.step,
+            &setup.run,
+        ));
+    }
     let seconds = seconds_before + started.elapsed().as_secs_f64();
     let summary = Summary {
         name: cfg.name.clone(),
@@ -584,60 +768,87 @@ fn run_steps(
         tokens_per_second: total_tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
         valid,
     };
-    let path = setup.dir.join("summary.json");
-    write_atomic(
-        &path,
-        serde_json::to_string_pretty(&summary)
-            .expect("json")
-            .as_bytes(),
-    )
-    .map_err(|e| file_err(&path, e))?;
+    setup.run.write_json(&setup.run.summary(), &summary)?;
     Ok(Some(summary))
 }
 
-fn read_state_step(dir: &Path) -> usize {
-    last_checkpoint(dir).map(|(step, _)| step).unwrap_or(0)
+/// The step of a run's last checkpoint and its model stem (`<stem>.bpk`, `<stem>.json`), or an
+/// error saying there is none yet.
+pub fn last_checkpoint(run: &RunDir) -> Result<(usize, PathBuf), RunDirError> {
+    match run.last_checkpoint()? {
+        Some(step) => Ok((step, run.model_stem(step))),
+        None => Err(RunDirError::Invalid {
+            path: run.path().to_path_buf(),
+            message: "no checkpoint yet (training has not reached its first checkpoint)".into(),
+        }),
+    }
+}
+/// `config` as its run directory stores it in `config.toml`: input paths (relative ones are
+/// relative to `base_dir`, the config file's directory) rewritten relative to the run directory.
+pub fn stored_config(config: &RunConfig, base_dir: &Path) -> RunConfig {
+    let mut stored = config.clone();
+    relocate_inputs(&mut stored.task, base_dir, &config.run_dir());
+    stored
 }
 
-/// The checkpoint files of `step` in a run directory: `<stem>.bpk` and `<stem>.json`.
-pub fn model_stem(run_dir: &Path, step: usize) -> PathBuf {
-    run_dir.join("checkpoint").join(format!("model-{step:06}"))
+/// Rewrites the task's input paths (a lexicon, a corpus, a tokenizer file; relative ones are
+/// relative to `base_dir`, the config's directory) relative to the run directory `run_dir`
+/// (absolute when they share no prefix).
+fn relocate_inputs(task: &mut crate::tasks::TaskConfig, base_dir: &Path, run_dir: &Path) {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let run_dir = absolute(run_dir);
+    for (_, path) in task.input_paths_mut() {
+        let at = crate::run_dir::normalize(&absolute(&base_dir.join(&*path)));
+        *path = crate::run_dir::relative_to(&at, &run_dir).unwrap_or(at);
+    }
 }
 
-/// The step of a run's last checkpoint and its model stem (see [`model_stem`]).
-pub fn last_checkpoint(run_dir: &Path) -> Result<(usize, PathBuf), String> {
-    let path = run_dir.join("checkpoint").join("state.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: no checkpoint ({e})", path.display()))?;
-    let state: State =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((state.step, model_stem(run_dir, state.step)))
-}
+/// Fault injection for tests of the divergence path: a NaN in the gradients at a chosen step of
+/// a chosen run, as a real overflow in the backward pass would leave them. Registered per run
+/// directory by in-process tests ([`inject_nan_gradient`]), or for a whole `ordo` process by the
+/// environment variable `ORDO_INJECT_NAN_GRADIENT_AT_STEP` (used by the command-line tests).
+pub mod fault {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
 
-/// Makes relative file paths in the task absolute (against the config's directory).
-fn resolve_paths(task: &mut crate::tasks::TaskConfig, base_dir: &Path) {
-    use crate::tasks::TaskConfig;
-    let paths: Vec<&mut PathBuf> = match task {
-        TaskConfig::BigramShift {
-            lexicon: Some(path),
-            ..
+    static PLANNED: Mutex<Option<HashMap<PathBuf, usize>>> = Mutex::new(None);
+
+    /// From now on, training the run in `run_dir` puts a NaN into its gradients at `step`.
+    #[doc(hidden)]
+    pub fn inject_nan_gradient(run_dir: &Path, step: usize) {
+        let mut planned = PLANNED.lock().unwrap_or_else(|p| p.into_inner());
+        planned
+            .get_or_insert_with(HashMap::new)
+            .insert(run_dir.to_path_buf(), step);
+    }
+
+    pub(super) fn nan_gradient_due(run_dir: &Path, step: usize) -> bool {
+        let planned = PLANNED.lock().unwrap_or_else(|p| p.into_inner());
+        let from_test = planned.as_ref().and_then(|p| p.get(run_dir)).copied();
+        let from_env = std::env::var("ORDO_INJECT_NAN_GRADIENT_AT_STEP")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok());
+        from_test.or(from_env) == Some(step)
+    }
+
+    /// Makes the gradient of the first parameter NaN.
+    pub(super) fn poison<M: Module>(model: &M, grads: &mut GradientsParams) {
+        struct First<'a> {
+            grads: &'a mut GradientsParams,
+            done: bool,
         }
-        | TaskConfig::Agent {
-            lexicon: Some(path),
-            ..
-        } => vec![path],
-        TaskConfig::Lm {
-            corpus, tokenizer, ..
-        } => match tokenizer {
-            crate::tasks::LmTokenizer::File(file) => vec![corpus, file],
-            _ => vec![corpus],
-        },
-        _ => vec![],
-    };
-    for path in paths {
-        if path.is_relative() {
-            let joined = base_dir.join(&*path);
-            *path = std::path::absolute(&joined).unwrap_or(joined);
+        impl ModuleVisitor for First<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if self.done {
+                    return;
+                }
+                if let Some(g) = self.grads.remove::<D>(param.id) {
+                    self.grads.register(param.id, g.mul_scalar(f32::NAN));
+                    self.done = true;
+                }
+            }
         }
+        model.visit(&mut First { grads, done: false });
     }
 }

@@ -17,6 +17,8 @@ pub struct Vocab {
     pub tokenizer: Tokenizer,
     pub pad: u32,
     pub mask: u32,
+    /// `[UNK]`, which every vocabulary ordo builds has (a user's tokenizer may lack it).
+    pub unk: Option<u32>,
 }
 
 impl std::fmt::Debug for Vocab {
@@ -67,6 +69,7 @@ impl Vocab {
         Ok(Self {
             pad: id(PAD)?,
             mask: id(MASK)?,
+            unk: tokenizer.token_to_id(UNK),
             tokenizer,
         })
     }
@@ -111,14 +114,20 @@ impl Vocab {
         self.len() == 0
     }
 
-    /// The id of a word-level token.
-    ///
-    /// # Panics
-    /// If the token is unknown: task vocabularies list every token they emit.
+    /// The id of a word-level token; an unknown token gets `[UNK]`'s id (`[PAD]`'s in a user's
+    /// tokenizer without `[UNK]`, whose own pieces are all known). Never a panic: a run's
+    /// tokenizer meets text it was not built from only when an input changed, which the run
+    /// directory's input hashes catch, and evaluation checks coverage itself, marking lengths
+    /// whose tokens are missing as n/a.
     pub fn id(&self, token: &str) -> u32 {
         self.tokenizer
             .token_to_id(token)
-            .unwrap_or_else(|| panic!("token {token:?} is not in the vocabulary"))
+            .unwrap_or(self.unk.unwrap_or(self.pad))
+    }
+
+    /// Whether `token` has an id of its own.
+    pub fn contains(&self, token: &str) -> bool {
+        self.tokenizer.token_to_id(token).is_some()
     }
 
     pub fn token(&self, id: u32) -> String {
@@ -148,6 +157,9 @@ mod tests {
         v.save(&path).unwrap();
         let back = Vocab::load(&path).unwrap();
         assert_eq!(back.id("s3"), 7);
+        // Unknown tokens map to [UNK] instead of panicking.
+        assert_eq!(back.id("never-seen"), back.id(UNK));
+        assert!(!back.contains("never-seen") && back.contains("s3"));
         std::fs::write(&path, "{ not json").unwrap();
         let err = Vocab::load(&path).unwrap_err();
         assert!(err.contains("tokenizer.json"), "{err}");

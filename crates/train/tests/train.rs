@@ -396,3 +396,132 @@ checkpoint_every = 80
 fn toml_string(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
 }
+
+#[test]
+fn a_nan_gradient_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let dir = TempDir::new("nan");
+    let path = dir.write("tiny.toml", TINY);
+    let out = format!("out_dir={}", dir.0.join("runs").display());
+    for (name, at, kept) in [("late", 30, Some(20)), ("early", 5, None)] {
+        let cfg = config::load(&path, &[out.clone(), format!("name={name}")]).unwrap();
+        trainer::fault::inject_nan_gradient(&cfg.run_dir(), at);
+        let err = trainer::train(cfg.clone(), &dir.0, Progress::Quiet).unwrap_err();
+        match &err {
+            trainer::TrainError::NonFinite {
+                what,
+                step,
+                kept: k,
+                ..
+            } => {
+                assert_eq!((*what, *step, *k), ("gradient norm", at, kept), "{err}");
+            }
+            other => panic!("expected a divergence, got {other}"),
+        }
+        let run = ordo_train::run_dir::RunDir::new(cfg.run_dir());
+        assert_eq!(run.last_checkpoint().unwrap(), kept, "{err}");
+        assert!(!run.is_trained(), "no summary for a diverged run");
+        match kept {
+            Some(step) => {
+                assert!(
+                    err.to_string()
+                        .contains(&format!("checkpoint (step {step})"))
+                );
+                // The kept checkpoint is whole and loads.
+                let device = burn::prelude::Device::flex();
+                let vocab = ordo_train::vocab::Vocab::load(&run.tokenizer()).unwrap();
+                ordo_model::load_model(&cfg.model, vocab.len(), &run.model_stem(step), &device)
+                    .unwrap();
+            }
+            None => assert!(
+                err.to_string().contains("No checkpoint was written yet"),
+                "{err}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn optimizer_values_that_always_diverge_are_config_errors() {
+    let dir = TempDir::new("adam");
+    for (set, key) in [
+        ("train.beta1=1.0", "train.beta1"),
+        ("train.beta2=1.5", "train.beta2"),
+        ("train.epsilon=0.0", "train.epsilon"),
+    ] {
+        let err = load_err(&dir, TINY, &[set]);
+        assert!(err.contains(key), "{set}: {err}");
+    }
+}
+
+fn lm_config(dir: &TempDir, corpus: &Path) -> PathBuf {
+    let lines: Vec<String> = (0..120)
+        .map(|i| format!("the cat {} the dog", ["saw", "chased", "met"][i % 3]))
+        .collect();
+    std::fs::write(corpus, lines.join("\n") + "\n").unwrap();
+    dir.write(
+        "lm.toml",
+        r#"
+[model]
+d_model = 16
+n_heads = 2
+n_layers = 1
+[task]
+kind = "lm"
+corpus = "data/corpus.txt"
+tokenizer = "bpe"
+vocab_size = 24
+context = 8
+[train]
+steps = 10
+batch_size = 8
+eval_examples = 16
+eval_every = 10
+checkpoint_every = 5
+"#,
+    )
+}
+
+#[test]
+fn a_run_directory_stands_alone_and_names_a_changed_or_missing_input() {
+    let dir = TempDir::new("inputs");
+    std::fs::create_dir_all(dir.0.join("data")).unwrap();
+    let corpus = dir.0.join("data/corpus.txt");
+    let path = lm_config(&dir, &corpus);
+    let out = format!("out_dir={}", dir.0.join("exp/runs").display());
+    let cfg = config::load(&path, &[out]).unwrap();
+    let run = ordo_train::run_dir::RunDir::new(cfg.run_dir());
+    trainer::train_until(cfg.clone(), &dir.0, Progress::Quiet, Some(5)).unwrap();
+    // The stored config points at the corpus relative to the run directory.
+    let stored = std::fs::read_to_string(run.config()).unwrap();
+    assert!(
+        stored.contains("corpus = \"../../../data/corpus.txt\""),
+        "{stored}"
+    );
+
+    let original = std::fs::read(&corpus).unwrap();
+    std::fs::write(&corpus, b"the dog saw the cat\n".repeat(120)).unwrap();
+    let err = trainer::resume(run.path(), Progress::Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("corpus.txt") && err.contains("changed since the run read it"),
+        "{err}"
+    );
+    std::fs::remove_file(&corpus).unwrap();
+    let err = trainer::resume(run.path(), Progress::Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("corpus.txt") && err.contains("missing"),
+        "{err}"
+    );
+    std::fs::write(&corpus, &original).unwrap();
+
+    // Moved together with its data, the run resumes from its own tokenizer.json.
+    let moved = TempDir::new("inputs-moved");
+    std::fs::remove_dir_all(&moved.0).unwrap();
+    std::fs::rename(&dir.0, &moved.0).unwrap();
+    let summary = trainer::resume(&moved.0.join("exp/runs/lm"), Progress::Quiet).unwrap();
+    assert_eq!(summary.steps, 10);
+    assert!(summary.valid.loss.is_finite());
+}

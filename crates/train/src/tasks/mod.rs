@@ -225,6 +225,77 @@ impl TaskConfig {
         }
     }
 
+    /// Prompt and answer tokens of an example of length `len`, counted without building one
+    /// (`None` if the count overflows). Tested against the generators.
+    pub fn example_size(&self, len: usize) -> Option<(usize, usize)> {
+        match self {
+            // x1 .. xn [SEP] -> n tokens
+            TaskConfig::Copy { .. } | TaskConfig::Reverse { .. } | TaskConfig::Sort { .. } => {
+                Some((len.checked_add(1)?, len))
+            }
+            // x1 .. xn [SEP] ik -> x_k;  w1 .. wn [SEP] agent -> noun
+            TaskConfig::Position { .. } | TaskConfig::Agent { .. } => {
+                Some((len.checked_add(2)?, 1))
+            }
+            // w1 .. wn [SEP] -> swapped | original
+            TaskConfig::BigramShift { .. } => Some((len.checked_add(1)?, 1)),
+            // one token, then the n it predicts
+            TaskConfig::Lm { .. } => Some((1, len)),
+        }
+    }
+
+    /// The input files the task reads, by role (`lexicon`, `corpus`, `tokenizer`), as written.
+    pub fn input_paths(&self) -> Vec<(String, PathBuf)> {
+        self.clone()
+            .input_paths_mut()
+            .into_iter()
+            .map(|(role, path)| (role.to_string(), path.clone()))
+            .collect()
+    }
+
+    /// [`input_paths`](Self::input_paths), to rewrite them.
+    pub fn input_paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
+        match self {
+            TaskConfig::BigramShift {
+                lexicon: Some(path),
+                ..
+            }
+            | TaskConfig::Agent {
+                lexicon: Some(path),
+                ..
+            } => vec![("lexicon", path)],
+            TaskConfig::Lm {
+                corpus, tokenizer, ..
+            } => match tokenizer {
+                LmTokenizer::File(file) => vec![("corpus", corpus), ("tokenizer", file)],
+                _ => vec![("corpus", corpus)],
+            },
+            _ => vec![],
+        }
+    }
+
+    /// The task of an existing run, tokenising with the run's own `tokenizer.json` (`path`)
+    /// instead of retraining BPE or reading the tokenizer file the config named: a run
+    /// evaluates and resumes with exactly the vocabulary it was trained with.
+    pub fn reading_tokenizer(&self, path: &Path) -> TaskConfig {
+        match self {
+            TaskConfig::Lm {
+                corpus,
+                tokenizer: LmTokenizer::Bpe | LmTokenizer::File(_),
+                context,
+                valid_percent,
+                ..
+            } => TaskConfig::Lm {
+                corpus: corpus.clone(),
+                tokenizer: LmTokenizer::File(path.to_path_buf()),
+                vocab_size: None,
+                context: *context,
+                valid_percent: *valid_percent,
+            },
+            other => other.clone(),
+        }
+    }
+
     /// The tokenizer file of an `lm` task, if one is configured.
     pub fn tokenizer_file(&self) -> Option<&Path> {
         match self {
@@ -492,6 +563,29 @@ impl Generator {
         }
     }
 
+    /// About how many tokens the vocabulary of a run holds when evaluated up to `max_eval_len`
+    /// (counted, never listed: a `position` task of absurd length would list billions).
+    pub fn vocab_estimate(&self, max_eval_len: usize) -> u64 {
+        let specials = 5;
+        let count = match &self.kind {
+            &Kind::Copy(k) | &Kind::Reverse(k) | &Kind::Sort(k) => k as u64,
+            &Kind::Position {
+                symbols,
+                index_tokens,
+            } => symbols as u64 + index_tokens.max(max_eval_len) as u64,
+            Kind::BigramShift(lexicon) | Kind::Agent(lexicon) => lexicon.words().len() as u64 + 2,
+            Kind::Lm(corpus) => match &corpus.trained {
+                Some(t) => t.get_vocab_size(true) as u64,
+                None => {
+                    let distinct: std::collections::HashSet<&String> =
+                        corpus.train.iter().chain(&corpus.valid).collect();
+                    distinct.len() as u64
+                }
+            },
+        };
+        count + specials
+    }
+
     /// The language-model corpus, for `lm`.
     pub fn corpus(&self) -> Option<&lm::Corpus> {
         match &self.kind {
@@ -749,6 +843,30 @@ mod tests {
         };
         assert_eq!(ex.answer.len(), answer_len, "{kind}: {ex:?}");
         sep
+    }
+
+    #[test]
+    fn example_size_counts_what_the_generators_build() {
+        for cfg in all_defaults() {
+            let generator = cfg.generator(here()).unwrap();
+            let mut rng = Rng::new(3);
+            for len in [generator.min_len(), 7, 16, 40] {
+                let ex = generator.example(&mut rng, len);
+                assert_eq!(
+                    cfg.example_size(len),
+                    Some((ex.prompt.len(), ex.answer.len())),
+                    "{} at {len}",
+                    cfg.kind()
+                );
+            }
+            assert_eq!(
+                cfg.example_size(usize::MAX).map(|_| ()),
+                match cfg {
+                    TaskConfig::Lm { .. } => Some(()),
+                    _ => None,
+                }
+            );
+        }
     }
 
     #[test]

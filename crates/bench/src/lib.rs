@@ -17,12 +17,13 @@
 //! says how: `ordo bench` re-invokes itself with a hidden `--single JOB`), and each child prints
 //! its [`Record`] as one JSON line on stdout, which the parent collects.
 
-use crate::rng::Rng;
-use crate::trainer::clip_global_norm;
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use ordo_model::{Batch, ModelConfig, PositionalEncodingConfig, Transformer, masked_cross_entropy};
+use ordo_train::data::Tensors;
+use ordo_train::rng::Rng;
+use ordo_train::trainer::{self, StepOptions};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::process::{Command, Stdio};
@@ -182,7 +183,7 @@ pub struct Options {
     pub steps: usize,
     /// Untimed steps before them.
     pub warmup: usize,
-    /// A device name accepted by [`crate::device::parse`].
+    /// A device name accepted by [`ordo_train::device::parse`].
     pub device: String,
     /// Tokens per evaluation forward pass.
     pub eval_tokens: usize,
@@ -251,12 +252,9 @@ pub struct Record {
 }
 
 /// The fixed random batch: `batch x seq_len` tokens; the target of each position is the next
-/// token (next-token prediction on random data), weighted 1 everywhere.
-pub struct FixedBatch {
-    pub batch: Batch,
-    pub targets: Tensor<2, Int>,
-    pub weights: Tensor<2>,
-}
+/// token (next-token prediction on random data), weighted 1 everywhere. The same tensors as the
+/// trainer's batches ([`Tensors`]).
+pub struct FixedBatch(pub Tensors);
 
 impl FixedBatch {
     pub fn new(batch: usize, seq_len: usize, vocab: usize, seed: u64, device: &Device) -> Self {
@@ -268,28 +266,28 @@ impl FixedBatch {
             input.extend_from_slice(&row[..seq_len]);
             target.extend_from_slice(&row[1..]);
         }
-        Self {
+        Self(Tensors {
             batch: Batch {
                 tokens: Tensor::from_data(TensorData::new(input, [batch, seq_len]), device),
                 lengths: vec![seq_len; batch],
             },
             targets: Tensor::from_data(TensorData::new(target, [batch, seq_len]), device),
             weights: Tensor::ones([batch, seq_len], device),
-        }
+        })
     }
 
     pub fn tokens(&self) -> usize {
-        self.batch.lengths.iter().sum()
+        self.0.batch.lengths.iter().sum()
     }
 }
 
-/// A model, its AdamW state and a fixed batch, stepped exactly as `ordo train` steps.
+/// A model, its AdamW state and a fixed batch, stepped by the trainer's own
+/// [`step`](ordo_train::trainer::step).
 pub struct TrainBench {
     model: Option<Transformer>,
     optim: ModuleOptimizer,
     data: FixedBatch,
-    lr: f64,
-    grad_clip: f64,
+    options: StepOptions,
 }
 
 impl TrainBench {
@@ -300,20 +298,19 @@ impl TrainBench {
         let config = model_config(shape, encoding, shape.seq_len)?;
         device.seed(seed);
         let model = config.init(shape.vocab, &device);
-        let t = crate::config::TrainConfig::default();
-        let optim = AdamWConfig::new()
-            .with_beta_1(t.beta1 as f32)
-            .with_beta_2(t.beta2 as f32)
-            .with_epsilon(t.epsilon as f32)
-            .with_weight_decay(t.weight_decay as f32)
-            .init();
+        let t = ordo_train::config::TrainConfig::default();
         let data = FixedBatch::new(shape.batch, shape.seq_len, shape.vocab, seed, &device);
         Ok(Self {
             model: Some(model),
-            optim,
+            optim: trainer::adamw(&t),
             data,
-            lr: t.lr,
-            grad_clip: t.grad_clip,
+            // The bench shapes have no dropout (see `model_config`).
+            options: StepOptions {
+                lr: t.lr,
+                grad_clip: t.grad_clip,
+                dropout_seed: None,
+                poison_gradients: false,
+            },
         })
     }
 
@@ -325,30 +322,33 @@ impl TrainBench {
         self.data.tokens()
     }
 
-    /// One training step; returns the loss before the update.
+    /// One training step ([`trainer::step`]); returns the loss before the update.
+    ///
+    /// # Panics
+    /// If the step diverges (random next-token data at the default learning rate never does).
     pub fn step(&mut self) -> f32 {
         let model = self.model.take().expect("present between steps");
-        let logits = model.forward(&self.data.batch);
-        let loss =
-            masked_cross_entropy(logits, self.data.targets.clone(), self.data.weights.clone());
-        let loss_value: f32 = loss.clone().into_scalar();
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        clip_global_norm(&model, &mut grads, self.grad_clip);
-        self.model = Some(self.optim.step(self.lr, model, grads));
-        loss_value
+        match trainer::step(model, &mut self.optim, &self.data.0, &self.options) {
+            Ok((model, outcome)) => {
+                self.model = Some(model);
+                outcome.loss
+            }
+            Err(d) => panic!("the benchmark step diverged: {} {}", d.what, d.value),
+        }
     }
 
     /// The loss on the fixed batch, without a step.
     pub fn loss(&self) -> f32 {
         let model = self.model().valid();
-        let device = self.data.targets.device().inner();
-        let data = FixedBatch {
+        let data = &self.data.0;
+        let device = data.targets.device().inner();
+        let data = Tensors {
             batch: Batch {
-                tokens: self.data.batch.tokens.clone().to_device(&device),
-                lengths: self.data.batch.lengths.clone(),
+                tokens: data.batch.tokens.clone().to_device(&device),
+                lengths: data.batch.lengths.clone(),
             },
-            targets: self.data.targets.clone().to_device(&device),
-            weights: self.data.weights.clone().to_device(&device),
+            targets: data.targets.clone().to_device(&device),
+            weights: data.weights.clone().to_device(&device),
         };
         let logits = model.forward(&data.batch);
         masked_cross_entropy(logits, data.targets, data.weights).into_scalar()
@@ -411,7 +411,7 @@ fn threads() -> usize {
 /// ran nothing else (see [`run_jobs`]).
 pub fn measure(job: &Job, options: &Options) -> Result<Record, String> {
     // The flag is per thread: set it on the thread that computes.
-    crate::device::on_compute_pool(|| {
+    ordo_train::device::on_compute_pool(|| {
         if options.composed_ops {
             ordo_model::kernels::with_composed_ops(|| measure_with(job, options))
         } else {
@@ -425,7 +425,7 @@ fn measure_with(job: &Job, options: &Options) -> Result<Record, String> {
         return Err("--steps must be at least 1".into());
     }
     let shape = shape(&job.shape).ok_or_else(|| format!("unknown shape {:?}", job.shape))?;
-    let device = crate::device::parse(&options.device)?;
+    let device = ordo_train::device::parse(&options.device)?;
     let start_rss_mib = rss_mib();
     let mut times = Vec::with_capacity(options.steps);
     let (seq_len, batch, params, loss_first, loss_last);
@@ -462,7 +462,7 @@ fn measure_with(job: &Job, options: &Options) -> Result<Record, String> {
             let data = FixedBatch::new(batch, seq_len, shape.vocab, options.seed, &device);
             for i in 0..options.warmup + options.steps {
                 let started = Instant::now();
-                let logits = model.forward(&data.batch);
+                let logits = model.forward(&data.0.batch);
                 device.sync().map_err(|e| format!("{e:?}"))?;
                 drop(logits);
                 if i >= options.warmup {

@@ -6,7 +6,7 @@
 //! prints its record, as `ordo bench --single JOB` does. No assertion is about time.
 
 use burn::prelude::*;
-use ordo_train::bench::{self, Job, Mode, Options, Plan, Report, TrainBench};
+use ordo_bench::{self as bench, Job, Mode, Options, Plan, Report, TrainBench};
 use std::process::Command;
 
 const JOB_VAR: &str = "ORDO_BENCH_JOB";

@@ -1,0 +1,307 @@
+//! Refusing absurd sizes before anything is allocated.
+//!
+//! From a config alone (no data generated, no tensor built) we estimate the number of
+//! parameters and the peak memory of training (parameters, gradients and AdamW's two moments,
+//! plus the activations kept for the backward pass, the `b·h·t²` attention terms included) and
+//! of evaluation at the longest length evaluated. A config whose estimate exceeds the memory
+//! available is refused with an error that gives the numbers. Every product is checked: a size
+//! that does not even fit in 64 bits is refused the same way.
+//!
+//! The estimate is deliberately simple and on the high side (it counts the explicit attention
+//! path's probabilities, which ordo's kernel avoids at inference); it is there to stop a typo
+//! (`max_len = 1000000000000`) from aborting the process or swapping the machine to death, not
+//! to plan a run to the megabyte. `ORDO_MEMORY_LIMIT` overrides the limit: a size (`64G`,
+//! `512M`, bytes) or `off`.
+
+use crate::config::RunConfig;
+use ordo_model::PositionalEncodingConfig;
+
+/// What a config costs, in parameters and bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    pub parameters: u64,
+    /// Peak bytes of a training step (with its in-training evaluation).
+    pub train_bytes: u64,
+    /// Peak bytes of evaluating at the longest evaluated length.
+    pub eval_bytes: u64,
+    /// Model positions of the longest training and evaluated sequence.
+    pub train_positions: u64,
+    pub eval_positions: u64,
+}
+
+impl Estimate {
+    pub fn peak(&self) -> u64 {
+        self.train_bytes.max(self.eval_bytes)
+    }
+}
+
+/// The sizes an estimate needs besides the config: the vocabulary, and the model positions of
+/// the longest training and evaluated sequences (`None`: too large to count).
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub vocab: u64,
+    pub train_positions: Option<u64>,
+    pub eval_positions: Option<u64>,
+}
+
+const F32: u64 = 4;
+/// Examples per forward pass in evaluation (`ordo eval`'s and ablate's default batch).
+const EVAL_BATCH: u64 = 128;
+
+/// Estimates the cost of `config`; `None` if a product overflows (which is itself absurd).
+pub fn estimate(config: &RunConfig, sizes: Sizes) -> Option<Estimate> {
+    let m = &config.model;
+    let (d, h, l) = (m.d_model as u64, m.n_heads as u64, m.n_layers as u64);
+    let f = m.d_ff() as u64;
+    let v = sizes.vocab;
+    let (t, te) = (sizes.train_positions?, sizes.eval_positions?);
+    let b = config.train.batch_size as u64;
+    let valid_b = b.max(64);
+
+    // Parameters: embeddings (and an untied head), per block 4 projections, the MLP, two
+    // LayerNorms; the final LayerNorm; the scheme's own tables.
+    let embedding = v.checked_mul(d)?;
+    let head = if m.tie_embeddings {
+        0
+    } else {
+        d.checked_mul(v)?.checked_add(v)?
+    };
+    let block = (4 * d)
+        .checked_mul(d)?
+        .checked_add(4 * d)?
+        .checked_add(f.checked_mul(d)?.checked_mul(2)?)?
+        .checked_add(f + d + 4 * d)?;
+    let scheme = match &m.encoding {
+        PositionalEncodingConfig::Learned { max_len } => (*max_len as u64).checked_mul(d)?,
+        PositionalEncodingConfig::T5 { num_buckets, .. } => (*num_buckets as u64) * h,
+        PositionalEncodingConfig::Shaw {
+            max_distance,
+            values,
+        } => {
+            // Per layer a key table and (with values) a value table of 2k+1 rows of d_head.
+            let labels = (*max_distance as u64).checked_mul(2)?.checked_add(1)?;
+            let tables = if *values { 2 } else { 1 };
+            l.checked_mul(tables)?
+                .checked_mul(labels)?
+                .checked_mul(d / h.max(1))?
+        }
+        _ => 0,
+    };
+    let parameters = embedding
+        .checked_add(head)?
+        .checked_add(block.checked_mul(l)?)?
+        .checked_add(2 * d)?
+        .checked_add(scheme)?;
+
+    // Activations of one forward pass of `batch` sequences of `len` positions, kept for the
+    // backward pass (`training`) or not: per layer the residual-width tensors, the MLP's
+    // hidden tensors and the `[b, h, t, t]` scores and probabilities; then the logits.
+    let activations = |batch: u64, len: u64, training: bool| -> Option<u64> {
+        let tokens = batch.checked_mul(len)?;
+        let width = if training { 12 * d + 3 * f } else { 4 * d + f };
+        let per_layer = tokens.checked_mul(width)?.checked_add(
+            batch
+                .checked_mul(h)?
+                .checked_mul(len)?
+                .checked_mul(len)?
+                .checked_mul(2)?,
+        )?;
+        let layers = if training {
+            per_layer.checked_mul(l)?
+        } else {
+            per_layer
+        };
+        let logits = tokens
+            .checked_mul(v)?
+            .checked_mul(if training { 3 } else { 1 })?;
+        layers.checked_add(logits)?.checked_mul(F32)
+    };
+    let weights = parameters.checked_mul(F32)?;
+    // Parameters, gradients, AdamW's first and second moments.
+    let train_bytes = weights
+        .checked_mul(4)?
+        .checked_add(activations(b, t, true)?.max(activations(valid_b, t, false)?))?;
+    let eval_bytes = weights.checked_add(activations(EVAL_BATCH, te, false)?)?;
+    Some(Estimate {
+        parameters,
+        train_bytes,
+        eval_bytes,
+        train_positions: t,
+        eval_positions: te,
+    })
+}
+
+/// The memory a run may use: `ORDO_MEMORY_LIMIT` if set (`off` = no limit), else the memory
+/// the system reports available. `Ok(None)`: no limit.
+pub fn limit() -> Result<Option<u64>, String> {
+    match std::env::var("ORDO_MEMORY_LIMIT") {
+        Ok(text) => parse_size(&text).map_err(|e| format!("ORDO_MEMORY_LIMIT: {e}")),
+        Err(_) => Ok(available_memory()),
+    }
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes (`None` where there is no such file).
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// `off`, a number of bytes, or a number with `K`, `M`, `G` or `T` (powers of 1024).
+pub fn parse_size(text: &str) -> Result<Option<u64>, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = || format!("expected `off` or a size such as 64G, 512M or 1000000, got {text:?}");
+    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&text[..i], &text[i..]),
+        None => (text, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(bad()),
+    };
+    let value: f64 = number.trim().parse().map_err(|_| bad())?;
+    if !(value.is_finite() && value > 0.0) {
+        return Err(bad());
+    }
+    Ok(Some((value * (1u64 << shift) as f64) as u64))
+}
+
+/// `1.5 GiB`.
+pub fn show_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+/// Refuses `config` if its estimate exceeds `limit` (or cannot be computed).
+pub fn check(config: &RunConfig, sizes: Sizes, limit: Option<u64>) -> Result<Estimate, String> {
+    let advice = "make `model.d_model`, `model.n_layers`, `train.batch_size` or the task's lengths \
+                  smaller, or set ORDO_MEMORY_LIMIT=off (or a size such as 64G) to override";
+    let Some(estimate) = estimate(config, sizes) else {
+        return Err(format!(
+            "the model and data sizes are too large to even count (vocabulary {}, longest \
+             training sequence {}, longest evaluated sequence {} positions); {advice}",
+            sizes.vocab,
+            sizes
+                .train_positions
+                .map_or("> 2^64".into(), |t| t.to_string()),
+            sizes
+                .eval_positions
+                .map_or("> 2^64".into(), |t| t.to_string()),
+        ));
+    };
+    if let Some(limit) = limit
+        && estimate.peak() > limit
+    {
+        return Err(format!(
+            "estimated peak memory {} exceeds the {} available ({} parameters; training: {} at \
+             batch {} x {} positions; evaluation: {} at {} positions); {advice}",
+            show_bytes(estimate.peak()),
+            show_bytes(limit),
+            estimate.parameters,
+            show_bytes(estimate.train_bytes),
+            config.train.batch_size,
+            estimate.train_positions,
+            show_bytes(estimate.eval_bytes),
+            estimate.eval_positions,
+        ));
+    }
+    Ok(estimate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> RunConfig {
+        crate::config::from_table(
+            "[model]\nd_model = 64\nn_heads = 4\nn_layers = 4\n[task]\nkind = \"copy\"\n"
+                .parse()
+                .unwrap(),
+            "test",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn parameters_match_the_model_burn_builds() {
+        use burn::module::Module;
+        let mut config = config();
+        for (tie, kind) in [
+            (true, "rope"),
+            (false, "none"),
+            (true, "shaw"),
+            (true, "t5"),
+            (true, "learned"),
+        ] {
+            config.model.tie_embeddings = tie;
+            config.model.encoding = PositionalEncodingConfig::from_kind(kind, 40).unwrap();
+            let device = burn::prelude::Device::flex();
+            let model = config.model.init(20, &device);
+            let sizes = Sizes {
+                vocab: 20,
+                train_positions: Some(32),
+                eval_positions: Some(128),
+            };
+            let e = estimate(&config, sizes).unwrap();
+            assert_eq!(e.parameters, model.num_params() as u64, "tie {tie}, {kind}");
+        }
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_and_overflow_is_caught() {
+        let config = config();
+        let sane = Sizes {
+            vocab: 20,
+            train_positions: Some(33),
+            eval_positions: Some(132),
+        };
+        let e = check(&config, sane, Some(1 << 30)).unwrap();
+        assert!(e.peak() < 200 << 20, "{e:?}");
+        // A sequence of 10^12 positions: the b·h·t² term alone overflows 64 bits.
+        let huge = Sizes {
+            train_positions: Some(2_000_000_000_001),
+            eval_positions: Some(8_000_000_000_004),
+            ..sane
+        };
+        let err = check(&config, huge, Some(1 << 40)).unwrap_err();
+        assert!(err.contains("too large to even count"), "{err}");
+        // Large but countable: refused with the numbers, accepted without a limit.
+        let big = Sizes {
+            train_positions: Some(100_000),
+            eval_positions: Some(400_000),
+            ..sane
+        };
+        let err = check(&config, big, Some(24 << 30)).unwrap_err();
+        assert!(err.contains("exceeds the 24.0 GiB available"), "{err}");
+        assert!(err.contains("ORDO_MEMORY_LIMIT"), "{err}");
+        assert!(check(&config, big, None).is_ok());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("off").unwrap(), None);
+        assert_eq!(parse_size("64G").unwrap(), Some(64 << 30));
+        assert_eq!(parse_size("512MiB").unwrap(), Some(512 << 20));
+        assert_eq!(parse_size("1000").unwrap(), Some(1000));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-1G").is_err());
+    }
+}
