@@ -13,7 +13,8 @@
 //! Conventions, stated in the report itself:
 //! - A table cell is the mean ± the sample standard deviation (n − 1) over seeds of a seed-level
 //!   value (a bucket's exact match: the mean over its evaluated lengths; a perplexity; a ratio),
-//!   then its 95 % interval `[lo, hi]` from the bootstrap of [`crate::stats`]. A single seed has no
+//!   then its 95 % interval `[lo, hi]` from the bootstrap of [`crate::stats`] (examples within
+//!   each seed, seeds with a small-sample widening). A single seed has no
 //!   standard deviation: the cell shows the mean and the interval. A value every seed of which is
 //!   n/a shows `n/a`; `†` marks a bucket some of whose lengths were n/a (left out of the mean).
 //!   Cells from an `eval.json` without per-example outcomes (written before they were recorded)
@@ -36,7 +37,7 @@
 
 use crate::extrapolation::{EvalReport, Headline};
 use crate::plot::{self, LinePlot};
-use crate::stats::{self, Interval, LEVEL, REPLICATES};
+use crate::stats::{self, Domain, Interval, LEVEL, REPLICATES};
 use ordo_model::checkpoint::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -361,7 +362,12 @@ struct OverSeeds {
     replicates: Vec<Option<f64>>,
 }
 
-fn over_seeds(cells: &[CellDraws], draws: &[Vec<usize>], f: SeedStatistic) -> OverSeeds {
+fn over_seeds(
+    cells: &[CellDraws],
+    draws: &[Vec<usize>],
+    domain: Domain,
+    f: SeedStatistic,
+) -> OverSeeds {
     let values: Vec<f64> = cells
         .iter()
         .filter_map(|c| f(c.eval, &c.observed))
@@ -384,7 +390,7 @@ fn over_seeds(cells: &[CellDraws], draws: &[Vec<usize>], f: SeedStatistic) -> Ov
             })
             .collect()
     };
-    finish(stat, replicates)
+    finish(stat, replicates, domain)
 }
 
 /// The mean of some values, `None` for none.
@@ -393,7 +399,15 @@ fn mean_of(values: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
-fn finish(stat: Option<Stat>, replicates: Vec<Option<f64>>) -> OverSeeds {
+/// Widens the replicates' seed-level spread around the observed mean (see [`crate::stats`]),
+/// then takes their interval.
+fn finish(stat: Option<Stat>, mut replicates: Vec<Option<f64>>, domain: Domain) -> OverSeeds {
+    if let Some(s) = stat {
+        let c = stats::seed_widening(s.n);
+        for v in replicates.iter_mut().flatten() {
+            *v = stats::widen(*v, s.mean, c, domain);
+        }
+    }
     let finite: Vec<f64> = replicates.iter().flatten().copied().collect();
     OverSeeds {
         stat,
@@ -414,6 +428,10 @@ fn points(
     let map = |v: f64| match headline {
         Headline::ExactMatch => v,
         Headline::Perplexity => v.exp(),
+    };
+    let domain = match headline {
+        Headline::ExactMatch => Domain::Fraction,
+        Headline::Perplexity => Domain::Positive,
     };
     lengths
         .iter()
@@ -441,7 +459,7 @@ fn points(
             } else {
                 Vec::new()
             };
-            let s = finish(stat, replicates);
+            let s = finish(stat, replicates, domain);
             Point {
                 length: n,
                 stat: s.stat,
@@ -452,7 +470,9 @@ fn points(
 }
 
 fn bucket_stat(cells: &[CellDraws], draws: &[Vec<usize>], b: Bucket) -> BucketStat {
-    let s = over_seeds(cells, draws, &|e, v| bucket_value(e, v, b));
+    let s = over_seeds(cells, draws, Domain::Fraction, &|e, v| {
+        bucket_value(e, v, b)
+    });
     let n_buckets: Vec<(usize, usize)> = cells
         .iter()
         .map(|c| {
@@ -479,8 +499,14 @@ fn bucket_stat(cells: &[CellDraws], draws: &[Vec<usize>], b: Bucket) -> BucketSt
     }
 }
 
-fn point(cells: &[CellDraws], draws: &[Vec<usize>], length: usize, f: SeedStatistic) -> Point {
-    let s = over_seeds(cells, draws, f);
+/// A ratio of perplexities at `length` over seeds.
+fn ratio_point(
+    cells: &[CellDraws],
+    draws: &[Vec<usize>],
+    length: usize,
+    f: SeedStatistic,
+) -> Point {
+    let s = over_seeds(cells, draws, Domain::Positive, f);
     Point {
         length,
         stat: s.stat,
@@ -524,13 +550,17 @@ fn row_of(of_row: &[&CellResult]) -> Row {
             .iter()
             .filter(|&&n| n > first.eval.train_max_len)
             .map(|&n| {
-                point(&cells, &draws, n, &|e, v| {
+                ratio_point(&cells, &draws, n, &|e, v| {
                     Some((value_at(e, v, n)? - value_at(e, v, e.train_max_len)?).exp())
                 })
             })
             .collect(),
     };
-    let score = over_seeds(&cells, &draws, &seed_score);
+    let score_domain = match headline {
+        Headline::ExactMatch => Domain::Fraction,
+        Headline::Perplexity => Domain::Positive,
+    };
+    let score = over_seeds(&cells, &draws, score_domain, &seed_score);
     Row {
         task: first.task.clone(),
         variant: first.variant.clone(),
@@ -1045,8 +1075,11 @@ fn conventions(md: &mut String, rows: &[Row], cells: usize) {
             "Brackets give 95 % intervals from a percentile bootstrap ({REPLICATES} replicates, \
              seeded: the same cells give the same report, byte for byte). Within a seed, each \
              length's test examples are resampled with replacement ({}); with several seeds, \
-             each replicate also draws the seeds with replacement and averages them, which counts \
-             the example noise twice and so errs on the wide side. The plots shade the same \
+             each replicate also draws the seeds with replacement and averages them, and its \
+             deviation from the mean is widened by `sqrt(n/(n-1)) t(n-1) / z` for n seeds \
+             (Hesterberg 2015's small-sample correction: a plain bootstrap of 3 seeds would be \
+             half as wide as a t interval); resampling the examples too counts their noise twice, \
+             so with several seeds the intervals err on the wide side. The plots shade the same \
              intervals. In the ranking, each replicate ranks the replicated scores and recomputes \
              every MRR: `≈` marks an encoding not distinguishable from the next one down (the 95 % \
              interval of the difference of their MRRs over the replicates contains 0), `>` one \

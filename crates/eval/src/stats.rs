@@ -11,10 +11,19 @@
 //!   (each generated from its own seed) and are resampled independently.
 //! - **Across seeds**, when a row has several, each replicate also draws the seeds with
 //!   replacement (a two-level, "hierarchical" bootstrap) and averages the drawn seeds' resampled
-//!   values. Resampling both levels counts the example noise twice (it is already inside each
-//!   seed's value), so the interval errs on the wide side: it never makes a difference look
-//!   surer than the data allow. With one seed only the examples are resampled: the interval then
-//!   says how much the choice of test examples moves the number, and nothing about another
+//!   values. A plain bootstrap of a handful of seeds is too narrow: the spread of a mean of `n`
+//!   values drawn from `n` is `sqrt((n - 1) / n)` of the standard error, and its percentiles
+//!   follow the normal where Student's t with `n - 1` degrees of freedom applies (with 3 seeds,
+//!   half the width of the t interval). So each replicate's deviation from the observed mean is
+//!   widened by [`seed_widening`]`(n) = sqrt(n / (n - 1)) t(n - 1) / z`, the correction of
+//!   Hesterberg's "expanded percentile interval" (Hesterberg 2015, "What teachers should know
+//!   about the bootstrap", The American Statistician 69(4)), applied to the deviations rather
+//!   than to the percentile levels, so that one set of replicates serves the tables and the
+//!   ranking alike. Fractions are widened linearly and clipped to `[0, 1]`; positive quantities
+//!   (perplexities, ratios) are widened on the log scale. Resampling the examples as well counts
+//!   their noise twice (it is already inside each seed's value): with several seeds the
+//!   intervals err on the wide side. With one seed only the examples are resampled: the interval
+//!   then says how much the choice of test examples moves the number, and nothing about another
 //!   training run (training-seed variance is unmeasured).
 //! - **Deterministic**: every random stream is derived from a fixed seed and the names of what
 //!   it resamples (task, variant, encoding, seed, length), so a report is byte-identical on every
@@ -130,6 +139,63 @@ impl Binomial {
     pub fn sample(&self, rng: &mut Rng) -> usize {
         let u = rng.unit(); // [0, 1)
         self.cdf.partition_point(|&c| c <= u)
+    }
+}
+
+/// Student's t quantile at 0.975 (the upper end of a central 95 % interval) with `df` degrees
+/// of freedom: the standard table for `df <= 30`, the Cornish-Fisher expansion beyond (error
+/// below 1e-4 there).
+pub fn t_975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    assert!(df >= 1, "t quantile with no degree of freedom");
+    if df <= TABLE.len() {
+        return TABLE[df - 1];
+    }
+    let (z, n) = (Z_975, df as f64);
+    z + (z.powi(3) + z) / (4.0 * n)
+        + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * n * n)
+}
+
+/// The standard normal quantile at 0.975.
+pub const Z_975: f64 = 1.959_963_985;
+
+/// How much the seed-level spread of the bootstrap is widened for `n` seeds (see the module
+/// docs): `sqrt(n / (n - 1)) t_975(n - 1) / z_975`; 1 for a single seed (nothing to widen).
+pub fn seed_widening(n: usize) -> f64 {
+    const {
+        assert!(
+            LEVEL == 0.95,
+            "t_975 and Z_975 are the quantiles of a 95 % interval"
+        )
+    };
+    if n < 2 {
+        return 1.0;
+    }
+    let n_f = n as f64;
+    (n_f / (n_f - 1.0)).sqrt() * t_975(n - 1) / Z_975
+}
+
+/// The range a statistic lives in, which decides how its deviations are widened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// A fraction in `[0, 1]` (exact match): widened linearly, clipped to `[0, 1]`.
+    Fraction,
+    /// A positive quantity (a perplexity, a ratio): widened on the log scale.
+    Positive,
+}
+
+/// `value` moved away from `centre` by the factor `widening` (see [`Domain`]).
+pub fn widen(value: f64, centre: f64, widening: f64, domain: Domain) -> f64 {
+    if widening == 1.0 {
+        return value;
+    }
+    match domain {
+        Domain::Fraction => (centre + widening * (value - centre)).clamp(0.0, 1.0),
+        Domain::Positive => (centre.ln() + widening * (value.ln() - centre.ln())).exp(),
     }
 }
 
@@ -328,6 +394,62 @@ mod tests {
         // Without per-window losses (an old eval.json) there is nothing to resample.
         r.outcomes.as_mut().unwrap().loss.clear();
         assert!(length_replicates(&r, Headline::Perplexity, &mut stream("w"), 10).is_none());
+    }
+
+    #[test]
+    fn seed_widening_matches_the_t_interval_and_fades_with_many_seeds() {
+        assert_eq!(seed_widening(1), 1.0);
+        // 3 seeds: sqrt(3/2) * 4.303 / 1.96 = 2.689.
+        assert!(
+            (seed_widening(3) - 2.689).abs() < 1e-3,
+            "{}",
+            seed_widening(3)
+        );
+        // The expansion continues the table: t(30) = 2.042, t(31) = 2.040, t(120) = 1.980.
+        assert!((t_975(31) - 2.0395).abs() < 2e-4, "{}", t_975(31));
+        assert!((t_975(120) - 1.9799).abs() < 2e-4, "{}", t_975(120));
+        assert!((seed_widening(1000) - 1.0).abs() < 0.002);
+        // Fractions stay in [0, 1]; positive quantities stay positive.
+        assert_eq!(widen(0.1, 0.5, 3.0, Domain::Fraction), 0.0);
+        assert!((widen(0.6, 0.5, 3.0, Domain::Fraction) - 0.8).abs() < 1e-12);
+        let w = widen(2.0, 4.0, 3.0, Domain::Positive);
+        assert!((w - 0.5).abs() < 1e-12, "{w}");
+    }
+
+    /// With many examples per seed the example noise vanishes, and the widened seed bootstrap of
+    /// a mean has about the width of the t interval `mean ± t(n-1) s / sqrt(n)`.
+    #[test]
+    fn widened_seed_bootstrap_is_about_as_wide_as_the_t_interval() {
+        let seeds = [0.52, 0.61, 0.70, 0.64, 0.58];
+        let n = seeds.len();
+        let mean = seeds.iter().sum::<f64>() / n as f64;
+        let sd = (seeds.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+        let half_t = t_975(n - 1) * sd / (n as f64).sqrt();
+        let mut rng = stream("t");
+        let c = seed_widening(n);
+        let replicates: Vec<f64> = seed_draws(n, 20000, &mut rng)
+            .iter()
+            .map(|d| {
+                let m = d.iter().map(|&j| seeds[j]).sum::<f64>() / n as f64;
+                widen(m, mean, c, Domain::Fraction)
+            })
+            .collect();
+        let ci = percentile_interval(&replicates, LEVEL).unwrap();
+        let plain = {
+            let r: Vec<f64> = seed_draws(n, 20000, &mut rng)
+                .iter()
+                .map(|d| d.iter().map(|&j| seeds[j]).sum::<f64>() / n as f64)
+                .collect();
+            percentile_interval(&r, LEVEL).unwrap()
+        };
+        assert!(
+            (ci.width() / (2.0 * half_t) - 1.0).abs() < 0.15,
+            "{ci:?} vs mean {mean} ± {half_t}"
+        );
+        assert!(
+            plain.width() < 0.7 * ci.width(),
+            "the plain bootstrap is too narrow: {plain:?}"
+        );
     }
 
     #[test]
