@@ -10,9 +10,10 @@
 //! 2. `context`: build, once per forward pass, what every layer shares (bias tables, rotation
 //!    angles, relative-offset maps), so no layer recomputes them;
 //! 3. `rotate`: rotate queries and keys (RoPE);
-//! 4. `key_scores`: add relative-key terms to `q kᵀ` before scaling (Shaw);
-//! 5. an additive logit bias after scaling, carried in the context (ALiBi, T5);
-//! 6. `value_term`: add relative-value terms to the attention output (Shaw).
+//! 4. an additive logit bias after scaling, carried in the context (ALiBi, T5);
+//! 5. `relative`: relative terms inside attention, a key term added to `q kᵀ` and a value
+//!    term added to the output, from per-layer tables indexed by the clipped offset (Shaw):
+//!    one hook, which the model hands to ordo's attention kernel or computes term by term.
 //!
 //! The transformer calls every hook in every layer; a scheme that does not act there is a
 //! no-op. Adding a scheme means one new file, a config variant, a module variant and one arm
@@ -36,7 +37,7 @@ pub use alibi::Alibi;
 pub use learned::LearnedPositions;
 pub use none::NoPosition;
 pub use rope::{Rope, RopeLayout, RopeScaling, RopeTables};
-pub use shaw::Shaw;
+pub use shaw::{RelativeTerms, Shaw};
 pub use sinusoidal::Sinusoidal;
 pub use t5::T5Bias;
 
@@ -347,40 +348,11 @@ pub trait Positional {
     fn rotate(&self, q: Tensor<4>, k: Tensor<4>, _ctx: &PositionContext) -> (Tensor<4>, Tensor<4>) {
         (q, k)
     }
-    /// Relative-key scores `[b, h, tq, tk]` added to `q kᵀ` before the `1/√dh` scaling. Linear
-    /// in `q` (the model passes `q / √dh` and adds the result to the scaled scores).
-    fn key_scores(
-        &self,
-        _q: &Tensor<4>,
-        _layer: usize,
-        _ctx: &PositionContext,
-    ) -> Option<Tensor<4>> {
+    /// Relative terms inside attention (Shaw): the key and value tables of every layer, with
+    /// what computes the terms from them ([`RelativeTerms`]). Asking touches no parameter (a
+    /// lazily initialised one would draw from the generator out of turn).
+    fn relative(&self) -> Option<RelativeTerms<'_>> {
         None
-    }
-    /// Relative-value term `[b, h, tq, dh]` added to `softmax(..) v`.
-    fn value_term(
-        &self,
-        _probs: &Tensor<4>,
-        _layer: usize,
-        _ctx: &PositionContext,
-    ) -> Option<Tensor<4>> {
-        None
-    }
-    /// Whether [`value_term`](Self::value_term) ever returns a term (it needs the attention
-    /// probabilities, so the model cannot use a fused attention kernel).
-    fn has_value_term(&self) -> bool {
-        false
-    }
-    /// The same relative terms as [`key_scores`](Self::key_scores) and
-    /// [`value_term`](Self::value_term), as tables for the fused attention kernel
-    /// ([`ordo_kernels::attention`]), which computes them without `[b, h, t, t]` intermediates.
-    fn relative_tables(&self, _layer: usize) -> Option<ordo_kernels::RelativeTables> {
-        None
-    }
-    /// Whether [`relative_tables`](Self::relative_tables) returns tables (asked without touching
-    /// any parameter: a lazily initialised one would draw from the generator out of turn).
-    fn has_relative_tables(&self) -> bool {
-        false
     }
     /// Longest sequence the scheme can represent, if bounded.
     fn max_len(&self) -> Option<usize> {

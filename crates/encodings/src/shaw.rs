@@ -9,11 +9,11 @@
 //! Implementation: the key term is `(q w^Kᵀ)[i, clip(j - i) + k]`, a gather; the value term is
 //! `α` summed per label (`Σ_{j: clip(j - i) + k = l} α_ij`, a scatter-add) times `w^V`. For
 //! training and inference on the CPU kernels the model hands the tables to the fused attention
-//! kernel ([`ordo_kernels::attention`], through [`Positional::relative_tables`]), which does the
+//! kernel ([`ordo_kernels::attention()`], through [`RelativeTerms::tables`]), which does the
 //! gather and the scatter per (sequence, head) in cache; attention maps and dropout on the
-//! probabilities take [`Positional::key_scores`] / [`Positional::value_term`], which use
+//! probabilities take [`RelativeTerms::key_scores`] / [`RelativeTerms::value_term`], which use
 //! [`ordo_kernels::relative_gather`] / [`ordo_kernels::relative_scatter`] (each the other's
-//! backward). Elsewhere (ndarray, wgpu) both are contractions with the one-hot map
+//! backward). All of it reaches the model through one hook, [`Positional::relative`]. Elsewhere (ndarray, wgpu) both are contractions with the one-hot map
 //! `O[i, j, r] = 1` iff `clip(j - i) + k = r`, built once per forward: batched matmuls.
 //! Tables are initialised N(0, 0.02²) like BERT-style relative embeddings.
 
@@ -89,49 +89,74 @@ impl Positional for Shaw {
         }
     }
 
-    fn key_scores(&self, q: &Tensor<4>, layer: usize, ctx: &PositionContext) -> Option<Tensor<4>> {
-        let [b, h, t, dh] = q.dims();
-        let w = Self::layer_table(&self.keys, layer); // [r, dh]
-        let r = w.dims()[0];
-        let qw = q.clone().reshape([b * h * t, dh]).matmul(w.transpose()); // [b*h*t, r]
-        let Some(one_hot) = ctx.relative.clone() else {
-            let scores = ordo_kernels::relative_gather(qw.reshape([b * h, t, r]), self.k);
-            return Some(scores.reshape([b, h, t, t])); // [b, h, tq, tk]
-        };
-        let qw = qw.reshape([b * h, t, r]).swap_dims(0, 1); // [t, b*h, r]
-        let scores = qw.matmul(one_hot.swap_dims(1, 2)); // [t, b*h, r] x [t, r, tk] = [t, b*h, tk]
-        Some(scores.swap_dims(0, 1).reshape([b, h, t, t])) // [b, h, tq, tk]
-    }
-
-    fn relative_tables(&self, layer: usize) -> Option<ordo_kernels::RelativeTables> {
-        Some(ordo_kernels::RelativeTables {
+    fn relative(&self) -> Option<RelativeTerms<'_>> {
+        Some(RelativeTerms {
             clip: self.k,
-            keys: Some(Self::layer_table(&self.keys, layer)),
-            values: self.values.as_ref().map(|v| Self::layer_table(v, layer)),
+            keys: &self.keys,
+            values: self.values.as_ref(),
         })
     }
+}
 
-    fn has_relative_tables(&self) -> bool {
-        true
-    }
+/// Relative terms inside attention: per layer a key table and (optionally) a value table of
+/// `2k + 1` rows of `dh`, indexed by the clipped offset `clip(j - i, -k, k) + k`. Borrowed from
+/// the scheme without touching its parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct RelativeTerms<'a> {
+    pub clip: usize,
+    /// `[n_layers, 2k+1, dh]`
+    pub keys: &'a Param<Tensor<3>>,
+    /// `[n_layers, 2k+1, dh]`
+    pub values: Option<&'a Param<Tensor<3>>>,
+}
 
-    fn has_value_term(&self) -> bool {
+impl RelativeTerms<'_> {
+    /// Whether there is a value term (it needs the attention probabilities: the model must
+    /// either hand the tables to ordo's kernel or keep the probabilities).
+    pub fn has_values(&self) -> bool {
         self.values.is_some()
     }
 
-    fn value_term(
+    /// `layer`'s tables, for the fused attention kernel ([`ordo_kernels::attention()`]), which
+    /// computes both terms without `[b, h, t, t]` intermediates.
+    pub fn tables(&self, layer: usize) -> ordo_kernels::RelativeTables {
+        ordo_kernels::RelativeTables {
+            clip: self.clip,
+            keys: Some(Shaw::layer_table(self.keys, layer)),
+            values: self.values.map(|v| Shaw::layer_table(v, layer)),
+        }
+    }
+
+    /// Relative-key scores `[b, h, tq, tk]` added to `q kᵀ` before the `1/√dh` scaling. Linear
+    /// in `q` (the model passes `q / √dh` and adds the result to the scaled scores).
+    pub fn key_scores(&self, q: &Tensor<4>, layer: usize, ctx: &PositionContext) -> Tensor<4> {
+        let [b, h, t, dh] = q.dims();
+        let w = Shaw::layer_table(self.keys, layer); // [r, dh]
+        let r = w.dims()[0];
+        let qw = q.clone().reshape([b * h * t, dh]).matmul(w.transpose()); // [b*h*t, r]
+        let Some(one_hot) = ctx.relative.clone() else {
+            let scores = ordo_kernels::relative_gather(qw.reshape([b * h, t, r]), self.clip);
+            return scores.reshape([b, h, t, t]); // [b, h, tq, tk]
+        };
+        let qw = qw.reshape([b * h, t, r]).swap_dims(0, 1); // [t, b*h, r]
+        let scores = qw.matmul(one_hot.swap_dims(1, 2)); // [t, b*h, r] x [t, r, tk] = [t, b*h, tk]
+        scores.swap_dims(0, 1).reshape([b, h, t, t]) // [b, h, tq, tk]
+    }
+
+    /// Relative-value term `[b, h, tq, dh]` added to `softmax(..) v` (`None` without values).
+    pub fn value_term(
         &self,
         probs: &Tensor<4>,
         layer: usize,
         ctx: &PositionContext,
     ) -> Option<Tensor<4>> {
-        let values = self.values.as_ref()?;
+        let values = self.values?;
         let [b, h, t, _] = probs.dims();
-        let w = Self::layer_table(values, layer); // [r, dh]
+        let w = Shaw::layer_table(values, layer); // [r, dh]
         let [r, dh] = w.dims();
         let Some(one_hot) = ctx.relative.clone() else {
             let per_label =
-                ordo_kernels::relative_scatter(probs.clone().reshape([b * h, t, t]), self.k);
+                ordo_kernels::relative_scatter(probs.clone().reshape([b * h, t, t]), self.clip);
             let out = per_label.reshape([b * h * t, r]).matmul(w); // [b*h*t, dh]
             return Some(out.reshape([b, h, t, dh]));
         };
@@ -184,13 +209,13 @@ mod tests {
         let p = Tensor::<4>::random([b, h, t, t], burn::tensor::Distribution::Default, &dev);
         let ctx = shaw.context(t, &dev);
         let layer = 1;
-        let ks: Vec<f32> = shaw
+        let terms = shaw.relative().unwrap();
+        let ks: Vec<f32> = terms
             .key_scores(&q, layer, &ctx)
-            .unwrap()
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
-        let vt: Vec<f32> = shaw
+        let vt: Vec<f32> = terms
             .value_term(&p, layer, &ctx)
             .unwrap()
             .into_data()

@@ -68,18 +68,17 @@ impl Attention {
         let (q, k) = scheme.rotate(q, k, ctx);
         let scale = (dh as f64).powf(-0.5);
 
+        let relative = scheme.relative();
         if pass.path == AttentionPath::Kernel {
-            let tables = scheme
-                .relative_tables(layer)
-                .filter(|_| kernels::accelerated(&device));
-            // A key term outside the kernel is linear in q: scaled afterwards.
-            let relative = match tables {
-                Some(_) => None,
-                None => scheme
-                    .key_scores(&q, layer, ctx)
-                    .map(|r| r.mul_scalar(scale)), // [b, h, t, t]
+            // On flex the kernel computes the relative terms itself; elsewhere the key term is
+            // added to the bias (the kernel path then has no value term: see `choose`).
+            let (tables, key_term) = match relative {
+                Some(r) if kernels::accelerated(&device) => (Some(r.tables(layer)), None),
+                // Linear in q: scaled afterwards.
+                Some(r) => (None, Some(r.key_scores(&q, layer, ctx).mul_scalar(scale))), // [b, h, t, t]
+                None => (None, None),
             };
-            let bias = plus_bias(relative, pass.bias);
+            let bias = plus_bias(key_term, pass.bias);
             let causal = pass.mode == AttentionMode::Causal;
             let out = attention_core(q, k, v, bias, tables, scale as f32, causal); // [b, t, d]
             return (self.out.forward(out), None);
@@ -87,7 +86,8 @@ impl Attention {
 
         // 1/√dh applied to q [b, h, t, dh] rather than to the larger scores [b, h, t, t].
         let q = q.mul_scalar(scale);
-        let bias = plus_bias(scheme.key_scores(&q, layer, ctx), pass.bias);
+        let key_term = relative.map(|r| r.key_scores(&q, layer, ctx)); // [b, h, t, t]
+        let bias = plus_bias(key_term, pass.bias);
 
         if pass.path == AttentionPath::BurnFused {
             let out = fused_attention(q, k, v, bias, pass.mode); // [b, h, t, dh]
@@ -103,8 +103,8 @@ impl Attention {
         let probs = softmax(scores); // [b, h, t, t]
         let dropped = self.dropout.forward(probs.clone());
         let mut out = dropped.clone().matmul(v); // [b, h, t, dh]
-        if let Some(relative) = scheme.value_term(&dropped, layer, ctx) {
-            out = out + relative;
+        if let Some(term) = relative.and_then(|r| r.value_term(&dropped, layer, ctx)) {
+            out = out + term; // [b, h, t, dh]
         }
         let out = out.swap_dims(1, 2).reshape([b, t, d]); // [b, t, d]
         (self.out.forward(out), Some(probs))
@@ -137,11 +137,12 @@ impl AttentionPath {
     fn choose(keep_maps: bool, dropout: f64, device: &Device, scheme: &dyn Positional) -> Self {
         let training = device.is_autodiff();
         let accelerated = kernels::accelerated(device);
+        let value_term = scheme.relative().is_some_and(|r| r.has_values());
         if keep_maps || (dropout > 0.0 && training) {
             AttentionPath::Explicit
-        } else if !training && !accelerated && !scheme.has_value_term() {
+        } else if !training && !accelerated && !value_term {
             AttentionPath::BurnFused
-        } else if scheme.has_value_term() && !(accelerated && scheme.has_relative_tables()) {
+        } else if value_term && !accelerated {
             AttentionPath::Explicit
         } else {
             AttentionPath::Kernel

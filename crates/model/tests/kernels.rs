@@ -124,7 +124,7 @@ fn shaw_case(dev: &Device, clip: usize, values: bool, fused: bool, causal: bool)
             heads(k.clone()),
             heads(v.clone()),
             Some(bias),
-            shaw.relative_tables(layer),
+            shaw.relative().map(|r| r.tables(layer)),
             scale,
             causal,
         )
@@ -133,11 +133,11 @@ fn shaw_case(dev: &Device, clip: usize, values: bool, fused: bool, causal: bool)
             let ctx = shaw.context(t, &dev);
             let qs = heads(q.clone()).mul_scalar(scale);
             let scores = qs.clone().matmul(heads(k.clone()).swap_dims(2, 3))
-                + shaw.key_scores(&qs, layer, &ctx).unwrap()
+                + shaw.relative().unwrap().key_scores(&qs, layer, &ctx)
                 + bias;
             let p = burn::tensor::activation::softmax(scores, 3);
             let mut out = p.clone().matmul(heads(v.clone()));
-            if let Some(term) = shaw.value_term(&p, layer, &ctx) {
+            if let Some(term) = shaw.relative().unwrap().value_term(&p, layer, &ctx) {
                 out = out + term;
             }
             out.swap_dims(1, 2).reshape([b, t, d])
