@@ -766,7 +766,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 /// What became of a cell.
 pub enum CellOutcome {
     /// Trained and/or evaluated by this process.
-    Ran(EvalReport),
+    Ran(Box<EvalReport>),
     /// Another process holds it, or it was finished by another process meanwhile.
     Skipped(String),
 }
@@ -840,7 +840,7 @@ pub fn run_cell(
     };
     run.write_json(&run.cell(), &info)
         .map_err(|e| e.to_string())?;
-    Ok(CellOutcome::Ran(report))
+    Ok(CellOutcome::Ran(Box::new(report)))
 }
 
 /// Moves a stale cell's run directory (whose lock `lock` is) to `stale/<id>-<n>` and locks a
