@@ -436,6 +436,18 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
             format!("{} ({label})", g.task)
         };
         let _ = writeln!(md, "## {}\n", md_escape(&heading));
+        let encoder = g
+            .variant
+            .iter()
+            .any(|(k, v)| k == "model.mode" && v == "bidirectional");
+        if encoder && of_group.iter().any(|r| r.encoding == "alibi") {
+            let _ = writeln!(
+                md,
+                "Encoder: `alibi` is the symmetric `-m|i-j|` unless `direction = \"asymmetric\"`; \
+                 with only it a model cannot tell left from right (reversing the input reverses \
+                 the outputs).\n"
+            );
+        }
         let (lmin, l) = (of_group[0].train_min_len, of_group[0].train_max_len);
         let same = of_group
             .iter()
