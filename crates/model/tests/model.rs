@@ -340,3 +340,25 @@ fn learned_reports_lengths_past_its_table() {
     assert!(rope.supports(100_000));
     let _ = model.clone().num_params();
 }
+
+#[test]
+fn embedding_std_defaults_to_one_unwritten_and_must_be_positive() {
+    let default: ModelConfig = toml::from_str("").unwrap();
+    assert_eq!(default.embedding_std, 1.0);
+    // Not written out at its default: resolved configs of existing runs read and print as before.
+    assert!(!toml::to_string(&default).unwrap().contains("embedding_std"));
+    let small: ModelConfig = toml::from_str("embedding_std = 0.3").unwrap();
+    assert_eq!(small.embedding_std, 0.3);
+    assert!(
+        toml::to_string(&small)
+            .unwrap()
+            .contains("embedding_std = 0.3")
+    );
+    for bad in [0.0, -1.0, f64::NAN] {
+        let config = ModelConfig {
+            embedding_std: bad,
+            ..ModelConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field, "embedding_std");
+    }
+}
