@@ -102,6 +102,7 @@ pub fn model_config(shape: &Shape, encoding: &str, max_len: usize) -> Result<Mod
         dropout: 0.0,
         mode: ordo_model::AttentionMode::Causal,
         tie_embeddings: false,
+        embedding_std: 1.0,
         encoding,
     };
     config.validate().map_err(|e| e.to_string())?;

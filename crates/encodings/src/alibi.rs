@@ -1,14 +1,68 @@
 //! `alibi`: Attention with Linear Biases (Press, Smith, Lewis 2022, "Train Short, Test Long", §3).
 //!
-//! `score_ij = q_i·k_j/√dh - m_h (i - j)` for `j <= i` (decoder), and `- m_h |i - j|` in encoder
-//! mode (the symmetric form x-transformers uses). Nothing is added to the embeddings and nothing
-//! is learned. Slopes: for `n` heads a power of two, `m_h = 2^(-8h/n)`, `h = 1..n`; otherwise the
-//! paper's rule (fairseq `get_slopes`): the slopes of the nearest lower power of two `c`, then
-//! every other slope of `2c`. In causal mode the entries above the diagonal are 0 (they are
-//! masked). The linear penalty keeps working past the training length.
+//! `score_ij = q_i·k_j/√dh + B_h(i, j)`. Decoder (causal mode): `B_h(i, j) = -m_h (i - j)` for
+//! `j <= i`; the entries above the diagonal are 0 (they are masked). Nothing is added to the
+//! embeddings and nothing is learned. Slopes: for `n` heads a power of two, `m_h = 2^(-8h/n)`,
+//! `h = 1..n`; otherwise the paper's rule (fairseq `get_slopes`): the slopes of the nearest lower
+//! power of two `c`, then every other slope of `2c`. The linear penalty keeps working past the
+//! training length.
+//!
+//! The paper defines ALiBi for decoders only. Encoder (bidirectional mode), two variants, chosen
+//! by `direction` in the config:
+//!
+//! * `symmetric` (the default; x-transformers' `AlibiPositionalBias`, the form proposed in
+//!   ofirpress/attention_with_linear_biases issue 5): `B_h(i, j) = -m_h |i - j|`. The bias is
+//!   symmetric, `B(i, j) = B(j, i)`, and depends only on `|i - j|`, so **an encoder whose only
+//!   positional signal is this bias cannot tell left from right**: it is equivariant to reversing
+//!   the sequence (reverse the input and the outputs come out reversed, exactly;
+//!   `encoder_with_symmetric_alibi_is_reversal_equivariant` in `crates/model/tests/model.rs`). It
+//!   still sees distances, so it is not a bag of words, but "a b" and "b a" at the same place
+//!   look alike to every token outside the pair.
+//! * `asymmetric`: keys before the query get half a slope less penalty, `B_h(i, j) = -m_h (|i - j|
+//!   - 1/2)` for `j < i`, `-m_h |i - j|` for `j >= i`. This is the symmetry breaking of Ruoss et
+//!   al. 2023 ("Randomized Positional Encodings Boost Length Generalization of Transformers",
+//!   google-deepmind/randomized_positional_encodings, `compute_alibi_encodings_biases`: "we also
+//!   add a constant factor of 0.5 to the lower triangle, to (arbitrarily) break the symmetry
+//!   (otherwise, the model cannot distinguish left and right)"). Only for bidirectional mode: in
+//!   a decoder every visible key is at or before the query, and there the offset would only
+//!   move the diagonal against the rest of the row, so the config rejects it.
 
-use crate::{AttentionMode, PositionContext, Positional, table_2d};
+use crate::{AttentionMode, EncodingConfigError, PositionContext, Positional, table_2d};
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// How an encoder's ALiBi treats keys before and after the query (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlibiDirection {
+    /// `-m |i - j|`: cannot tell left from right.
+    #[default]
+    Symmetric,
+    /// `-m (|i - j| - 1/2)` for keys before the query (Ruoss et al. 2023).
+    Asymmetric,
+}
+
+impl AlibiDirection {
+    /// Whether this is the default (the config then omits the key, so that configs written
+    /// before the option existed and configs written now read and print the same).
+    pub fn is_symmetric(&self) -> bool {
+        *self == AlibiDirection::Symmetric
+    }
+}
+
+/// Checks `direction` against the attention mode.
+pub fn validate(direction: AlibiDirection, mode: AttentionMode) -> Result<(), EncodingConfigError> {
+    if direction == AlibiDirection::Asymmetric && mode == AttentionMode::Causal {
+        return Err(EncodingConfigError {
+            field: "direction",
+            message:
+                "\"asymmetric\" is for encoders (model.mode = \"bidirectional\"); a decoder sees \
+                      only keys at or before the query, use \"symmetric\""
+                    .to_string(),
+        });
+    }
+    Ok(())
+}
 
 #[derive(Module, Debug)]
 pub struct Alibi {
@@ -16,6 +70,8 @@ pub struct Alibi {
     slopes: Vec<f64>,
     #[module(skip)]
     mode: AttentionMode,
+    #[module(skip)]
+    direction: AlibiDirection,
 }
 
 /// ALiBi head slopes, in the paper's head order (not sorted when `n` is not a power of two).
@@ -35,15 +91,26 @@ pub fn slopes(n: usize) -> Vec<f64> {
 }
 
 impl Alibi {
-    pub fn new(n_heads: usize, mode: AttentionMode) -> Self {
+    pub fn new(n_heads: usize, mode: AttentionMode, direction: AlibiDirection) -> Self {
         Self {
             slopes: slopes(n_heads),
             mode,
+            direction,
         }
     }
 
     pub fn slopes(&self) -> &[f64] {
         &self.slopes
+    }
+
+    /// The distance that the slope multiplies for query `i` and key `j`.
+    fn penalty(&self, i: usize, j: usize) -> f64 {
+        let distance = match self.mode {
+            AttentionMode::Causal => i.saturating_sub(j),
+            AttentionMode::Bidirectional => i.abs_diff(j),
+        } as f64;
+        let before = j < i && self.direction == AlibiDirection::Asymmetric;
+        if before { distance - 0.5 } else { distance }
     }
 
     /// The bias `[h, t, t]`.
@@ -53,11 +120,7 @@ impl Alibi {
         for &m in &self.slopes {
             for i in 0..t {
                 for j in 0..t {
-                    let distance = match self.mode {
-                        AttentionMode::Causal => i.saturating_sub(j),
-                        AttentionMode::Bidirectional => i.abs_diff(j),
-                    };
-                    values.push((-m * distance as f64) as f32);
+                    values.push((-m * self.penalty(i, j)) as f32);
                 }
             }
         }
@@ -103,7 +166,7 @@ mod tests {
     fn bias_is_minus_slope_times_distance_and_shift_invariant() {
         let dev = Device::flex();
         for mode in [AttentionMode::Causal, AttentionMode::Bidirectional] {
-            let alibi = Alibi::new(4, mode);
+            let alibi = Alibi::new(4, mode, AlibiDirection::Symmetric);
             let t = 30;
             let b: Vec<f32> = alibi.bias(t, &dev).into_data().try_to_vec::<f32>().unwrap();
             let at = |h: usize, i: usize, j: usize| b[h * t * t + i * t + j];
@@ -123,5 +186,82 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn bias_values(alibi: &Alibi, t: usize) -> Vec<f32> {
+        alibi
+            .bias(t, &Device::flex())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn asymmetric_encoder_bias_matches_the_randomized_pe_reference() {
+        // google-deepmind/randomized_positional_encodings, `compute_alibi_encodings_biases` for
+        // (h, t, T) = (4, 4, 4), worked out from its numpy code by hand: the matrix
+        // `-sum(tri(k=-i)) - sum(tri(k=-i).T) + 0.5 tri(k=-1)` is
+        //   [ 0.0, -1.0, -2.0, -3.0]
+        //   [-0.5,  0.0, -1.0, -2.0]
+        //   [-1.5, -0.5,  0.0, -1.0]
+        //   [-2.5, -1.5, -0.5,  0.0]
+        // times each head's slope (1/4, 1/16, 1/64, 1/256 for 4 heads).
+        let unit = [
+            [0.0, -1.0, -2.0, -3.0],
+            [-0.5, 0.0, -1.0, -2.0],
+            [-1.5, -0.5, 0.0, -1.0],
+            [-2.5, -1.5, -0.5, 0.0],
+        ];
+        let alibi = Alibi::new(4, AttentionMode::Bidirectional, AlibiDirection::Asymmetric);
+        let b = bias_values(&alibi, 4);
+        for (h, m) in [0.25f32, 0.0625, 0.015625, 0.00390625].iter().enumerate() {
+            for i in 0..4 {
+                for j in 0..4 {
+                    assert_eq!(b[h * 16 + i * 4 + j], m * unit[i][j], "head {h} ({i}, {j})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn symmetric_encoder_bias_cannot_tell_left_from_right_and_asymmetric_can() {
+        let t = 20;
+        let symmetric = Alibi::new(4, AttentionMode::Bidirectional, AlibiDirection::Symmetric);
+        let asymmetric = Alibi::new(4, AttentionMode::Bidirectional, AlibiDirection::Asymmetric);
+        let (s, a) = (bias_values(&symmetric, t), bias_values(&asymmetric, t));
+        let at = |b: &[f32], h: usize, i: usize, j: usize| b[h * t * t + i * t + j];
+        for (h, &m) in slopes(4).iter().enumerate() {
+            for i in 0..t {
+                for j in 0..t {
+                    // Symmetric: B(i, j) = B(j, i), and reversing positions (i -> t-1-i) maps
+                    // the bias onto itself.
+                    assert_eq!(at(&s, h, i, j), at(&s, h, j, i));
+                    assert_eq!(at(&s, h, i, j), at(&s, h, t - 1 - i, t - 1 - j));
+                    // Asymmetric: a key `d` before the query scores m/2 more than the key `d`
+                    // after it; keys at or after the query are as in the symmetric form.
+                    if j < i {
+                        let gap = at(&a, h, i, j) - at(&a, h, j, i);
+                        assert!((gap - (m / 2.0) as f32).abs() < 1e-6, "{gap}");
+                    } else {
+                        assert_eq!(at(&a, h, i, j), at(&s, h, i, j));
+                    }
+                }
+            }
+        }
+        // Shift invariance holds for both.
+        for i in 0..t - 3 {
+            for j in 0..t - 3 {
+                assert_eq!(at(&a, 1, i, j), at(&a, 1, i + 3, j + 3));
+            }
+        }
+    }
+
+    #[test]
+    fn asymmetric_direction_is_rejected_for_decoders() {
+        let e = validate(AlibiDirection::Asymmetric, AttentionMode::Causal).unwrap_err();
+        assert_eq!(e.field, "direction");
+        assert!(e.message.contains("bidirectional"), "{e}");
+        validate(AlibiDirection::Asymmetric, AttentionMode::Bidirectional).unwrap();
+        validate(AlibiDirection::Symmetric, AttentionMode::Causal).unwrap();
     }
 }

@@ -33,7 +33,7 @@ pub mod shaw;
 pub mod sinusoidal;
 pub mod t5;
 
-pub use alibi::Alibi;
+pub use alibi::{Alibi, AlibiDirection};
 pub use learned::LearnedPositions;
 pub use none::NoPosition;
 pub use rope::{Rope, RopeLayout, RopeScaling, RopeTables};
@@ -112,7 +112,12 @@ pub enum PositionalEncodingConfig {
         scaling: RopeScaling,
     },
     /// ALiBi linear biases (Press et al. 2022); nothing is added to the embeddings.
-    Alibi {},
+    Alibi {
+        /// Encoders only: `"symmetric"` (the default, `-m |i - j|`, cannot tell left from
+        /// right) or `"asymmetric"` (keys before the query penalised half a slope less).
+        #[serde(default, skip_serializing_if = "AlibiDirection::is_symmetric")]
+        direction: AlibiDirection,
+    },
 }
 
 fn default_base() -> f64 {
@@ -185,7 +190,7 @@ impl PositionalEncodingConfig {
             Self::T5 { .. } => "t5",
             Self::Shaw { .. } => "shaw",
             Self::Rope { .. } => "rope",
-            Self::Alibi {} => "alibi",
+            Self::Alibi { .. } => "alibi",
         }
     }
 
@@ -213,7 +218,8 @@ impl PositionalEncodingConfig {
     /// Checks the parameters against the model dimensions, before anything is built.
     pub fn validate(&self, dims: &EncodingDims) -> Result<(), EncodingConfigError> {
         match self {
-            Self::None {} | Self::Alibi {} => Ok(()),
+            Self::None {} => Ok(()),
+            Self::Alibi { direction } => alibi::validate(*direction, dims.mode),
             Self::Sinusoidal { base } => {
                 if !(*base > 1.0 && base.is_finite()) {
                     return Err(invalid(
@@ -306,7 +312,9 @@ impl PositionalEncodingConfig {
                 scaling.clone(),
                 dims.d_head(),
             )),
-            Self::Alibi {} => PositionalEncoding::Alibi(Alibi::new(dims.n_heads, dims.mode)),
+            Self::Alibi { direction } => {
+                PositionalEncoding::Alibi(Alibi::new(dims.n_heads, dims.mode, *direction))
+            }
         }
     }
 }
@@ -426,6 +434,29 @@ mod tests {
         assert!(err.to_string().contains("bogus"), "{err}");
         let err = parse("kind = \"alibi\"\nslope = 1").unwrap_err();
         assert!(err.to_string().contains("slope"), "{err}");
+        // ALiBi's direction: symmetric by default and then not written out, so configs from
+        // before the option read and print as they did.
+        let alibi = parse("kind = \"alibi\"").unwrap();
+        assert_eq!(
+            alibi,
+            PositionalEncodingConfig::Alibi {
+                direction: AlibiDirection::Symmetric
+            }
+        );
+        assert_eq!(toml::to_string(&alibi).unwrap().trim(), "kind = \"alibi\"");
+        let asymmetric = parse("kind = \"alibi\"\ndirection = \"asymmetric\"").unwrap();
+        assert_eq!(
+            asymmetric,
+            PositionalEncodingConfig::Alibi {
+                direction: AlibiDirection::Asymmetric
+            }
+        );
+        assert_eq!(
+            parse(&toml::to_string(&asymmetric).unwrap()).unwrap(),
+            asymmetric
+        );
+        let err = parse("kind = \"alibi\"\ndirection = \"left\"").unwrap_err();
+        assert!(err.to_string().contains("left"), "{err}");
         let err = parse("kind = \"nope\"").unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
     }

@@ -1152,6 +1152,18 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
             .filter(|r| r.task == g.task && r.variant == g.variant)
             .collect();
         let _ = writeln!(md, "## {}\n", md_escape(&group_title(&g.task, &g.variant)));
+        let encoder = g
+            .variant
+            .iter()
+            .any(|(k, v)| k == "model.mode" && v == "bidirectional");
+        if encoder && of_group.iter().any(|r| r.encoding == "alibi") {
+            let _ = writeln!(
+                md,
+                "Encoder: `alibi` is the symmetric `-m|i-j|` unless `direction = \"asymmetric\"`; \
+                 with only it a model cannot tell left from right (reversing the input reverses \
+                 the outputs).\n"
+            );
+        }
         match g.headline {
             Headline::ExactMatch => exact_match_table(&mut md, g, &of_group, &encodings),
             Headline::Perplexity => perplexity_tables(&mut md, g, &of_group, &encodings),

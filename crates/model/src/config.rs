@@ -28,6 +28,16 @@ pub struct ModelConfig {
     /// Share the token embedding with the output head.
     #[serde(default)]
     pub tie_embeddings: bool,
+    /// Standard deviation of the token embeddings' N(0, σ²) initialisation. 1.0 (the default)
+    /// gives each component RMS 1 (Vaswani's `√d · N(0, 1/d)`), against which an absolute
+    /// positional signal (RMS 1/√2) is small: an encoder, which has no causal mask to tell order,
+    /// then learns local order slowly (`notes/bigram-encoder.md`; `configs/bigram_shift_encoder.toml`
+    /// uses 0.3). Written out only when it differs from 1.0.
+    #[serde(
+        default = "default_embedding_std",
+        skip_serializing_if = "is_default_embedding_std"
+    )]
+    pub embedding_std: f64,
     /// The positional encoding: `kind` plus that scheme's parameters.
     #[serde(default)]
     pub encoding: PositionalEncodingConfig,
@@ -42,6 +52,12 @@ fn default_n_heads() -> usize {
 fn default_n_layers() -> usize {
     2
 }
+fn default_embedding_std() -> f64 {
+    1.0
+}
+fn is_default_embedding_std(std: &f64) -> bool {
+    *std == default_embedding_std()
+}
 
 impl Default for ModelConfig {
     fn default() -> Self {
@@ -53,6 +69,7 @@ impl Default for ModelConfig {
             dropout: 0.0,
             mode: AttentionMode::Causal,
             tie_embeddings: false,
+            embedding_std: default_embedding_std(),
             encoding: PositionalEncodingConfig::default(),
         }
     }
@@ -108,6 +125,12 @@ impl ModelConfig {
                     "d_model ({}) must be divisible by n_heads ({})",
                     self.d_model, self.n_heads
                 ),
+            );
+        }
+        if !(self.embedding_std > 0.0 && self.embedding_std.is_finite()) {
+            return err(
+                "embedding_std",
+                format!("expected a positive number, got {}", self.embedding_std),
             );
         }
         if !(0.0..1.0).contains(&self.dropout) {

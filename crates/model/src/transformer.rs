@@ -4,9 +4,9 @@
 //! `v` vocabulary.
 //!
 //! Initialisation (pinned): token embeddings N(0, 1), so each component has RMS 1 (Vaswani's
-//! `√d · N(0, 1/d)`); absolute positional signals have per-component RMS 1/√2 (sinusoids by
-//! construction, learned tables by their init), so content and position start at comparable
-//! scale; linear layers use burn's Kaiming-uniform default; LayerNorm γ = 1, β = 0. A tied output
+//! `√d · N(0, 1/d)`; `embedding_std` in the config replaces the 1); absolute positional signals
+//! have per-component RMS 1/√2 (sinusoids by construction, learned tables by their init), so
+//! content and position start at comparable scale; linear layers use burn's Kaiming-uniform default; LayerNorm γ = 1, β = 0. A tied output
 //! head divides the logits by √d so that initial logits have unit scale.
 
 use crate::config::ModelConfig;
@@ -306,7 +306,7 @@ impl ModelConfig {
         let tok_emb = EmbeddingConfig::new(vocab_size, self.d_model)
             .with_initializer(Initializer::Normal {
                 mean: 0.0,
-                std: 1.0,
+                std: self.embedding_std,
             })
             .init(device);
         Transformer {

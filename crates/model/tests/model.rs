@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
-use ordo_encodings::PositionalEncoding;
+use ordo_encodings::{AlibiDirection, PositionalEncoding};
 use ordo_model::{
     AttentionMode, Batch, ModelConfig, PositionalEncodingConfig, masked_cross_entropy,
 };
@@ -46,13 +46,17 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Logits of a permuted input, permuted back, compared with the logits of the original input.
-fn permutation_gap(kind: &str) -> f32 {
+/// Logits of a permuted input, permuted back, compared with the logits of the original input,
+/// for an encoder with the given positional encoding.
+fn gap_under(encoding: PositionalEncodingConfig, perm: &[usize]) -> f32 {
     let dev = Device::flex();
     dev.seed(1);
-    let model = config(kind, AttentionMode::Bidirectional).init(VOCAB, &dev);
+    let model = ModelConfig {
+        encoding,
+        ..config("none", AttentionMode::Bidirectional)
+    }
+    .init(VOCAB, &dev);
     let seq: Vec<i64> = vec![3, 7, 1, 9, 4, 4, 2, 8, 5, 0];
-    let perm: Vec<usize> = vec![6, 2, 9, 0, 4, 1, 8, 3, 7, 5];
     let permuted: Vec<i64> = perm.iter().map(|&p| seq[p]).collect();
     let a = values(model.forward(&batch(std::slice::from_ref(&seq), &dev)));
     let b = values(model.forward(&batch(&[permuted], &dev)));
@@ -66,6 +70,14 @@ fn permutation_gap(kind: &str) -> f32 {
     gap
 }
 
+fn permutation_gap(kind: &str) -> f32 {
+    let perm = [6, 2, 9, 0, 4, 1, 8, 3, 7, 5];
+    gap_under(
+        PositionalEncodingConfig::from_kind(kind, 32).unwrap(),
+        &perm,
+    )
+}
+
 #[test]
 fn encoder_without_positions_is_permutation_equivariant_and_every_other_scheme_is_not() {
     assert!(
@@ -76,6 +88,26 @@ fn encoder_without_positions_is_permutation_equivariant_and_every_other_scheme_i
     for kind in ["sinusoidal", "learned", "t5", "shaw", "rope", "alibi"] {
         let gap = permutation_gap(kind);
         assert!(gap > 1e-3, "{kind} is permutation-equivariant (gap {gap})");
+    }
+}
+
+#[test]
+fn encoder_with_symmetric_alibi_is_reversal_equivariant() {
+    // Symmetric ALiBi's bias `-m |i - j|` is unchanged by i -> t-1-i, j -> t-1-j, so an encoder
+    // with only this signal gives the reversed outputs for a reversed input: it cannot tell a
+    // sequence from its mirror image. The asymmetric variant and every other scheme can.
+    let reversed: Vec<usize> = (0..10).rev().collect();
+    let alibi = |direction| PositionalEncodingConfig::Alibi { direction };
+    let symmetric = gap_under(alibi(AlibiDirection::Symmetric), &reversed);
+    assert!(symmetric < 1e-4, "symmetric alibi: {symmetric}");
+    let asymmetric = gap_under(alibi(AlibiDirection::Asymmetric), &reversed);
+    assert!(asymmetric > 1e-3, "asymmetric alibi: {asymmetric}");
+    for kind in ["sinusoidal", "learned", "t5", "shaw", "rope"] {
+        let gap = gap_under(
+            PositionalEncodingConfig::from_kind(kind, 32).unwrap(),
+            &reversed,
+        );
+        assert!(gap > 1e-3, "{kind} is reversal-equivariant (gap {gap})");
     }
 }
 
@@ -307,4 +339,26 @@ fn learned_reports_lengths_past_its_table() {
     let rope = config("rope", AttentionMode::Causal).init(VOCAB, &dev);
     assert!(rope.supports(100_000));
     let _ = model.clone().num_params();
+}
+
+#[test]
+fn embedding_std_defaults_to_one_unwritten_and_must_be_positive() {
+    let default: ModelConfig = toml::from_str("").unwrap();
+    assert_eq!(default.embedding_std, 1.0);
+    // Not written out at its default: resolved configs of existing runs read and print as before.
+    assert!(!toml::to_string(&default).unwrap().contains("embedding_std"));
+    let small: ModelConfig = toml::from_str("embedding_std = 0.3").unwrap();
+    assert_eq!(small.embedding_std, 0.3);
+    assert!(
+        toml::to_string(&small)
+            .unwrap()
+            .contains("embedding_std = 0.3")
+    );
+    for bad in [0.0, -1.0, f64::NAN] {
+        let config = ModelConfig {
+            embedding_std: bad,
+            ..ModelConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field, "embedding_std");
+    }
 }
