@@ -918,9 +918,9 @@ mod tests {
             // The serde tag is the same name, and a config with that kind parses back.
             let value = serde_json::to_value(&s).unwrap();
             assert_eq!(value["kind"], kind);
-            if let Some(l) = s.original_max_len_mut() {
+            if s.original_max_len().is_some() {
                 assert!(validate(10000.0, 1.0, &s, 16).is_err(), "{kind}: L = 0");
-                *l = 16;
+                *s.original_max_len_mut().unwrap() = 16;
             }
             validate(10000.0, 1.0, &s, 16).unwrap();
             let text = format!(
