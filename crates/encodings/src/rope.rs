@@ -256,13 +256,11 @@ pub(crate) fn validate(
                 ));
             }
         }
-        RopeScaling::YarnPaper { alpha, beta, .. } => {
-            if !(alpha < beta) {
-                return Err(invalid(
-                    "scaling.beta",
-                    format!("expected beta > alpha ({alpha}), got {beta}"),
-                ));
-            }
+        RopeScaling::YarnPaper { alpha, beta, .. } if !(alpha < beta) => {
+            return Err(invalid(
+                "scaling.beta",
+                format!("expected beta > alpha ({alpha}), got {beta}"),
+            ));
         }
         RopeScaling::Ntk { .. } | RopeScaling::Dynamic { .. } if rotated as usize <= 2 => {
             return Err(invalid(
