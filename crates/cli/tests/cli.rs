@@ -236,6 +236,10 @@ fn inspect_writes_every_plot_as_valid_images() {
                 svg.contains("<rect") || svg.contains("<polyline"),
                 "{stem}: nothing drawn"
             );
+            if *stem == "rope-decay" {
+                // Drawn at RoFormer Figure 2's head size, not the model's 16 dims.
+                assert!(svg.contains("d = 128"), "{stem}: not at 128 dims");
+            }
         }
     }
     std::fs::remove_dir_all(&out).ok();

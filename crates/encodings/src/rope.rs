@@ -18,10 +18,10 @@
 //!   for `n > L`, plain RoPE for `n <= L`. Our tables are built per forward pass for its length,
 //!   so this is HF evaluating each sequence from scratch (HF also keeps the largest length seen
 //!   while generating; we have no such state).
-//! - `yarn` (Peng et al. 2023, as its authors' code and HF `_compute_yarn_parameters` compute
-//!   it): the pair indices where a pair makes `β_fast = 32` and `β_slow = 1` rotations over `L`
-//!   (`find_correction_dim`), floored/ceiled, bound a ramp **linear in the pair index** between
-//!   interpolated (`θ_i / s`) and original frequencies.
+//! - `yarn` (Peng et al. 2023, as HF `_compute_yarn_parameters` computes it, after the
+//!   authors' jquesnelle/yarn): the pair indices where a pair makes `β_fast = 32` and
+//!   `β_slow = 1` rotations over `L` (`find_correction_dim`), floored/ceiled, bound a ramp
+//!   **linear in the pair index** between interpolated (`θ_i / s`) and original frequencies.
 //! - `yarn_paper` (Peng et al. 2023 as the paper writes NTK-by-parts): the ramp `γ` is
 //!   **linear in the number of rotations** `L/λ_i` between `α = 1` and `β = 32`. The two agree
 //!   away from the ramp and differ on it; at small heads the difference is large (d_head 16,
@@ -66,7 +66,7 @@ pub enum RopeScaling {
         factor: f64,
         original_max_len: usize,
     },
-    /// YaRN as HF's `_compute_yarn_parameters` (and the YaRN authors' code) computes it: a ramp
+    /// YaRN as HF's `_compute_yarn_parameters` computes it: a ramp
     /// linear in the pair index between the floored/ceiled correction dims of `beta_fast` and
     /// `beta_slow` rotations; attention factor `0.1 ln s + 1`.
     Yarn {
@@ -916,7 +916,7 @@ mod tests {
             // The serde tag is the same name, and a config with that kind parses back.
             let value = serde_json::to_value(&s).unwrap();
             assert_eq!(value["kind"], kind);
-            if s.original_max_len_mut().is_some() {
+            if s.original_max_len().is_some() {
                 assert!(validate(10000.0, 1.0, &s, 16).is_err(), "{kind}: L = 0");
                 *s.original_max_len_mut().unwrap() = 16;
             }

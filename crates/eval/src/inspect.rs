@@ -126,8 +126,8 @@ pub fn rope_decay(base: f64, d_head: usize, len: usize) -> Vec<(f64, f64)> {
 
 /// The head size of RoFormer's Figure 2 (the decay curve, base 10000, distances up to 256). The
 /// paper does not print it; the figure's own curve, read from the vector path in the arXiv
-/// PDF, is [`rope_decay`] at d = 128 to within 0.002 at distances 50-250 (d = 112 or 144 are
-/// off by more than 1). At a small model's head size (16 rotated dims by default) the bound
+/// PDF, is [`rope_decay`] at d = 128 to within 0.002 at distances 50-250 (d = 112 and 144 are
+/// off by 1.3 and 1.5 on average). At a small model's head size (16 rotated dims by default) the bound
 /// oscillates and the decay is hard to see, so `ordo inspect rope` draws this size unless told
 /// otherwise.
 pub const ROFORMER_DECAY_DIMS: usize = 128;
