@@ -525,3 +525,58 @@ fn a_run_directory_stands_alone_and_names_a_changed_or_missing_input() {
     assert_eq!(summary.steps, 10);
     assert!(summary.valid.loss.is_finite());
 }
+
+/// Joins BPE pieces back into text: `▁` marks a space (the SentencePiece convention of `lm`).
+fn detokenize(pieces: &[String]) -> String {
+    pieces.concat().replace('▁', " ").trim().to_string()
+}
+
+#[test]
+fn the_shipped_austen_text_loads_with_a_disjoint_held_out_novel_and_full_bpe_coverage() {
+    use ordo_train::tasks::lm::EOS;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cfg = config::load(&root.join("configs/lm_text.toml"), &[]).unwrap();
+    let generator = cfg.task.generator(&root.join("configs")).unwrap();
+    let corpus = generator.corpus().expect("an lm task");
+    let text = std::fs::read_to_string(root.join("data/text/austen.txt")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // The counts data/text/README.md states.
+    assert_eq!(lines.len(), 10_283);
+    assert!(lines.iter().all(|l| !l.trim().is_empty()));
+
+    // Each stream, cut at [EOS] and its pieces joined, gives back its lines exactly: the first
+    // 90% train, the last 10% are held out, and BPE covers every character (no [UNK]).
+    let trained = corpus.trained.as_ref().expect("a trained BPE tokenizer");
+    assert_eq!(trained.get_vocab_size(true), 1024);
+    let held = lines.len().div_ceil(10);
+    let (train_lines, valid_lines) = lines.split_at(lines.len() - held);
+    for (stream, want) in [(&corpus.train, train_lines), (&corpus.valid, valid_lines)] {
+        assert!(stream.iter().all(|t| trained.token_to_id(t).is_some()));
+        assert!(!stream.iter().any(|t| t == ordo_train::vocab::UNK));
+        let got: Vec<String> = stream
+            .split(|t| t == EOS)
+            .filter(|s| !s.is_empty())
+            .map(detokenize)
+            .collect();
+        assert_eq!(got.len(), want.len());
+        assert!(got.iter().zip(want).all(|(g, w)| g == w));
+    }
+    // Disjoint: no held-out paragraph of 8 words or more occurs among the training lines.
+    let seen: std::collections::HashSet<&str> = train_lines.iter().copied().collect();
+    let long = valid_lines.iter().filter(|l| l.split(' ').count() >= 8);
+    assert!(long.clone().count() > 900);
+    assert!(long.clone().all(|l| !seen.contains(l)));
+    // The held-out text is Persuasion: its title line is among the last training lines.
+    let title = train_lines
+        .iter()
+        .rposition(|l| *l == "Persuasion")
+        .unwrap();
+    assert!(
+        train_lines.len() - title <= 5,
+        "{}",
+        train_lines.len() - title
+    );
+    // Enough held-out text for the 8x context evaluation (non-overlapping windows).
+    let context = cfg.task.train_lengths().1;
+    assert!(corpus.valid.len() > 100 * (8 * context + 1));
+}
