@@ -18,8 +18,9 @@
 //!   `encoder_with_symmetric_alibi_is_reversal_equivariant` in `crates/model/tests/model.rs`). It
 //!   still sees distances, so it is not a bag of words, but "a b" and "b a" at the same place
 //!   look alike to every token outside the pair.
-//! * `asymmetric`: keys before the query get half a slope less penalty, `B_h(i, j) = -m_h (|i - j|
-//!   - 1/2)` for `j < i`, `-m_h |i - j|` for `j >= i`. This is the symmetry breaking of Ruoss et
+//! * `asymmetric`: keys before the query get half a slope less penalty,
+//!   `B_h(i, j) = -m_h (|i - j| - 1/2)` for `j < i`, `-m_h |i - j|` for `j >= i`. This is the
+//!   symmetry breaking of Ruoss et
 //!   al. 2023 ("Randomized Positional Encodings Boost Length Generalization of Transformers",
 //!   google-deepmind/randomized_positional_encodings, `compute_alibi_encodings_biases`: "we also
 //!   add a constant factor of 0.5 to the lower triangle, to (arbitrarily) break the symmetry
