@@ -580,3 +580,28 @@ fn the_shipped_austen_text_loads_with_a_disjoint_held_out_novel_and_full_bpe_cov
     let context = cfg.task.train_lengths().1;
     assert!(corpus.valid.len() > 100 * (8 * context + 1));
 }
+
+#[test]
+fn a_run_resumes_on_another_device_and_an_unknown_device_is_refused() {
+    let dir = TempDir::new("resume-device");
+    let whole = tiny(&dir, "whole", &["train.steps=60"]);
+    let summary = trainer::train(whole, &dir.0, Progress::Quiet).unwrap();
+    let moved = tiny(&dir, "moved", &["train.steps=60"]);
+    trainer::train_until(moved.clone(), &dir.0, Progress::Quiet, Some(25)).unwrap();
+    let err = trainer::resume_on(&moved.run_dir(), Progress::Quiet, Some("tpu"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--device") && err.contains("tpu"), "{err}");
+    // Started on flex, finished on ndarray: the checkpoint carries over; the other backend's
+    // arithmetic differs in the last bits, not in what was learned.
+    let resumed = trainer::resume_on(&moved.run_dir(), Progress::Quiet, Some("ndarray")).unwrap();
+    assert!(
+        (resumed.valid.loss - summary.valid.loss).abs() < 0.02 * summary.valid.loss,
+        "{:?} vs {:?}",
+        resumed.valid,
+        summary.valid
+    );
+    // The run's config keeps the device it was started with.
+    let stored = std::fs::read_to_string(moved.run_dir().join("config.toml")).unwrap();
+    assert!(stored.contains("device = \"cpu\""), "{stored}");
+}
