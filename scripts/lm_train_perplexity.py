@@ -31,7 +31,8 @@ def main():
     run, out = Path(args[0]), Path(args[1])
     ordo = args[2] if len(args) > 2 else "target/release/ordo"
     config = (run / "config.toml").read_text()
-    corpus = Path(re.search(r'^corpus = "(.*)"$', config, re.M).group(1))
+    # Input paths in a run's config.toml are relative to the run directory (or absolute).
+    corpus = run / Path(re.search(r'^corpus = "(.*)"$', config, re.M).group(1))
     percent = int(re.search(r"^valid_percent = (\d+)$", config, re.M).group(1))
     # The lm task's split (crates/train/src/tasks/lm.rs): non-empty lines, the last
     # ceil(n * percent / 100) held out.
@@ -45,7 +46,8 @@ def main():
     copy = out / run.name
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(run, copy)
-    for name in ("eval.json", "eval.csv"):
+    # The copy reads another corpus on purpose: drop the input hashes that would refuse it.
+    for name in ("eval.json", "eval.csv", "inputs.json"):
         (copy / name).unlink(missing_ok=True)
     probe_path = out / "probe_corpus.txt"
     probe_path.write_text("\n".join(text) + "\n")

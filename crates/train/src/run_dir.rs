@@ -374,9 +374,9 @@ fn holder(file: &mut File) -> String {
     }
 }
 
-/// `target` relative to `base` when both are absolute (or both relative) and share a prefix:
-/// `../../data/corpus.txt`. Used to store input paths relative to the run directory, so that
-/// a run directory moved together with the data it points at still finds it.
+/// `target` relative to `base` when both are absolute (or both relative) and share a prefix
+/// beyond the root: `../../data/corpus.txt`. Used to store input paths relative to the run
+/// directory, so that a run directory moved together with the data it points at still finds it.
 pub fn relative_to(target: &Path, base: &Path) -> Option<PathBuf> {
     use std::path::Component;
     let target = normalize(target);
@@ -387,7 +387,10 @@ pub fn relative_to(target: &Path, base: &Path) -> Option<PathBuf> {
     let t: Vec<Component> = target.components().collect();
     let b: Vec<Component> = base.components().collect();
     let common = t.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    if common == 0 {
+    // Sharing only the root (`/tmp/...` and `/work/...`): they would not move together, so
+    // the absolute path is the sturdier one.
+    let root_only = target.is_absolute() && common <= 1;
+    if common == 0 || root_only {
         return None;
     }
     let mut out = PathBuf::new();
@@ -517,5 +520,6 @@ mod tests {
             Path::new("c")
         );
         assert!(relative_to(Path::new("rel/c"), Path::new("/abs")).is_none());
+        assert!(relative_to(Path::new("/tmp/c"), Path::new("/work/runs/x")).is_none());
     }
 }
