@@ -183,11 +183,11 @@ impl Cell {
             {
                 Status::Done
             }
-            (_, Some(before)) if before != *eval => Status::Stale(vec![format!(
+            (_, Some(before)) if before != *eval => Status::StaleEvaluation(format!(
                 "`[eval]`: the cell was evaluated with {}, the experiment asks for {}",
                 serde_json::to_string(&before).unwrap_or_default(),
                 serde_json::to_string(eval).unwrap_or_default()
-            )]),
+            )),
             // Not evaluated yet, or only by a manual `ordo eval` with other options.
             _ => Status::Trained,
         }
@@ -268,8 +268,22 @@ pub enum Status {
     Started,
     Trained,
     Done,
-    /// The run directory holds another config or evaluation than the experiment asks for.
+    /// The run directory holds another config (or input file) than the experiment asks for:
+    /// what changed, one line per key.
     Stale(Vec<String>),
+    /// Trained as asked, but evaluated with other `[eval]` options than the experiment asks for.
+    StaleEvaluation(String),
+}
+
+impl Status {
+    /// What changed, for a stale cell.
+    pub fn staleness(&self) -> Option<String> {
+        match self {
+            Status::Stale(changes) => Some(changes.join("; ")),
+            Status::StaleEvaluation(change) => Some(change.clone()),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Status {
@@ -279,7 +293,9 @@ impl std::fmt::Display for Status {
             Status::Started => f.write_str("started (will resume)"),
             Status::Trained => f.write_str("trained (will evaluate)"),
             Status::Done => f.write_str("done"),
-            Status::Stale(changes) => write!(f, "STALE: {}", changes.join("; ")),
+            Status::Stale(_) | Status::StaleEvaluation(_) => {
+                write!(f, "STALE: {}", self.staleness().unwrap_or_default())
+            }
         }
     }
 }
@@ -668,10 +684,7 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, A
     let stale: Vec<String> = cells
         .iter()
         .zip(&statuses)
-        .filter_map(|(c, s)| match s {
-            Status::Stale(changes) => Some(format!("{}: {}", c.info.id, changes.join("; "))),
-            _ => None,
-        })
+        .filter_map(|(c, s)| Some(format!("{}: {}", c.info.id, s.staleness()?)))
         .collect();
     if !stale.is_empty() && !options.rerun_stale {
         return Err(AblateError::Stale {
@@ -799,19 +812,18 @@ pub fn run_cell(
     };
     // The status again, now that no other process can change it.
     let wanted = eval.record();
-    let mut status = cell.status(&wanted);
-    if let Status::Stale(changes) = &status {
-        if !rerun_stale {
-            return Err(format!("stale: {}", changes.join("; ")));
+    let status = match cell.status(&wanted) {
+        stale if !rerun_stale && stale.staleness().is_some() => {
+            return Err(format!("stale: {}", stale.staleness().unwrap_or_default()));
         }
-        if cell.config_changes().is_empty() {
-            // Only `[eval]` changed: evaluate again.
-            status = Status::Trained;
-        } else {
+        Status::Stale(_) => {
             lock = archive_stale(experiment, cell, lock)?;
-            status = Status::Todo;
+            Status::Todo
         }
-    }
+        // Only `[eval]` changed: evaluate again.
+        Status::StaleEvaluation(_) => Status::Trained,
+        other => other,
+    };
     match status {
         Status::Done => {
             return Ok(CellOutcome::Skipped(
@@ -831,7 +843,7 @@ pub fn run_cell(
         Status::Started => {
             trainer::resume_locked(&lock, Progress::Quiet, None).map_err(|e| e.to_string())?;
         }
-        Status::Trained | Status::Stale(_) => {}
+        Status::Trained | Status::Stale(_) | Status::StaleEvaluation(_) => {}
     }
     let report = evaluate_locked(&lock, eval).map_err(|e| e.to_string())?;
     let info = CellInfo {

@@ -361,7 +361,8 @@ fn evaluate_on_this_thread(
     };
     // Refuse lengths whose evaluation would not fit in memory, before allocating anything.
     let longest = lengths.iter().copied().max().unwrap_or(max_len);
-    if longest > options_default_reach(max_len) {
+    // (Loading the config checked the default reach, EVAL_FACTOR times the training length.)
+    if longest > max_len.saturating_mul(ordo_train::config::EVAL_FACTOR) {
         cfg.check_memory(&generator, longest.div_ceil(max_len.max(1)))
             .map_err(|e| run_err(&run.dir, format!("--lengths/--max-factor: {e}")))?;
     }
@@ -509,11 +510,6 @@ fn evaluate_on_this_thread(
         options: None,
         checkpoint_step: None,
     })
-}
-
-/// The longest length a config was checked against when it was loaded.
-fn options_default_reach(max_len: usize) -> usize {
-    max_len.saturating_mul(ordo_train::config::EVAL_FACTOR)
 }
 
 /// Means over the results whose length satisfies `within`.

@@ -230,7 +230,8 @@ pub fn train_locked(
         return Err(TrainError::Exists { dir });
     }
     std::fs::create_dir_all(run.checkpoint_dir()).map_err(|e| file_err(&dir, e))?;
-    let max_eval_len = 4 * config.task.train_lengths().1;
+    // The vocabulary covers every evaluation the config was checked for (positions' index tokens).
+    let max_eval_len = crate::config::EVAL_FACTOR * config.task.train_lengths().1;
     let task_err = |e: crate::tasks::TaskConfigError| {
         file_err(&dir, format!("task.{}: {}", e.field, e.message))
     };
@@ -549,10 +550,10 @@ fn largest_parameter<M: Module>(model: &M) -> f64 {
     struct Largest(f64);
     impl ModuleVisitor for Largest {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let m: f32 = param.val().abs().max().into_scalar();
-            // `f64::max` would drop a NaN: keep it.
-            if m.is_nan() || m as f64 > self.0 || self.0.is_nan() {
-                self.0 = if self.0.is_nan() { self.0 } else { m as f64 };
+            let m = param.val().abs().max().into_scalar::<f32>() as f64;
+            // Not `f64::max`, which drops a NaN: once NaN, stay NaN; a NaN `m` is taken.
+            if !self.0.is_nan() && (m.is_nan() || m > self.0) {
+                self.0 = m;
             }
         }
     }
@@ -633,6 +634,7 @@ fn run_steps(
     let seconds_before = state.seconds;
     let (mut window_tokens, mut window_loss, mut window_steps) = (0usize, 0.0f64, 0usize);
     let mut window_start = Instant::now();
+    let nan_gradient_at = fault::nan_gradient_step(setup.run.path());
     let mut last_valid: Option<Metrics> = None;
     let mut total_tokens = 0usize;
     let eval_now = |model: &Transformer| {
@@ -671,7 +673,7 @@ fn run_steps(
             // Dropout masks depend on (seed, step) only, so a resumed run matches.
             dropout_seed: (cfg.model.dropout > 0.0)
                 .then(|| cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)),
-            poison_gradients: fault::nan_gradient_due(setup.run.path(), step + 1),
+            poison_gradients: nan_gradient_at == Some(step + 1),
         };
         let (next, outcome) = match self::step(model, &mut optim, &batch, &options) {
             Ok(stepped) => stepped,
@@ -823,13 +825,17 @@ pub mod fault {
             .insert(run_dir.to_path_buf(), step);
     }
 
-    pub(super) fn nan_gradient_due(run_dir: &Path, step: usize) -> bool {
+    /// The step at which the run in `run_dir` gets a NaN gradient, if one is planned (asked
+    /// once per run, not on every step).
+    pub(super) fn nan_gradient_step(run_dir: &Path) -> Option<usize> {
         let planned = PLANNED.lock().unwrap_or_else(|p| p.into_inner());
         let from_test = planned.as_ref().and_then(|p| p.get(run_dir)).copied();
-        let from_env = std::env::var("ORDO_INJECT_NAN_GRADIENT_AT_STEP")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok());
-        from_test.or(from_env) == Some(step)
+        from_test.or_else(|| {
+            std::env::var("ORDO_INJECT_NAN_GRADIENT_AT_STEP")
+                .ok()?
+                .parse()
+                .ok()
+        })
     }
 
     /// Makes the gradient of the first parameter NaN.
