@@ -802,6 +802,7 @@ mod tests {
     #[test]
     fn default_plan_covers_every_shape_and_encoding() {
         let jobs = Plan::default().jobs().unwrap();
-        assert_eq!(jobs.len(), 3 * 7 + 7 * 3);
+        let kinds = PositionalEncodingConfig::KINDS.len();
+        assert_eq!(jobs.len(), 3 * kinds + kinds * 3);
     }
 }

@@ -98,7 +98,8 @@ fn the_json_report_has_every_requested_measurement_with_positive_figures() {
     let parsed: Report = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(parsed, report);
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
-    assert_eq!(json["records"].as_array().unwrap().len(), 7 + 7 * 2);
+    let kinds = ordo_model::PositionalEncodingConfig::KINDS.len();
+    assert_eq!(json["records"].as_array().unwrap().len(), kinds + kinds * 2);
 
     let positive = |r: &bench::Record| {
         assert_eq!(r.implementation, "ordo");

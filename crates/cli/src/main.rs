@@ -346,7 +346,10 @@ fn inspect(a: InspectArgs) -> Result<()> {
         }
         let config =
             inspect::encoding_config(&a.kind, &a.sets, a.len).map_err(anyhow::Error::msg)?;
-        let ordo_model::PositionalEncodingConfig::Sinusoidal { base } = config else {
+        let ordo_encodings::SchemeConfig::Sinusoidal(
+            ordo_encodings::sinusoidal::SinusoidalConfig { base },
+        ) = config.scheme
+        else {
             unreachable!("kind checked above")
         };
         if !a.d_model.is_multiple_of(2) {

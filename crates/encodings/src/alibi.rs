@@ -28,9 +28,42 @@
 //!   a decoder every visible key is at or before the query, and there the offset would only
 //!   move the diagonal against the rest of the row, so the config rejects it.
 
-use crate::{AttentionMode, EncodingConfigError, PositionContext, Positional, table_2d};
+use crate::figure::{self, Figure, Lines, View};
+use crate::{
+    AttentionMode, EncodingConfigError, EncodingDims, PositionContext, Positional, Positions,
+    Scheme, table_2d,
+};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// `kind = "alibi"`: nothing to choose but an encoder's direction.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlibiConfig {
+    /// Encoders only: `"symmetric"` (the default, `-m |i - j|`, cannot tell left from right)
+    /// or `"asymmetric"` (keys before the query penalised half a slope less).
+    #[serde(default, skip_serializing_if = "AlibiDirection::is_symmetric")]
+    pub direction: AlibiDirection,
+}
+
+impl Scheme for AlibiConfig {
+    type Module = Alibi;
+
+    fn validate(&self, dims: &EncodingDims) -> Result<(), EncodingConfigError> {
+        validate(self.direction, dims.mode)
+    }
+
+    fn init(&self, dims: &EncodingDims, _device: &Device) -> Alibi {
+        Alibi::new(dims.n_heads, dims.mode, self.direction)
+    }
+
+    fn encoder_note(&self) -> Option<&'static str> {
+        Some(
+            "`alibi` is the symmetric `-m|i-j|` unless `direction = \"asymmetric\"`; with only \
+             it a model cannot tell left from right (reversing the input reverses the outputs).",
+        )
+    }
+}
 
 /// How an encoder's ALiBi treats keys before and after the query (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -116,11 +149,16 @@ impl Alibi {
 
     /// The bias `[h, t, t]`.
     pub fn bias(&self, t: usize, device: &Device) -> Tensor<3> {
-        let h = self.slopes.len();
+        self.bias_at(&Positions::contiguous(t), device)
+    }
+
+    /// The bias `[h, t, t]` for tokens at `positions`.
+    pub fn bias_at(&self, positions: &Positions, device: &Device) -> Tensor<3> {
+        let (h, t, p) = (self.slopes.len(), positions.len(), positions.as_slice());
         let mut values = Vec::with_capacity(h * t * t);
         for &m in &self.slopes {
-            for i in 0..t {
-                for j in 0..t {
+            for &i in p {
+                for &j in p {
                     values.push((-m * self.penalty(i, j)) as f32);
                 }
             }
@@ -130,11 +168,40 @@ impl Alibi {
 }
 
 impl Positional for Alibi {
-    fn context(&self, seq_len: usize, device: &Device) -> PositionContext {
+    fn context(&self, positions: &Positions, device: &Device) -> PositionContext {
         PositionContext {
-            bias: Some(self.bias(seq_len, device).unsqueeze::<4>()), // [1, h, t, t]
-            ..PositionContext::empty(seq_len)
+            bias: Some(self.bias_at(positions, device).unsqueeze::<4>()), // [1, h, t, t]
+            ..PositionContext::empty(positions.len())
         }
+    }
+
+    fn figures(&self, view: &View, device: &Device) -> Vec<Figure> {
+        let bias = crate::values(self.bias(view.len, device));
+        let mut out = vec![
+            Figure::Data {
+                key: "slopes",
+                value: serde_json::json!(self.slopes),
+            },
+            figure::bias_data("bias", &bias, view.len),
+        ];
+        out.extend(figure::bias_maps(view, "bias", &bias));
+        out.push(Figure::Lines(Lines {
+            file: "alibi-slopes".into(),
+            title: "alibi: head slopes (paper order)".into(),
+            x_label: "head",
+            y_label: "slope m",
+            series: vec![(
+                "slope".to_string(),
+                self.slopes
+                    .iter()
+                    .enumerate()
+                    .map(|(h, &m)| (h as f64, m))
+                    .collect(),
+            )],
+            log_y: true,
+            points: true,
+        }));
+        out
     }
 }
 

@@ -1,23 +1,45 @@
 //! Positional encodings for ordo, one file per scheme, one switch to choose among them.
 //!
-//! Design: the configuration is data ([`PositionalEncodingConfig`], a serde enum tagged by
-//! `kind` whose variants carry their own parameters, unknown keys rejected), and
+//! Design: the configuration is data ([`PositionalEncodingConfig`]: a serde enum of schemes,
+//! [`SchemeConfig`], tagged by `kind`, whose variants are each scheme's own config struct, plus
+//! the options every scheme shares, such as randomized positions), and
 //! [`PositionalEncodingConfig::init`] builds the module ([`PositionalEncoding`], an enum with
-//! one variant per scheme). A scheme can act in exactly these places, all named by the
-//! [`Positional`] trait:
+//! one variant per scheme). A scheme owns everything about itself, in its file: its config
+//! struct (defaults, validation, parameter count: the [`Scheme`] trait), its module, its hooks
+//! and what `ordo inspect` shows of it (the [`Positional`] trait). A scheme can act in exactly
+//! these places:
 //!
 //! 1. `embed`: add an absolute signal to the token embeddings (sinusoidal, learned);
 //! 2. `context`: build, once per forward pass, what every layer shares (bias tables, rotation
 //!    angles, relative-offset maps), so no layer recomputes them;
 //! 3. `rotate`: rotate queries and keys (RoPE);
-//! 4. an additive logit bias after scaling, carried in the context (ALiBi, T5);
+//! 4. an additive logit bias after scaling, carried in the context (ALiBi, T5, FIRE);
 //! 5. `relative`: relative terms inside attention, a key term added to `q kᵀ` and a value
 //!    term added to the output, from per-layer tables indexed by the clipped offset (Shaw):
 //!    one hook, which the model hands to ordo's attention kernel or computes term by term.
 //!
-//! The transformer calls every hook in every layer; a scheme that does not act there is a
-//! no-op. Adding a scheme means one new file, a config variant, a module variant and one arm
-//! in each `match` below, and nothing in the model, trainer or evaluator.
+//! Hooks 1 and 2 receive the [`Positions`] of the tokens (`0..t`, or randomized positions: see
+//! [`positions`]), so no scheme assumes its tokens sit at `0..t`. The transformer calls every
+//! hook in every layer; a scheme that does not act there is a no-op.
+//!
+//! # Adding an encoding (FIRE, `fire.rs`, is the worked example)
+//!
+//! 1. Write `src/<name>.rs`, opening with the paper and the formula. In it, a config struct
+//!    (`FireConfig`: `#[serde(deny_unknown_fields)]`, defaults by `#[serde(default = ..)]`)
+//!    and the module (`Fire`, `#[derive(Module)]`).
+//! 2. `impl Scheme for FireConfig`: `init` builds the module; `validate` names the offending
+//!    field ([`EncodingConfigError`]); `parameters` counts what it adds to the model (for the
+//!    memory estimate); `fit_to_length` only if a table must be sized to the training length.
+//! 3. `impl Positional for Fire`: the hooks it needs (FIRE: `context`, a bias computed from the
+//!    [`Positions`]), `max_len` if its reach is bounded, and `figures` for `ordo inspect`.
+//! 4. In this file: `pub mod fire;` and one line in the `schemes!` list below
+//!    (`"fire" => Fire(fire::FireConfig, fire::Fire),`). That line generates every dispatch:
+//!    the config variant, the module variant, `kind`, [`KINDS`](PositionalEncodingConfig::KINDS)
+//!    (which ablate's defaults, the bench, the plots' colours and the tests iterate), validation,
+//!    parameter counts, figures.
+//! 5. Tests in the file: golden values from the paper or its reference code, and the scheme's
+//!    property (for a bias: shifting both positions changes nothing). Nothing in model, train,
+//!    eval or cli changes: `ordo train`, `ablate`, `eval`, `inspect` and `bench` pick it up.
 //!
 //! Dimension legend used in shape comments: `b` batch, `h` heads, `t` sequence length
 //! (`tq` queries, `tk` keys), `d` d_model, `dh` d_head, `r` relative labels (2k+1).
@@ -26,16 +48,22 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub mod alibi;
+pub mod figure;
+pub mod fire;
 pub mod learned;
 pub mod none;
+pub mod positions;
 pub mod rope;
 pub mod shaw;
 pub mod sinusoidal;
 pub mod t5;
 
 pub use alibi::{Alibi, AlibiDirection};
+pub use figure::{Figure, View};
+pub use fire::Fire;
 pub use learned::LearnedPositions;
 pub use none::NoPosition;
+pub use positions::{Placement, Positions};
 pub use rope::{Rope, RopeLayout, RopeScaling, RopeTables};
 pub use shaw::{RelativeTerms, Shaw};
 pub use sinusoidal::Sinusoidal;
@@ -50,104 +78,6 @@ pub enum AttentionMode {
     Causal,
     /// Encoder: every query attends to every key.
     Bidirectional,
-}
-
-/// The positional encoding, as written in a config file under `[model.encoding]`.
-///
-/// ```toml
-/// [model.encoding]
-/// kind = "rope"
-/// base = 10000.0
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum PositionalEncodingConfig {
-    /// No positional signal (NoPE), the control.
-    // Written `None {}` rather than `None` so that serde rejects stray keys after `kind`.
-    None {},
-    /// Vaswani et al. 2017 fixed sinusoids added to the token embeddings.
-    Sinusoidal {
-        /// Wavelength base (10000 in the paper).
-        #[serde(default = "default_base")]
-        base: f64,
-    },
-    /// A trained table of `max_len` absolute positions added to the token embeddings.
-    Learned {
-        /// Number of positions in the table; longer sequences are unsupported. `0` (the
-        /// default) asks the trainer to size it to the longest training sequence.
-        #[serde(default)]
-        max_len: usize,
-    },
-    /// T5 bucketed relative bias (Raffel et al. 2020), one table shared by all layers.
-    T5 {
-        /// Number of buckets (32 in T5).
-        #[serde(default = "default_t5_buckets")]
-        num_buckets: usize,
-        /// Distance at which the logarithmic buckets saturate (128 in T5).
-        #[serde(default = "default_t5_max_distance")]
-        max_distance: usize,
-    },
-    /// Shaw et al. 2018 relative position representations, per layer.
-    Shaw {
-        /// Clipping distance `k`: offsets beyond ±k share one embedding.
-        #[serde(default = "default_shaw_k")]
-        max_distance: usize,
-        /// Whether the value term `a^V` is used (the paper's full method) or keys only.
-        #[serde(default = "default_true")]
-        values: bool,
-    },
-    /// RoFormer rotary position embedding (Su et al. 2021).
-    Rope {
-        /// Frequency base θ (10000 in the paper).
-        #[serde(default = "default_base")]
-        base: f64,
-        /// Fraction of each head's dimensions that is rotated (1.0 = all).
-        #[serde(default = "default_fraction")]
-        fraction: f64,
-        /// How dimensions are paired for rotation.
-        #[serde(default)]
-        layout: RopeLayout,
-        /// Frequency scaling for sequences longer than the training length (eval-time knob).
-        #[serde(default)]
-        scaling: RopeScaling,
-    },
-    /// ALiBi linear biases (Press et al. 2022); nothing is added to the embeddings.
-    Alibi {
-        /// Encoders only: `"symmetric"` (the default, `-m |i - j|`, cannot tell left from
-        /// right) or `"asymmetric"` (keys before the query penalised half a slope less).
-        #[serde(default, skip_serializing_if = "AlibiDirection::is_symmetric")]
-        direction: AlibiDirection,
-    },
-}
-
-fn default_base() -> f64 {
-    10000.0
-}
-fn default_t5_buckets() -> usize {
-    32
-}
-fn default_t5_max_distance() -> usize {
-    128
-}
-fn default_shaw_k() -> usize {
-    16
-}
-fn default_true() -> bool {
-    true
-}
-fn default_fraction() -> f64 {
-    1.0
-}
-
-impl Default for PositionalEncodingConfig {
-    fn default() -> Self {
-        Self::Rope {
-            base: default_base(),
-            fraction: default_fraction(),
-            layout: RopeLayout::default(),
-            scaling: RopeScaling::default(),
-        }
-    }
 }
 
 /// The model dimensions a scheme needs to know.
@@ -173,184 +103,49 @@ pub struct EncodingConfigError {
     pub message: String,
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> EncodingConfigError {
+pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> EncodingConfigError {
     EncodingConfigError {
         field,
         message: message.into(),
     }
 }
 
-impl PositionalEncodingConfig {
-    /// The config `kind` string of this scheme.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::None {} => "none",
-            Self::Sinusoidal { .. } => "sinusoidal",
-            Self::Learned { .. } => "learned",
-            Self::T5 { .. } => "t5",
-            Self::Shaw { .. } => "shaw",
-            Self::Rope { .. } => "rope",
-            Self::Alibi { .. } => "alibi",
-        }
-    }
-
-    /// All scheme kinds, in the order reports list them.
-    pub const KINDS: [&'static str; 7] = [
-        "none",
-        "sinusoidal",
-        "learned",
-        "t5",
-        "shaw",
-        "rope",
-        "alibi",
-    ];
-
-    /// The default configuration of a scheme given by its `kind` (`learned` gets `max_len`).
-    pub fn from_kind(kind: &str, max_len: usize) -> Option<Self> {
-        // Built through serde so that the defaults live in one place (the attributes above).
-        let mut value = serde_json::json!({ "kind": kind });
-        if kind == "learned" {
-            value["max_len"] = max_len.into();
-        }
-        serde_json::from_value(value).ok()
-    }
-
+/// A scheme's config: what builds, checks and sizes it. One implementation per scheme file.
+pub trait Scheme {
+    /// The module it builds.
+    type Module: Positional;
     /// Checks the parameters against the model dimensions, before anything is built.
-    pub fn validate(&self, dims: &EncodingDims) -> Result<(), EncodingConfigError> {
-        match self {
-            Self::None {} => Ok(()),
-            Self::Alibi { direction } => alibi::validate(*direction, dims.mode),
-            Self::Sinusoidal { base } => {
-                if !(*base > 1.0 && base.is_finite()) {
-                    return Err(invalid(
-                        "base",
-                        format!("expected a number > 1, got {base}"),
-                    ));
-                }
-                if !dims.d_model.is_multiple_of(2) {
-                    return Err(invalid(
-                        "kind",
-                        format!(
-                            "sinusoidal needs an even d_model (sin/cos pairs), got {}",
-                            dims.d_model
-                        ),
-                    ));
-                }
-                Ok(())
-            }
-            Self::Learned { max_len } => {
-                if *max_len == 0 {
-                    return Err(invalid(
-                        "max_len",
-                        "expected a positive number of positions (ordo train resolves 0 to the longest training sequence)",
-                    ));
-                }
-                Ok(())
-            }
-            Self::T5 {
-                num_buckets,
-                max_distance,
-            } => t5::validate(*num_buckets, *max_distance, dims.mode),
-            Self::Shaw { max_distance, .. } => {
-                if *max_distance == 0 {
-                    return Err(invalid(
-                        "max_distance",
-                        "expected a clipping distance k >= 1",
-                    ));
-                }
-                Ok(())
-            }
-            Self::Rope {
-                base,
-                fraction,
-                scaling,
-                ..
-            } => rope::validate(*base, *fraction, scaling, dims.d_head()),
-        }
+    fn validate(&self, _dims: &EncodingDims) -> Result<(), EncodingConfigError> {
+        Ok(())
     }
-
-    /// Builds the module.
-    ///
-    /// # Panics
-    /// If [`validate`](Self::validate) would fail: call it first at a config boundary.
-    pub fn init(&self, dims: &EncodingDims, device: &Device) -> PositionalEncoding {
-        if let Err(e) = self.validate(dims) {
-            panic!("invalid positional encoding config: {e}");
-        }
-        match self {
-            Self::None {} => PositionalEncoding::None(NoPosition::new()),
-            Self::Sinusoidal { base } => {
-                PositionalEncoding::Sinusoidal(Sinusoidal::new(*base, dims.d_model))
-            }
-            Self::Learned { max_len } => {
-                PositionalEncoding::Learned(LearnedPositions::new(*max_len, dims.d_model, device))
-            }
-            Self::T5 {
-                num_buckets,
-                max_distance,
-            } => PositionalEncoding::T5(T5Bias::new(
-                *num_buckets,
-                *max_distance,
-                dims.n_heads,
-                dims.d_model,
-                dims.mode,
-                device,
-            )),
-            Self::Shaw {
-                max_distance,
-                values,
-            } => PositionalEncoding::Shaw(Shaw::new(*max_distance, *values, dims, device)),
-            Self::Rope {
-                base,
-                fraction,
-                layout,
-                scaling,
-            } => PositionalEncoding::Rope(Rope::new(
-                *base,
-                *fraction,
-                *layout,
-                scaling.clone(),
-                dims.d_head(),
-            )),
-            Self::Alibi { direction } => {
-                PositionalEncoding::Alibi(Alibi::new(dims.n_heads, dims.mode, *direction))
-            }
-        }
+    /// Builds the module (called only after `validate` succeeded).
+    fn init(&self, dims: &EncodingDims, device: &Device) -> Self::Module;
+    /// Number of trained parameters it adds to the model (`None` on overflow).
+    fn parameters(&self, _dims: &EncodingDims) -> Option<u64> {
+        Some(0)
+    }
+    /// Sizes whatever must reach position `reach - 1` (a learned table left at 0), or says
+    /// why it cannot.
+    fn fit_to_length(&mut self, _reach: usize) -> Result<(), EncodingConfigError> {
+        Ok(())
+    }
+    /// What a report on encoders (bidirectional models) must say about this scheme, if
+    /// anything (e.g. that it cannot tell left from right).
+    fn encoder_note(&self) -> Option<&'static str> {
+        None
     }
 }
 
-/// What one forward pass shares between layers: built once by [`Positional::context`].
-#[derive(Debug, Clone)]
-pub struct PositionContext {
-    pub seq_len: usize,
-    /// Additive logit bias after scaling, `[1, h, t, t]` (ALiBi, T5).
-    pub bias: Option<Tensor<4>>,
-    /// RoPE's cos/sin tables and pair rotation.
-    pub rope: Option<RopeTables>,
-    /// Shaw's one-hot map from (query, key) to clipped offset label, `[t, t, r]`.
-    pub relative: Option<Tensor<3>>,
-}
-
-impl PositionContext {
-    pub fn empty(seq_len: usize) -> Self {
-        Self {
-            seq_len,
-            bias: None,
-            rope: None,
-            relative: None,
-        }
-    }
-}
-
-/// The places a positional scheme can act. Every method has a no-op default.
+/// The places a positional scheme can act, and what it shows of itself. Every method has a
+/// no-op default.
 pub trait Positional {
-    /// Absolute schemes add to the token embeddings `[b, t, d]`.
-    fn embed(&self, x: Tensor<3>) -> Tensor<3> {
+    /// Absolute schemes add to the token embeddings `[b, t, d]` at `positions`.
+    fn embed(&self, x: Tensor<3>, _positions: &Positions) -> Tensor<3> {
         x
     }
-    /// Tables shared by every layer of one forward pass over `seq_len` positions.
-    fn context(&self, seq_len: usize, _device: &Device) -> PositionContext {
-        PositionContext::empty(seq_len)
+    /// Tables shared by every layer of one forward pass over tokens at `positions`.
+    fn context(&self, positions: &Positions, _device: &Device) -> PositionContext {
+        PositionContext::empty(positions.len())
     }
     /// Rotates queries and keys `[b, h, t, dh]` (RoPE).
     fn rotate(&self, q: Tensor<4>, k: Tensor<4>, _ctx: &PositionContext) -> (Tensor<4>, Tensor<4>) {
@@ -366,36 +161,229 @@ pub trait Positional {
     fn max_len(&self) -> Option<usize> {
         None
     }
+    /// What `ordo inspect` shows of it at `view.len` positions (numbers and pictures).
+    fn figures(&self, _view: &View, _device: &Device) -> Vec<Figure> {
+        Vec::new()
+    }
 }
 
-/// The positional encoding module: one variant per scheme.
+/// What one forward pass shares between layers: built once by [`Positional::context`].
+#[derive(Debug, Clone)]
+pub struct PositionContext {
+    pub seq_len: usize,
+    /// Additive logit bias after scaling, `[1, h, t, t]` (ALiBi, T5, FIRE).
+    pub bias: Option<Tensor<4>>,
+    /// RoPE's cos/sin tables and pair rotation.
+    pub rope: Option<RopeTables>,
+    /// Shaw's one-hot map from (query, key) to clipped offset label, `[t, t, r]`, when the
+    /// relative terms are composed from it rather than computed by ordo's kernel (devices
+    /// without the kernels, and positions that are not `0..t`).
+    pub relative: Option<Tensor<3>>,
+}
+
+impl PositionContext {
+    pub fn empty(seq_len: usize) -> Self {
+        Self {
+            seq_len,
+            bias: None,
+            rope: None,
+            relative: None,
+        }
+    }
+}
+
+/// Generates, from one line per scheme, the config enum, the module enum and every dispatch.
+macro_rules! schemes {
+    ($($(#[doc = $doc:literal])* $kind:literal => $variant:ident($config:ty, $module:ty),)*) => {
+        /// One scheme's config, as written under `[model.encoding]`: `kind` and its fields.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum SchemeConfig {
+            $($(#[doc = $doc])* #[serde(rename = $kind)] $variant($config),)*
+        }
+
+        /// The positional encoding module: one variant per scheme.
+        ///
+        /// The variant names are part of checkpoint record paths: keep them stable.
+        #[derive(Module, Debug)]
+        pub enum PositionalEncoding {
+            $($variant($module),)*
+        }
+
+        impl SchemeConfig {
+            /// Every scheme's `kind`, in the order of the list (reports, plots, defaults).
+            pub const KINDS: &'static [&'static str] = &[$($kind),*];
+
+            /// The config `kind` string of this scheme.
+            pub fn kind(&self) -> &'static str {
+                match self { $(Self::$variant(_) => $kind,)* }
+            }
+            pub fn validate(&self, dims: &EncodingDims) -> Result<(), EncodingConfigError> {
+                match self { $(Self::$variant(c) => c.validate(dims),)* }
+            }
+            fn build(&self, dims: &EncodingDims, device: &Device) -> PositionalEncoding {
+                match self { $(Self::$variant(c) => PositionalEncoding::$variant(c.init(dims, device)),)* }
+            }
+            pub fn parameters(&self, dims: &EncodingDims) -> Option<u64> {
+                match self { $(Self::$variant(c) => c.parameters(dims),)* }
+            }
+            fn fit(&mut self, reach: usize) -> Result<(), EncodingConfigError> {
+                match self { $(Self::$variant(c) => c.fit_to_length(reach),)* }
+            }
+            pub fn encoder_note(&self) -> Option<&'static str> {
+                match self { $(Self::$variant(c) => c.encoder_note(),)* }
+            }
+        }
+
+        impl PositionalEncoding {
+            /// The `kind` of the scheme.
+            pub fn kind(&self) -> &'static str {
+                match self { $(Self::$variant(_) => $kind,)* }
+            }
+            /// The one dispatching `match` of the module.
+            pub fn scheme(&self) -> &dyn Positional {
+                match self { $(Self::$variant(s) => s,)* }
+            }
+        }
+    };
+}
+
+schemes! {
+    /// No positional signal (NoPE), the control.
+    "none" => None(none::NoneConfig, NoPosition),
+    /// Vaswani et al. 2017 fixed sinusoids added to the token embeddings.
+    "sinusoidal" => Sinusoidal(sinusoidal::SinusoidalConfig, Sinusoidal),
+    /// A trained table of absolute positions added to the token embeddings.
+    "learned" => Learned(learned::LearnedConfig, LearnedPositions),
+    /// T5 bucketed relative bias (Raffel et al. 2020), one table shared by all layers.
+    "t5" => T5(t5::T5Config, T5Bias),
+    /// Shaw et al. 2018 relative position representations, per layer.
+    "shaw" => Shaw(shaw::ShawConfig, Shaw),
+    /// RoFormer rotary position embedding (Su et al. 2021).
+    "rope" => Rope(rope::RopeConfig, Rope),
+    /// ALiBi linear biases (Press et al. 2022).
+    "alibi" => Alibi(alibi::AlibiConfig, Alibi),
+    /// FIRE, a learned function of the normalised log distance (Li et al. 2023).
+    "fire" => Fire(fire::FireConfig, Fire),
+}
+
+/// The positional encoding, as written in a config file under `[model.encoding]`: the scheme
+/// (`kind` and its parameters) and the options every scheme shares.
 ///
-/// The variant names are part of checkpoint record paths: keep them stable.
-#[derive(Module, Debug)]
-pub enum PositionalEncoding {
-    None(NoPosition),
-    Sinusoidal(Sinusoidal),
-    Learned(LearnedPositions),
-    T5(T5Bias),
-    Shaw(Shaw),
-    Rope(Rope),
-    Alibi(Alibi),
+/// ```toml
+/// [model.encoding]
+/// kind = "rope"
+/// base = 10000.0
+/// randomized_positions = 64   # optional: Ruoss et al. 2023, see `positions`
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PositionalEncodingConfig {
+    #[serde(flatten)]
+    pub scheme: SchemeConfig,
+    /// Randomized positions (Ruoss et al. 2023): each forward pass places its `t` tokens at an
+    /// ordered random subset of `0..N`, `N` this value (at least the longest training
+    /// sequence; the longest evaluated length is the paper's choice). Absent: `0..t`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub randomized_positions: Option<usize>,
 }
 
-impl PositionalEncoding {
-    /// The one dispatching `match`.
-    pub fn scheme(&self) -> &dyn Positional {
-        match self {
-            Self::None(s) => s,
-            Self::Sinusoidal(s) => s,
-            Self::Learned(s) => s,
-            Self::T5(s) => s,
-            Self::Shaw(s) => s,
-            Self::Rope(s) => s,
-            Self::Alibi(s) => s,
+impl From<SchemeConfig> for PositionalEncodingConfig {
+    fn from(scheme: SchemeConfig) -> Self {
+        Self {
+            scheme,
+            randomized_positions: None,
+        }
+    }
+}
+
+impl Default for PositionalEncodingConfig {
+    fn default() -> Self {
+        SchemeConfig::Rope(rope::RopeConfig::default()).into()
+    }
+}
+
+impl PositionalEncodingConfig {
+    /// Every scheme's `kind`: [`SchemeConfig::KINDS`].
+    pub const KINDS: &'static [&'static str] = SchemeConfig::KINDS;
+
+    /// The config `kind` string of this scheme.
+    pub fn kind(&self) -> &'static str {
+        self.scheme.kind()
+    }
+
+    /// The default configuration of a scheme given by its `kind`, sized for sequences of up
+    /// to `max_len` tokens (a learned table gets `max_len` rows).
+    pub fn from_kind(kind: &str, max_len: usize) -> Option<Self> {
+        // Built through serde so that the defaults live in one place (each config struct).
+        let scheme: SchemeConfig =
+            serde_json::from_value(serde_json::json!({ "kind": kind })).ok()?;
+        let mut config = Self::from(scheme);
+        config.fit_to_length(max_len).ok()?;
+        Some(config)
+    }
+
+    /// How the model places its tokens.
+    pub fn placement(&self) -> Placement {
+        match self.randomized_positions {
+            Some(max_position) => Placement::Randomized { max_position },
+            None => Placement::Contiguous,
         }
     }
 
+    /// Sizes the scheme for training sequences of up to `longest` tokens (with randomized
+    /// positions, for positions up to `randomized_positions - 1`), or says which field is too
+    /// small.
+    pub fn fit_to_length(&mut self, longest: usize) -> Result<(), EncodingConfigError> {
+        let reach = match self.randomized_positions {
+            Some(n) if n < longest => {
+                return Err(invalid(
+                    "randomized_positions",
+                    format!(
+                        "positions are drawn from 0..{n} but the longest training sequence has \
+                         {longest} tokens; expected at least {longest} (the paper uses the \
+                         longest evaluated length)"
+                    ),
+                ));
+            }
+            Some(n) => n,
+            None => longest,
+        };
+        self.scheme.fit(reach)
+    }
+
+    /// Checks the parameters against the model dimensions, before anything is built.
+    pub fn validate(&self, dims: &EncodingDims) -> Result<(), EncodingConfigError> {
+        if self.randomized_positions == Some(0) {
+            return Err(invalid(
+                "randomized_positions",
+                "expected the size N of the range 0..N positions are drawn from, at least 1",
+            ));
+        }
+        if let Some(n) = self.randomized_positions {
+            // A table sized by hand must reach every position that can be drawn.
+            self.scheme.clone().fit(n)?;
+        }
+        self.scheme.validate(dims)
+    }
+
+    /// Number of trained parameters the scheme adds (`None` on overflow).
+    pub fn parameters(&self, dims: &EncodingDims) -> Option<u64> {
+        self.scheme.parameters(dims)
+    }
+
+    /// Builds the module.
+    ///
+    /// # Panics
+    /// If [`validate`](Self::validate) would fail: call it first at a config boundary.
+    pub fn init(&self, dims: &EncodingDims, device: &Device) -> PositionalEncoding {
+        if let Err(e) = self.validate(dims) {
+            panic!("invalid positional encoding config: {e}");
+        }
+        self.scheme.build(dims, device)
+    }
+}
+
+impl PositionalEncoding {
     /// Whether a sequence of `len` positions can be encoded.
     pub fn supports(&self, len: usize) -> bool {
         self.scheme().max_len().is_none_or(|m| len <= m)
@@ -413,6 +401,11 @@ pub(crate) fn table_2d(values: Vec<f32>, rows: usize, cols: usize, device: &Devi
     Tensor::from_data(TensorData::new(values, [rows, cols]), device)
 }
 
+/// Host-side helper: the values of an f32 tensor.
+pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().expect("f32 tensor")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,10 +418,11 @@ mod tests {
     fn config_defaults_and_unknown_keys() {
         assert_eq!(
             parse("kind = \"t5\"").unwrap(),
-            PositionalEncodingConfig::T5 {
+            SchemeConfig::T5(t5::T5Config {
                 num_buckets: 32,
                 max_distance: 128
-            }
+            })
+            .into()
         );
         let err = parse("kind = \"rope\"\nbase = 10.0\nbogus = 1").unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
@@ -439,17 +433,19 @@ mod tests {
         let alibi = parse("kind = \"alibi\"").unwrap();
         assert_eq!(
             alibi,
-            PositionalEncodingConfig::Alibi {
+            SchemeConfig::Alibi(alibi::AlibiConfig {
                 direction: AlibiDirection::Symmetric
-            }
+            })
+            .into()
         );
         assert_eq!(toml::to_string(&alibi).unwrap().trim(), "kind = \"alibi\"");
         let asymmetric = parse("kind = \"alibi\"\ndirection = \"asymmetric\"").unwrap();
         assert_eq!(
             asymmetric,
-            PositionalEncodingConfig::Alibi {
+            SchemeConfig::Alibi(alibi::AlibiConfig {
                 direction: AlibiDirection::Asymmetric
-            }
+            })
+            .into()
         );
         assert_eq!(
             parse(&toml::to_string(&asymmetric).unwrap()).unwrap(),
@@ -463,7 +459,7 @@ mod tests {
 
     #[test]
     fn from_kind_covers_every_scheme() {
-        for kind in PositionalEncodingConfig::KINDS {
+        for &kind in PositionalEncodingConfig::KINDS {
             let cfg = PositionalEncodingConfig::from_kind(kind, 64).unwrap();
             assert_eq!(cfg.kind(), kind);
         }
@@ -485,5 +481,112 @@ mod tests {
         assert_eq!(learned.validate(&dims).unwrap_err().field, "max_len");
         let t5 = parse("kind = \"t5\"\nnum_buckets = 1").unwrap();
         assert_eq!(t5.validate(&dims).unwrap_err().field, "num_buckets");
+    }
+
+    /// Every scheme reads the positions it is given: at positions `p` each hook's output is
+    /// the rows (and columns) `p` of its output at `0..extent`. A new scheme passes this, or
+    /// randomized positions would silently not reach it.
+    #[test]
+    fn every_scheme_reads_the_positions_it_is_given() {
+        let dev = Device::flex();
+        let p = Positions::new(vec![1, 4, 5, 9]);
+        let full = Positions::contiguous(p.extent());
+        let (t, n) = (p.len(), full.len());
+        let close =
+            |a: f32, b: f32, what: &str| assert!((a - b).abs() < 1e-5, "{what}: {a} vs {b}");
+        for mode in [AttentionMode::Causal, AttentionMode::Bidirectional] {
+            let dims = EncodingDims {
+                d_model: 16,
+                n_heads: 2,
+                n_layers: 2,
+                mode,
+            };
+            for &kind in PositionalEncodingConfig::KINDS {
+                let what = format!("{kind} {mode:?}");
+                let config = PositionalEncodingConfig::from_kind(kind, 64).unwrap();
+                let module = config.init(&dims, &dev);
+                let scheme = module.scheme();
+                let x = Tensor::<3>::random([1, n, 16], burn::tensor::Distribution::Default, &dev);
+                let rows: Vec<i64> = p.as_slice().iter().map(|&i| i as i64).collect();
+                let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [t]), &dev);
+                let x_p = x.clone().select(1, rows.clone());
+                let e_full = values(scheme.embed(x, &full).select(1, rows.clone()));
+                let e_p = values(scheme.embed(x_p, &p));
+                for (a, b) in e_full.iter().zip(&e_p) {
+                    close(*a, *b, &format!("{what} embed"));
+                }
+                let (cf, cp) = (scheme.context(&full, &dev), scheme.context(&p, &dev));
+                if let (Some(bf), Some(bp)) = (cf.bias, cp.bias) {
+                    let sub = bf.select(2, rows.clone()).select(3, rows.clone());
+                    for (a, b) in values(sub).iter().zip(&values(bp)) {
+                        close(*a, *b, &format!("{what} bias"));
+                    }
+                }
+                if let (Some(rf), Some(rp)) = (cf.rope, cp.rope) {
+                    let cos = values(rf.cos.select(2, rows.clone()));
+                    let sin = values(rf.sin.select(2, rows.clone()));
+                    for (a, b) in cos.iter().zip(&values(rp.cos)) {
+                        close(*a, *b, &format!("{what} cos"));
+                    }
+                    for (a, b) in sin.iter().zip(&values(rp.sin)) {
+                        close(*a, *b, &format!("{what} sin"));
+                    }
+                }
+                if let PositionalEncoding::Shaw(shaw) = &module {
+                    // Positions that are not 0..t always take the one-hot map.
+                    let map = shaw
+                        .one_hot_at(&full, &dev)
+                        .select(0, rows.clone())
+                        .select(1, rows.clone());
+                    let got = cp.relative.expect("one-hot map for randomized positions");
+                    assert_eq!(values(map), values(got), "{what} relative");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn randomized_positions_are_an_option_of_every_scheme() {
+        let dims = EncodingDims {
+            d_model: 16,
+            n_heads: 2,
+            n_layers: 2,
+            mode: AttentionMode::Causal,
+        };
+        for &kind in PositionalEncodingConfig::KINDS {
+            let text = format!("kind = \"{kind}\"\nrandomized_positions = 64");
+            let mut cfg = parse(&text).unwrap();
+            assert_eq!(cfg.kind(), kind);
+            assert_eq!(cfg.placement(), Placement::Randomized { max_position: 64 });
+            cfg.fit_to_length(16).unwrap();
+            cfg.validate(&dims).unwrap();
+            // It round-trips through TOML, and stays out of configs that do not use it.
+            assert_eq!(parse(&toml::to_string(&cfg).unwrap()).unwrap(), cfg);
+        }
+        let plain = parse("kind = \"rope\"").unwrap();
+        assert!(!toml::to_string(&plain).unwrap().contains("randomized"));
+        // A learned table spans the whole range positions are drawn from.
+        let mut learned = parse("kind = \"learned\"\nrandomized_positions = 64").unwrap();
+        learned.fit_to_length(16).unwrap();
+        assert_eq!(
+            learned.scheme,
+            SchemeConfig::Learned(learned::LearnedConfig { max_len: 64 })
+        );
+        let small = parse("kind = \"learned\"\nmax_len = 32\nrandomized_positions = 64").unwrap();
+        assert_eq!(small.validate(&dims).unwrap_err().field, "max_len");
+        // The range must hold the longest training sequence, and be non-empty.
+        let mut short = parse("kind = \"alibi\"\nrandomized_positions = 8").unwrap();
+        assert_eq!(
+            short.fit_to_length(16).unwrap_err().field,
+            "randomized_positions"
+        );
+        let zero = parse("kind = \"alibi\"\nrandomized_positions = 0").unwrap();
+        assert_eq!(
+            zero.validate(&dims).unwrap_err().field,
+            "randomized_positions"
+        );
+        // Unknown keys are still refused beside the shared option.
+        let err = parse("kind = \"t5\"\nrandomized_positions = 8\nbogus = 1").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
     }
 }

@@ -17,10 +17,70 @@
 //! `O[i, j, r] = 1` iff `clip(j - i) + k = r`, built once per forward: batched matmuls.
 //! Tables are initialised N(0, 0.02²) like BERT-style relative embeddings.
 
-use crate::{EncodingDims, PositionContext, Positional};
+use crate::figure::{Figure, Heatmap, View};
+use crate::{
+    EncodingConfigError, EncodingDims, PositionContext, Positional, Positions, Scheme, invalid,
+};
 use burn::module::Param;
 use burn::nn::Initializer;
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// `kind = "shaw"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShawConfig {
+    /// Clipping distance `k`: offsets beyond ±k share one embedding.
+    #[serde(default = "default_k")]
+    pub max_distance: usize,
+    /// Whether the value term `a^V` is used (the paper's full method) or keys only.
+    #[serde(default = "default_true")]
+    pub values: bool,
+}
+
+fn default_k() -> usize {
+    16
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for ShawConfig {
+    fn default() -> Self {
+        Self {
+            max_distance: default_k(),
+            values: default_true(),
+        }
+    }
+}
+
+impl Scheme for ShawConfig {
+    type Module = Shaw;
+
+    fn validate(&self, _dims: &EncodingDims) -> Result<(), EncodingConfigError> {
+        if self.max_distance == 0 {
+            return Err(invalid(
+                "max_distance",
+                "expected a clipping distance k >= 1",
+            ));
+        }
+        Ok(())
+    }
+
+    fn init(&self, dims: &EncodingDims, device: &Device) -> Shaw {
+        Shaw::new(self.max_distance, self.values, dims, device)
+    }
+
+    fn parameters(&self, dims: &EncodingDims) -> Option<u64> {
+        // Per layer a key table and (with values) a value table of 2k+1 rows of d_head.
+        let labels = (self.max_distance as u64).checked_mul(2)?.checked_add(1)?;
+        let tables = if self.values { 2 } else { 1 };
+        (dims.n_layers as u64)
+            .checked_mul(tables)?
+            .checked_mul(labels)?
+            .checked_mul(dims.d_head() as u64)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct Shaw {
@@ -58,17 +118,28 @@ impl Shaw {
 
     /// Row-major `[t, t]` map of relative labels.
     pub fn label_map(&self, t: usize) -> Vec<usize> {
-        (0..t)
-            .flat_map(|i| (0..t).map(move |j| (i, j)))
+        self.label_map_at(&Positions::contiguous(t))
+    }
+
+    /// The label map for tokens at `positions`.
+    pub fn label_map_at(&self, positions: &Positions) -> Vec<usize> {
+        let p = positions.as_slice();
+        p.iter()
+            .flat_map(|&i| p.iter().map(move |&j| (i, j)))
             .map(|(i, j)| label(i, j, self.k))
             .collect()
     }
 
     /// The one-hot `[t, t, 2k+1]` map `O`.
     pub fn one_hot(&self, t: usize, device: &Device) -> Tensor<3> {
-        let r = 2 * self.k + 1;
+        self.one_hot_at(&Positions::contiguous(t), device)
+    }
+
+    /// The one-hot map for tokens at `positions`.
+    pub fn one_hot_at(&self, positions: &Positions, device: &Device) -> Tensor<3> {
+        let (r, t) = (2 * self.k + 1, positions.len());
         let mut values = vec![0f32; t * t * r];
-        for (ij, l) in self.label_map(t).into_iter().enumerate() {
+        for (ij, l) in self.label_map_at(positions).into_iter().enumerate() {
             values[ij * r + l] = 1.0;
         }
         Tensor::from_data(TensorData::new(values, [t, t, r]), device)
@@ -81,12 +152,41 @@ impl Shaw {
 }
 
 impl Positional for Shaw {
-    fn context(&self, seq_len: usize, device: &Device) -> PositionContext {
+    fn context(&self, positions: &Positions, device: &Device) -> PositionContext {
+        // Ordo's kernel computes the terms for positions `0..t` itself; elsewhere (and for
+        // randomized positions) they are composed from the one-hot map.
+        let composed = !ordo_kernels::accelerated(device) || !positions.is_contiguous();
         PositionContext {
-            // Only the composed path needs the one-hot map.
-            relative: (!ordo_kernels::accelerated(device)).then(|| self.one_hot(seq_len, device)),
-            ..PositionContext::empty(seq_len)
+            relative: composed.then(|| self.one_hot_at(positions, device)),
+            ..PositionContext::empty(positions.len())
         }
+    }
+
+    fn figures(&self, view: &View, _device: &Device) -> Vec<Figure> {
+        let (len, k) = (view.len, self.k as i64);
+        let offsets: Vec<Vec<i64>> = self
+            .label_map(len)
+            .chunks(len)
+            .map(|r| r.iter().map(|&l| l as i64 - k).collect())
+            .collect();
+        vec![
+            Figure::Data {
+                key: "relative_index",
+                value: serde_json::json!(offsets),
+            },
+            Figure::Heatmap(Heatmap {
+                file: "shaw-relative-index".into(),
+                title: format!("shaw: clip(j - i, -{k}, {k})"),
+                x_label: "key position j",
+                y_label: "query position i",
+                value_label: "relative index",
+                values: offsets
+                    .iter()
+                    .map(|r| r.iter().map(|&o| o as f64).collect())
+                    .collect(),
+                sequential: false,
+            }),
+        ]
     }
 
     fn relative(&self) -> Option<RelativeTerms<'_>> {
@@ -207,7 +307,7 @@ mod tests {
             &dev,
         );
         let p = Tensor::<4>::random([b, h, t, t], burn::tensor::Distribution::Default, &dev);
-        let ctx = shaw.context(t, &dev);
+        let ctx = shaw.context(&Positions::contiguous(t), &dev);
         let layer = 1;
         let terms = shaw.relative().unwrap();
         let ks: Vec<f32> = terms

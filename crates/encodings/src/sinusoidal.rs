@@ -10,8 +10,59 @@
 //! rotations that do not depend on `pos` ([`shift_matrix`]). The table is computed for any
 //! length: past the training length the model sees unseen absolute phases.
 
-use crate::{Positional, table_2d};
+use crate::figure::{self, Figure, View};
+use crate::{EncodingConfigError, EncodingDims, Positional, Positions, Scheme, invalid, table_2d};
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// `kind = "sinusoidal"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinusoidalConfig {
+    /// Wavelength base (10000 in the paper).
+    #[serde(default = "default_base")]
+    pub base: f64,
+}
+
+fn default_base() -> f64 {
+    10000.0
+}
+
+impl Default for SinusoidalConfig {
+    fn default() -> Self {
+        Self {
+            base: default_base(),
+        }
+    }
+}
+
+impl Scheme for SinusoidalConfig {
+    type Module = Sinusoidal;
+
+    fn validate(&self, dims: &EncodingDims) -> Result<(), EncodingConfigError> {
+        let base = self.base;
+        if !(base > 1.0 && base.is_finite()) {
+            return Err(invalid(
+                "base",
+                format!("expected a number > 1, got {base}"),
+            ));
+        }
+        if !dims.d_model.is_multiple_of(2) {
+            return Err(invalid(
+                "kind",
+                format!(
+                    "sinusoidal needs an even d_model (sin/cos pairs), got {}",
+                    dims.d_model
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn init(&self, dims: &EncodingDims, _device: &Device) -> Sinusoidal {
+        Sinusoidal::new(self.base, dims.d_model)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct Sinusoidal {
@@ -32,12 +83,14 @@ impl Sinusoidal {
 
     /// The `[len, d_model]` table as a tensor.
     pub fn table(&self, len: usize, device: &Device) -> Tensor<2> {
-        table_2d(
-            sinusoid_table(len, self.d_model, self.base),
-            len,
-            self.d_model,
-            device,
-        )
+        self.table_at(&Positions::contiguous(len), device)
+    }
+
+    /// The `[t, d_model]` rows at `positions`.
+    pub fn table_at(&self, positions: &Positions, device: &Device) -> Tensor<2> {
+        let t = positions.len();
+        let rows = sinusoid_rows(positions.as_slice(), self.d_model, self.base);
+        table_2d(rows, t, self.d_model, device)
     }
 }
 
@@ -48,8 +101,13 @@ pub fn frequency(i: usize, d_model: usize, base: f64) -> f64 {
 
 /// Row-major `[len, d_model]` table, interleaved sin/cos, computed in f64.
 pub fn sinusoid_table(len: usize, d_model: usize, base: f64) -> Vec<f32> {
-    let mut out = Vec::with_capacity(len * d_model);
-    for pos in 0..len {
+    sinusoid_rows(&(0..len).collect::<Vec<_>>(), d_model, base)
+}
+
+/// Row-major `[positions, d_model]` rows of the table at `positions`.
+pub fn sinusoid_rows(positions: &[usize], d_model: usize, base: f64) -> Vec<f32> {
+    let mut out = Vec::with_capacity(positions.len() * d_model);
+    for &pos in positions {
         for c in 0..d_model {
             let angle = pos as f64 * frequency(c / 2, d_model, base);
             out.push(if c % 2 == 0 { angle.sin() } else { angle.cos() } as f32);
@@ -76,10 +134,14 @@ pub fn shift_matrix(k: i64, d_model: usize, base: f64) -> Vec<f64> {
 }
 
 impl Positional for Sinusoidal {
-    fn embed(&self, x: Tensor<3>) -> Tensor<3> {
-        let [_, t, _] = x.dims();
-        let pe = self.table(t, &x.device()); // [t, d]
+    fn embed(&self, x: Tensor<3>, positions: &Positions) -> Tensor<3> {
+        let pe = self.table_at(positions, &x.device()); // [t, d]
         x + pe.unsqueeze::<3>() // [b, t, d]
+    }
+
+    fn figures(&self, view: &View, _device: &Device) -> Vec<Figure> {
+        let table = sinusoid_table(view.len, self.d_model, self.base);
+        figure::absolute_table(view, "sinusoid table", &table)
     }
 }
 

@@ -11,10 +11,66 @@
 //! scale logits; x-transformers scales and adds); the table is initialised N(0, d_model^-1/2) as
 //! HF does with `factor = 1`.
 
-use crate::{AttentionMode, EncodingConfigError, PositionContext, Positional, invalid};
+use crate::figure::{self, Figure, Heatmap, View};
+use crate::{
+    AttentionMode, EncodingConfigError, EncodingDims, PositionContext, Positional, Positions,
+    Scheme, invalid,
+};
 use burn::module::Param;
 use burn::nn::Initializer;
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// `kind = "t5"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct T5Config {
+    /// Number of buckets (32 in T5).
+    #[serde(default = "default_buckets")]
+    pub num_buckets: usize,
+    /// Distance at which the logarithmic buckets saturate (128 in T5).
+    #[serde(default = "default_max_distance")]
+    pub max_distance: usize,
+}
+
+fn default_buckets() -> usize {
+    32
+}
+fn default_max_distance() -> usize {
+    128
+}
+
+impl Default for T5Config {
+    fn default() -> Self {
+        Self {
+            num_buckets: default_buckets(),
+            max_distance: default_max_distance(),
+        }
+    }
+}
+
+impl Scheme for T5Config {
+    type Module = T5Bias;
+
+    fn validate(&self, dims: &EncodingDims) -> Result<(), EncodingConfigError> {
+        validate(self.num_buckets, self.max_distance, dims.mode)
+    }
+
+    fn init(&self, dims: &EncodingDims, device: &Device) -> T5Bias {
+        T5Bias::new(
+            self.num_buckets,
+            self.max_distance,
+            dims.n_heads,
+            dims.d_model,
+            dims.mode,
+            device,
+        )
+    }
+
+    fn parameters(&self, dims: &EncodingDims) -> Option<u64> {
+        (self.num_buckets as u64).checked_mul(dims.n_heads as u64)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct T5Bias {
@@ -107,12 +163,18 @@ impl T5Bias {
 
     /// Row-major `[t, t]` bucket map for queries `i` (rows) and keys `j` (columns).
     pub fn bucket_map(&self, t: usize) -> Vec<usize> {
+        self.bucket_map_at(&Positions::contiguous(t))
+    }
+
+    /// The bucket map for tokens at `positions`.
+    pub fn bucket_map_at(&self, positions: &Positions) -> Vec<usize> {
         let bidirectional = self.mode == AttentionMode::Bidirectional;
-        let mut out = Vec::with_capacity(t * t);
-        for i in 0..t as i64 {
-            for j in 0..t as i64 {
+        let p = positions.as_slice();
+        let mut out = Vec::with_capacity(p.len() * p.len());
+        for &i in p {
+            for &j in p {
                 out.push(bucket(
-                    j - i,
+                    j as i64 - i as i64,
                     bidirectional,
                     self.num_buckets(),
                     self.max_distance,
@@ -124,8 +186,17 @@ impl T5Bias {
 
     /// The bias `[h, t, t]` for `t` positions.
     pub fn bias(&self, t: usize, device: &Device) -> Tensor<3> {
-        let h = self.table.dims()[1];
-        let idx: Vec<i64> = self.bucket_map(t).into_iter().map(|b| b as i64).collect();
+        self.bias_at(&Positions::contiguous(t), device)
+    }
+
+    /// The bias `[h, t, t]` for tokens at `positions`.
+    pub fn bias_at(&self, positions: &Positions, device: &Device) -> Tensor<3> {
+        let (h, t) = (self.table.dims()[1], positions.len());
+        let idx: Vec<i64> = self
+            .bucket_map_at(positions)
+            .into_iter()
+            .map(|b| b as i64)
+            .collect();
         let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [t * t]), device);
         self.table
             .val()
@@ -136,11 +207,42 @@ impl T5Bias {
 }
 
 impl Positional for T5Bias {
-    fn context(&self, seq_len: usize, device: &Device) -> PositionContext {
+    fn context(&self, positions: &Positions, device: &Device) -> PositionContext {
         PositionContext {
-            bias: Some(self.bias(seq_len, device).unsqueeze::<4>()), // [1, h, t, t]
-            ..PositionContext::empty(seq_len)
+            bias: Some(self.bias_at(positions, device).unsqueeze::<4>()), // [1, h, t, t]
+            ..PositionContext::empty(positions.len())
         }
+    }
+
+    fn figures(&self, view: &View, device: &Device) -> Vec<Figure> {
+        let len = view.len;
+        let map = self.bucket_map(len);
+        let bias = crate::values(self.bias(len, device));
+        let mut out = vec![
+            Figure::Data {
+                key: "buckets",
+                value: serde_json::json!(map.chunks(len).collect::<Vec<_>>()),
+            },
+            figure::bias_data("bias", &bias, len),
+            Figure::Heatmap(Heatmap {
+                file: "t5-buckets".into(),
+                title: format!(
+                    "t5 buckets ({:?}, {} buckets)",
+                    view.dims.mode,
+                    self.num_buckets()
+                ),
+                x_label: "key position j",
+                y_label: "query position i",
+                value_label: "bucket",
+                values: map
+                    .chunks(len)
+                    .map(|r| r.iter().map(|&b| b as f64).collect())
+                    .collect(),
+                sequential: true,
+            }),
+        ];
+        out.extend(figure::bias_maps(view, "bias", &bias));
+        out
     }
 }
 

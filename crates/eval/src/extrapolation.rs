@@ -404,13 +404,8 @@ fn evaluate_on_this_thread(
         let tokens = data::positions(&generator.held_out(&mut rng.clone(), len), cfg.model.mode);
         let unsupported = if let Some(token) = missing {
             Some(format!("the vocabulary has no token {token:?}"))
-        } else if !run.model.supports(tokens) {
-            Some(format!(
-                "`{}` cannot represent {tokens} positions",
-                cfg.model.encoding.kind()
-            ))
         } else {
-            None
+            run.model.unsupported(tokens)
         };
         let metrics = match &unsupported {
             Some(_) => None,

@@ -5,20 +5,39 @@
 //! clipped relative offsets). RoPE: the `[len, rotated/2]` angle table.
 
 use burn::prelude::*;
+use ordo_encodings::figure::Figure;
 use ordo_encodings::sinusoidal::{shift_matrix, sinusoid_table};
-use ordo_encodings::{EncodingDims, PositionalEncoding, PositionalEncodingConfig};
+use ordo_encodings::{EncodingDims, PositionalEncoding, PositionalEncodingConfig, View};
 use serde_json::{Value, json};
 
-fn rows(values: &[f32], cols: usize) -> Value {
-    Value::Array(values.chunks(cols).map(|r| json!(r)).collect())
-}
+pub use ordo_encodings::figure::dot_products;
+pub use ordo_encodings::rope::{ROFORMER_DECAY_DIMS, decay as rope_decay};
 
 fn tensor_rows<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
     let dims = t.dims().to_vec();
     (dims, t.into_data().try_to_vec::<f32>().expect("f32 tensor"))
 }
 
-/// The JSON description of an encoding module at `len` positions.
+/// The scheme's figures at `len` positions (see [`ordo_encodings::Positional::figures`]).
+fn figures(
+    config: &PositionalEncodingConfig,
+    encoding: &PositionalEncoding,
+    dims: &EncodingDims,
+    len: usize,
+    decay_dims: Option<usize>,
+    device: &Device,
+) -> Vec<Figure> {
+    let view = View {
+        kind: config.kind(),
+        len,
+        dims: *dims,
+        decay_dims,
+    };
+    encoding.scheme().figures(&view, device)
+}
+
+/// The JSON description of an encoding module at `len` positions: the config, the dimensions
+/// and every number the scheme's figures carry.
 pub fn describe(
     config: &PositionalEncodingConfig,
     encoding: &PositionalEncoding,
@@ -35,56 +54,12 @@ pub fn describe(
         "mode": dims.mode,
     });
     let obj = out.as_object_mut().expect("object");
-    match encoding {
-        PositionalEncoding::None(_) => {}
-        PositionalEncoding::Sinusoidal(s) => {
-            let (_, v) = tensor_rows(s.table(len, device));
-            obj.insert("table".into(), rows(&v, dims.d_model));
-        }
-        PositionalEncoding::Learned(l) => {
-            let n = len.min(l.table.dims()[0]);
-            let (_, v) = tensor_rows(l.table.val().slice_dim(0, 0..n));
-            obj.insert("table".into(), rows(&v, dims.d_model));
-        }
-        PositionalEncoding::T5(t5) => {
-            let map = t5.bucket_map(len);
-            let buckets: Vec<Value> = map.chunks(len).map(|r| json!(r)).collect();
-            obj.insert("buckets".into(), Value::Array(buckets));
-            let (_, v) = tensor_rows(t5.bias(len, device));
-            obj.insert("bias".into(), bias_rows(&v, len));
-        }
-        PositionalEncoding::Shaw(shaw) => {
-            let k = shaw.clip() as i64;
-            let offsets: Vec<Value> = shaw
-                .label_map(len)
-                .chunks(len)
-                .map(|r| json!(r.iter().map(|&l| l as i64 - k).collect::<Vec<_>>()))
-                .collect();
-            obj.insert("relative_index".into(), Value::Array(offsets));
-        }
-        PositionalEncoding::Rope(rope) => {
-            let half = rope.rotated_dims() / 2;
-            let angles: Vec<f32> = rope.angles(len).into_iter().map(|a| a as f32).collect();
-            obj.insert("angles".into(), rows(&angles, half));
-            obj.insert("frequencies".into(), json!(rope.frequencies(len)));
-            obj.insert("attention_factor".into(), json!(rope.attention_factor()));
-        }
-        PositionalEncoding::Alibi(alibi) => {
-            obj.insert("slopes".into(), json!(alibi.slopes()));
-            let (_, v) = tensor_rows(alibi.bias(len, device));
-            obj.insert("bias".into(), bias_rows(&v, len));
+    for figure in figures(config, encoding, dims, len, None, device) {
+        if let Figure::Data { key, value } = figure {
+            obj.insert(key.into(), value);
         }
     }
     out
-}
-
-fn bias_rows(values: &[f32], len: usize) -> Value {
-    Value::Array(
-        values
-            .chunks(len * len)
-            .map(|head| rows(head, len))
-            .collect(),
-    )
 }
 
 /// Largest `|PE(pos + k) - M_k PE(pos)|` over `pos` in `0..len`, with `M_k` from the closed form.
@@ -104,34 +79,6 @@ pub fn check_shift(k: usize, len: usize, d_model: usize, base: f64) -> f64 {
     worst
 }
 
-/// RoFormer §3.4.3 long-term decay: the bound `(1/(d/2)) Σ_{j=1}^{d/2} |S_j|` on the relative
-/// score at distance `m`, with `S_j = Σ_{k<j} e^{i m θ_k}`, for distances `0..len`.
-pub fn rope_decay(base: f64, d_head: usize, len: usize) -> Vec<(f64, f64)> {
-    let half = d_head / 2;
-    let theta: Vec<f64> = (0..half)
-        .map(|i| base.powf(-((2 * i) as f64) / d_head as f64))
-        .collect();
-    (0..len)
-        .map(|m| {
-            let (mut re, mut im, mut total) = (0.0f64, 0.0f64, 0.0f64);
-            for t in &theta {
-                re += (m as f64 * t).cos();
-                im += (m as f64 * t).sin();
-                total += (re * re + im * im).sqrt();
-            }
-            (m as f64, total / half as f64)
-        })
-        .collect()
-}
-
-/// The head size of RoFormer's Figure 2 (the decay curve, base 10000, distances up to 256). The
-/// paper does not print it; the figure's own curve, read from the vector path in the arXiv
-/// PDF, is [`rope_decay`] at d = 128 to within 0.002 at distances 50-250 (d = 112 and 144 are
-/// off by 1.3 and 1.5 on average). At a small model's head size (16 rotated dims by default) the bound
-/// oscillates and the decay is hard to see, so `ordo inspect rope` draws this size unless told
-/// otherwise.
-pub const ROFORMER_DECAY_DIMS: usize = 128;
-
 /// Parses `--decay-dims`: an even number of dims, or `model` for the model's rotated dims
 /// (`None`).
 pub fn parse_decay_dims(text: &str) -> Result<Option<usize>, String> {
@@ -143,20 +90,6 @@ pub fn parse_decay_dims(text: &str) -> Result<Option<usize>, String> {
         .filter(|&d: &usize| d >= 2 && d.is_multiple_of(2))
         .map(Some)
         .ok_or_else(|| format!("expected an even number of dims >= 2 or `model`, got {text:?}"))
-}
-
-/// `PE(i)·PE(j)` for `j` in `0..len`, from a row-major `[len, d]` table.
-pub fn dot_products(table: &[f32], d: usize, i: usize) -> Vec<(f64, f64)> {
-    let len = table.len() / d;
-    let row = &table[i * d..(i + 1) * d];
-    (0..len)
-        .map(|j| {
-            let dot: f64 = (0..d)
-                .map(|c| row[c] as f64 * table[j * d + c] as f64)
-                .sum();
-            (j as f64 - i as f64, dot)
-        })
-        .collect()
 }
 
 /// Builds an encoding config from `kind` and `key=value` settings of that scheme (`base=500`,
@@ -181,24 +114,10 @@ pub fn encoding_config(
                 format!("encoding `{kind}`: `{path}`: {inner}")
             }
         })?;
-    if let PositionalEncodingConfig::Learned { max_len } = &mut config
-        && *max_len == 0
-    {
-        *max_len = len;
-    }
+    config
+        .fit_to_length(len)
+        .map_err(|e| format!("encoding `{kind}`: {e}"))?;
     Ok(config)
-}
-
-/// In causal mode, keys after the query are masked: drawn grey (NaN) rather than as a bias of 0.
-fn masked(mut m: Vec<Vec<f64>>, mode: ordo_encodings::AttentionMode) -> Vec<Vec<f64>> {
-    if mode == ordo_encodings::AttentionMode::Causal {
-        for (i, row) in m.iter_mut().enumerate() {
-            for v in row.iter_mut().skip(i + 1) {
-                *v = f64::NAN;
-            }
-        }
-    }
-    m
 }
 
 fn matrix(values: &[f32], cols: usize) -> Vec<Vec<f64>> {
@@ -208,7 +127,7 @@ fn matrix(values: &[f32], cols: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// Draws every picture that applies to the scheme into `out`; returns the files written.
+/// Draws every picture of the scheme's figures into `out`; returns the files written.
 /// RoPE's decay curve is drawn for `decay_dims` dims (`None`: the model's rotated dims).
 pub fn plots(
     config: &PositionalEncodingConfig,
@@ -219,177 +138,40 @@ pub fn plots(
     out: &std::path::Path,
     device: &Device,
 ) -> Result<Vec<std::path::PathBuf>, String> {
-    use crate::plot::{Heatmap, LinePlot, heatmap, line_plot};
+    use crate::plot::{ColorMap, Heatmap, LinePlot, heatmap, line_plot};
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let kind = config.kind();
     let mut files = Vec::new();
-    let absolute =
-        |table: Vec<f32>, what: &str, files: &mut Vec<std::path::PathBuf>| -> Result<(), String> {
-            let d = dims.d_model;
-            let title = format!("{kind}: {what} [{} positions x {d} dims]", table.len() / d);
-            files.extend(heatmap(
-                &out.join(format!("{kind}-table")),
+    for figure in figures(config, encoding, dims, len, decay_dims, device) {
+        match figure {
+            Figure::Data { .. } => {}
+            Figure::Heatmap(h) => files.extend(heatmap(
+                &out.join(&h.file),
                 &Heatmap {
-                    title: &title,
-                    x_label: "dimension",
-                    y_label: "position",
-                    values: &matrix(&table, d),
-                    value_label: "value",
-                    ..Heatmap::default()
-                },
-            )?);
-            // A learned table may have fewer rows than `len`.
-            let rows = table.len() / d;
-            let anchors = [0, rows / 4, rows / 2, 3 * rows / 4];
-            let series: Vec<(String, Vec<(f64, f64)>)> = anchors
-                .iter()
-                .map(|&i| (format!("i = {i}"), dot_products(&table, d, i)))
-                .collect();
-            let title = format!("{kind}: PE(i)·PE(j) against j - i");
-            files.extend(line_plot(
-                &out.join(format!("{kind}-dot-products")),
-                &LinePlot {
-                    title: &title,
-                    x_label: "j - i",
-                    y_label: "PE(i)·PE(j)",
-                    series: &series,
-                    points: false,
-                    ..LinePlot::default()
-                },
-            )?);
-            Ok(())
-        };
-    let bias_maps =
-        |bias: Vec<f32>, what: &str, files: &mut Vec<std::path::PathBuf>| -> Result<(), String> {
-            for (h, head) in bias.chunks(len * len).enumerate() {
-                let title = format!("{kind} {what}, head {h} ({:?})", dims.mode);
-                files.extend(heatmap(
-                    &out.join(format!("{kind}-bias-head{h}")),
-                    &Heatmap {
-                        title: &title,
-                        x_label: "key position j",
-                        y_label: "query position i",
-                        values: &masked(matrix(head, len), dims.mode),
-                        value_label: "logit bias",
-                        ..Heatmap::default()
+                    title: &h.title,
+                    x_label: h.x_label,
+                    y_label: h.y_label,
+                    values: &h.values,
+                    value_label: h.value_label,
+                    color_map: if h.sequential {
+                        ColorMap::Sequential
+                    } else {
+                        ColorMap::default()
                     },
-                )?);
-            }
-            Ok(())
-        };
-    match encoding {
-        PositionalEncoding::None(_) => {}
-        PositionalEncoding::Sinusoidal(s) => {
-            let (_, v) = tensor_rows(s.table(len, device));
-            absolute(v, "sinusoid table", &mut files)?;
-        }
-        PositionalEncoding::Learned(l) => {
-            let n = len.min(l.table.dims()[0]);
-            let (_, v) = tensor_rows(l.table.val().slice_dim(0, 0..n));
-            absolute(v, "learned table", &mut files)?;
-        }
-        PositionalEncoding::T5(t5) => {
-            let map: Vec<f32> = t5.bucket_map(len).into_iter().map(|b| b as f32).collect();
-            let title = format!("t5 buckets ({:?}, {} buckets)", dims.mode, t5.num_buckets());
-            files.extend(heatmap(
-                &out.join("t5-buckets"),
-                &Heatmap {
-                    title: &title,
-                    x_label: "key position j",
-                    y_label: "query position i",
-                    values: &matrix(&map, len),
-                    value_label: "bucket",
-                    color_map: crate::plot::ColorMap::Sequential,
                     ..Heatmap::default()
                 },
-            )?);
-            let (_, v) = tensor_rows(t5.bias(len, device));
-            bias_maps(v, "bias", &mut files)?;
-        }
-        PositionalEncoding::Shaw(shaw) => {
-            let k = shaw.clip() as f32;
-            let map: Vec<f32> = shaw
-                .label_map(len)
-                .into_iter()
-                .map(|l| l as f32 - k)
-                .collect();
-            let title = format!("shaw: clip(j - i, -{k}, {k})");
-            files.extend(heatmap(
-                &out.join("shaw-relative-index"),
-                &Heatmap {
-                    title: &title,
-                    x_label: "key position j",
-                    y_label: "query position i",
-                    values: &matrix(&map, len),
-                    value_label: "relative index",
-                    ..Heatmap::default()
-                },
-            )?);
-        }
-        PositionalEncoding::Rope(rope) => {
-            let half = rope.rotated_dims() / 2;
-            let cos: Vec<f32> = rope
-                .angles(len)
-                .into_iter()
-                .map(|a| a.cos() as f32)
-                .collect();
-            let title = format!("rope: cos(m θ_i) [{len} positions x {half} pairs]");
-            files.extend(heatmap(
-                &out.join("rope-cos-angles"),
-                &Heatmap {
-                    title: &title,
-                    x_label: "pair i",
-                    y_label: "position m",
-                    values: &matrix(&cos, half),
-                    value_label: "cos(m θ_i)",
-                    ..Heatmap::default()
-                },
-            )?);
-            let (d, which) = match decay_dims {
-                None => (rope.rotated_dims(), "this model's rotated dims"),
-                Some(ROFORMER_DECAY_DIMS) => (ROFORMER_DECAY_DIMS, "RoFormer Fig. 2's"),
-                Some(d) => (d, "dims"),
-            };
-            let series: Vec<(String, Vec<(f64, f64)>)> = [500.0, 10000.0, 1e6]
-                .iter()
-                .map(|&b| (format!("base {b}"), rope_decay(b, d, len.max(2))))
-                .collect();
-            let title = format!("rope: long-term decay bound (RoFormer §3.4.3), d = {d} ({which})");
-            files.extend(line_plot(
-                &out.join("rope-decay"),
+            )?),
+            Figure::Lines(l) => files.extend(line_plot(
+                &out.join(&l.file),
                 &LinePlot {
-                    title: &title,
-                    x_label: "relative distance",
-                    y_label: "(1/(d/2)) Σ |S_j|",
-                    series: &series,
-                    points: false,
+                    title: &l.title,
+                    x_label: l.x_label,
+                    y_label: l.y_label,
+                    series: &l.series,
+                    log_y: l.log_y,
+                    points: l.points,
                     ..LinePlot::default()
                 },
-            )?);
-        }
-        PositionalEncoding::Alibi(alibi) => {
-            let (_, v) = tensor_rows(alibi.bias(len, device));
-            bias_maps(v, "bias", &mut files)?;
-            let series = vec![(
-                "slope".to_string(),
-                alibi
-                    .slopes()
-                    .iter()
-                    .enumerate()
-                    .map(|(h, &m)| (h as f64, m))
-                    .collect(),
-            )];
-            files.extend(line_plot(
-                &out.join("alibi-slopes"),
-                &LinePlot {
-                    title: "alibi: head slopes (paper order)",
-                    x_label: "head",
-                    y_label: "slope m",
-                    series: &series,
-                    log_y: true,
-                    ..LinePlot::default()
-                },
-            )?);
+            )?),
         }
     }
     Ok(files)

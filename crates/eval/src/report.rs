@@ -1156,13 +1156,14 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
             .variant
             .iter()
             .any(|(k, v)| k == "model.mode" && v == "bidirectional");
-        if encoder && of_group.iter().any(|r| r.encoding == "alibi") {
-            let _ = writeln!(
-                md,
-                "Encoder: `alibi` is the symmetric `-m|i-j|` unless `direction = \"asymmetric\"`; \
-                 with only it a model cannot tell left from right (reversing the input reverses \
-                 the outputs).\n"
-            );
+        // What each scheme says about itself in an encoder (e.g. symmetric biases).
+        let notes = ordo_model::PositionalEncodingConfig::KINDS
+            .iter()
+            .filter(|&&kind| encoder && of_group.iter().any(|r| r.encoding == kind))
+            .filter_map(|kind| ordo_model::PositionalEncodingConfig::from_kind(kind, 1))
+            .filter_map(|config| config.scheme.encoder_note());
+        for note in notes {
+            let _ = writeln!(md, "Encoder: {note}\n");
         }
         match g.headline {
             Headline::ExactMatch => exact_match_table(&mut md, g, &of_group, &encodings),

@@ -18,7 +18,7 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use ordo_encodings::{AttentionMode, PositionContext, Positional, PositionalEncoding};
+use ordo_encodings::{AttentionMode, Placement, PositionContext, Positional, PositionalEncoding};
 
 /// Additive value that removes a key from the softmax. No row is ever fully masked (every
 /// sequence has a first token, visible to every query), so -inf cannot make a NaN; and unlike a
@@ -57,7 +57,6 @@ impl Attention {
         let [b, t, d] = x.dims();
         let (h, dh) = (self.n_heads, d / self.n_heads);
         let (scheme, ctx) = (pass.pos.scheme(), pass.ctx);
-        let device = x.device();
 
         let heads = |x: Tensor<3>| x.reshape([b, t, h, dh]).swap_dims(1, 2); // [b, h, t, dh]
         // Three projections rather than one fused `d -> 3d` and a split: the split's backward
@@ -73,7 +72,8 @@ impl Attention {
             // On flex the kernel computes the relative terms itself; elsewhere the key term is
             // added to the bias (the kernel path then has no value term: see `choose`).
             let (tables, key_term) = match relative {
-                Some(r) if kernels::accelerated(&device) => (Some(r.tables(layer)), None),
+                // No one-hot map in the context: the kernel computes the terms itself.
+                Some(r) if ctx.relative.is_none() => (Some(r.tables(layer)), None),
                 // Linear in q: scaled afterwards.
                 Some(r) => (None, Some(r.key_scores(&q, layer, ctx).mul_scalar(scale))), // [b, h, t, t]
                 None => (None, None),
@@ -132,9 +132,16 @@ impl AttentionPath {
     ///   value term (burn's kernel cannot add one): `BurnFused`, the fastest there. (On flex
     ///   ordo's kernel is about twice as fast at every length, with one `[t, t]` matrix per
     ///   thread, so flex inference takes `Kernel`);
-    /// - a value term (Shaw) that the kernel cannot compute on this device: `Explicit`;
+    /// - a value term (Shaw) that the kernel cannot compute (on this device, or for positions
+    ///   other than `0..t`: the context then carries the one-hot map): `Explicit`;
     /// - otherwise `Kernel`.
-    fn choose(keep_maps: bool, dropout: f64, device: &Device, scheme: &dyn Positional) -> Self {
+    fn choose(
+        keep_maps: bool,
+        dropout: f64,
+        device: &Device,
+        scheme: &dyn Positional,
+        ctx: &PositionContext,
+    ) -> Self {
         let training = device.is_autodiff();
         let accelerated = kernels::accelerated(device);
         let value_term = scheme.relative().is_some_and(|r| r.has_values());
@@ -142,7 +149,7 @@ impl AttentionPath {
             AttentionPath::Explicit
         } else if !training && !accelerated && !value_term {
             AttentionPath::BurnFused
-        } else if value_term && !accelerated {
+        } else if value_term && ctx.relative.is_some() {
             AttentionPath::Explicit
         } else {
             AttentionPath::Kernel
@@ -292,6 +299,9 @@ pub struct Transformer {
     head: Option<Linear>,
     #[module(skip)]
     mode: AttentionMode,
+    /// Where the tokens sit: `0..t` or randomized positions (the encoding's option).
+    #[module(skip)]
+    placement: Placement,
 }
 
 impl ModelConfig {
@@ -320,6 +330,7 @@ impl ModelConfig {
             head: (!self.tie_embeddings)
                 .then(|| LinearConfig::new(self.d_model, vocab_size).init(device)),
             mode: self.mode,
+            placement: self.encoding.placement(),
         }
     }
 }
@@ -338,9 +349,24 @@ impl Transformer {
         self.run(batch, true)
     }
 
-    /// Whether sequences of `len` tokens can be encoded by this model's positional scheme.
+    /// Whether sequences of `len` tokens can be encoded by this model's positional scheme
+    /// (and placed, with randomized positions).
     pub fn supports(&self, len: usize) -> bool {
-        self.pos.supports(len)
+        self.unsupported(len).is_none()
+    }
+
+    /// Why sequences of `len` tokens cannot be encoded, if they cannot.
+    pub fn unsupported(&self, len: usize) -> Option<String> {
+        if !self.pos.supports(len) {
+            return Some(format!(
+                "`{}` cannot represent {len} positions",
+                self.pos.kind()
+            ));
+        }
+        let max = self.placement.max_len()?;
+        (len > max).then(|| {
+            format!("randomized positions are drawn from 0..{max}, fewer than {len} positions")
+        })
     }
 
     /// The positional encoding module.
@@ -367,15 +393,18 @@ impl Transformer {
         );
         let device = batch.tokens.device();
 
+        // Where the tokens sit: `0..t`, or (randomized) drawn from the batch's tokens.
+        let positions = self.placement.place(t, || {
+            batch.tokens.clone().into_data().iter::<i64>().collect()
+        });
         let x = self.tok_emb.forward(batch.tokens.clone()); // [b, t, d]
         let scheme = self.pos.scheme();
-        let mut x = self.dropout.forward(scheme.embed(x)); // [b, t, d]
-
-        let path = AttentionPath::choose(keep, self.dropout.prob, &device, scheme);
-        let causal = self.mode == AttentionMode::Causal && !path.hides_future_keys();
+        let mut x = self.dropout.forward(scheme.embed(x, &positions)); // [b, t, d]
 
         // Shared by every layer: position tables and the combined additive bias.
-        let ctx = scheme.context(t, &device);
+        let ctx = scheme.context(&positions, &device);
+        let path = AttentionPath::choose(keep, self.dropout.prob, &device, scheme, &ctx);
+        let causal = self.mode == AttentionMode::Causal && !path.hides_future_keys();
         let mask = self.mask_bias(&batch.lengths, t, causal, &device); // [b or 1, 1, t, t]
         let bias = match (&ctx.bias, mask) {
             (Some(pos_bias), Some(mask)) => Some(pos_bias.clone() + mask), // [b or 1, h, t, t]

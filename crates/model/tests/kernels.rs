@@ -86,11 +86,13 @@ fn shaw_case(dev: &Device, clip: usize, values: bool, fused: bool, causal: bool)
         n_layers: 2,
         mode: AttentionMode::Bidirectional,
     };
-    let PositionalEncoding::Shaw(mut shaw) = (PositionalEncodingConfig::Shaw {
-        max_distance: clip,
-        values,
-    })
-    .init(&dims, &dev) else {
+    let config: PositionalEncodingConfig =
+        ordo_encodings::SchemeConfig::Shaw(ordo_encodings::shaw::ShawConfig {
+            max_distance: clip,
+            values,
+        })
+        .into();
+    let PositionalEncoding::Shaw(mut shaw) = config.init(&dims, &dev) else {
         unreachable!()
     };
     // Tables large enough to matter next to q kᵀ (the init's are N(0, 0.02²)).
@@ -130,7 +132,7 @@ fn shaw_case(dev: &Device, clip: usize, values: bool, fused: bool, causal: bool)
         )
     } else {
         with_composed_ops(|| {
-            let ctx = shaw.context(t, &dev);
+            let ctx = shaw.context(&ordo_encodings::Positions::contiguous(t), &dev);
             let qs = heads(q.clone()).mul_scalar(scale);
             let scores = qs.clone().matmul(heads(k.clone()).swap_dims(2, 3))
                 + shaw.relative().unwrap().key_scores(&qs, layer, &ctx)

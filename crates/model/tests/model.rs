@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
-use ordo_encodings::{AlibiDirection, PositionalEncoding};
+use ordo_encodings::{AlibiDirection, PositionalEncoding, SchemeConfig};
 use ordo_model::{
     AttentionMode, Batch, ModelConfig, PositionalEncodingConfig, masked_cross_entropy,
 };
@@ -97,11 +97,19 @@ fn encoder_with_symmetric_alibi_is_reversal_equivariant() {
     // with only this signal gives the reversed outputs for a reversed input: it cannot tell a
     // sequence from its mirror image. The asymmetric variant and every other scheme can.
     let reversed: Vec<usize> = (0..10).rev().collect();
-    let alibi = |direction| PositionalEncodingConfig::Alibi { direction };
+    let alibi = |direction| -> PositionalEncodingConfig {
+        SchemeConfig::Alibi(ordo_encodings::alibi::AlibiConfig { direction }).into()
+    };
     let symmetric = gap_under(alibi(AlibiDirection::Symmetric), &reversed);
     assert!(symmetric < 1e-4, "symmetric alibi: {symmetric}");
     let asymmetric = gap_under(alibi(AlibiDirection::Asymmetric), &reversed);
     assert!(asymmetric > 1e-3, "asymmetric alibi: {asymmetric}");
+    // FIRE as its reference writes it reads |i - j| too.
+    let fire = gap_under(
+        PositionalEncodingConfig::from_kind("fire", 32).unwrap(),
+        &reversed,
+    );
+    assert!(fire < 1e-4, "fire: {fire}");
     for kind in ["sinusoidal", "learned", "t5", "shaw", "rope"] {
         let gap = gap_under(
             PositionalEncodingConfig::from_kind(kind, 32).unwrap(),
@@ -160,10 +168,12 @@ fn fused_inference_attention_matches_the_explicit_softmax() {
     for (dev, mode) in devices.into_iter().flat_map(|dev| {
         [AttentionMode::Causal, AttentionMode::Bidirectional].map(|m| (dev.clone(), m))
     }) {
-        let key_only_shaw = PositionalEncodingConfig::Shaw {
-            max_distance: 4,
-            values: false,
-        };
+        let key_only_shaw: PositionalEncodingConfig =
+            SchemeConfig::Shaw(ordo_encodings::shaw::ShawConfig {
+                max_distance: 4,
+                values: false,
+            })
+            .into();
         let encodings = PositionalEncodingConfig::KINDS
             .iter()
             .map(|kind| PositionalEncodingConfig::from_kind(kind, 600).unwrap())
@@ -311,7 +321,7 @@ fn checkpoint_round_trip_and_scheme_mismatch() {
         );
     }
     // Every pair of different schemes is refused with a message naming both.
-    for saved in PositionalEncodingConfig::KINDS {
+    for &saved in PositionalEncodingConfig::KINDS {
         for wanted in PositionalEncodingConfig::KINDS
             .iter()
             .filter(|k| **k != saved)

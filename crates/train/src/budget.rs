@@ -14,7 +14,6 @@
 //! `512M`, bytes) or `off`.
 
 use crate::config::RunConfig;
-use ordo_model::PositionalEncodingConfig;
 
 /// What a config costs, in parameters and bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,22 +70,7 @@ pub fn estimate(config: &RunConfig, sizes: Sizes) -> Option<Estimate> {
         .checked_add(4 * d)?
         .checked_add(f.checked_mul(d)?.checked_mul(2)?)?
         .checked_add(f + d + 4 * d)?;
-    let scheme = match &m.encoding {
-        PositionalEncodingConfig::Learned { max_len } => (*max_len as u64).checked_mul(d)?,
-        PositionalEncodingConfig::T5 { num_buckets, .. } => (*num_buckets as u64) * h,
-        PositionalEncodingConfig::Shaw {
-            max_distance,
-            values,
-        } => {
-            // Per layer a key table and (with values) a value table of 2k+1 rows of d_head.
-            let labels = (*max_distance as u64).checked_mul(2)?.checked_add(1)?;
-            let tables = if *values { 2 } else { 1 };
-            l.checked_mul(tables)?
-                .checked_mul(labels)?
-                .checked_mul(d / h.max(1))?
-        }
-        _ => 0,
-    };
+    let scheme = m.encoding.parameters(&m.dims())?;
     let parameters = embedding
         .checked_add(head)?
         .checked_add(block.checked_mul(l)?)?
@@ -243,14 +227,11 @@ mod tests {
     #[test]
     fn parameters_match_the_model_burn_builds() {
         use burn::module::Module;
+        use ordo_model::PositionalEncodingConfig;
         let mut config = config();
-        for (tie, kind) in [
-            (true, "rope"),
-            (false, "none"),
-            (true, "shaw"),
-            (true, "t5"),
-            (true, "learned"),
-        ] {
+        // Every scheme, tied and untied heads alternating.
+        for (n, &kind) in PositionalEncodingConfig::KINDS.iter().enumerate() {
+            let tie = n % 2 == 0;
             config.model.tie_embeddings = tie;
             config.model.encoding = PositionalEncodingConfig::from_kind(kind, 40).unwrap();
             let device = burn::prelude::Device::flex();

@@ -14,7 +14,7 @@
 //! Every error names the file (or the `--set` override), the dotted key and what was expected.
 
 use crate::tasks::TaskConfig;
-use ordo_model::{ModelConfig, PositionalEncodingConfig};
+use ordo_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -269,19 +269,10 @@ impl RunConfig {
                     format!("{max_len} is too large to count positions for"),
                 )
             })?;
-        if let PositionalEncodingConfig::Learned { max_len } = &mut self.model.encoding {
-            if *max_len == 0 {
-                *max_len = longest;
-            } else if *max_len < longest {
-                return Err(invalid(
-                    "model.encoding.max_len",
-                    format!(
-                        "the learned table has {max_len} positions but the longest training \
-                         sequence has {longest} tokens; expected max_len >= {longest}"
-                    ),
-                ));
-            }
-        }
+        self.model
+            .encoding
+            .fit_to_length(longest)
+            .map_err(|e| invalid(&format!("model.encoding.{}", e.field), e.message))?;
         self.model
             .validate()
             .map_err(|e| invalid(&format!("model.{}", e.field), e.message))?;

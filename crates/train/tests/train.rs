@@ -155,7 +155,7 @@ fn overrides_switch_the_encoding_and_resolve_learned_max_len() {
     // copy at max_len 6: 6 + [SEP] + 6 answer tokens, minus the last one fed to a decoder.
     assert_eq!(
         cfg.model.encoding,
-        ordo_model::PositionalEncodingConfig::Learned { max_len: 12 }
+        ordo_model::PositionalEncodingConfig::from_kind("learned", 12).unwrap()
     );
     assert_eq!(cfg.train.lr, 0.01);
     assert_eq!(cfg.name, "tiny");
