@@ -253,14 +253,7 @@ impl RunConfig {
             .task
             .generator(base_dir)
             .map_err(|e| invalid(&format!("task.{}", e.field), e.message))?;
-        if let crate::tasks::TaskConfig::Lm {
-            tokenizer: crate::tasks::LmTokenizer::Bpe,
-            vocab_size: size @ None,
-            ..
-        } = &mut self.task
-        {
-            *size = Some(crate::tasks::lm::DEFAULT_BPE_VOCAB);
-        }
+        self.task.resolve_defaults();
         let (_, max_len) = self.task.train_lengths();
         let longest =
             crate::data::positions_at(&self.task, max_len, self.model.mode).ok_or_else(|| {

@@ -236,15 +236,9 @@ pub fn train_locked(
         file_err(&dir, format!("task.{}: {}", e.field, e.message))
     };
     let generator = config.task.generator(base_dir).map_err(task_err)?;
-    let vocab = match config.task.tokenizer_file() {
-        Some(file) => Vocab::load_adding(&base_dir.join(file), &[crate::tasks::lm::EOS])
-            .map_err(|e| file_err(&dir, e))?,
-        None => match generator.corpus().and_then(|c| c.trained.clone()) {
-            // A BPE tokenizer trained on the corpus has every special token already.
-            Some(trained) => Vocab::from_tokenizer(trained).map_err(|e| file_err(&dir, e))?,
-            None => Vocab::word_level(&generator.symbols(max_eval_len)),
-        },
-    };
+    let vocab = generator
+        .vocab(max_eval_len)
+        .map_err(|e| file_err(&dir, e))?;
     vocab
         .save(&run.tokenizer())
         .map_err(|e| file_err(&run.tokenizer(), e))?;
