@@ -829,4 +829,159 @@ mod tests {
         }));
         assert_eq!(copy.symbols(100, here()).unwrap()[10..], ["s10", "s11"]);
     }
+
+    fn lm(extra: &str) -> TaskConfig {
+        toml::from_str(&format!(
+            "kind = \"lm\"\ncorpus = \"data/corpus.txt\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    /// The repository root, where `data/corpus.txt` is.
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    #[test]
+    fn kind_is_the_name_serde_reads_and_writes() {
+        let mut configs = all_defaults();
+        configs.push(lm(""));
+        let mut kinds = Vec::new();
+        for c in &configs {
+            let j = serde_json::to_value(c).unwrap();
+            assert_eq!(j["kind"], c.kind(), "{c:?}");
+            let t = toml::to_string(c).unwrap();
+            assert_eq!(toml::from_str::<TaskConfig>(&t).unwrap(), *c, "{t}");
+            kinds.push(c.kind());
+        }
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), 7, "one config per variant: {kinds:?}");
+    }
+
+    #[test]
+    fn only_the_text_task_reports_perplexity_and_slides() {
+        for c in all_defaults() {
+            assert_eq!(c.headline(), Headline::ExactMatch, "{}", c.kind());
+            assert!(!c.sliding_windows(), "{}", c.kind());
+            let g = c.generator(here()).unwrap();
+            assert_eq!(g.headline(), Headline::ExactMatch);
+            let lengths = g.eval_lengths(16, 4);
+            assert_eq!(lengths.first(), Some(&g.min_len()), "{}", c.kind());
+            assert_eq!(lengths.last(), Some(&64), "{}", c.kind());
+            assert_eq!(lengths.len(), 64 - g.min_len() + 1);
+            assert_eq!(g.eval_unsupported(1000), None);
+        }
+        let c = lm("context = 16");
+        assert_eq!(c.headline(), Headline::Perplexity);
+        assert!(c.sliding_windows());
+        let g = c.generator(&root()).unwrap();
+        assert_eq!(g.headline(), Headline::Perplexity);
+        // L, 2L, 4L and 8L whatever the factor (Press et al. 2022's protocol).
+        assert_eq!(g.eval_lengths(16, 4), [16, 32, 64, 128]);
+        assert_eq!(g.eval_lengths(16, 64), [16, 32, 64, 128]);
+        // Records written before the headline was stored.
+        assert_eq!(Headline::of_unrecorded("lm"), Headline::Perplexity);
+        for kind in ["copy", "position", "agent", "bigram_shift"] {
+            assert_eq!(Headline::of_unrecorded(kind), Headline::ExactMatch);
+        }
+    }
+
+    #[test]
+    fn lm_evaluates_on_held_out_windows_and_says_when_the_text_is_too_short() {
+        let g = lm("context = 16").generator(&root()).unwrap();
+        let corpus = g.corpus().expect("an lm task");
+        let mut rng = Rng::new(1);
+        let plain = g.eval_set(&mut rng, 16, 5, None);
+        let windows = corpus.held_out_windows(16, 5);
+        assert_eq!(plain.len(), 5);
+        for ((e, skip), w) in plain.iter().zip(&windows) {
+            assert_eq!((e, *skip), (w, 0));
+        }
+        // The stride is capped at the window.
+        assert_eq!(
+            g.eval_set(&mut rng, 8, 4, Some(100)),
+            corpus.held_out_sliding(8, 8, 4)
+        );
+        assert_eq!(
+            g.eval_set(&mut rng, 8, 4, Some(3)),
+            corpus.held_out_sliding(8, 3, 4)
+        );
+        let n = corpus.valid.len();
+        assert_eq!(g.eval_unsupported(n / 2 - 1), None);
+        let why = g.eval_unsupported(n / 2).expect("too long");
+        assert!(why.contains(&n.to_string()), "{why}");
+        // The validation set during training comes from the held-out text.
+        let held = g.held_out(&mut rng, 8);
+        let stream = corpus.valid.join(" ");
+        assert!(stream.contains(&held.answer.join(" ")));
+    }
+
+    #[test]
+    fn lm_fills_the_bpe_default_and_reads_the_run_tokenizer() {
+        let run_tokenizer = Path::new("run/tokenizer.json");
+        let mut words = lm("");
+        words.resolve_defaults();
+        assert_eq!(words, lm(""), "words need no vocabulary size");
+        assert_eq!(words.reading_tokenizer(run_tokenizer), words);
+        assert_eq!(
+            words.input_paths(),
+            [("corpus".to_string(), PathBuf::from("data/corpus.txt"))]
+        );
+
+        let mut bpe = lm("tokenizer = \"bpe\"");
+        bpe.resolve_defaults();
+        assert_eq!(bpe, lm("tokenizer = \"bpe\"\nvocab_size = 128"));
+        let file = lm(&format!("tokenizer = \"{}\"", run_tokenizer.display()));
+        assert_eq!(bpe.reading_tokenizer(run_tokenizer), file);
+        assert_eq!(
+            lm("tokenizer = \"other.json\"").reading_tokenizer(run_tokenizer),
+            file
+        );
+        assert_eq!(
+            file.input_paths(),
+            [
+                ("corpus".to_string(), PathBuf::from("data/corpus.txt")),
+                ("tokenizer".to_string(), run_tokenizer.to_path_buf())
+            ]
+        );
+        // The synthetic tasks have nothing to fill in or read.
+        for c in all_defaults() {
+            let mut resolved = c.clone();
+            resolved.resolve_defaults();
+            assert_eq!(resolved, c);
+            assert_eq!(c.reading_tokenizer(run_tokenizer), c);
+        }
+    }
+
+    #[test]
+    fn the_vocabulary_covers_the_symbols_and_the_text() {
+        for c in all_defaults() {
+            let g = c.generator(here()).unwrap();
+            let vocab = g.vocab(48).unwrap();
+            for s in g.symbols(48) {
+                assert!(vocab.contains(&s), "{}: {s}", c.kind());
+            }
+            assert!(vocab.contains(SEP));
+            // The memory budget's estimate never undercounts, and is close.
+            let estimate = g.vocab_estimate(48);
+            assert!(
+                (vocab.len() as u64) <= estimate && estimate <= vocab.len() as u64 + 5,
+                "{}: {} tokens, estimated {estimate}",
+                c.kind(),
+                vocab.len()
+            );
+        }
+        let g = lm("context = 16").generator(&root()).unwrap();
+        let vocab = g.vocab(64).unwrap();
+        let corpus = g.corpus().unwrap();
+        assert!(
+            corpus
+                .train
+                .iter()
+                .chain(&corpus.valid)
+                .all(|t| vocab.contains(t))
+        );
+        assert!(vocab.contains(lm::EOS));
+    }
 }
