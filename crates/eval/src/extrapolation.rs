@@ -210,6 +210,8 @@ fn run_err(path: &Path, message: impl std::fmt::Display) -> EvalError {
 pub struct LoadedRun {
     pub dir: PathBuf,
     pub config: RunConfig,
+    /// The run's task, loaded once (reading the run's own tokenizer).
+    pub generator: ordo_train::tasks::Generator,
     pub vocab: Vocab,
     pub model: Transformer,
     pub device: Device,
@@ -225,7 +227,8 @@ pub fn load_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun, EvalError
         return Err(run_err(dir, "not a run directory (no config.toml)"));
     }
     run.check_inputs()?;
-    let config = ordo_train::config::load(&run.config(), &[]).map_err(|e| run_err(dir, e))?;
+    let (config, generator) =
+        ordo_train::trainer::load_run_config(&run).map_err(|e| run_err(dir, e))?;
     let vocab = Vocab::load(&run.tokenizer()).map_err(|e| run_err(dir, e))?;
     let (step, stem) = ordo_train::trainer::last_checkpoint(&run)?;
     let device_name = device.unwrap_or(&config.device);
@@ -234,6 +237,7 @@ pub fn load_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun, EvalError
     Ok(LoadedRun {
         dir: dir.to_path_buf(),
         config,
+        generator,
         vocab,
         model,
         device,
@@ -327,7 +331,8 @@ fn evaluate_on_this_thread(
     scaling: String,
 ) -> Result<EvalReport, EvalError> {
     let cfg = &run.config;
-    let generator = ordo_train::trainer::run_generator(cfg, &RunDir::new(&run.dir), &run.vocab)
+    let generator = &run.generator;
+    ordo_train::trainer::check_vocab(generator, cfg, &RunDir::new(&run.dir), &run.vocab)
         .map_err(|e| run_err(&run.dir, e))?;
     let (min_len, max_len) = cfg.task.train_lengths();
     let headline = generator.headline();
