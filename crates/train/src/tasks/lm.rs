@@ -306,12 +306,17 @@ pub struct Corpus {
     pub trained: Option<Tokenizer>,
 }
 
+/// BPE training failed (the `tokenizers` crate's error).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot train a BPE tokenizer: {0}")]
+pub struct BpeError(tokenizers::Error);
+
 /// Trains a BPE tokenizer (see the module docs) on `train`, with `alphabet` as its characters.
 pub fn train_bpe(
     train: &[&str],
     alphabet: &[&str],
     vocab_size: usize,
-) -> Result<Tokenizer, String> {
+) -> Result<Tokenizer, BpeError> {
     use tokenizers::models::TrainerWrapper;
     use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
     use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
@@ -344,7 +349,7 @@ pub fn train_bpe(
     tokenizer.with_decoder(Some(metaspace));
     tokenizer
         .train(&mut trainer, train.iter())
-        .map_err(|e| format!("cannot train a BPE tokenizer: {e}"))?;
+        .map_err(BpeError)?;
     Ok(tokenizer)
 }
 
@@ -391,9 +396,9 @@ pub fn load(
                 format!("`{}` is not a valid tokenizer.json: {e}", p.display()),
             )
         })?),
-        Source::Bpe(size) => {
-            Some(train_bpe(train_lines, &lines, *size).map_err(|e| err("tokenizer", e))?)
-        }
+        Source::Bpe(size) => Some(
+            train_bpe(train_lines, &lines, *size).map_err(|e| err("tokenizer", e.to_string()))?,
+        ),
     };
     let mut words = Vec::new();
     let mut seen = std::collections::HashSet::new();

@@ -80,7 +80,7 @@ fn load(
     let lexicon = match path {
         None => Lexicon::from_toml(grammar::BUILTIN_LEXICON)
             .map_err(|e| format!("invalid built-in lexicon: {e}")),
-        Some(path) => Lexicon::load(&base_dir.join(path)),
+        Some(path) => Lexicon::load(&base_dir.join(path)).map_err(|e| e.to_string()),
     }
     .map_err(|message| error("lexicon", message))?;
     Ok(Arc::new(Loaded {
