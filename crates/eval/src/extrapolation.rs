@@ -344,7 +344,7 @@ fn evaluate_on_this_thread(
     let longest = lengths.iter().copied().max().unwrap_or(max_len);
     // (Loading the config checked the default reach, EVAL_FACTOR times the training length.)
     if longest > max_len.saturating_mul(ordo_train::config::EVAL_FACTOR) {
-        cfg.check_memory(&generator, longest.div_ceil(max_len.max(1)))
+        cfg.check_memory(generator, longest.div_ceil(max_len.max(1)))
             .map_err(|e| run_err(&run.dir, format!("--lengths/--max-factor: {e}")))?;
     }
     let mut results = Vec::with_capacity(lengths.len());
