@@ -184,14 +184,14 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(device) = device {
                 overrides.push(format!("device={device}"));
             }
-            let config = ordo_train::config::load(&path, &overrides)?;
+            let (config, generator) = ordo_train::config::load_with_task(&path, &overrides, None)?;
             if check {
                 print!("{}", config.to_toml());
                 return Ok(());
             }
             let base_dir = path.parent().unwrap_or(Path::new("."));
             let dir = config.run_dir();
-            let summary = trainer::train(config, base_dir, progress)
+            let summary = trainer::train_with(config, generator, base_dir, progress)
                 .with_context(|| format!("training {}", path.display()))?;
             print_summary(&summary, &dir);
             Ok(())

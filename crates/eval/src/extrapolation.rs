@@ -79,23 +79,8 @@ pub struct LengthResult {
     pub outcomes: Option<Outcomes>,
 }
 
-/// The number that sums up a length. Decided by the data a task is evaluated on, not by its
-/// name: a held-out text (language modelling) is scored by perplexity, since a window of text
-/// has no single right continuation and its exact match is ~0; generated examples with one right
-/// answer are scored by exact match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Headline {
-    ExactMatch,
-    Perplexity,
-}
-
-impl Headline {
-    /// Whether a larger score is better (exact match) or worse (a perplexity ratio).
-    pub fn higher_is_better(self) -> bool {
-        self == Headline::ExactMatch
-    }
-}
+/// The number that sums up a length, as the task reports it.
+pub use ordo_train::tasks::Headline;
 
 /// What a bootstrap over the examples of one length resamples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,14 +181,11 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
-    /// The headline metric. An `eval.json` written before the headline was recorded is a
-    /// language model exactly when its task is `lm`, then the only task evaluated on a text.
+    /// The headline metric (for an `eval.json` written before it was recorded, see
+    /// [`Headline::of_unrecorded`]).
     pub fn headline(&self) -> Headline {
-        self.headline.unwrap_or(if self.task == "lm" {
-            Headline::Perplexity
-        } else {
-            Headline::ExactMatch
-        })
+        self.headline
+            .unwrap_or_else(|| Headline::of_unrecorded(&self.task))
     }
 }
 
@@ -228,6 +210,8 @@ fn run_err(path: &Path, message: impl std::fmt::Display) -> EvalError {
 pub struct LoadedRun {
     pub dir: PathBuf,
     pub config: RunConfig,
+    /// The run's task, loaded once (reading the run's own tokenizer).
+    pub generator: ordo_train::tasks::Generator,
     pub vocab: Vocab,
     pub model: Transformer,
     pub device: Device,
@@ -243,7 +227,8 @@ pub fn load_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun, EvalError
         return Err(run_err(dir, "not a run directory (no config.toml)"));
     }
     run.check_inputs()?;
-    let config = ordo_train::config::load(&run.config(), &[]).map_err(|e| run_err(dir, e))?;
+    let (config, generator) =
+        ordo_train::trainer::load_run_config(&run).map_err(|e| run_err(dir, e))?;
     let vocab = Vocab::load(&run.tokenizer()).map_err(|e| run_err(dir, e))?;
     let (step, stem) = ordo_train::trainer::last_checkpoint(&run)?;
     let device_name = device.unwrap_or(&config.device);
@@ -252,6 +237,7 @@ pub fn load_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun, EvalError
     Ok(LoadedRun {
         dir: dir.to_path_buf(),
         config,
+        generator,
         vocab,
         model,
         device,
@@ -300,11 +286,12 @@ pub fn evaluate_locked(lock: &RunLock, options: &EvalOptions) -> Result<EvalRepo
             ));
         }
     };
-    if options.sliding.is_some() && run.config.task.kind() != "lm" {
+    if options.sliding.is_some() && !run.config.task.sliding_windows() {
         return Err(run_err(
             dir,
             format!(
-                "--sliding applies to lm runs only; this run's task is `{}`",
+                "--sliding applies to tasks evaluated on a held-out text only; this run's task \
+                 is `{}`",
                 run.config.task.kind()
             ),
         ));
@@ -344,26 +331,20 @@ fn evaluate_on_this_thread(
     scaling: String,
 ) -> Result<EvalReport, EvalError> {
     let cfg = &run.config;
-    let generator = ordo_train::trainer::run_generator(cfg, &RunDir::new(&run.dir), &run.vocab)
+    let generator = &run.generator;
+    ordo_train::trainer::check_vocab(generator, cfg, &RunDir::new(&run.dir), &run.vocab)
         .map_err(|e| run_err(&run.dir, e))?;
     let (min_len, max_len) = cfg.task.train_lengths();
-    let lm = generator.corpus().is_some();
-    let headline = if lm {
-        Headline::Perplexity
-    } else {
-        Headline::ExactMatch
-    };
+    let headline = generator.headline();
     let lengths: Vec<usize> = match &options.lengths {
         Some(l) => l.clone(),
-        // Language models: perplexity at context L, 2L, 4L and 8L (Press et al. 2022).
-        None if lm => [1, 2, 4, 8].iter().map(|f| f * max_len).collect(),
-        None => (generator.min_len()..=options.max_factor * max_len).collect(),
+        None => generator.eval_lengths(max_len, options.max_factor),
     };
     // Refuse lengths whose evaluation would not fit in memory, before allocating anything.
     let longest = lengths.iter().copied().max().unwrap_or(max_len);
     // (Loading the config checked the default reach, EVAL_FACTOR times the training length.)
     if longest > max_len.saturating_mul(ordo_train::config::EVAL_FACTOR) {
-        cfg.check_memory(&generator, longest.div_ceil(max_len.max(1)))
+        cfg.check_memory(generator, longest.div_ceil(max_len.max(1)))
             .map_err(|e| run_err(&run.dir, format!("--lengths/--max-factor: {e}")))?;
     }
     let mut results = Vec::with_capacity(lengths.len());
@@ -386,17 +367,12 @@ fn evaluate_on_this_thread(
             .into_iter()
             .find(|s| run.vocab.tokenizer.token_to_id(s).is_none());
         let mut rng = Rng::derive(cfg.seed, &format!("eval-{len}"));
-        if let Some(corpus) = generator.corpus()
-            && corpus.valid.len() < 2 * (len + 1)
-        {
+        if let Some(why) = generator.eval_unsupported(len) {
             results.push(LengthResult {
                 length: len,
                 tokens: len,
                 metrics: None,
-                unsupported: Some(format!(
-                    "the held-out text has {} tokens, too few for windows of {len}",
-                    corpus.valid.len()
-                )),
+                unsupported: Some(why),
                 outcomes: None,
             });
             continue;
@@ -410,22 +386,7 @@ fn evaluate_on_this_thread(
         let metrics = match &unsupported {
             Some(_) => None,
             None => {
-                let examples: Vec<(ordo_train::tasks::Example, usize)> =
-                    match (generator.corpus(), options.sliding) {
-                        // Overlapping windows; only the last `stride` predictions of each are scored.
-                        (Some(corpus), Some(stride)) => {
-                            corpus.held_out_sliding(len, stride.min(len), options.examples)
-                        }
-                        // Non-overlapping windows of the held-out text.
-                        (Some(corpus), None) => corpus
-                            .held_out_windows(len, options.examples)
-                            .into_iter()
-                            .map(|e| (e, 0))
-                            .collect(),
-                        (None, _) => (0..options.examples)
-                            .map(|_| (generator.example(&mut rng, len), 0))
-                            .collect(),
-                    };
+                let examples = generator.eval_set(&mut rng, len, options.examples, options.sliding);
                 let items: Vec<_> = examples
                     .iter()
                     .map(|(e, skip)| {

@@ -130,6 +130,19 @@ pub enum ConfigError {
 /// Reads `path`, applies `overrides` (`key.path=value`), deserialises strictly and validates.
 /// The returned config is fully resolved (every default filled in).
 pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig, ConfigError> {
+    load_with_task(path, overrides, None).map(|(config, _)| config)
+}
+
+/// [`load`], also returning the task's generator that validation built, for the run to use
+/// (a task is loaded once per run). With `run_tokenizer` (a run directory's `tokenizer.json`,
+/// relative to `path`'s directory or absolute) the task is checked and loaded reading it
+/// ([`crate::tasks::TaskConfig::reading_tokenizer`]); the config returned keeps the task as
+/// written.
+pub fn load_with_task(
+    path: &Path,
+    overrides: &[String],
+    run_tokenizer: Option<&Path>,
+) -> Result<(RunConfig, crate::tasks::Generator), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
         path: path.to_path_buf(),
         cause,
@@ -171,8 +184,16 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig, ConfigError>
             .unwrap_or_else(|| "run".into());
     }
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    config.resolve_and_validate(base_dir, &origin)?;
-    Ok(config)
+    let written = run_tokenizer.map(|file| {
+        let written = config.task.clone();
+        config.task = written.reading_tokenizer(file);
+        written
+    });
+    let generator = config.resolve_and_validate(base_dir, &origin)?;
+    if let Some(written) = written {
+        config.task = written;
+    }
+    Ok((config, generator))
 }
 
 /// Deserialises a TOML table into a [`RunConfig`], naming the offending key on error.
@@ -238,12 +259,13 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), C
 }
 
 impl RunConfig {
-    /// Fills in derived defaults and checks every constraint, naming the key on error.
+    /// Fills in derived defaults and checks every constraint, naming the key on error. Returns
+    /// the task's generator it built to check the task.
     pub fn resolve_and_validate(
         &mut self,
         base_dir: &Path,
         origin: &str,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<crate::tasks::Generator, ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             origin: origin.to_string(),
             key: key.to_string(),
@@ -253,14 +275,7 @@ impl RunConfig {
             .task
             .generator(base_dir)
             .map_err(|e| invalid(&format!("task.{}", e.field), e.message))?;
-        if let crate::tasks::TaskConfig::Lm {
-            tokenizer: crate::tasks::LmTokenizer::Bpe,
-            vocab_size: size @ None,
-            ..
-        } = &mut self.task
-        {
-            *size = Some(crate::tasks::lm::DEFAULT_BPE_VOCAB);
-        }
+        self.task.resolve_defaults();
         let (_, max_len) = self.task.train_lengths();
         let longest =
             crate::data::positions_at(&self.task, max_len, self.model.mode).ok_or_else(|| {
@@ -289,7 +304,7 @@ impl RunConfig {
                 format!("expected a plain directory name, got {:?}", self.name),
             ));
         }
-        Ok(())
+        Ok(generator)
     }
 
     /// Refuses a config whose estimated peak memory ([`crate::budget`]), training or evaluating

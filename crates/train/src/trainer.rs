@@ -216,10 +216,35 @@ pub fn train_until(
     train_locked(&lock, config, base_dir, progress, stop_at)
 }
 
+/// [`train`] with the task already loaded by [`crate::config::load_with_task`] (from the same
+/// config file, whose directory is `base_dir`), so that the run loads its task once.
+pub fn train_with(
+    config: RunConfig,
+    generator: Generator,
+    base_dir: &Path,
+    progress: Progress,
+) -> Result<Summary, TrainError> {
+    let lock = RunDir::new(config.run_dir()).lock("training")?;
+    let summary = train_in(&lock, config, Some(generator), base_dir, progress, None)?;
+    Ok(summary.expect("a run without a stop step finishes"))
+}
+
 /// [`train_until`] in a run directory whose lock the caller holds (`ordo ablate`).
 pub fn train_locked(
     lock: &RunLock,
     config: RunConfig,
+    base_dir: &Path,
+    progress: Progress,
+    stop_at: Option<usize>,
+) -> Result<Option<Summary>, TrainError> {
+    train_in(lock, config, None, base_dir, progress, stop_at)
+}
+
+/// [`train_locked`], loading the task unless `generator` is given.
+fn train_in(
+    lock: &RunLock,
+    config: RunConfig,
+    generator: Option<Generator>,
     base_dir: &Path,
     progress: Progress,
     stop_at: Option<usize>,
@@ -235,16 +260,13 @@ pub fn train_locked(
     let task_err = |e: crate::tasks::TaskConfigError| {
         file_err(&dir, format!("task.{}: {}", e.field, e.message))
     };
-    let generator = config.task.generator(base_dir).map_err(task_err)?;
-    let vocab = match config.task.tokenizer_file() {
-        Some(file) => Vocab::load_adding(&base_dir.join(file), &[crate::tasks::lm::EOS])
-            .map_err(|e| file_err(&dir, e))?,
-        None => match generator.corpus().and_then(|c| c.trained.clone()) {
-            // A BPE tokenizer trained on the corpus has every special token already.
-            Some(trained) => Vocab::from_tokenizer(trained).map_err(|e| file_err(&dir, e))?,
-            None => Vocab::word_level(&generator.symbols(max_eval_len)),
-        },
+    let generator = match generator {
+        Some(generator) => generator,
+        None => config.task.generator(base_dir).map_err(task_err)?,
     };
+    let vocab = generator
+        .vocab(max_eval_len)
+        .map_err(|e| file_err(&dir, e))?;
     vocab
         .save(&run.tokenizer())
         .map_err(|e| file_err(&run.tokenizer(), e))?;
@@ -301,7 +323,7 @@ pub fn resume_locked(
     let run = lock.dir().clone();
     let dir = run.path().to_path_buf();
     run.check_inputs()?;
-    let mut config = crate::config::load(&run.config(), &[])?;
+    let (mut config, generator) = load_run_config(&run)?;
     if let Some(device) = device {
         crate::device::parse(device).map_err(|e| file_err(&dir, format!("--device: {e}")))?;
         config.device = device.to_string();
@@ -335,19 +357,30 @@ pub fn resume_locked(
         (model, optim)
     };
     truncate_metrics(&run.metrics(), state.step)?;
-    let generator = run_generator(&config, &run, &vocab).map_err(|e| file_err(&dir, e))?;
+    check_vocab(&generator, &config, &run, &vocab).map_err(|e| file_err(&dir, e))?;
     let setup = Setup::new(config, run, vocab, generator);
     let summary = run_training(setup, model, optim, state, progress, None)?;
     Ok(summary.expect("a run without a stop step finishes"))
 }
 
-/// The task generator of an existing run, reading the run's own `tokenizer.json` (never a
-/// retrained BPE or the tokenizer file the config named), and checked against its vocabulary.
-pub fn run_generator(config: &RunConfig, run: &RunDir, vocab: &Vocab) -> Result<Generator, String> {
-    let task = config.task.reading_tokenizer(&run.tokenizer());
-    let generator = task
-        .generator(run.path())
-        .map_err(|e| format!("task.{}: {}", e.field, e.message))?;
+/// The config of an existing run and its task, loaded once, reading the run's own
+/// `tokenizer.json` (never a retrained BPE or the tokenizer file the config named): a run
+/// resumes and evaluates with exactly the vocabulary it was trained with.
+pub fn load_run_config(run: &RunDir) -> Result<(RunConfig, Generator), crate::config::ConfigError> {
+    // Relative to the run directory, where the config's input paths start (the run directory
+    // itself may be a relative path).
+    let tokenizer = run.tokenizer();
+    let tokenizer = tokenizer.strip_prefix(run.path()).unwrap_or(&tokenizer);
+    crate::config::load_with_task(&run.config(), &[], Some(tokenizer))
+}
+
+/// Checks that the run's vocabulary has every token its task emits.
+pub fn check_vocab(
+    generator: &Generator,
+    config: &RunConfig,
+    run: &RunDir,
+    vocab: &Vocab,
+) -> Result<(), String> {
     let (_, longest) = config.task.train_lengths();
     if let Some(token) = generator
         .symbols(longest)
@@ -360,7 +393,7 @@ pub fn run_generator(config: &RunConfig, run: &RunDir, vocab: &Vocab) -> Result<
             run.tokenizer().display()
         ));
     }
-    Ok(generator)
+    Ok(())
 }
 
 /// How [`step`] steps.

@@ -605,3 +605,74 @@ fn a_run_resumes_on_another_device_and_an_unknown_device_is_refused() {
     let stored = std::fs::read_to_string(moved.run_dir().join("config.toml")).unwrap();
     assert!(stored.contains("device = \"cpu\""), "{stored}");
 }
+
+/// Regression: a run whose task reads its own `tokenizer.json` (BPE, or a tokenizer file) and
+/// is named by a relative path could not be resumed or evaluated: the run's tokenizer path,
+/// already under the run directory, was joined to the run directory a second time
+/// (`runs/lm/runs/lm/tokenizer.json`).
+#[test]
+fn a_bpe_run_resumes_by_a_relative_path_reading_its_own_tokenizer() {
+    let dir = TempDir::new("bpe-relative");
+    let lines: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                "the cat {} the dog near the {}",
+                ["saw", "chased"][i % 2],
+                ["barn", "tree", "river"][i % 3]
+            )
+        })
+        .collect();
+    let corpus = dir.write("corpus.txt", &(lines.join("\n") + "\n"));
+    let text = format!(
+        r#"
+[model]
+d_model = 16
+n_heads = 2
+n_layers = 1
+[task]
+kind = "lm"
+corpus = "{}"
+tokenizer = "bpe"
+vocab_size = 24
+context = 8
+[train]
+steps = 20
+batch_size = 8
+warmup_steps = 2
+eval_every = 20
+eval_examples = 16
+checkpoint_every = 10
+"#,
+        corpus.display()
+    );
+    let path = dir.write("bpe.toml", &text);
+    let out = format!("out_dir={}", dir.0.join("runs").display());
+    let cfg = config::load(&path, &[out, "name=bpe".into()]).unwrap();
+    trainer::train_until(cfg.clone(), &dir.0, Progress::Quiet, Some(15)).unwrap();
+
+    // The same run directory, named relative to the working directory.
+    let cwd = std::env::current_dir().unwrap();
+    let up = cwd.components().count() - 1;
+    let run_dir = cfg.run_dir();
+    let relative: PathBuf = std::iter::repeat_n(Path::new(".."), up)
+        .collect::<PathBuf>()
+        .join(run_dir.strip_prefix("/").unwrap());
+    assert!(relative.is_relative() && relative.join("config.toml").exists());
+
+    let run = ordo_train::run_dir::RunDir::new(&relative);
+    let (stored, generator) = trainer::load_run_config(&run).unwrap();
+    // The config keeps the task as written; the task reads the run's tokenizer (no BPE trained).
+    assert_eq!(stored.task, trainer::stored_config(&cfg, &dir.0).task);
+    let corpus = generator.corpus().expect("an lm task");
+    assert!(corpus.trained.is_none());
+    let vocab = ordo_train::vocab::Vocab::load(&run.tokenizer()).unwrap();
+    assert!(
+        corpus
+            .train
+            .iter()
+            .chain(&corpus.valid)
+            .all(|t| vocab.contains(t))
+    );
+    let summary = trainer::resume(&relative, Progress::Quiet).unwrap();
+    assert_eq!(summary.steps, 20);
+}

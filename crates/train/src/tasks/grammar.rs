@@ -25,7 +25,7 @@
 use crate::rng::Rng;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::SEP;
 use super::sentence::{AGENT, ORIGINAL, PATIENT, SWAPPED};
@@ -84,6 +84,43 @@ fn default_relativizer() -> String {
     "that".to_string()
 }
 
+/// Why a lexicon is refused; `key` is the TOML key of a part of speech (`animals`, ...).
+#[derive(Debug, thiserror::Error)]
+pub enum LexiconError {
+    #[error("cannot read lexicon file `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid lexicon file `{}`: {error}", path.display())]
+    InFile {
+        path: PathBuf,
+        #[source]
+        error: Box<LexiconError>,
+    },
+    /// Not TOML, or not the layout of `data/lexicon.toml` (toml's message).
+    #[error("{0}")]
+    Syntax(String),
+    #[error("`{key}` needs at least {needed} words, found {found}")]
+    TooFew {
+        key: &'static str,
+        needed: usize,
+        found: usize,
+    },
+    #[error("`{key}`: every word must be one non-empty token without spaces, found {word:?}")]
+    NotAToken { key: &'static str, word: String },
+    #[error("`{key}`: {word:?} is reserved for the tasks' questions and answers")]
+    Reserved { key: &'static str, word: String },
+    #[error(
+        "{word:?} appears in `{first}` and in `{second}`; each word must have one part of speech"
+    )]
+    TwoPartsOfSpeech {
+        word: String,
+        first: &'static str,
+        second: &'static str,
+    },
+}
+
 /// A validated lexicon: one list of words per part of speech, each word in exactly one list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lexicon {
@@ -120,17 +157,21 @@ impl Lexicon {
     }
 
     /// Reads and validates a lexicon file. The error names the path and says what is wrong.
-    pub fn load(path: &Path) -> Result<Lexicon, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read lexicon file `{}`: {e}", path.display()))?;
-        Lexicon::from_toml(&text)
-            .map_err(|e| format!("invalid lexicon file `{}`: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Lexicon, LexiconError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LexiconError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Lexicon::from_toml(&text).map_err(|error| LexiconError::InFile {
+            path: path.to_path_buf(),
+            error: Box::new(error),
+        })
     }
 
     /// Parses and validates a lexicon from TOML text (the layout of `data/lexicon.toml`).
-    pub fn from_toml(text: &str) -> Result<Lexicon, String> {
-        let file: LexiconFile =
-            toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
+    pub fn from_toml(text: &str) -> Result<Lexicon, LexiconError> {
+        let file: LexiconFile = toml::from_str(text)
+            .map_err(|e| LexiconError::Syntax(e.to_string().trim().to_string()))?;
         let lists = [
             file.determiners,
             file.adjectives,
@@ -151,28 +192,31 @@ impl Lexicon {
             let list = &lists[pos as usize];
             let name = key(pos);
             if list.len() < minimum(pos) {
-                return Err(format!(
-                    "`{name}` needs at least {} words, found {}",
-                    minimum(pos),
-                    list.len()
-                ));
+                return Err(LexiconError::TooFew {
+                    key: name,
+                    needed: minimum(pos),
+                    found: list.len(),
+                });
             }
             for word in list {
                 if word.is_empty() || word.chars().any(char::is_whitespace) {
-                    return Err(format!(
-                        "`{name}`: every word must be one non-empty token without spaces, found {word:?}"
-                    ));
+                    return Err(LexiconError::NotAToken {
+                        key: name,
+                        word: word.clone(),
+                    });
                 }
                 if [SEP, AGENT, PATIENT, SWAPPED, ORIGINAL].contains(&word.as_str()) {
-                    return Err(format!(
-                        "`{name}`: {word:?} is reserved for the tasks' questions and answers"
-                    ));
+                    return Err(LexiconError::Reserved {
+                        key: name,
+                        word: word.clone(),
+                    });
                 }
                 if let Some(other) = index.insert(word.clone(), pos) {
-                    return Err(format!(
-                        "{word:?} appears in `{}` and in `{name}`; each word must have one part of speech",
-                        key(other)
-                    ));
+                    return Err(LexiconError::TwoPartsOfSpeech {
+                        word: word.clone(),
+                        first: key(other),
+                        second: name,
+                    });
                 }
             }
         }
@@ -672,7 +716,9 @@ mod tests {
     fn invalid_lexicons_are_rejected_with_reasons() {
         let replace = |from: &str, to: &str| {
             assert!(BUILTIN_LEXICON.contains(from));
-            Lexicon::from_toml(&BUILTIN_LEXICON.replacen(from, to, 1)).unwrap_err()
+            Lexicon::from_toml(&BUILTIN_LEXICON.replacen(from, to, 1))
+                .unwrap_err()
+                .to_string()
         };
         let e = replace("\"cat\", \"dog\"", "\"cat\", \"mat\"");
         assert!(
@@ -692,14 +738,17 @@ mod tests {
             "determiners = [\"the\"]\nadjectives = [\"a\", \"b\"]\nanimals = [\"cat\", \"dog\"]\n\
              places = [\"mat\"]\nverbs = [\"saw\", \"met\"]\nprepositions = [\"on\"]\n",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("animals") && e.contains("at least 3") && e.contains("found 2"),
             "{e}"
         );
         let e = replace("prepositions = [", "prepositions = 3 #");
         assert!(e.contains("prepositions"), "{e}");
-        let e = Lexicon::load(Path::new("/nonexistent/lexicon.toml")).unwrap_err();
+        let e = Lexicon::load(Path::new("/nonexistent/lexicon.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/lexicon.toml"), "{e}");
     }
 

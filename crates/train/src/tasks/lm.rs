@@ -14,11 +14,260 @@
 //! learned until the vocabulary, special tokens included, reaches the configured size (or no
 //! pair is left). Training is deterministic (tested), so a run's `tokenizer.json` and a
 //! retrained one agree.
-use super::{Example, TaskConfigError};
+use super::{Example, Generate, Headline, Task, TaskConfigError};
 use crate::rng::Rng;
+use crate::vocab::Vocab;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokenizers::Tokenizer;
+
+/// The `[task]` fields of `lm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lm {
+    /// The corpus, one sentence or document per line (relative to the config file).
+    pub corpus: PathBuf,
+    /// `"words"` (the default: whitespace words of the corpus), `"bpe"` (byte-pair encoding
+    /// trained on the training lines) or the path of a Hugging Face `tokenizer.json`.
+    #[serde(default)]
+    pub tokenizer: LmTokenizer,
+    /// Vocabulary size of a `"bpe"` tokenizer, special tokens included (default 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
+    /// Training context in tokens (the task's length).
+    #[serde(default = "sixty_four")]
+    pub context: usize,
+    /// Percentage of lines (the last ones) held out for evaluation.
+    #[serde(default = "ten")]
+    pub valid_percent: usize,
+}
+
+fn sixty_four() -> usize {
+    64
+}
+fn ten() -> usize {
+    10
+}
+
+/// How an `lm` task splits its corpus into tokens. Written as one string in the config:
+/// `"words"`, `"bpe"` or the path of a `tokenizer.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum LmTokenizer {
+    /// Whitespace-separated words of the corpus.
+    #[default]
+    Words,
+    /// Byte-pair encoding trained on the training lines of the corpus (see the module docs).
+    Bpe,
+    /// A Hugging Face `tokenizer.json` (relative to the config file).
+    File(PathBuf),
+}
+
+impl From<String> for LmTokenizer {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "words" => LmTokenizer::Words,
+            "bpe" => LmTokenizer::Bpe,
+            _ => LmTokenizer::File(PathBuf::from(s)),
+        }
+    }
+}
+
+impl From<LmTokenizer> for String {
+    fn from(t: LmTokenizer) -> Self {
+        match t {
+            LmTokenizer::Words => "words".to_string(),
+            LmTokenizer::Bpe => "bpe".to_string(),
+            LmTokenizer::File(path) => path.to_string_lossy().into_owned(),
+        }
+    }
+}
+
+impl Task for Lm {
+    /// The context is the one training length.
+    fn train_lengths(&self) -> (usize, usize) {
+        (self.context, self.context)
+    }
+
+    /// One token, then the `len` it predicts.
+    fn example_size(&self, len: usize) -> Option<(usize, usize)> {
+        Some((1, len))
+    }
+
+    fn load(&self, base_dir: &Path) -> Result<Arc<dyn Generate>, TaskConfigError> {
+        let Lm {
+            corpus,
+            tokenizer,
+            vocab_size,
+            context,
+            valid_percent,
+        } = self;
+        let (context, valid_percent) = (*context, *valid_percent);
+        if context < 2 {
+            return Err(err(
+                "context",
+                format!("expected at least 2 tokens, found {context}"),
+            ));
+        }
+        let source = match (tokenizer, *vocab_size) {
+            (LmTokenizer::Words, None) => Source::Words,
+            (LmTokenizer::Bpe, size) => {
+                let size = size.unwrap_or(DEFAULT_BPE_VOCAB);
+                if size < MIN_BPE_VOCAB {
+                    return Err(err(
+                        "vocab_size",
+                        format!(
+                            "expected at least {MIN_BPE_VOCAB} tokens for a BPE vocabulary, found {size}"
+                        ),
+                    ));
+                }
+                Source::Bpe(size)
+            }
+            (LmTokenizer::File(path), None) => Source::File(base_dir.join(path)),
+            (_, Some(_)) => {
+                return Err(err(
+                    "vocab_size",
+                    "only used with tokenizer = \"bpe\"; remove it or set tokenizer = \"bpe\""
+                        .to_string(),
+                ));
+            }
+        };
+        let data = load(&base_dir.join(corpus), &source, valid_percent)?;
+        if data.train.len() <= 8 * context + 1 || data.valid.len() <= context + 1 {
+            return Err(err(
+                "context",
+                format!(
+                    "the corpus has {} training and {} held-out tokens; too few for a context of {context}",
+                    data.train.len(),
+                    data.valid.len()
+                ),
+            ));
+        }
+        Ok(Arc::new(Loaded {
+            corpus: data,
+            tokenizer_file: match source {
+                Source::File(path) => Some(path),
+                _ => None,
+            },
+        }))
+    }
+
+    fn input_paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
+        match &mut self.tokenizer {
+            LmTokenizer::File(file) => vec![("corpus", &mut self.corpus), ("tokenizer", file)],
+            LmTokenizer::Words | LmTokenizer::Bpe => vec![("corpus", &mut self.corpus)],
+        }
+    }
+
+    /// A `"bpe"` tokenizer's vocabulary size defaults to [`DEFAULT_BPE_VOCAB`].
+    fn resolve_defaults(&mut self) {
+        if self.tokenizer == LmTokenizer::Bpe && self.vocab_size.is_none() {
+            self.vocab_size = Some(DEFAULT_BPE_VOCAB);
+        }
+    }
+
+    /// A BPE or file tokenizer becomes the run's `tokenizer.json`; whitespace words stay.
+    fn read_run_tokenizer(&mut self, path: &Path) {
+        match self.tokenizer {
+            LmTokenizer::Bpe | LmTokenizer::File(_) => {
+                self.tokenizer = LmTokenizer::File(path.to_path_buf());
+                self.vocab_size = None;
+            }
+            LmTokenizer::Words => {}
+        }
+    }
+
+    /// A held-out text has no single right continuation: perplexity.
+    fn headline(&self) -> Headline {
+        Headline::Perplexity
+    }
+
+    fn sliding_windows(&self) -> bool {
+        true
+    }
+}
+
+/// An `lm` task loaded: its tokenised corpus, and the tokenizer file it read, if any.
+#[derive(Debug)]
+pub struct Loaded {
+    pub corpus: Arc<Corpus>,
+    tokenizer_file: Option<PathBuf>,
+}
+
+impl Generate for Loaded {
+    fn example(&self, rng: &mut Rng, len: usize) -> Example {
+        self.corpus.window(rng, len, false)
+    }
+
+    /// A window of the held-out text.
+    fn held_out(&self, rng: &mut Rng, len: usize) -> Example {
+        self.corpus.window(rng, len, true)
+    }
+
+    /// The corpus's words (none with a tokenizer), then [`EOS`].
+    fn symbols(&self, _max_eval_len: usize) -> Vec<String> {
+        let mut words = self.corpus.words.clone();
+        words.push(EOS.to_string());
+        words
+    }
+
+    fn vocab_estimate(&self, _max_eval_len: usize) -> u64 {
+        match &self.corpus.trained {
+            Some(t) => t.get_vocab_size(true) as u64,
+            None => {
+                let distinct: std::collections::HashSet<&String> =
+                    self.corpus.train.iter().chain(&self.corpus.valid).collect();
+                distinct.len() as u64
+            }
+        }
+    }
+
+    /// The tokenizer file's vocabulary (plus [`EOS`]), the trained BPE's (which has every
+    /// special token already), or the corpus's words.
+    fn vocab(&self, max_eval_len: usize) -> Result<Vocab, String> {
+        match (&self.tokenizer_file, &self.corpus.trained) {
+            (Some(file), _) => Vocab::load_adding(file, &[EOS]),
+            (None, Some(trained)) => Vocab::from_tokenizer(trained.clone()),
+            (None, None) => Ok(Vocab::word_level(&self.symbols(max_eval_len))),
+        }
+    }
+
+    /// Perplexity at context L, 2L, 4L and 8L (Press et al. 2022), whatever `max_factor`.
+    fn eval_lengths(&self, max_len: usize, _max_factor: usize) -> Vec<usize> {
+        [1, 2, 4, 8].iter().map(|f| f * max_len).collect()
+    }
+
+    fn eval_unsupported(&self, len: usize) -> Option<String> {
+        let valid = self.corpus.valid.len();
+        (valid < 2 * (len + 1))
+            .then(|| format!("the held-out text has {valid} tokens, too few for windows of {len}"))
+    }
+
+    /// Non-overlapping windows of the held-out text; with a `sliding` stride, overlapping
+    /// windows of which only the last `stride` predictions are scored.
+    fn eval_set(
+        &self,
+        _rng: &mut Rng,
+        len: usize,
+        count: usize,
+        sliding: Option<usize>,
+    ) -> Vec<(Example, usize)> {
+        match sliding {
+            Some(stride) => self.corpus.held_out_sliding(len, stride.min(len), count),
+            None => self
+                .corpus
+                .held_out_windows(len, count)
+                .into_iter()
+                .map(|e| (e, 0))
+                .collect(),
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// End of a corpus line.
 pub const EOS: &str = "[EOS]";
@@ -57,12 +306,17 @@ pub struct Corpus {
     pub trained: Option<Tokenizer>,
 }
 
+/// BPE training failed (the `tokenizers` crate's error).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot train a BPE tokenizer: {0}")]
+pub struct BpeError(tokenizers::Error);
+
 /// Trains a BPE tokenizer (see the module docs) on `train`, with `alphabet` as its characters.
 pub fn train_bpe(
     train: &[&str],
     alphabet: &[&str],
     vocab_size: usize,
-) -> Result<Tokenizer, String> {
+) -> Result<Tokenizer, BpeError> {
     use tokenizers::models::TrainerWrapper;
     use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
     use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
@@ -95,7 +349,7 @@ pub fn train_bpe(
     tokenizer.with_decoder(Some(metaspace));
     tokenizer
         .train(&mut trainer, train.iter())
-        .map_err(|e| format!("cannot train a BPE tokenizer: {e}"))?;
+        .map_err(BpeError)?;
     Ok(tokenizer)
 }
 
@@ -142,9 +396,9 @@ pub fn load(
                 format!("`{}` is not a valid tokenizer.json: {e}", p.display()),
             )
         })?),
-        Source::Bpe(size) => {
-            Some(train_bpe(train_lines, &lines, *size).map_err(|e| err("tokenizer", e))?)
-        }
+        Source::Bpe(size) => Some(
+            train_bpe(train_lines, &lines, *size).map_err(|e| err("tokenizer", e.to_string()))?,
+        ),
     };
     let mut words = Vec::new();
     let mut seen = std::collections::HashSet::new();

@@ -18,9 +18,147 @@
 //!   nouns inside relative clauses and prepositional phrases are distractors. Swapping the two
 //!   main nouns keeps the bag of words and swaps the answer: only word order tells the roles.
 
-use super::grammar::{Lexicon, Pos, Sentence, parse_tags};
-use super::{Example, SEP};
+use super::grammar::{self, Lexicon, Pos, Sentence, parse_tags};
+use super::{Example, Generate, SEP, Task, TaskConfigError, error, sixteen};
 use crate::rng::Rng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The `[task]` fields of `bigram_shift`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BigramShift {
+    /// Shortest training sentence in words (default 6; at least 5).
+    #[serde(default = "six")]
+    pub min_len: usize,
+    /// Longest training sentence in words (default 16).
+    #[serde(default = "sixteen")]
+    pub max_len: usize,
+    /// A lexicon file laid out like `data/lexicon.toml`, relative paths resolved against the
+    /// config's directory; `None` (the default) is the built-in `data/lexicon.toml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lexicon: Option<PathBuf>,
+}
+
+/// The `[task]` fields of `agent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    /// Shortest training sentence in words (default 5; at least 5).
+    #[serde(default = "five")]
+    pub min_len: usize,
+    #[serde(default = "sixteen")]
+    pub max_len: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lexicon: Option<PathBuf>,
+}
+
+fn five() -> usize {
+    5
+}
+fn six() -> usize {
+    6
+}
+
+/// A sentence task loaded: its lexicon, how it makes an example, and the two answer or
+/// question tokens it adds to the lexicon's words.
+#[derive(Debug)]
+struct Loaded {
+    lexicon: Lexicon,
+    make: fn(&Lexicon, &mut Rng, usize) -> Example,
+    extra: [&'static str; 2],
+}
+
+/// Loads the lexicon (the built-in one if `path` is `None`).
+fn load(
+    path: &Option<PathBuf>,
+    base_dir: &Path,
+    make: fn(&Lexicon, &mut Rng, usize) -> Example,
+    extra: [&'static str; 2],
+) -> Result<Arc<dyn Generate>, TaskConfigError> {
+    let lexicon = match path {
+        None => Lexicon::from_toml(grammar::BUILTIN_LEXICON)
+            .map_err(|e| format!("invalid built-in lexicon: {e}")),
+        Some(path) => Lexicon::load(&base_dir.join(path)).map_err(|e| e.to_string()),
+    }
+    .map_err(|message| error("lexicon", message))?;
+    Ok(Arc::new(Loaded {
+        lexicon,
+        make,
+        extra,
+    }))
+}
+
+impl Task for BigramShift {
+    fn train_lengths(&self) -> (usize, usize) {
+        (self.min_len, self.max_len)
+    }
+
+    /// `w1 .. wn [SEP] -> swapped | original`
+    fn example_size(&self, len: usize) -> Option<(usize, usize)> {
+        Some((len.checked_add(1)?, 1))
+    }
+
+    fn load(&self, base_dir: &Path) -> Result<Arc<dyn Generate>, TaskConfigError> {
+        load(&self.lexicon, base_dir, bigram_shift, [ORIGINAL, SWAPPED])
+    }
+
+    fn input_paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
+        self.lexicon.iter_mut().map(|p| ("lexicon", p)).collect()
+    }
+}
+
+impl Task for Agent {
+    fn train_lengths(&self) -> (usize, usize) {
+        (self.min_len, self.max_len)
+    }
+
+    /// `w1 .. wn [SEP] agent -> noun`
+    fn example_size(&self, len: usize) -> Option<(usize, usize)> {
+        Some((len.checked_add(2)?, 1))
+    }
+
+    fn load(&self, base_dir: &Path) -> Result<Arc<dyn Generate>, TaskConfigError> {
+        load(&self.lexicon, base_dir, agent, [AGENT, PATIENT])
+    }
+
+    fn input_paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
+        self.lexicon.iter_mut().map(|p| ("lexicon", p)).collect()
+    }
+}
+
+impl Generate for Loaded {
+    fn min_len(&self) -> usize {
+        grammar::MIN_WORDS
+    }
+
+    fn min_len_reason(&self, _kind: &str) -> String {
+        format!(
+            "the grammar's shortest sentence has {} words",
+            self.min_len()
+        )
+    }
+
+    fn example(&self, rng: &mut Rng, len: usize) -> Example {
+        (self.make)(&self.lexicon, rng, len)
+    }
+
+    /// The lexicon's words ([`Lexicon::words`]), then the task's answer or question tokens.
+    fn symbols(&self, _max_eval_len: usize) -> Vec<String> {
+        let mut words = self.lexicon.words();
+        words.extend(self.extra.map(String::from));
+        words
+    }
+
+    fn vocab_estimate(&self, _max_eval_len: usize) -> u64 {
+        self.lexicon.words().len() as u64 + 2
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// Answer of `bigram_shift` when two words were swapped.
 pub const SWAPPED: &str = "swapped";

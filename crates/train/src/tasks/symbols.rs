@@ -8,9 +8,219 @@
 //!   `s2` before `s10`). The control task where the order of the input does not matter.
 //! * `position`: prompt `x1 .. xn [SEP] ik`, answer `x_k` (0-based index token `ik`, `k`
 //!   uniform in `0..n`).
+//!
+//! `copy`, `reverse` and `sort` share one config ([`SymbolsConfig`]); `position` adds
+//! `max_index`.
 
-use super::{Example, SEP};
+use super::{Example, Generate, SEP, Task, TaskConfigError, error, one, sixteen};
 use crate::rng::Rng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The `[task]` fields of `copy`, `reverse` and `sort`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolsConfig {
+    /// Number of distinct symbols `s0 .. s{symbols-1}` (default 16).
+    #[serde(default = "sixteen")]
+    pub symbols: usize,
+    /// Shortest training length (default 1).
+    #[serde(default = "one")]
+    pub min_len: usize,
+    /// Longest training length (default 16).
+    #[serde(default = "sixteen")]
+    pub max_len: usize,
+}
+
+/// `copy`: prompt `x1 .. xn [SEP]`, answer `x1 .. xn`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CopyTask(pub SymbolsConfig);
+
+/// `reverse`: prompt `x1 .. xn [SEP]`, answer `xn .. x1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReverseTask(pub SymbolsConfig);
+
+/// `sort`: prompt `x1 .. xn [SEP]`, answer the `x` sorted by symbol index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SortTask(pub SymbolsConfig);
+
+/// `position`: prompt `x1 .. xn [SEP] ik`, answer `x_k`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PositionTask {
+    #[serde(default = "sixteen")]
+    pub symbols: usize,
+    #[serde(default = "one")]
+    pub min_len: usize,
+    #[serde(default = "sixteen")]
+    pub max_len: usize,
+    /// Number of index tokens `i0 ..` in the vocabulary; 0 (the default) means `4 * max_len`.
+    /// [`Generate::symbols`] adds more if the evaluation lengths need them.
+    #[serde(default)]
+    pub max_index: usize,
+}
+
+fn check_symbols(symbols: usize) -> Result<(), TaskConfigError> {
+    if symbols < 2 {
+        return Err(error(
+            "symbols",
+            format!("expected at least 2 symbols, found {symbols}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `x1 .. xn [SEP] -> n tokens`
+fn same_length(len: usize) -> Option<(usize, usize)> {
+    Some((len.checked_add(1)?, len))
+}
+
+/// `copy`, `reverse` or `sort` loaded: the example is a function of the drawn symbols.
+#[derive(Debug)]
+struct Drawn {
+    symbols: usize,
+    of: fn(&[usize]) -> Example,
+}
+
+impl Drawn {
+    fn load(
+        config: &SymbolsConfig,
+        of: fn(&[usize]) -> Example,
+    ) -> Result<Arc<dyn Generate>, TaskConfigError> {
+        check_symbols(config.symbols)?;
+        Ok(Arc::new(Drawn {
+            symbols: config.symbols,
+            of,
+        }))
+    }
+}
+
+impl Generate for Drawn {
+    fn example(&self, rng: &mut Rng, len: usize) -> Example {
+        (self.of)(&draw(rng, self.symbols, len))
+    }
+
+    fn symbols(&self, _max_eval_len: usize) -> Vec<String> {
+        (0..self.symbols).map(symbol).collect()
+    }
+
+    fn vocab_estimate(&self, _max_eval_len: usize) -> u64 {
+        self.symbols as u64
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Task for CopyTask {
+    fn train_lengths(&self) -> (usize, usize) {
+        (self.0.min_len, self.0.max_len)
+    }
+    fn example_size(&self, len: usize) -> Option<(usize, usize)> {
+        same_length(len)
+    }
+    fn load(&self, _base_dir: &Path) -> Result<Arc<dyn Generate>, TaskConfigError> {
+        Drawn::load(&self.0, copy_of)
+    }
+}
+
+impl Task for ReverseTask {
+    fn train_lengths(&self) -> (usize, usize) {
+        (self.0.min_len, self.0.max_len)
+    }
+    fn example_size(&self, len: usize) -> Option<(usize, usize)> {
+        same_length(len)
+    }
+    fn load(&self, _base_dir: &Path) -> Result<Arc<dyn Generate>, TaskConfigError> {
+        Drawn::load(&self.0, reverse_of)
+    }
+}
+
+impl Task for SortTask {
+    fn train_lengths(&self) -> (usize, usize) {
+        (self.0.min_len, self.0.max_len)
+    }
+    fn example_size(&self, len: usize) -> Option<(usize, usize)> {
+        same_length(len)
+    }
+    fn load(&self, _base_dir: &Path) -> Result<Arc<dyn Generate>, TaskConfigError> {
+        Drawn::load(&self.0, sort_of)
+    }
+}
+
+/// `position` loaded.
+#[derive(Debug)]
+struct Position {
+    symbols: usize,
+    index_tokens: usize,
+}
+
+impl Task for PositionTask {
+    fn train_lengths(&self) -> (usize, usize) {
+        (self.min_len, self.max_len)
+    }
+
+    /// `x1 .. xn [SEP] ik -> x_k`
+    fn example_size(&self, len: usize) -> Option<(usize, usize)> {
+        Some((len.checked_add(2)?, 1))
+    }
+
+    fn load(&self, _base_dir: &Path) -> Result<Arc<dyn Generate>, TaskConfigError> {
+        let PositionTask {
+            symbols,
+            max_len,
+            max_index,
+            ..
+        } = *self;
+        check_symbols(symbols)?;
+        if max_index != 0 && max_index < max_len {
+            return Err(error(
+                "max_index",
+                format!(
+                    "expected 0 (meaning 4 * max_len = {}) or at least max_len = {max_len} \
+                     index tokens, found {max_index}",
+                    4 * max_len
+                ),
+            ));
+        }
+        let index_tokens = if max_index == 0 {
+            4 * max_len
+        } else {
+            max_index
+        };
+        Ok(Arc::new(Position {
+            symbols,
+            index_tokens,
+        }))
+    }
+}
+
+impl Generate for Position {
+    fn example(&self, rng: &mut Rng, len: usize) -> Example {
+        position(rng, self.symbols, len)
+    }
+
+    /// `s0 .. s{symbols-1}`, then `i0 .. i{n-1}` with `n = max(index tokens, max_eval_len)`.
+    fn symbols(&self, max_eval_len: usize) -> Vec<String> {
+        (0..self.symbols)
+            .map(symbol)
+            .chain((0..self.index_tokens.max(max_eval_len)).map(index_token))
+            .collect()
+    }
+
+    fn vocab_estimate(&self, max_eval_len: usize) -> u64 {
+        self.symbols as u64 + self.index_tokens.max(max_eval_len) as u64
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// The token of symbol `i`: `s{i}`.
 pub fn symbol(i: usize) -> String {
