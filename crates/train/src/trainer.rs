@@ -480,10 +480,15 @@ fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The initial model for `config`, on `device`. The weights are always drawn on the CPU (flex)
+/// and then moved: each backend has its own generator (the GPU's draws other numbers from the
+/// same seed), and a seed must give the same initial model on every device, so that a run on
+/// the GPU can be compared with the same run on the CPU (`scripts/wgpu-check.sh`).
 fn init_model(config: &RunConfig, vocab_size: usize, device: &Device) -> Transformer {
+    let cpu = Device::flex().autodiff();
     let _rng = rng_lock();
-    device.seed(config.seed);
-    let model = config.model.init(vocab_size, device);
+    cpu.seed(config.seed);
+    let model = config.model.init(vocab_size, &cpu);
     // Parameters are initialised lazily, on first use: force them while the lock is held.
     struct Touch;
     impl ModuleVisitor for Touch {
@@ -492,7 +497,12 @@ fn init_model(config: &RunConfig, vocab_size: usize, device: &Device) -> Transfo
         }
     }
     model.visit(&mut Touch);
-    model
+    if *device == cpu {
+        model
+    } else {
+        // `fork`, not `to_device`: the moved parameters are leaves of the device's own graph.
+        model.fork(device)
+    }
 }
 
 fn optimizer(config: &RunConfig) -> burn::optim::ModuleOptimizer {

@@ -606,6 +606,21 @@ fn a_run_resumes_on_another_device_and_an_unknown_device_is_refused() {
     assert!(stored.contains("device = \"cpu\""), "{stored}");
 }
 
+#[test]
+fn a_seed_gives_the_same_initial_model_on_every_device() {
+    // The weights are drawn on the CPU and moved, so a run on another backend starts where the
+    // CPU run does: their first logged losses (the first step's, on the same batch) agree to
+    // float precision (drawn by each backend's own generator, they would not).
+    let dir = TempDir::new("init-device");
+    let steps = ["train.steps=1", "train.log_every=1"];
+    let flex = tiny(&dir, "flex", &steps);
+    trainer::train(flex.clone(), &dir.0, Progress::Quiet).unwrap();
+    let ndarray = tiny(&dir, "ndarray", &[steps[0], steps[1], "device=ndarray"]);
+    trainer::train(ndarray.clone(), &dir.0, Progress::Quiet).unwrap();
+    let (a, b) = (losses(&flex.run_dir())[0], losses(&ndarray.run_dir())[0]);
+    assert!((a - b).abs() < 1e-4 * a, "flex {a} vs ndarray {b}");
+}
+
 /// Regression: a run whose task reads its own `tokenizer.json` (BPE, or a tokenizer file) and
 /// is named by a relative path could not be resumed or evaluated: the run's tokenizer path,
 /// already under the run directory, was joined to the run directory a second time
