@@ -208,7 +208,7 @@ pub struct SizeError(pub String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BudgetError {
     #[error("ORDO_MEMORY_LIMIT: {0}")]
-    Limit(#[source] SizeError),
+    Limit(SizeError),
     #[error(
         "the model and data sizes are too large to even count (vocabulary {}, longest training \
          sequence {}, longest evaluated sequence {} positions); {ADVICE}",

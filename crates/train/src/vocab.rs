@@ -32,7 +32,6 @@ pub enum VocabError {
     #[error("{}: {error}", path.display())]
     InFile {
         path: PathBuf,
-        #[source]
         error: Box<VocabError>,
     },
 }
