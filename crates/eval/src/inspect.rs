@@ -326,10 +326,11 @@ mod tests {
 
     #[test]
     fn decay_dims_parse() {
-        assert_eq!(parse_decay_dims("128"), Ok(Some(128)));
-        assert_eq!(parse_decay_dims("model"), Ok(None));
+        assert_eq!(parse_decay_dims("128").unwrap(), Some(128));
+        assert_eq!(parse_decay_dims("model").unwrap(), None);
         for bad in ["7", "0", "x", ""] {
-            assert!(parse_decay_dims(bad).unwrap_err().contains("even"), "{bad}");
+            let err = parse_decay_dims(bad).unwrap_err().to_string();
+            assert!(err.contains("even"), "{bad}: {err}");
         }
     }
 }

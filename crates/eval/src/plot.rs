@@ -67,7 +67,7 @@ const PALETTE: [RGBColor; 15] = [
 ];
 
 fn kinds() -> &'static [&'static str] {
-    &ordo_model::PositionalEncodingConfig::KINDS
+    ordo_model::PositionalEncodingConfig::KINDS
 }
 
 /// The fixed colour of one of ordo's encodings (`None` for other names).
