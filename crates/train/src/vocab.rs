@@ -12,6 +12,9 @@ pub const UNK: &str = "[UNK]";
 pub const MASK: &str = "[MASK]";
 
 /// A tokenizer ordo cannot use.
+///
+/// Like every error type in ordo, an inner error that the message already shows is a plain field,
+/// not a `#[source]`: `ordo` prints the whole chain (`{:#}`), which would repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum VocabError {
     /// `[PAD]` or `[MASK]`.
