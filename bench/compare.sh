@@ -55,6 +55,11 @@ else
     echo "== nice -n -5 not permitted: running at normal priority" >&2
 fi
 
+# x-transformers has no FIRE: unless told otherwise, both measure the encodings both have.
+if [[ " $* " != *" --encodings "* && " $* " != *" --encodings="* ]]; then
+    set -- --encodings none,sinusoidal,learned,t5,shaw,rope,alibi "$@"
+fi
+
 mkdir -p "$OUT_DIR"
 # 3. One after the other, never side by side: each wants every core.
 if [[ -z "${SKIP_ORDO:-}" ]]; then

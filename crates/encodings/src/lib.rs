@@ -282,7 +282,8 @@ pub struct PositionalEncodingConfig {
     pub scheme: SchemeConfig,
     /// Randomized positions (Ruoss et al. 2023): each forward pass places its `t` tokens at an
     /// ordered random subset of `0..N`, `N` this value (at least the longest training
-    /// sequence; the longest evaluated length is the paper's choice). Absent: `0..t`.
+    /// sequence; the longest evaluated length is the paper's choice). Absent or 0: `0..t` (0
+    /// lets an experiment's grid compare both: `"model.encoding.randomized_positions" = [0, 64]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub randomized_positions: Option<usize>,
 }
@@ -322,9 +323,14 @@ impl PositionalEncodingConfig {
         Some(config)
     }
 
+    /// `N` when positions are randomized (`randomized_positions` set and not 0).
+    fn random_range(&self) -> Option<usize> {
+        self.randomized_positions.filter(|&n| n > 0)
+    }
+
     /// How the model places its tokens.
     pub fn placement(&self) -> Placement {
-        match self.randomized_positions {
+        match self.random_range() {
             Some(max_position) => Placement::Randomized { max_position },
             None => Placement::Contiguous,
         }
@@ -334,7 +340,7 @@ impl PositionalEncodingConfig {
     /// positions, for positions up to `randomized_positions - 1`), or says which field is too
     /// small.
     pub fn fit_to_length(&mut self, longest: usize) -> Result<(), EncodingConfigError> {
-        let reach = match self.randomized_positions {
+        let reach = match self.random_range() {
             Some(n) if n < longest => {
                 return Err(invalid(
                     "randomized_positions",
@@ -353,13 +359,7 @@ impl PositionalEncodingConfig {
 
     /// Checks the parameters against the model dimensions, before anything is built.
     pub fn validate(&self, dims: &EncodingDims) -> Result<(), EncodingConfigError> {
-        if self.randomized_positions == Some(0) {
-            return Err(invalid(
-                "randomized_positions",
-                "expected the size N of the range 0..N positions are drawn from, at least 1",
-            ));
-        }
-        if let Some(n) = self.randomized_positions {
+        if let Some(n) = self.random_range() {
             // A table sized by hand must reach every position that can be drawn.
             self.scheme.clone().fit(n)?;
         }
@@ -574,17 +574,17 @@ mod tests {
         );
         let small = parse("kind = \"learned\"\nmax_len = 32\nrandomized_positions = 64").unwrap();
         assert_eq!(small.validate(&dims).unwrap_err().field, "max_len");
-        // The range must hold the longest training sequence, and be non-empty.
+        // The range must hold the longest training sequence.
         let mut short = parse("kind = \"alibi\"\nrandomized_positions = 8").unwrap();
         assert_eq!(
             short.fit_to_length(16).unwrap_err().field,
             "randomized_positions"
         );
-        let zero = parse("kind = \"alibi\"\nrandomized_positions = 0").unwrap();
-        assert_eq!(
-            zero.validate(&dims).unwrap_err().field,
-            "randomized_positions"
-        );
+        // 0 is off, so that a grid can compare with and without.
+        let mut zero = parse("kind = \"alibi\"\nrandomized_positions = 0").unwrap();
+        zero.fit_to_length(16).unwrap();
+        zero.validate(&dims).unwrap();
+        assert_eq!(zero.placement(), Placement::Contiguous);
         // Unknown keys are still refused beside the shared option.
         let err = parse("kind = \"t5\"\nrandomized_positions = 8\nbogus = 1").unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");

@@ -278,9 +278,8 @@ fn the_shipped_corpus_is_the_grammar_corpus_for_seed_0() {
     );
 }
 
-#[test]
-fn language_modelling_learns_and_accepts_a_tokenizer_file() {
-    let dir = TempDir::new("lm");
+/// 200 lines of a tiny English-like text, written to `corpus.txt` in `dir`.
+fn small_corpus(dir: &TempDir) -> PathBuf {
     let lines: Vec<String> = (0..200)
         .map(|i| {
             format!(
@@ -290,7 +289,13 @@ fn language_modelling_learns_and_accepts_a_tokenizer_file() {
             )
         })
         .collect();
-    let corpus = dir.write("corpus.txt", &(lines.join("\n") + "\n"));
+    dir.write("corpus.txt", &(lines.join("\n") + "\n"))
+}
+
+#[test]
+fn language_modelling_learns_and_accepts_a_tokenizer_file() {
+    let dir = TempDir::new("lm");
+    let corpus = small_corpus(&dir);
     let text = format!(
         r#"
 [model]
@@ -628,16 +633,7 @@ fn a_seed_gives_the_same_initial_model_on_every_device() {
 #[test]
 fn a_bpe_run_resumes_by_a_relative_path_reading_its_own_tokenizer() {
     let dir = TempDir::new("bpe-relative");
-    let lines: Vec<String> = (0..200)
-        .map(|i| {
-            format!(
-                "the cat {} the dog near the {}",
-                ["saw", "chased"][i % 2],
-                ["barn", "tree", "river"][i % 3]
-            )
-        })
-        .collect();
-    let corpus = dir.write("corpus.txt", &(lines.join("\n") + "\n"));
+    let corpus = small_corpus(&dir);
     let text = format!(
         r#"
 [model]
