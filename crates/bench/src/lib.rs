@@ -87,13 +87,13 @@ pub fn shape(name: &str) -> Option<Shape> {
 }
 
 /// The model config of a shape with an encoding whose learned table (if any) holds `max_len`.
-pub fn model_config(shape: &Shape, encoding: &str, max_len: usize) -> Result<ModelConfig, String> {
-    let encoding = PositionalEncodingConfig::from_kind(encoding, max_len).ok_or_else(|| {
-        format!(
-            "unknown encoding {encoding:?}; expected one of {}",
-            PositionalEncodingConfig::KINDS.join(", ")
-        )
-    })?;
+pub fn model_config(
+    shape: &Shape,
+    encoding: &str,
+    max_len: usize,
+) -> Result<ModelConfig, BenchError> {
+    let encoding = PositionalEncodingConfig::from_kind(encoding, max_len)
+        .ok_or_else(|| BenchError::UnknownEncoding(encoding.to_string()))?;
     let config = ModelConfig {
         d_model: shape.d_model,
         n_heads: shape.n_heads,
@@ -105,8 +105,51 @@ pub fn model_config(shape: &Shape, encoding: &str, max_len: usize) -> Result<Mod
         embedding_std: 1.0,
         encoding,
     };
-    config.validate().map_err(|e| e.to_string())?;
+    config.validate()?;
     Ok(config)
+}
+
+/// A job or measurement that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(
+        "unknown encoding {:?}; expected one of {}",
+        .0,
+        PositionalEncodingConfig::KINDS.join(", ")
+    )]
+    UnknownEncoding(String),
+    #[error("unknown shape {:?}; expected one of {}", .0, shape_names().join(", "))]
+    UnknownShape(String),
+    /// A job written otherwise than `train:SHAPE:ENCODING` or `eval:SHAPE:ENCODING:FACTOR`.
+    #[error("{0:?}: expected train:SHAPE:ENCODING or eval:SHAPE:ENCODING:FACTOR")]
+    Job(String),
+    #[error(transparent)]
+    Model(#[from] ordo_model::ModelConfigError),
+    #[error("--steps must be at least 1")]
+    NoSteps,
+    #[error(transparent)]
+    Device(#[from] ordo_train::device::DeviceError),
+    #[error("{encoding} cannot represent {seq_len} positions")]
+    TooLong { encoding: String, seq_len: usize },
+    /// The backend's execution error, as its `Debug` shows it (burn does not re-export the type).
+    #[error("{0}")]
+    Sync(String),
+    /// `command` is the child's command line, as `Command`'s `Debug` shows it.
+    #[error("cannot start {command}: {cause}")]
+    Start {
+        command: String,
+        cause: std::io::Error,
+    },
+    /// The child failed or printed no record; `tail` is the last lines of its stderr that say
+    /// something, joined by ` | `.
+    #[error(
+        "the measuring process ended with {status}: {}",
+        if tail.is_empty() { "no output" } else { tail }
+    )]
+    Child {
+        status: std::process::ExitStatus,
+        tail: String,
+    },
 }
 
 /// Training or forward-only evaluation.
@@ -138,10 +181,10 @@ impl fmt::Display for Job {
 }
 
 impl FromStr for Job {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = BenchError;
+    fn from_str(s: &str) -> Result<Self, BenchError> {
         let parts: Vec<&str> = s.split(':').collect();
-        let bad = || format!("{s:?}: expected train:SHAPE:ENCODING or eval:SHAPE:ENCODING:FACTOR");
+        let bad = || BenchError::Job(s.to_string());
         let (mode, factor) = match parts.as_slice() {
             ["train", _, _] => (Mode::Train, 1),
             ["eval", _, _, factor] => (
@@ -160,13 +203,7 @@ impl FromStr for Job {
             encoding: parts[2].to_string(),
             factor,
         };
-        let shape = shape(&job.shape).ok_or_else(|| {
-            format!(
-                "unknown shape {:?}; expected one of {}",
-                job.shape,
-                shape_names().join(", ")
-            )
-        })?;
+        let shape = shape(&job.shape).ok_or_else(|| BenchError::UnknownShape(job.shape.clone()))?;
         model_config(&shape, &job.encoding, shape.seq_len)?;
         Ok(job)
     }
@@ -294,7 +331,12 @@ pub struct TrainBench {
 impl TrainBench {
     /// Builds the model of `shape` with `encoding` on `device` (made autodiff here), AdamW with
     /// `ordo train`'s defaults, and the fixed batch.
-    pub fn new(shape: &Shape, encoding: &str, device: &Device, seed: u64) -> Result<Self, String> {
+    pub fn new(
+        shape: &Shape,
+        encoding: &str,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Self, BenchError> {
         let device = device.clone().autodiff();
         let config = model_config(shape, encoding, shape.seq_len)?;
         device.seed(seed);
@@ -410,7 +452,7 @@ fn threads() -> usize {
 
 /// Runs one measurement in this process. Its `peak_rss_mib` is only meaningful when the process
 /// ran nothing else (see [`run_jobs`]).
-pub fn measure(job: &Job, options: &Options) -> Result<Record, String> {
+pub fn measure(job: &Job, options: &Options) -> Result<Record, BenchError> {
     // The flag is per thread: set it on the thread that computes.
     ordo_train::device::on_compute_pool(|| {
         if options.composed_ops {
@@ -421,11 +463,11 @@ pub fn measure(job: &Job, options: &Options) -> Result<Record, String> {
     })
 }
 
-fn measure_with(job: &Job, options: &Options) -> Result<Record, String> {
+fn measure_with(job: &Job, options: &Options) -> Result<Record, BenchError> {
     if options.steps == 0 {
-        return Err("--steps must be at least 1".into());
+        return Err(BenchError::NoSteps);
     }
-    let shape = shape(&job.shape).ok_or_else(|| format!("unknown shape {:?}", job.shape))?;
+    let shape = shape(&job.shape).ok_or_else(|| BenchError::UnknownShape(job.shape.clone()))?;
     let device = ordo_train::device::parse(&options.device)?;
     let start_rss_mib = rss_mib();
     let mut times = Vec::with_capacity(options.steps);
@@ -455,16 +497,18 @@ fn measure_with(job: &Job, options: &Options) -> Result<Record, String> {
             seq_len = job.factor * shape.seq_len;
             batch = (options.eval_tokens / seq_len).max(1);
             if !model.supports(seq_len) {
-                return Err(format!(
-                    "{} cannot represent {seq_len} positions",
-                    job.encoding
-                ));
+                return Err(BenchError::TooLong {
+                    encoding: job.encoding.clone(),
+                    seq_len,
+                });
             }
             let data = FixedBatch::new(batch, seq_len, shape.vocab, options.seed, &device);
             for i in 0..options.warmup + options.steps {
                 let started = Instant::now();
                 let logits = model.forward(&data.0.batch);
-                device.sync().map_err(|e| format!("{e:?}"))?;
+                device
+                    .sync()
+                    .map_err(|e| BenchError::Sync(format!("{e:?}")))?;
                 drop(logits);
                 if i >= options.warmup {
                     times.push(started.elapsed().as_secs_f64());
@@ -527,7 +571,7 @@ impl Default for Plan {
 
 impl Plan {
     /// Every job, training first (by shape, then encoding), then evaluation.
-    pub fn jobs(&self) -> Result<Vec<Job>, String> {
+    pub fn jobs(&self) -> Result<Vec<Job>, BenchError> {
         let mut jobs = Vec::new();
         for s in &self.shapes {
             for e in &self.encodings {
@@ -702,7 +746,7 @@ pub fn run_jobs(
     jobs: &[Job],
     options: &Options,
     mut command: impl FnMut(&Job) -> Command,
-    mut progress: impl FnMut(&Job, &Result<Record, String>),
+    mut progress: impl FnMut(&Job, &Result<Record, BenchError>),
 ) -> Report {
     let load = load_average();
     let mut records = Vec::new();
@@ -714,7 +758,7 @@ pub fn run_jobs(
             Ok(record) => records.push(record),
             Err(error) => failures.push(Failure {
                 job: job.to_string(),
-                error,
+                error: error.to_string(),
             }),
         }
     }
@@ -729,13 +773,16 @@ pub fn run_jobs(
     }
 }
 
-fn run_child(mut command: Command) -> Result<Record, String> {
+fn run_child(mut command: Command) -> Result<Record, BenchError> {
     let output = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+        .map_err(|cause| BenchError::Start {
+            command: format!("{command:?}"),
+            cause,
+        })?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     match parse_child_output(&stdout) {
         Some(record) if output.status.success() => Ok(record),
@@ -760,15 +807,10 @@ fn run_child(mut command: Command) -> Result<Record, String> {
                 .into_iter()
                 .rev()
                 .collect();
-            Err(format!(
-                "the measuring process ended with {}: {}",
-                output.status,
-                if tail.is_empty() {
-                    "no output".to_string()
-                } else {
-                    tail.join(" | ")
-                }
-            ))
+            Err(BenchError::Child {
+                status: output.status,
+                tail: tail.join(" | "),
+            })
         }
     }
 }

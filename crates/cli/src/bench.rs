@@ -94,7 +94,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(job) = &args.single {
         let job: Job = job
             .parse()
-            .map_err(|e: String| anyhow::anyhow!("--single: {e}"))?;
+            .map_err(|e: bench::BenchError| anyhow::anyhow!("--single: {e}"))?;
         let record = bench::measure(&job, &options).map_err(|e| anyhow::anyhow!("{job}: {e}"))?;
         println!("{}", serde_json::to_string(&record)?);
         return Ok(());
@@ -113,7 +113,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         eval_shapes: list(&args.eval_shapes),
         eval_factors: args.eval_factors.clone(),
     };
-    let jobs = plan.jobs().map_err(|e| anyhow::anyhow!(e))?;
+    let jobs = plan.jobs()?;
     if jobs.is_empty() {
         bail!("nothing to measure: give --shapes or --eval-shapes, and --encodings");
     }

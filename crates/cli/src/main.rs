@@ -223,7 +223,7 @@ fn run(cli: Cli) -> Result<()> {
             rerun_stale,
         } => ablate(&experiment, jobs, shard.as_deref(), dry_run, rerun_stale),
         Command::Report { dir } => {
-            let path = ordo_eval::ablate::rebuild_report(&dir).map_err(anyhow::Error::msg)?;
+            let path = ordo_eval::ablate::rebuild_report(&dir)?;
             println!("wrote {}", path.display());
             Ok(())
         }
@@ -263,7 +263,7 @@ fn ablate(
         .map(ablate::parse_shard)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--shard: {e}"))?;
-    let experiment = ablate::load(path).map_err(anyhow::Error::msg)?;
+    let experiment = ablate::load(path)?;
     if dry_run {
         let cells = experiment.shard(shard);
         let scope = if shard.is_some() {
@@ -344,8 +344,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
         if a.kind != "sinusoidal" {
             bail!("--check-shift applies to sinusoidal only");
         }
-        let config =
-            inspect::encoding_config(&a.kind, &a.sets, a.len).map_err(anyhow::Error::msg)?;
+        let config = inspect::encoding_config(&a.kind, &a.sets, a.len)?;
         let ordo_encodings::SchemeConfig::Sinusoidal(
             ordo_encodings::sinusoidal::SinusoidalConfig { base },
         ) = config.scheme
@@ -362,7 +361,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let device = ordo_train::device::parse("cpu").map_err(anyhow::Error::msg)?;
+    let device = ordo_train::device::parse("cpu")?;
     let run = match &a.checkpoint {
         Some(dir) => Some(ordo_eval::extrapolation::load_run(dir, Some("cpu"))?),
         None => None,
@@ -385,8 +384,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
             )
         }
         None => {
-            let config =
-                inspect::encoding_config(&a.kind, &a.sets, a.len).map_err(anyhow::Error::msg)?;
+            let config = inspect::encoding_config(&a.kind, &a.sets, a.len)?;
             let model = ordo_model::ModelConfig {
                 d_model: a.d_model,
                 n_heads: a.heads,
@@ -416,10 +414,9 @@ fn inspect(a: InspectArgs) -> Result<()> {
         );
     }
     if let Some(out) = &a.out {
-        let mut files = inspect::plots(&config, &encoding, &dims, a.len, decay_dims, out, &device)
-            .map_err(anyhow::Error::msg)?;
+        let mut files = inspect::plots(&config, &encoding, &dims, a.len, decay_dims, out, &device)?;
         if let (Some(run), Some(text)) = (&run, &a.text) {
-            files.extend(inspect::attention_plots(run, text, out).map_err(anyhow::Error::msg)?);
+            files.extend(inspect::attention_plots(run, text, out)?);
         }
         if !a.json {
             for f in &files {

@@ -33,7 +33,7 @@
 //! it, if only `[eval]` changed).
 
 use crate::extrapolation::{EvalOptions, EvalRecord, EvalReport, evaluate_locked};
-use crate::report::{CellResult, ReportSpec, write_report};
+use crate::report::{CellResult, ReportError, ReportSpec, write_report};
 use ordo_model::checkpoint::write_atomic;
 use ordo_train::config::{self, RunConfig};
 use ordo_train::run_dir::{RunDir, RunDirError, RunLock};
@@ -310,13 +310,44 @@ pub struct Experiment {
     pub cells: Vec<Cell>,
 }
 
-fn err(path: &Path, message: impl std::fmt::Display) -> String {
-    format!("{}: {message}", path.display())
+fn err(path: &Path, message: impl std::fmt::Display) -> ExperimentError {
+    ExperimentError::Invalid {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// An experiment file that cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    #[error("{}: cannot read: {cause}", path.display())]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    /// What is wrong in the file, naming the key.
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    /// A cell's config (the base config with the cell's overrides) is invalid.
+    #[error("cell {id}: {error}")]
+    Cell {
+        id: String,
+        error: config::ConfigError,
+    },
+    /// A cell's task cannot be built.
+    #[error("cell {id}: task.{}: {}", error.field, error.message)]
+    CellTask {
+        id: String,
+        error: ordo_train::tasks::TaskConfigError,
+    },
 }
 
 /// Reads and validates an experiment file and every cell's config.
-pub fn load(path: &Path) -> Result<Experiment, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| err(path, format!("cannot read: {e}")))?;
+pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
+    let text = std::fs::read_to_string(path).map_err(|cause| ExperimentError::Read {
+        path: path.to_path_buf(),
+        cause,
+    })?;
     let spec: ExperimentSpec = serde_path_to_error::deserialize(toml::Deserializer::new(&text))
         .map_err(|e| {
             let key = e.path().to_string();
@@ -401,16 +432,22 @@ pub fn load(path: &Path) -> Result<Experiment, String> {
                         "out_dir={}",
                         toml_value(&toml::Value::String(dir.join("runs").display().to_string()))
                     ));
-                    let config = config::load(&task_path, &overrides)
-                        .map_err(|e| format!("cell {id}: {e}"))?;
+                    let config = config::load(&task_path, &overrides).map_err(|error| {
+                        ExperimentError::Cell {
+                            id: id.clone(),
+                            error,
+                        }
+                    })?;
                     // Loading checked the sizes against the default evaluation (4x); a longer
                     // one is checked here, before anything runs.
                     if spec.eval.max_factor > config::EVAL_FACTOR {
                         let base = task_path.parent().unwrap_or(Path::new("."));
-                        let generator = config
-                            .task
-                            .generator(base)
-                            .map_err(|e| format!("cell {id}: task.{}: {}", e.field, e.message))?;
+                        let generator = config.task.generator(base).map_err(|error| {
+                            ExperimentError::CellTask {
+                                id: id.clone(),
+                                error,
+                            }
+                        })?;
                         config
                             .check_memory(&generator, spec.eval.max_factor)
                             .map_err(|e| err(path, format!("cell {id}: `eval.max_factor`: {e}")))?;
@@ -532,23 +569,22 @@ pub enum AblateError {
         .0.join("\n  ")
     )]
     CellsFailed(Vec<String>),
-    #[error("{0}")]
-    Other(String),
-}
-
-impl From<String> for AblateError {
-    fn from(message: String) -> Self {
-        AblateError::Other(message)
-    }
+    #[error("{}: {cause}", path.display())]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(transparent)]
+    Report(#[from] ReportError),
 }
 
 /// Parses `i/n` with `1 <= i <= n`, or `slurm`: the task of a Slurm job array
 /// (`SLURM_ARRAY_TASK_ID` counted from `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`).
-pub fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+pub fn parse_shard(text: &str) -> Result<(usize, usize), ShardError> {
     if text == "slurm" {
         return slurm_shard(|name| std::env::var(name).ok());
     }
-    let bad = || format!("expected i/n with 1 <= i <= n (e.g. 2/4), got {text:?}");
+    let bad = || ShardError::Syntax(text.to_string());
     let (i, n) = text.split_once('/').ok_or_else(bad)?;
     let (i, n): (usize, usize) = (
         i.trim().parse().map_err(|_| bad())?,
@@ -561,18 +597,13 @@ pub fn parse_shard(text: &str) -> Result<(usize, usize), String> {
 }
 
 /// The shard of a Slurm array task, from its environment (`var` reads a variable).
-pub fn slurm_shard(var: impl Fn(&str) -> Option<String>) -> Result<(usize, usize), String> {
-    let read = |name: &str| -> Result<usize, String> {
-        let value = var(name).ok_or_else(|| {
-            format!(
-                "`slurm`: {name} is not set; run inside a Slurm job array (sbatch --array=1-N) \
-                 or give the shard as i/n"
-            )
-        })?;
+pub fn slurm_shard(var: impl Fn(&str) -> Option<String>) -> Result<(usize, usize), ShardError> {
+    let read = |name: &'static str| -> Result<usize, ShardError> {
+        let value = var(name).ok_or(ShardError::Unset(name))?;
         value
             .trim()
             .parse()
-            .map_err(|_| format!("`slurm`: {name}={value:?} is not a number"))
+            .map_err(|_| ShardError::NotANumber { name, value })
     };
     let (id, count) = (
         read("SLURM_ARRAY_TASK_ID")?,
@@ -588,12 +619,40 @@ pub fn slurm_shard(var: impl Fn(&str) -> Option<String>) -> Result<(usize, usize
     };
     // Shards are numbered 1..=count: only an array of consecutive ids maps onto them.
     if count == 0 || id < min || max + 1 - min != count {
-        return Err(format!(
-            "`slurm`: the array task ids must be consecutive (e.g. --array=1-{count}); got task \
-             {id} of ids {min}-{max} with {count} tasks"
-        ));
+        return Err(ShardError::NotConsecutive {
+            id,
+            min,
+            max,
+            count,
+        });
     }
     Ok((id - min + 1, count))
+}
+
+/// A shard ([`parse_shard`], [`slurm_shard`]) that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// Neither `i/n` with `1 <= i <= n` nor `slurm`, as written.
+    #[error("expected i/n with 1 <= i <= n (e.g. 2/4), got {0:?}")]
+    Syntax(String),
+    /// A Slurm variable that must be set.
+    #[error(
+        "`slurm`: {0} is not set; run inside a Slurm job array (sbatch --array=1-N) or give the \
+         shard as i/n"
+    )]
+    Unset(&'static str),
+    #[error("`slurm`: {name}={value:?} is not a number")]
+    NotANumber { name: &'static str, value: String },
+    #[error(
+        "`slurm`: the array task ids must be consecutive (e.g. --array=1-{count}); got task {id} \
+         of ids {min}-{max} with {count} tasks"
+    )]
+    NotConsecutive {
+        id: usize,
+        min: usize,
+        max: usize,
+        count: usize,
+    },
 }
 
 impl Experiment {
@@ -672,11 +731,15 @@ fn describe(spec: &ExperimentSpec, cells: usize) -> String {
 /// Returns the report path; cells that failed are listed in the error after the others ran.
 pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, AblateError> {
     let runs = experiment.dir.join("runs");
-    std::fs::create_dir_all(&runs).map_err(|e| err(&runs, e))?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |cause| AblateError::Io { path, cause }
+    };
+    std::fs::create_dir_all(&runs).map_err(io(&runs))?;
     let spec_text =
         serde_json::to_string_pretty(&experiment.report_spec_file()).expect("spec serialises");
     let spec_path = experiment.dir.join("experiment.json");
-    write_atomic(&spec_path, spec_text.as_bytes()).map_err(|e| err(&spec_path, e))?;
+    write_atomic(&spec_path, spec_text.as_bytes()).map_err(io(&spec_path))?;
     let cells = experiment.shard(options.shard);
     let eval_options = experiment.eval_options();
     let wanted = eval_options.record();
@@ -726,7 +789,7 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, A
                     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         run_cell(experiment, cell, &eval_options, options.rerun_stale)
                     }))
-                    .unwrap_or_else(|p| Err(format!("panicked: {}", panic_message(&p))));
+                    .unwrap_or_else(|p| Err(CellError::Panicked(panic_message(&p))));
                     let n = {
                         let mut f = finished.lock().unwrap();
                         *f += 1;
@@ -798,7 +861,7 @@ pub fn run_cell(
     cell: &Cell,
     eval: &EvalOptions,
     rerun_stale: bool,
-) -> Result<CellOutcome, String> {
+) -> Result<CellOutcome, CellError> {
     let run = cell.run_dir();
     let mut lock = match run.lock("ordo ablate") {
         Ok(lock) => lock,
@@ -808,13 +871,13 @@ pub fn run_cell(
                 lock.display()
             )));
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     // The status again, now that no other process can change it.
     let wanted = eval.record();
     let status = match cell.status(&wanted) {
         stale if !rerun_stale && stale.staleness().is_some() => {
-            return Err(format!("stale: {}", stale.staleness().unwrap_or_default()));
+            return Err(CellError::Stale(stale.staleness().unwrap_or_default()));
         }
         Status::Stale(_) => {
             lock = archive_stale(experiment, cell, lock)?;
@@ -837,37 +900,65 @@ pub fn run_cell(
                 &cell.base_dir,
                 Progress::Quiet,
                 None,
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
         }
         Status::Started => {
-            trainer::resume_locked(&lock, Progress::Quiet, None).map_err(|e| e.to_string())?;
+            trainer::resume_locked(&lock, Progress::Quiet, None)?;
         }
         Status::Trained | Status::Stale(_) | Status::StaleEvaluation(_) => {}
     }
-    let report = evaluate_locked(&lock, eval).map_err(|e| e.to_string())?;
+    let report = evaluate_locked(&lock, eval)?;
     let info = CellInfo {
         evaluated_with: Some(wanted),
         ..cell.info.clone()
     };
-    run.write_json(&run.cell(), &info)
-        .map_err(|e| e.to_string())?;
+    run.write_json(&run.cell(), &info)?;
     Ok(CellOutcome::Ran(Box::new(report)))
+}
+
+/// Why one cell of the grid did not finish (the others run on).
+#[derive(Debug, thiserror::Error)]
+pub enum CellError {
+    /// Its run directory holds another config or evaluation (`Status::staleness`).
+    #[error("stale: {0}")]
+    Stale(String),
+    /// Training or evaluating the cell panicked (the message of the panic).
+    #[error("panicked: {0}")]
+    Panicked(String),
+    #[error("{}: {cause}", path.display())]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
+    #[error(transparent)]
+    Train(#[from] trainer::TrainError),
+    #[error(transparent)]
+    Eval(#[from] crate::extrapolation::EvalError),
 }
 
 /// Moves a stale cell's run directory (whose lock `lock` is) to `stale/<id>-<n>` and locks a
 /// fresh one in its place.
-fn archive_stale(experiment: &Experiment, cell: &Cell, lock: RunLock) -> Result<RunLock, String> {
+fn archive_stale(
+    experiment: &Experiment,
+    cell: &Cell,
+    lock: RunLock,
+) -> Result<RunLock, CellError> {
     let run = cell.run_dir();
     let stale = experiment.stale_dir();
-    std::fs::create_dir_all(&stale).map_err(|e| err(&stale, e))?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |cause| CellError::Io { path, cause }
+    };
+    std::fs::create_dir_all(&stale).map_err(io(&stale))?;
     let target = (1..)
         .map(|n| stale.join(format!("{}-{n}", cell.info.id)))
         .find(|p| !p.exists())
         .expect("a free name");
     // Renaming keeps our lock on the moved directory's lock file until the new one is ours.
-    std::fs::rename(run.path(), &target).map_err(|e| err(run.path(), e))?;
-    let fresh = run.lock("ordo ablate").map_err(|e| e.to_string())?;
+    std::fs::rename(run.path(), &target).map_err(io(run.path()))?;
+    let fresh = run.lock("ordo ablate")?;
     drop(lock);
     eprintln!(
         "{}: stale run directory moved to {}",
@@ -902,22 +993,24 @@ impl Experiment {
 /// under `runs/` (each with `cell.json` and its evaluation in `eval.json`), holding the
 /// experiment's report lock so that two processes never interleave their writes. A cell whose
 /// files cannot be read is listed and left out, never fatal.
-pub fn rebuild_report(dir: &Path) -> Result<PathBuf, String> {
+pub fn rebuild_report(dir: &Path) -> Result<PathBuf, ReportError> {
     let spec_path = dir.join("experiment.json");
     let spec: ReportSpecFile = std::fs::read_to_string(&spec_path)
-        .map_err(|e| {
-            err(
-                &spec_path,
-                format!("cannot read ({e}); is this an experiment directory?"),
-            )
+        .map_err(|cause| ReportError::NotAnExperiment {
+            path: spec_path.clone(),
+            cause,
         })
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| err(&spec_path, e)))?;
-    let _lock = ordo_train::run_dir::wait_lock(&dir.join(".report.lock"), "rebuilding the report")
-        .map_err(|e| e.to_string())?;
+        .and_then(|t| {
+            serde_json::from_str(&t).map_err(|cause| ReportError::Spec {
+                path: spec_path.clone(),
+                cause,
+            })
+        })?;
+    let _lock = ordo_train::run_dir::wait_lock(&dir.join(".report.lock"), "rebuilding the report")?;
     let runs = dir.join("runs");
     let mut cells = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(&runs)
-        .map_err(|e| err(&runs, e))?
+        .map_err(crate::report::io_err(&runs))?
         .flatten()
         .map(|e| e.path())
         .collect();

@@ -506,25 +506,49 @@ pub fn to_csv(report: &EvalReport) -> String {
 /// Parses `KIND:FACTOR`, `KIND` one of [`RopeScaling::KINDS`] (`linear:4`, `ntk:4`,
 /// `dynamic:4`, `yarn:4`, `yarn_paper:4`), every other parameter at its default and the original
 /// context left for [`evaluate_run`] to fill in (the longest training sequence).
-pub fn parse_scaling(text: &str) -> Result<RopeScaling, String> {
-    let kinds = RopeScaling::KINDS.join(", ");
+pub fn parse_scaling(text: &str) -> Result<RopeScaling, OptionError> {
     let (kind, factor) = text
         .split_once(':')
-        .ok_or_else(|| format!("expected KIND:FACTOR with KIND one of {kinds}; got {text:?}"))?;
+        .ok_or_else(|| OptionError::ScalingSyntax(text.to_string()))?;
     let factor: f64 = factor
         .parse()
         .ok()
         .filter(|f: &f64| *f >= 1.0 && f.is_finite())
-        .ok_or_else(|| format!("expected a factor >= 1 in {text:?}"))?;
+        .ok_or_else(|| OptionError::ScalingFactor(text.to_string()))?;
     RopeScaling::from_kind(kind, factor)
-        .ok_or_else(|| format!("unknown RoPE scaling {kind:?}; expected one of {kinds}"))
+        .ok_or_else(|| OptionError::UnknownScaling(kind.to_string()))
+}
+
+/// An `ordo eval` option ([`parse_scaling`], [`parse_lengths`]) that cannot be read; each
+/// variant holds the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    #[error(
+        "expected KIND:FACTOR with KIND one of {}; got {:?}",
+        RopeScaling::KINDS.join(", "),
+        .0
+    )]
+    ScalingSyntax(String),
+    #[error("expected a factor >= 1 in {0:?}")]
+    ScalingFactor(String),
+    #[error(
+        "unknown RoPE scaling {:?}; expected one of {}",
+        .0,
+        RopeScaling::KINDS.join(", ")
+    )]
+    UnknownScaling(String),
+    /// One comma-separated part.
+    #[error("expected lengths like 1-16,32,64; got {0:?}")]
+    Lengths(String),
+    #[error("expected at least one length")]
+    NoLengths,
 }
 
 /// Parses `1,2,8` and ranges `1-64` (mixed: `1-16,32,64`).
-pub fn parse_lengths(text: &str) -> Result<Vec<usize>, String> {
+pub fn parse_lengths(text: &str) -> Result<Vec<usize>, OptionError> {
     let mut out = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || format!("expected lengths like 1-16,32,64; got {part:?}");
+        let bad = || OptionError::Lengths(part.to_string());
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b): (usize, usize) =
@@ -543,7 +567,7 @@ pub fn parse_lengths(text: &str) -> Result<Vec<usize>, String> {
         }
     }
     if out.is_empty() {
-        return Err("expected at least one length".into());
+        return Err(OptionError::NoLengths);
     }
     out.sort_unstable();
     out.dedup();

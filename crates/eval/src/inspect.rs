@@ -81,7 +81,7 @@ pub fn check_shift(k: usize, len: usize, d_model: usize, base: f64) -> f64 {
 
 /// Parses `--decay-dims`: an even number of dims, or `model` for the model's rotated dims
 /// (`None`).
-pub fn parse_decay_dims(text: &str) -> Result<Option<usize>, String> {
+pub fn parse_decay_dims(text: &str) -> Result<Option<usize>, InspectError> {
     if text == "model" {
         return Ok(None);
     }
@@ -89,7 +89,60 @@ pub fn parse_decay_dims(text: &str) -> Result<Option<usize>, String> {
         .ok()
         .filter(|&d: &usize| d >= 2 && d.is_multiple_of(2))
         .map(Some)
-        .ok_or_else(|| format!("expected an even number of dims >= 2 or `model`, got {text:?}"))
+        .ok_or_else(|| InspectError::DecayDims(text.to_string()))
+}
+
+/// What `ordo inspect` cannot show.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// `--decay-dims`, as written.
+    #[error("expected an even number of dims >= 2 or `model`, got {0:?}")]
+    DecayDims(String),
+    /// A `key=value` setting that is not an assignment.
+    #[error(transparent)]
+    Set(#[from] ordo_train::config::ConfigError),
+    /// The settings do not make a config of the scheme: at `key` (`None`: the whole table).
+    #[error(
+        "encoding `{kind}`: {}{message}",
+        key.as_ref().map(|k| format!("`{k}`: ")).unwrap_or_default()
+    )]
+    Encoding {
+        kind: String,
+        key: Option<String>,
+        message: String,
+    },
+    /// The config cannot be sized to the length shown.
+    #[error("encoding `{kind}`: {error}")]
+    Fit {
+        kind: String,
+        error: ordo_encodings::EncodingConfigError,
+    },
+    #[error("{}: {cause}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
+    #[error("--text: expected at least one token")]
+    NoTokens,
+    /// A `--text` token the run's tokenizer (of `size` tokens, in `dir`) lacks.
+    #[error(
+        "--text: {token:?} is not in the run's vocabulary ({size} tokens in {}/tokenizer.json)",
+        dir.display()
+    )]
+    UnknownToken {
+        token: String,
+        size: usize,
+        dir: std::path::PathBuf,
+    },
+    #[error("--text: {tokens} tokens is more than `{kind}` can represent")]
+    TooLong { tokens: usize, kind: String },
+}
+
+fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> InspectError {
+    let path = path.to_path_buf();
+    move |cause| InspectError::Io { path, cause }
 }
 
 /// Builds an encoding config from `kind` and `key=value` settings of that scheme (`base=500`,
@@ -98,25 +151,27 @@ pub fn encoding_config(
     kind: &str,
     sets: &[String],
     len: usize,
-) -> Result<PositionalEncodingConfig, String> {
+) -> Result<PositionalEncodingConfig, InspectError> {
     let mut table = toml::Table::new();
     table.insert("kind".into(), toml::Value::String(kind.into()));
     for s in sets {
-        ordo_train::config::apply_override(&mut table, s).map_err(|e| e.to_string())?;
+        ordo_train::config::apply_override(&mut table, s)?;
     }
     let mut config: PositionalEncodingConfig =
         serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let path = e.path().to_string();
-            let inner = ordo_train::config::friendly(&e.into_inner().to_string());
-            if path == "." {
-                format!("encoding `{kind}`: {inner}")
-            } else {
-                format!("encoding `{kind}`: `{path}`: {inner}")
+            InspectError::Encoding {
+                kind: kind.to_string(),
+                key: (path != ".").then_some(path),
+                message: ordo_train::config::friendly(&e.into_inner().to_string()),
             }
         })?;
     config
         .fit_to_length(len)
-        .map_err(|e| format!("encoding `{kind}`: {e}"))?;
+        .map_err(|error| InspectError::Fit {
+            kind: kind.to_string(),
+            error,
+        })?;
     Ok(config)
 }
 
@@ -137,9 +192,9 @@ pub fn plots(
     decay_dims: Option<usize>,
     out: &std::path::Path,
     device: &Device,
-) -> Result<Vec<std::path::PathBuf>, String> {
+) -> Result<Vec<std::path::PathBuf>, InspectError> {
     use crate::plot::{ColorMap, Heatmap, LinePlot, heatmap, line_plot};
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
     let mut files = Vec::new();
     for figure in figures(config, encoding, dims, len, decay_dims, device) {
         match figure {
@@ -183,31 +238,32 @@ pub fn attention_plots(
     run: &crate::extrapolation::LoadedRun,
     text: &str,
     out: &std::path::Path,
-) -> Result<Vec<std::path::PathBuf>, String> {
+) -> Result<Vec<std::path::PathBuf>, InspectError> {
     use crate::plot::{Heatmap, heatmap};
     let tokens: Vec<&str> = text.split_whitespace().collect();
     if tokens.is_empty() {
-        return Err("--text: expected at least one token".into());
+        return Err(InspectError::NoTokens);
     }
     let mut ids = Vec::with_capacity(tokens.len());
     for t in &tokens {
-        let id = run.vocab.tokenizer.token_to_id(t).ok_or_else(|| {
-            format!(
-                "--text: {t:?} is not in the run's vocabulary ({} tokens in {}/tokenizer.json)",
-                run.vocab.len(),
-                run.dir.display()
-            )
-        })?;
+        let id = run
+            .vocab
+            .tokenizer
+            .token_to_id(t)
+            .ok_or_else(|| InspectError::UnknownToken {
+                token: t.to_string(),
+                size: run.vocab.len(),
+                dir: run.dir.clone(),
+            })?;
         ids.push(id as i64);
     }
     if !run.model.supports(ids.len()) {
-        return Err(format!(
-            "--text: {} tokens is more than `{}` can represent",
-            ids.len(),
-            run.config.model.encoding.kind()
-        ));
+        return Err(InspectError::TooLong {
+            tokens: ids.len(),
+            kind: run.config.model.encoding.kind().to_string(),
+        });
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
     let t = ids.len();
     let batch = ordo_model::Batch {
         tokens: Tensor::from_data(TensorData::new(ids, [1, t]), &run.device),
@@ -270,10 +326,11 @@ mod tests {
 
     #[test]
     fn decay_dims_parse() {
-        assert_eq!(parse_decay_dims("128"), Ok(Some(128)));
-        assert_eq!(parse_decay_dims("model"), Ok(None));
+        assert_eq!(parse_decay_dims("128").unwrap(), Some(128));
+        assert_eq!(parse_decay_dims("model").unwrap(), None);
         for bad in ["7", "0", "x", ""] {
-            assert!(parse_decay_dims(bad).unwrap_err().contains("even"), "{bad}");
+            let err = parse_decay_dims(bad).unwrap_err().to_string();
+            assert!(err.contains("even"), "{bad}: {err}");
         }
     }
 }

@@ -67,7 +67,7 @@ const PALETTE: [RGBColor; 15] = [
 ];
 
 fn kinds() -> &'static [&'static str] {
-    &ordo_model::PositionalEncodingConfig::KINDS
+    ordo_model::PositionalEncodingConfig::KINDS
 }
 
 /// The fixed colour of one of ordo's encodings (`None` for other names).
@@ -193,31 +193,51 @@ impl Default for Heatmap<'_> {
 }
 
 /// Writes `<path_without_ext>.png` and `.svg`; returns both paths.
-pub fn line_plot(path_without_ext: &Path, plot: &LinePlot) -> Result<Vec<PathBuf>, String> {
+pub fn line_plot(path_without_ext: &Path, plot: &LinePlot) -> Result<Vec<PathBuf>, PlotError> {
+    let log_axis = |axis| PlotError::LogAxis {
+        title: plot.title.to_string(),
+        axis,
+    };
     if plot.log_x && plot.x_range.is_some_and(|(a, _)| a <= 0.0) {
-        return Err(format!("{}: a log x axis needs x > 0", plot.title));
+        return Err(log_axis('x'));
     }
     if plot.log_y && plot.y_range.is_some_and(|(a, _)| a <= 0.0) {
-        return Err(format!("{}: a log y axis needs y > 0", plot.title));
+        return Err(log_axis('y'));
     }
     write_figure(path_without_ext, plot.size, plot)
 }
 
 /// Writes `<path_without_ext>.png` and `.svg`; returns both paths.
-pub fn heatmap(path_without_ext: &Path, map: &Heatmap) -> Result<Vec<PathBuf>, String> {
+pub fn heatmap(path_without_ext: &Path, map: &Heatmap) -> Result<Vec<PathBuf>, PlotError> {
     let cols = map.values.first().map_or(0, Vec::len);
     if cols == 0 || map.values.iter().any(|r| r.len() != cols) {
-        return Err(format!(
-            "{}: a heatmap needs a non-empty rectangular matrix",
-            map.title
-        ));
+        return Err(PlotError::NotRectangular(map.title.to_string()));
     }
     write_figure(path_without_ext, map.size, map)
 }
 
+/// A figure that cannot be drawn or written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// A log axis whose range starts at or below 0; `axis` is `x` or `y`.
+    #[error("{title}: a log {axis} axis needs {axis} > 0")]
+    LogAxis { title: String, axis: char },
+    /// The heatmap's title.
+    #[error("{0}: a heatmap needs a non-empty rectangular matrix")]
+    NotRectangular(String),
+    #[error("{}: {cause}", path.display())]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    /// plotters' or the PNG encoder's message (their error types are generic over the backend).
+    #[error("{0}")]
+    Draw(String),
+}
+
 /// A figure that can be drawn on any plotters backend.
 trait Figure {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError>;
 }
 
 fn with_ext(stem: &Path, ext: &str) -> PathBuf {
@@ -227,18 +247,23 @@ fn with_ext(stem: &Path, ext: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
+fn err(e: impl std::fmt::Display) -> PlotError {
+    PlotError::Draw(e.to_string())
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PlotError {
+    let path = path.to_path_buf();
+    move |cause| PlotError::Io { path, cause }
 }
 
 fn write_figure(
     stem: &Path,
     (w, h): (u32, u32),
     fig: &impl Figure,
-) -> Result<Vec<PathBuf>, String> {
+) -> Result<Vec<PathBuf>, PlotError> {
     ensure_font();
     if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
     let mut rgb = vec![0u8; w as usize * h as usize * 3];
     {
@@ -265,8 +290,8 @@ fn write_figure(
     }
     let png_path = with_ext(stem, "png");
     let svg_path = with_ext(stem, "svg");
-    write_atomic(&png_path, &png_bytes).map_err(|e| format!("{}: {e}", png_path.display()))?;
-    write_atomic(&svg_path, svg.as_bytes()).map_err(|e| format!("{}: {e}", svg_path.display()))?;
+    write_atomic(&png_path, &png_bytes).map_err(io_err(&png_path))?;
+    write_atomic(&svg_path, svg.as_bytes()).map_err(io_err(&svg_path))?;
     Ok(vec![png_path, svg_path])
 }
 
@@ -313,7 +338,7 @@ fn data_range(values: impl Iterator<Item = f64>, pad: f64, log: bool) -> (f64, f
 }
 
 impl Figure for LinePlot<'_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError> {
         let xs = self
             .series
             .iter()
@@ -381,7 +406,7 @@ fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     entries: &[(&str, RGBColor)],
     top: i32,
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     for (i, (name, colour)) in entries.iter().enumerate() {
         let y = top + 12 + 24 * i as i32;
         area.draw(&PathElement::new(
@@ -403,7 +428,7 @@ fn draw_lines<DB, X, Y>(
     x: X,
     y: Y,
     (y0, y1): (f64, f64),
-) -> Result<(), String>
+) -> Result<(), PlotError>
 where
     DB: DrawingBackend,
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -583,7 +608,7 @@ fn pool(values: &[Vec<f64>], max: usize) -> (Vec<Vec<f64>>, usize, usize) {
 }
 
 impl Figure for Heatmap<'_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError> {
         let rows = self.values.len();
         let cols = self.values[0].len();
         let finite = self

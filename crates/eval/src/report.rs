@@ -1249,9 +1249,9 @@ pub fn write_report(
     dir: &Path,
     spec: &ReportSpec,
     cells: &[CellResult],
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, ReportError> {
     if cells.is_empty() {
-        return Err(format!("{}: no finished cell to report", dir.display()));
+        return Err(ReportError::NoCells(dir.to_path_buf()));
     }
     // Order the cells so that first appearance is the display order.
     let first_task = distinct(cells.iter().map(|c| &c.task));
@@ -1269,7 +1269,7 @@ pub fn write_report(
     let cells: Vec<CellResult> = sorted.into_iter().cloned().collect();
     let rows = summarize(&cells);
     let plots = dir.join("plots");
-    std::fs::create_dir_all(&plots).map_err(|e| format!("{}: {e}", plots.display()))?;
+    std::fs::create_dir_all(&plots).map_err(io_err(&plots))?;
     for of_group in groups_of(&rows) {
         let (task, variant) = (&of_group[0].task, &of_group[0].variant);
         group_plot(
@@ -1281,8 +1281,42 @@ pub fn write_report(
     }
     let md = render_markdown(spec, &rows, cells.len());
     let path = dir.join("report.md");
-    write_atomic(&path, md.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    write_atomic(&path, md.as_bytes()).map_err(io_err(&path))?;
     Ok(path)
+}
+
+/// Why a report (`report.md` and its plots) was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The experiment directory has no finished cell.
+    #[error("{}: no finished cell to report", .0.display())]
+    NoCells(PathBuf),
+    /// `experiment.json` cannot be read: not an experiment directory.
+    #[error("{}: cannot read ({cause}); is this an experiment directory?", path.display())]
+    NotAnExperiment {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    /// `experiment.json` is not what `ordo ablate` writes.
+    #[error("{}: {cause}", path.display())]
+    Spec {
+        path: PathBuf,
+        cause: serde_json::Error,
+    },
+    #[error("{}: {cause}", path.display())]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(transparent)]
+    RunDir(#[from] ordo_train::run_dir::RunDirError),
+    #[error(transparent)]
+    Plot(#[from] plot::PlotError),
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError {
+    let path = path.to_path_buf();
+    move |cause| ReportError::Io { path, cause }
 }
 
 /// The plot of one group: the headline against length, one line and band per encoding.
@@ -1291,7 +1325,7 @@ fn group_plot(
     task: &str,
     variant: &[(String, String)],
     of_group: &[&Row],
-) -> Result<Vec<PathBuf>, String> {
+) -> Result<Vec<PathBuf>, plot::PlotError> {
     let headline = of_group[0].headline;
     let series: Vec<(String, Vec<(f64, f64)>)> = of_group
         .iter()

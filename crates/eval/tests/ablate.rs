@@ -172,13 +172,13 @@ fn rope_scaling_parses_every_kind_and_names_the_expected_ones() {
         assert!(s.original_max_len().is_none_or(|l| l == 0), "{s:?}");
     }
     for bad in ["warp:2", "yarn", "yarn:0.5", "dynamic:x"] {
-        let err = parse_scaling(bad).unwrap_err();
+        let err = parse_scaling(bad).unwrap_err().to_string();
         assert!(
             err.contains(bad.split(':').next().unwrap()) || err.contains(bad),
             "{bad}: {err}"
         );
     }
-    let err = parse_scaling("warp:2").unwrap_err();
+    let err = parse_scaling("warp:2").unwrap_err().to_string();
     for kind in ordo_encodings::RopeScaling::KINDS {
         assert!(err.contains(kind), "{kind} not in {err}");
     }
@@ -292,7 +292,7 @@ fn experiment_errors_name_the_file_and_the_cell() {
     for (text, needle) in cases {
         let path = tmp.0.join("bad.toml");
         std::fs::write(&path, text).unwrap();
-        let err = ablate::load(&path).unwrap_err();
+        let err = ablate::load(&path).unwrap_err().to_string();
         assert!(err.contains("bad.toml") || err.contains("cell "), "{err}");
         assert!(err.contains(needle), "{needle:?} missing from {err}");
     }
@@ -426,7 +426,7 @@ fn cells_that_would_share_a_run_directory_are_an_error_before_anything_runs() {
     ] {
         let path = tmp.0.join("twice.toml");
         std::fs::write(&path, text).unwrap();
-        let err = ablate::load(&path).unwrap_err();
+        let err = ablate::load(&path).unwrap_err().to_string();
         assert!(err.contains("would share the run directory"), "{err}");
         assert!(err.contains(needle), "{needle}: {err}");
     }
@@ -434,7 +434,12 @@ fn cells_that_would_share_a_run_directory_are_an_error_before_anything_runs() {
     // [eval] is checked like `ordo eval`'s options.
     let path = tmp.0.join("bad-eval.toml");
     std::fs::write(&path, "tasks = [\"copy.toml\"]\n[eval]\nexamples = 0\n").unwrap();
-    assert!(ablate::load(&path).unwrap_err().contains("eval.examples"));
+    assert!(
+        ablate::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("eval.examples")
+    );
 }
 
 #[test]
@@ -459,7 +464,9 @@ fn slurm_array_variables_give_the_shard() {
         ("SLURM_ARRAY_TASK_MAX", "3"),
     ]));
     assert_eq!(shard.unwrap(), (1, 4));
-    let err = ablate::slurm_shard(env(&[("SLURM_ARRAY_TASK_COUNT", "4")])).unwrap_err();
+    let err = ablate::slurm_shard(env(&[("SLURM_ARRAY_TASK_COUNT", "4")]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("SLURM_ARRAY_TASK_ID is not set"), "{err}");
     // Ids with gaps (--array=1,5) cannot be numbered 1..=n.
     let err = ablate::slurm_shard(env(&[
@@ -468,6 +475,7 @@ fn slurm_array_variables_give_the_shard() {
         ("SLURM_ARRAY_TASK_MIN", "1"),
         ("SLURM_ARRAY_TASK_MAX", "5"),
     ]))
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("consecutive"), "{err}");
 }

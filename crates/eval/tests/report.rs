@@ -362,7 +362,7 @@ fn plots_per_task_and_variant_are_valid_pngs_and_svgs_with_every_encoding() {
         }
     }
     let order = ordo_model::PositionalEncodingConfig::KINDS;
-    let path = write_report(&dir, &spec(&order, &["reverse", "copy"]), &cells).unwrap();
+    let path = write_report(&dir, &spec(order, &["reverse", "copy"]), &cells).unwrap();
     let md = std::fs::read_to_string(path).unwrap();
     // The note on symmetric ALiBi heads the two encoder groups only.
     assert_eq!(md.matches("cannot tell left from right").count(), 2);

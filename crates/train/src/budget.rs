@@ -36,7 +36,7 @@ impl Estimate {
 
 /// The sizes an estimate needs besides the config: the vocabulary, and the model positions of
 /// the longest training and evaluated sequences (`None`: too large to count).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sizes {
     pub vocab: u64,
     pub train_positions: Option<u64>,
@@ -117,9 +117,9 @@ pub fn estimate(config: &RunConfig, sizes: Sizes) -> Option<Estimate> {
 
 /// The memory a run may use: `ORDO_MEMORY_LIMIT` if set (`off` = no limit), else the memory
 /// the system reports available. `Ok(None)`: no limit.
-pub fn limit() -> Result<Option<u64>, String> {
+pub fn limit() -> Result<Option<u64>, BudgetError> {
     match std::env::var("ORDO_MEMORY_LIMIT") {
-        Ok(text) => parse_size(&text).map_err(|e| format!("ORDO_MEMORY_LIMIT: {e}")),
+        Ok(text) => parse_size(&text).map_err(BudgetError::Limit),
         Err(_) => Ok(available_memory()),
     }
 }
@@ -133,12 +133,12 @@ pub fn available_memory() -> Option<u64> {
 }
 
 /// `off`, a number of bytes, or a number with `K`, `M`, `G` or `T` (powers of 1024).
-pub fn parse_size(text: &str) -> Result<Option<u64>, String> {
+pub fn parse_size(text: &str) -> Result<Option<u64>, SizeError> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    let bad = || format!("expected `off` or a size such as 64G, 512M or 1000000, got {text:?}");
+    let bad = || SizeError(text.to_string());
     let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
         Some((i, _)) => (&text[..i], &text[i..]),
         None => (text, ""),
@@ -175,39 +175,64 @@ pub fn show_bytes(bytes: u64) -> String {
 }
 
 /// Refuses `config` if its estimate exceeds `limit` (or cannot be computed).
-pub fn check(config: &RunConfig, sizes: Sizes, limit: Option<u64>) -> Result<Estimate, String> {
-    let advice = "make `model.d_model`, `model.n_layers`, `train.batch_size` or the task's lengths \
-                  smaller, or set ORDO_MEMORY_LIMIT=off (or a size such as 64G) to override";
+pub fn check(
+    config: &RunConfig,
+    sizes: Sizes,
+    limit: Option<u64>,
+) -> Result<Estimate, BudgetError> {
     let Some(estimate) = estimate(config, sizes) else {
-        return Err(format!(
-            "the model and data sizes are too large to even count (vocabulary {}, longest \
-             training sequence {}, longest evaluated sequence {} positions); {advice}",
-            sizes.vocab,
-            sizes
-                .train_positions
-                .map_or("> 2^64".into(), |t| t.to_string()),
-            sizes
-                .eval_positions
-                .map_or("> 2^64".into(), |t| t.to_string()),
-        ));
+        return Err(BudgetError::Uncountable(sizes));
     };
     if let Some(limit) = limit
         && estimate.peak() > limit
     {
-        return Err(format!(
-            "estimated peak memory {} exceeds the {} available ({} parameters; training: {} at \
-             batch {} x {} positions; evaluation: {} at {} positions); {advice}",
-            show_bytes(estimate.peak()),
-            show_bytes(limit),
-            estimate.parameters,
-            show_bytes(estimate.train_bytes),
-            config.train.batch_size,
-            estimate.train_positions,
-            show_bytes(estimate.eval_bytes),
-            estimate.eval_positions,
-        ));
+        return Err(BudgetError::TooLarge {
+            estimate,
+            limit,
+            batch_size: config.train.batch_size,
+        });
     }
     Ok(estimate)
+}
+
+const ADVICE: &str = "make `model.d_model`, `model.n_layers`, `train.batch_size` or the task's \
+                      lengths smaller, or set ORDO_MEMORY_LIMIT=off (or a size such as 64G) to \
+                      override";
+
+/// A size ([`parse_size`]) that is neither `off` nor a positive number of bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected `off` or a size such as 64G, 512M or 1000000, got {0:?}")]
+pub struct SizeError(pub String);
+
+/// A config refused for its size, or an unreadable limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BudgetError {
+    #[error("ORDO_MEMORY_LIMIT: {0}")]
+    Limit(SizeError),
+    #[error(
+        "the model and data sizes are too large to even count (vocabulary {}, longest training \
+         sequence {}, longest evaluated sequence {} positions); {ADVICE}",
+        .0.vocab,
+        .0.train_positions.map_or("> 2^64".into(), |t| t.to_string()),
+        .0.eval_positions.map_or("> 2^64".into(), |t| t.to_string()),
+    )]
+    Uncountable(Sizes),
+    #[error(
+        "estimated peak memory {} exceeds the {} available ({} parameters; training: {} at batch \
+         {batch_size} x {} positions; evaluation: {} at {} positions); {ADVICE}",
+        show_bytes(estimate.peak()),
+        show_bytes(*limit),
+        estimate.parameters,
+        show_bytes(estimate.train_bytes),
+        estimate.train_positions,
+        show_bytes(estimate.eval_bytes),
+        estimate.eval_positions,
+    )]
+    TooLarge {
+        estimate: Estimate,
+        limit: u64,
+        batch_size: usize,
+    },
 }
 
 #[cfg(test)]
@@ -262,7 +287,7 @@ mod tests {
             eval_positions: Some(8_000_000_000_004),
             ..sane
         };
-        let err = check(&config, huge, Some(1 << 40)).unwrap_err();
+        let err = check(&config, huge, Some(1 << 40)).unwrap_err().to_string();
         assert!(err.contains("too large to even count"), "{err}");
         // Large but countable: refused with the numbers, accepted without a limit.
         let big = Sizes {
@@ -270,7 +295,7 @@ mod tests {
             eval_positions: Some(400_000),
             ..sane
         };
-        let err = check(&config, big, Some(24 << 30)).unwrap_err();
+        let err = check(&config, big, Some(24 << 30)).unwrap_err().to_string();
         assert!(err.contains("exceeds the 24.0 GiB available"), "{err}");
         assert!(err.contains("ORDO_MEMORY_LIMIT"), "{err}");
         assert!(check(&config, big, None).is_ok());

@@ -294,10 +294,10 @@ impl RunConfig {
         self.train
             .validate()
             .map_err(|(k, m)| invalid(&format!("train.{k}"), m))?;
-        crate::device::parse(&self.device).map_err(|m| invalid("device", m))?;
+        crate::device::parse(&self.device).map_err(|e| invalid("device", e.to_string()))?;
         // Last: the sizes are known to be valid, and nothing has been allocated for them.
         self.check_memory(&generator, EVAL_FACTOR)
-            .map_err(|m| invalid("(sizes)", m))?;
+            .map_err(|e| invalid("(sizes)", e.to_string()))?;
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
             return Err(invalid(
                 "name",
@@ -313,7 +313,7 @@ impl RunConfig {
         &self,
         generator: &crate::tasks::Generator,
         eval_factor: usize,
-    ) -> Result<crate::budget::Estimate, String> {
+    ) -> Result<crate::budget::Estimate, crate::budget::BudgetError> {
         let (_, max_len) = self.task.train_lengths();
         let mode = self.model.mode;
         let eval_len = max_len.checked_mul(eval_factor);

@@ -7,16 +7,23 @@ pub const DEVICES: &str = "cpu, flex, ndarray, wgpu";
 
 /// `cpu` and `flex`: burn's flex CPU backend (the default); `ndarray`: burn's older CPU
 /// backend; `wgpu`: the GPU backend, when ordo is built with `--features wgpu`.
-pub fn parse(name: &str) -> Result<Device, String> {
+pub fn parse(name: &str) -> Result<Device, DeviceError> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
         #[allow(deprecated)] // kept selectable on purpose: the comparison is part of the product
         "ndarray" => Ok(Device::ndarray()),
         "wgpu" => wgpu(),
-        other => Err(format!(
-            "unknown device {other:?}; expected one of {DEVICES}"
-        )),
+        other => Err(DeviceError::Unknown(other.to_string())),
     }
+}
+
+/// A device name [`parse`] does not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("unknown device {0:?}; expected one of {DEVICES}")]
+    Unknown(String),
+    #[error("this ordo was built without GPU support; rebuild with `--features wgpu`")]
+    NoGpu,
 }
 
 /// Runs `f` on a worker thread of rayon's global pool, where burn's flex backend, its matrix
@@ -32,11 +39,11 @@ pub fn on_compute_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 }
 
 #[cfg(feature = "wgpu")]
-fn wgpu() -> Result<Device, String> {
+fn wgpu() -> Result<Device, DeviceError> {
     Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn wgpu() -> Result<Device, String> {
-    Err("this ordo was built without GPU support; rebuild with `--features wgpu`".into())
+fn wgpu() -> Result<Device, DeviceError> {
+    Err(DeviceError::NoGpu)
 }

@@ -380,18 +380,17 @@ pub fn check_vocab(
     config: &RunConfig,
     run: &RunDir,
     vocab: &Vocab,
-) -> Result<(), String> {
+) -> Result<(), crate::vocab::VocabError> {
     let (_, longest) = config.task.train_lengths();
     if let Some(token) = generator
         .symbols(longest)
         .into_iter()
         .find(|s| !vocab.contains(s))
     {
-        return Err(format!(
-            "{}: the run's vocabulary has no token {token:?}, which its task emits; the \
-             tokenizer or the task's inputs changed since training",
-            run.tokenizer().display()
-        ));
+        return Err(crate::vocab::VocabError::TaskToken {
+            path: run.tokenizer(),
+            token,
+        });
     }
     Ok(())
 }

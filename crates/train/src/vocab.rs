@@ -4,12 +4,40 @@
 //! (up to the longest evaluation length), in a fixed order, so ids never depend on the data seen.
 
 use ordo_model::checkpoint::write_atomic;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
 pub const PAD: &str = "[PAD]";
 pub const UNK: &str = "[UNK]";
 pub const MASK: &str = "[MASK]";
+
+/// A tokenizer ordo cannot use.
+///
+/// Like every error type in ordo, an inner error that the message already shows is a plain field,
+/// not a `#[source]`: `ordo` prints the whole chain (`{:#}`), which would repeat it.
+#[derive(Debug, thiserror::Error)]
+pub enum VocabError {
+    /// `[PAD]` or `[MASK]`.
+    #[error("the tokenizer has no {0} token")]
+    MissingToken(&'static str),
+    /// The tokenizers crate's message.
+    #[error("not a valid tokenizer.json: {0}")]
+    NotATokenizer(tokenizers::Error),
+    #[error("cannot add special tokens: {0}")]
+    AddSpecial(tokenizers::Error),
+    /// A run's vocabulary lacks a token its task emits ([`crate::trainer::check_vocab`]).
+    #[error(
+        "{}: the run's vocabulary has no token {token:?}, which its task emits; the tokenizer or \
+         the task's inputs changed since training",
+        path.display()
+    )]
+    TaskToken { path: PathBuf, token: String },
+    #[error("{}: {error}", path.display())]
+    InFile {
+        path: PathBuf,
+        error: Box<VocabError>,
+    },
+}
 
 /// A tokenizer plus the ids the trainer needs.
 #[derive(Clone)]
@@ -60,12 +88,8 @@ impl Vocab {
     }
 
     /// Wraps a tokenizer, which must know `[PAD]` and `[MASK]`.
-    pub fn from_tokenizer(tokenizer: Tokenizer) -> Result<Self, String> {
-        let id = |t: &str| {
-            tokenizer
-                .token_to_id(t)
-                .ok_or_else(|| format!("the tokenizer has no {t} token"))
-        };
+    pub fn from_tokenizer(tokenizer: Tokenizer) -> Result<Self, VocabError> {
+        let id = |t: &'static str| tokenizer.token_to_id(t).ok_or(VocabError::MissingToken(t));
         Ok(Self {
             pad: id(PAD)?,
             mask: id(MASK)?,
@@ -75,15 +99,19 @@ impl Vocab {
     }
 
     /// Loads a `tokenizer.json` (a run's own, which has every token it needs).
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, VocabError> {
         Self::load_adding(path, &[])
     }
 
     /// Loads a `tokenizer.json`, adding `[PAD]`, `[MASK]` and `extra` tokens it lacks as special
     /// tokens (for a user's tokenizer; language modelling adds `[EOS]`).
-    pub fn load_adding(path: &Path, extra: &[&str]) -> Result<Self, String> {
-        let mut tokenizer = Tokenizer::from_file(path)
-            .map_err(|e| format!("{}: not a valid tokenizer.json: {e}", path.display()))?;
+    pub fn load_adding(path: &Path, extra: &[&str]) -> Result<Self, VocabError> {
+        let in_file = |error| VocabError::InFile {
+            path: path.to_path_buf(),
+            error: Box::new(error),
+        };
+        let mut tokenizer =
+            Tokenizer::from_file(path).map_err(|e| in_file(VocabError::NotATokenizer(e)))?;
         let missing: Vec<tokenizers::AddedToken> = [PAD, MASK]
             .iter()
             .chain(extra)
@@ -93,9 +121,9 @@ impl Vocab {
         if !missing.is_empty() {
             tokenizer
                 .add_special_tokens(missing)
-                .map_err(|e| format!("{}: cannot add special tokens: {e}", path.display()))?;
+                .map_err(|e| in_file(VocabError::AddSpecial(e)))?;
         }
-        Self::from_tokenizer(tokenizer).map_err(|e| format!("{}: {e}", path.display()))
+        Self::from_tokenizer(tokenizer).map_err(in_file)
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
@@ -161,7 +189,7 @@ mod tests {
         assert_eq!(back.id("never-seen"), back.id(UNK));
         assert!(!back.contains("never-seen") && back.contains("s3"));
         std::fs::write(&path, "{ not json").unwrap();
-        let err = Vocab::load(&path).unwrap_err();
+        let err = Vocab::load(&path).unwrap_err().to_string();
         assert!(err.contains("tokenizer.json"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }

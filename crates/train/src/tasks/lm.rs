@@ -16,7 +16,7 @@
 //! retrained one agree.
 use super::{Example, Generate, Headline, Task, TaskConfigError};
 use crate::rng::Rng;
-use crate::vocab::Vocab;
+use crate::vocab::{Vocab, VocabError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -225,7 +225,7 @@ impl Generate for Loaded {
 
     /// The tokenizer file's vocabulary (plus [`EOS`]), the trained BPE's (which has every
     /// special token already), or the corpus's words.
-    fn vocab(&self, max_eval_len: usize) -> Result<Vocab, String> {
+    fn vocab(&self, max_eval_len: usize) -> Result<Vocab, VocabError> {
         match (&self.tokenizer_file, &self.corpus.trained) {
             (Some(file), _) => Vocab::load_adding(file, &[EOS]),
             (None, Some(trained)) => Vocab::from_tokenizer(trained.clone()),

@@ -46,7 +46,7 @@
 //! 4. An example config in `configs/` and a row in the README's table of tasks.
 
 use crate::rng::Rng;
-use crate::vocab::Vocab;
+use crate::vocab::{Vocab, VocabError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -189,7 +189,7 @@ pub trait Generate: std::fmt::Debug + Send + Sync {
     fn vocab_estimate(&self, max_eval_len: usize) -> u64;
 
     /// The vocabulary a new run trains with: word-level over [`Generate::symbols`] by default.
-    fn vocab(&self, max_eval_len: usize) -> Result<Vocab, String> {
+    fn vocab(&self, max_eval_len: usize) -> Result<Vocab, VocabError> {
         Ok(Vocab::word_level(&self.symbols(max_eval_len)))
     }
 
@@ -448,7 +448,7 @@ impl Generator {
     }
 
     /// The vocabulary a new run trains with, covering evaluations up to `max_eval_len`.
-    pub fn vocab(&self, max_eval_len: usize) -> Result<Vocab, String> {
+    pub fn vocab(&self, max_eval_len: usize) -> Result<Vocab, VocabError> {
         self.task.vocab(max_eval_len)
     }
 
