@@ -372,3 +372,38 @@ fn embedding_std_defaults_to_one_unwritten_and_must_be_positive() {
         assert_eq!(config.validate().unwrap_err().field, "embedding_std");
     }
 }
+
+#[test]
+fn randomized_positions_reach_the_model_and_bound_its_lengths() {
+    let dev = Device::flex();
+    let rows = [vec![1, 2, 3, 4, 5, 6]];
+    for &kind in PositionalEncodingConfig::KINDS {
+        let plain = config(kind, AttentionMode::Causal);
+        let mut randomized = plain.clone();
+        randomized.encoding.randomized_positions = Some(16);
+        // Same seed, same weights (drawn lazily, at the first forward pass, so each model is
+        // run right after seeding): only the positions differ.
+        dev.seed(7);
+        let a = plain.init(VOCAB, &dev);
+        let ya = values(a.forward(&batch(&rows, &dev)));
+        dev.seed(7);
+        let b = randomized.init(VOCAB, &dev);
+        let yb = values(b.forward(&batch(&rows, &dev)));
+        let gap = max_abs_diff(&ya, &yb);
+        if kind == "none" {
+            assert!(gap < 1e-6, "none reads no position: {gap}");
+        } else {
+            assert!(gap > 1e-4, "{kind} ignores randomized positions ({gap})");
+        }
+        // The draw is a function of the batch: the same batch, the same output.
+        let again = values(b.forward(&batch(&rows, &dev)));
+        assert_eq!(yb, again, "{kind}");
+        // Positions come from 0..16: 16 tokens fit, 17 do not, and the reason says why.
+        assert!(b.supports(16), "{kind}");
+        let reason = b.unsupported(17).expect("17 > 16");
+        assert!(
+            reason.contains("randomized positions") && reason.contains("0..16"),
+            "{reason}"
+        );
+    }
+}

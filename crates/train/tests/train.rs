@@ -265,6 +265,25 @@ fn a_short_copy_run_learns_and_resume_matches_an_uninterrupted_run() {
 }
 
 #[test]
+fn a_run_with_randomized_positions_resumes_exactly() {
+    // The positions are drawn from the batch's tokens, not from a generator that advances
+    // with each call: a resumed run retraces the uninterrupted one.
+    let dir = TempDir::new("randomized");
+    let set = ["train.steps=60", "model.encoding.randomized_positions=48"];
+    let whole = tiny(&dir, "whole", &set);
+    let summary = trainer::train(whole.clone(), &dir.0, Progress::Quiet).unwrap();
+    let split = tiny(&dir, "split", &set);
+    trainer::train_until(split.clone(), &dir.0, Progress::Quiet, Some(30)).unwrap();
+    let resumed = trainer::resume(&split.run_dir(), Progress::Quiet).unwrap();
+    assert_eq!(resumed.valid, summary.valid);
+    assert_eq!(losses(&split.run_dir()), losses(&whole.run_dir()));
+    // And the option changes training: the same run without it logs other losses.
+    let plain = tiny(&dir, "plain", &set[..1]);
+    trainer::train(plain.clone(), &dir.0, Progress::Quiet).unwrap();
+    assert_ne!(losses(&plain.run_dir()), losses(&whole.run_dir()));
+}
+
+#[test]
 fn the_shipped_corpus_is_the_grammar_corpus_for_seed_0() {
     let shipped = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
