@@ -117,40 +117,27 @@ impl Generate for Drawn {
     }
 }
 
-impl Task for CopyTask {
-    fn train_lengths(&self) -> (usize, usize) {
-        (self.0.min_len, self.0.max_len)
-    }
-    fn example_size(&self, len: usize) -> Option<(usize, usize)> {
-        same_length(len)
-    }
-    fn load(&self, _base_dir: &Path) -> Result<Arc<dyn Generate>, TaskConfigError> {
-        Drawn::load(&self.0, copy_of)
-    }
+/// `copy`, `reverse` and `sort` differ only in the answer they draw for the same symbols.
+macro_rules! drawn_task {
+    ($($task:ty => $answer:expr),* $(,)?) => {$(
+        impl Task for $task {
+            fn train_lengths(&self) -> (usize, usize) {
+                (self.0.min_len, self.0.max_len)
+            }
+            fn example_size(&self, len: usize) -> Option<(usize, usize)> {
+                same_length(len)
+            }
+            fn load(&self, _base_dir: &Path) -> Result<Arc<dyn Generate>, TaskConfigError> {
+                Drawn::load(&self.0, $answer)
+            }
+        }
+    )*};
 }
 
-impl Task for ReverseTask {
-    fn train_lengths(&self) -> (usize, usize) {
-        (self.0.min_len, self.0.max_len)
-    }
-    fn example_size(&self, len: usize) -> Option<(usize, usize)> {
-        same_length(len)
-    }
-    fn load(&self, _base_dir: &Path) -> Result<Arc<dyn Generate>, TaskConfigError> {
-        Drawn::load(&self.0, reverse_of)
-    }
-}
-
-impl Task for SortTask {
-    fn train_lengths(&self) -> (usize, usize) {
-        (self.0.min_len, self.0.max_len)
-    }
-    fn example_size(&self, len: usize) -> Option<(usize, usize)> {
-        same_length(len)
-    }
-    fn load(&self, _base_dir: &Path) -> Result<Arc<dyn Generate>, TaskConfigError> {
-        Drawn::load(&self.0, sort_of)
-    }
+drawn_task! {
+    CopyTask => copy_of,
+    ReverseTask => reverse_of,
+    SortTask => sort_of,
 }
 
 /// `position` loaded.
