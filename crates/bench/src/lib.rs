@@ -103,6 +103,7 @@ pub fn model_config(
         mode: ordo_model::AttentionMode::Causal,
         tie_embeddings: false,
         embedding_std: 1.0,
+        qk_bias_std: None,
         encoding,
     };
     config.validate()?;

@@ -110,6 +110,18 @@ pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Encodi
     }
 }
 
+/// Checks an optional initialisation std (`init_std` of the learned relative tables): absent,
+/// or a positive finite number.
+pub(crate) fn check_init_std(std: Option<f64>) -> Result<(), EncodingConfigError> {
+    match std {
+        Some(s) if !(s > 0.0 && s.is_finite()) => Err(invalid(
+            "init_std",
+            format!("expected a positive number, got {s}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A scheme's config: what builds, checks and sizes it. One implementation per scheme file.
 pub trait Scheme {
     /// The module it builds.
@@ -423,7 +435,8 @@ mod tests {
             parse("kind = \"t5\"").unwrap(),
             SchemeConfig::T5(t5::T5Config {
                 num_buckets: 32,
-                max_distance: 128
+                max_distance: 128,
+                init_std: None,
             })
             .into()
         );
@@ -591,5 +604,64 @@ mod tests {
         // Unknown keys are still refused beside the shared option.
         let err = parse("kind = \"t5\"\nrandomized_positions = 8\nbogus = 1").unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    /// The spread of the learned relative tables at initialisation: the convention when
+    /// `init_std` is absent (HF T5 `d_model^-1/2`, BERT-style 0.02 for Shaw), the given std when
+    /// present, and nothing else about the scheme changes.
+    #[test]
+    fn init_std_sets_the_relative_tables_spread() {
+        fn spread(v: &[f32]) -> f64 {
+            let n = v.len() as f64;
+            let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+            (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        }
+        let dims = EncodingDims {
+            d_model: 64,
+            n_heads: 16,
+            n_layers: 2,
+            mode: AttentionMode::Bidirectional,
+        };
+        let dev = Device::flex();
+        // 1024 (t5: 64 buckets x 16 heads) and 2 x 2112 (shaw) draws: the sample std is
+        // within 5 % of σ at 2 standard errors, 20 % is a wide margin.
+        for (text, want) in [
+            ("kind = \"t5\"\nnum_buckets = 64", 64f64.powf(-0.5)),
+            ("kind = \"t5\"\nnum_buckets = 64\ninit_std = 3.0", 3.0),
+            ("kind = \"shaw\"\nmax_distance = 32", shaw::DEFAULT_INIT_STD),
+            ("kind = \"shaw\"\nmax_distance = 32\ninit_std = 1.0", 1.0),
+        ] {
+            let config = parse(text).unwrap();
+            config.validate(&dims).unwrap();
+            let drawn = match config.init(&dims, &dev) {
+                PositionalEncoding::T5(t5) => values(t5.table.val()),
+                PositionalEncoding::Shaw(shaw) => {
+                    let mut v = values(shaw.keys.val());
+                    v.extend(values(shaw.values.expect("values").val()));
+                    v
+                }
+                _ => unreachable!("{text}"),
+            };
+            let got = spread(&drawn);
+            assert!(
+                (got / want - 1.0).abs() < 0.2,
+                "{text}: std {got}, want {want}"
+            );
+            // Absent is not written out: a resolved config reads as it always did.
+            let written = toml::to_string(&config).unwrap();
+            assert_eq!(
+                written.contains("init_std"),
+                text.contains("init_std"),
+                "{written}"
+            );
+        }
+        for kind in ["t5", "shaw"] {
+            for bad in ["0.0", "-1.0", "nan", "inf"] {
+                let config = parse(&format!("kind = \"{kind}\"\ninit_std = {bad}")).unwrap();
+                let err = config.validate(&dims).unwrap_err();
+                assert_eq!(err.field, "init_std", "{kind} {bad}");
+                assert!(err.message.contains("positive"), "{}", err.message);
+            }
+        }
     }
 }

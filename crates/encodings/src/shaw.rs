@@ -15,7 +15,11 @@
 //! [`ordo_kernels::relative_gather`] / [`ordo_kernels::relative_scatter`] (each the other's
 //! backward). All of it reaches the model through one hook, [`Positional::relative`]. Elsewhere (ndarray, wgpu) both are contractions with the one-hot map
 //! `O[i, j, r] = 1` iff `clip(j - i) + k = r`, built once per forward: batched matmuls.
-//! Tables are initialised N(0, 0.02²) like BERT-style relative embeddings.
+//! Tables are initialised N(0, 0.02²) like BERT-style relative embeddings, or N(0, `init_std`²).
+//! At 0.02 the offset term `q·a^K` is tiny, so an encoder's attention starts out blind to
+//! position; on `bigram_shift` (one bit per sentence) it then never leaves chance, while
+//! `init_std = 1` learns it (0.52 -> 1.00; `notes/bigram-encoder.md`). A decoder gets order from
+//! its causal mask and does not need it.
 
 use crate::figure::{Figure, Heatmap, View};
 use crate::{
@@ -36,6 +40,9 @@ pub struct ShawConfig {
     /// Whether the value term `a^V` is used (the paper's full method) or keys only.
     #[serde(default = "default_true")]
     pub values: bool,
+    /// Std of the tables' initialisation; absent = 0.02 (BERT-style relative embeddings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_std: Option<f64>,
 }
 
 fn default_k() -> usize {
@@ -50,6 +57,7 @@ impl Default for ShawConfig {
         Self {
             max_distance: default_k(),
             values: default_true(),
+            init_std: None,
         }
     }
 }
@@ -64,11 +72,12 @@ impl Scheme for ShawConfig {
                 "expected a clipping distance k >= 1",
             ));
         }
-        Ok(())
+        crate::check_init_std(self.init_std)
     }
 
     fn init(&self, dims: &EncodingDims, device: &Device) -> Shaw {
-        Shaw::new(self.max_distance, self.values, dims, device)
+        let std = self.init_std.unwrap_or(DEFAULT_INIT_STD);
+        Shaw::new(self.max_distance, self.values, std, dims, device)
     }
 
     fn parameters(&self, dims: &EncodingDims) -> Option<u64> {
@@ -98,11 +107,20 @@ pub fn label(i: usize, j: usize, k: usize) -> usize {
     (rel + k as i64) as usize
 }
 
+/// BERT-style relative embeddings' initialisation std.
+pub const DEFAULT_INIT_STD: f64 = 0.02;
+
 impl Shaw {
-    pub fn new(k: usize, values: bool, dims: &EncodingDims, device: &Device) -> Self {
+    pub fn new(
+        k: usize,
+        values: bool,
+        init_std: f64,
+        dims: &EncodingDims,
+        device: &Device,
+    ) -> Self {
         let init = Initializer::Normal {
             mean: 0.0,
-            std: 0.02,
+            std: init_std,
         };
         let shape = [dims.n_layers, 2 * k + 1, dims.d_head()];
         Self {
@@ -299,7 +317,7 @@ mod tests {
             n_layers: 2,
             mode: AttentionMode::Bidirectional,
         };
-        let shaw = Shaw::new(2, true, &dims, &dev);
+        let shaw = Shaw::new(2, true, DEFAULT_INIT_STD, &dims, &dev);
         let (b, h, t, dh) = (2, 2, 7, 4);
         let q = Tensor::<4>::random(
             [b, h, t, dh],

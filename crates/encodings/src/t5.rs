@@ -8,8 +8,14 @@
 //! the last bucket. That saturation is what lets T5 run at any length.
 //!
 //! Convention choices: the bias is added after the usual `1/√dh` scaling (T5 itself does not
-//! scale logits; x-transformers scales and adds); the table is initialised N(0, d_model^-1/2) as
-//! HF does with `factor = 1`.
+//! scale logits; x-transformers scales and adds); the table is initialised N(0, σ²) with
+//! σ = d_model^-1/2 as HF does with `factor = 1`, or `init_std`.
+//!
+//! `init_std`: with HF's σ (0.125 at d_model 64) neighbouring buckets differ by a fraction of a
+//! logit, so attention starts out almost blind to position; a decoder gets order from its causal
+//! mask anyway, but an encoder trained on one bit per sentence (`bigram_shift`) then never leaves
+//! chance. σ = 3 makes each head start out attending to a few offsets, which it learns from
+//! (encoder bigram shift 0.52 -> 0.95-0.98; `notes/bigram-encoder.md`).
 
 use crate::figure::{self, Figure, Heatmap, View};
 use crate::{
@@ -31,6 +37,9 @@ pub struct T5Config {
     /// Distance at which the logarithmic buckets saturate (128 in T5).
     #[serde(default = "default_max_distance")]
     pub max_distance: usize,
+    /// Std of the table's initialisation; absent = `d_model^-1/2` (HF T5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_std: Option<f64>,
 }
 
 fn default_buckets() -> usize {
@@ -45,6 +54,7 @@ impl Default for T5Config {
         Self {
             num_buckets: default_buckets(),
             max_distance: default_max_distance(),
+            init_std: None,
         }
     }
 }
@@ -53,7 +63,8 @@ impl Scheme for T5Config {
     type Module = T5Bias;
 
     fn validate(&self, dims: &EncodingDims) -> Result<(), EncodingConfigError> {
-        validate(self.num_buckets, self.max_distance, dims.mode)
+        validate(self.num_buckets, self.max_distance, dims.mode)?;
+        crate::check_init_std(self.init_std)
     }
 
     fn init(&self, dims: &EncodingDims, device: &Device) -> T5Bias {
@@ -61,7 +72,8 @@ impl Scheme for T5Config {
             self.num_buckets,
             self.max_distance,
             dims.n_heads,
-            dims.d_model,
+            self.init_std
+                .unwrap_or_else(|| (dims.d_model as f64).powf(-0.5)),
             dims.mode,
             device,
         )
@@ -142,13 +154,13 @@ impl T5Bias {
         num_buckets: usize,
         max_distance: usize,
         n_heads: usize,
-        d_model: usize,
+        init_std: f64,
         mode: AttentionMode,
         device: &Device,
     ) -> Self {
         let init = Initializer::Normal {
             mean: 0.0,
-            std: (d_model as f64).powf(-0.5),
+            std: init_std,
         };
         Self {
             table: init.init([num_buckets, n_heads], device),
@@ -310,7 +322,7 @@ mod tests {
     fn bias_is_the_table_read_at_the_bucket_and_shift_invariant() {
         let dev = Device::flex();
         for mode in [AttentionMode::Causal, AttentionMode::Bidirectional] {
-            let t5 = T5Bias::new(16, 32, 3, 12, mode, &dev);
+            let t5 = T5Bias::new(16, 32, 3, 12f64.powf(-0.5), mode, &dev);
             let table: Vec<f32> = t5.table.val().into_data().try_to_vec::<f32>().unwrap();
             let t = 40;
             let bias: Vec<f32> = t5.bias(t, &dev).into_data().try_to_vec::<f32>().unwrap();

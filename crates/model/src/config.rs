@@ -38,6 +38,14 @@ pub struct ModelConfig {
         skip_serializing_if = "is_default_embedding_std"
     )]
     pub embedding_std: f64,
+    /// Standard deviation of an N(0, σ²) initialisation of the query and key projections'
+    /// biases; absent (the default) keeps burn's `U(±1/√d)`. RoPE's only offset term that does
+    /// not depend on the words is `b_qᵀ R(j - i) b_k`, which that default makes ~0: a RoPE
+    /// encoder then starts out blind to position and, on one bit per sentence (`bigram_shift`),
+    /// never leaves chance; 1.5 lets it learn (`notes/bigram-encoder.md`). Other schemes are
+    /// unaffected in kind (a bias shifts every logit of a query alike without RoPE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qk_bias_std: Option<f64>,
     /// The positional encoding: `kind` plus that scheme's parameters.
     #[serde(default)]
     pub encoding: PositionalEncodingConfig,
@@ -70,6 +78,7 @@ impl Default for ModelConfig {
             mode: AttentionMode::Causal,
             tie_embeddings: false,
             embedding_std: default_embedding_std(),
+            qk_bias_std: None,
             encoding: PositionalEncodingConfig::default(),
         }
     }
@@ -131,6 +140,14 @@ impl ModelConfig {
             return err(
                 "embedding_std",
                 format!("expected a positive number, got {}", self.embedding_std),
+            );
+        }
+        if let Some(std) = self.qk_bias_std
+            && !(std > 0.0 && std.is_finite())
+        {
+            return err(
+                "qk_bias_std",
+                format!("expected a positive number, got {std}"),
             );
         }
         if !(0.0..1.0).contains(&self.dropout) {

@@ -6,7 +6,8 @@
 //! Initialisation (pinned): token embeddings N(0, 1), so each component has RMS 1 (Vaswani's
 //! `√d · N(0, 1/d)`; `embedding_std` in the config replaces the 1); absolute positional signals
 //! have per-component RMS 1/√2 (sinusoids by construction, learned tables by their init), so
-//! content and position start at comparable scale; linear layers use burn's Kaiming-uniform default; LayerNorm γ = 1, β = 0. A tied output
+//! content and position start at comparable scale; linear layers use burn's Kaiming-uniform default
+//! (`qk_bias_std` redraws the query/key biases N(0, σ²)); LayerNorm γ = 1, β = 0. A tied output
 //! head divides the logits by √d so that initial logits have unit scale.
 
 use crate::config::ModelConfig;
@@ -40,9 +41,18 @@ pub struct Attention {
 impl Attention {
     fn new(config: &ModelConfig, device: &Device) -> Self {
         let d = config.d_model;
+        // The biases are replaced only when `qk_bias_std` is set: a config without it builds
+        // exactly what it always did.
+        let mut query = LinearConfig::new(d, d).init(device);
+        let mut key = LinearConfig::new(d, d).init(device);
+        if let Some(std) = config.qk_bias_std {
+            let init = Initializer::Normal { mean: 0.0, std };
+            query.bias = Some(init.init([d], device));
+            key.bias = Some(init.init([d], device));
+        }
         Self {
-            query: LinearConfig::new(d, d).init(device),
-            key: LinearConfig::new(d, d).init(device),
+            query,
+            key,
             value: LinearConfig::new(d, d).init(device),
             out: LinearConfig::new(d, d).init(device),
             dropout: DropoutConfig::new(config.dropout).init(),

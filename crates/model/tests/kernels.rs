@@ -90,6 +90,7 @@ fn shaw_case(dev: &Device, clip: usize, values: bool, fused: bool, causal: bool)
         ordo_encodings::SchemeConfig::Shaw(ordo_encodings::shaw::ShawConfig {
             max_distance: clip,
             values,
+            init_std: None,
         })
         .into();
     let PositionalEncoding::Shaw(mut shaw) = config.init(&dims, &dev) else {

@@ -5,7 +5,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use ordo_encodings::{AlibiDirection, PositionalEncoding, SchemeConfig};
 use ordo_model::{
-    AttentionMode, Batch, ModelConfig, PositionalEncodingConfig, masked_cross_entropy,
+    AttentionMode, Batch, ModelConfig, PositionalEncodingConfig, Transformer, masked_cross_entropy,
 };
 
 const VOCAB: usize = 12;
@@ -172,6 +172,7 @@ fn fused_inference_attention_matches_the_explicit_softmax() {
             SchemeConfig::Shaw(ordo_encodings::shaw::ShawConfig {
                 max_distance: 4,
                 values: false,
+                init_std: None,
             })
             .into();
         let encodings = PositionalEncodingConfig::KINDS
@@ -370,6 +371,90 @@ fn embedding_std_defaults_to_one_unwritten_and_must_be_positive() {
             ..ModelConfig::default()
         };
         assert_eq!(config.validate().unwrap_err().field, "embedding_std");
+    }
+}
+
+/// `qk_bias_std` draws the query and key biases N(0, σ²) in place of burn's default (the weights
+/// drawn before the first of them are the same for a seed); absent, it is not written out.
+#[test]
+fn qk_bias_std_redraws_only_the_query_and_key_biases() {
+    fn spread(v: &[f32]) -> f64 {
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    }
+    /// Every float parameter of a model by its path (`blocks.0.attn.query.bias`).
+    fn params(model: &Transformer) -> Vec<(String, Vec<f32>)> {
+        #[derive(Default)]
+        struct Collect {
+            path: Vec<String>,
+            found: Vec<(String, Vec<f32>)>,
+        }
+        impl burn::module::ModuleVisitor for Collect {
+            fn enter_module(&mut self, name: &str, _container: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _name: &str, _container: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                let values = param.val().to_data().try_to_vec::<f32>().unwrap();
+                self.found.push((self.path.join("."), values));
+            }
+        }
+        let mut collect = Collect::default();
+        model.visit(&mut collect);
+        collect.found
+    }
+    let dev = Device::flex();
+    let plain = config("rope", AttentionMode::Bidirectional);
+    let default: ModelConfig = toml::from_str("").unwrap();
+    assert_eq!(default.qk_bias_std, None);
+    assert!(!toml::to_string(&plain).unwrap().contains("qk_bias_std"));
+    let biased = ModelConfig {
+        qk_bias_std: Some(1.5),
+        ..plain.clone()
+    };
+    assert!(
+        toml::to_string(&biased)
+            .unwrap()
+            .contains("qk_bias_std = 1.5")
+    );
+    dev.seed(3);
+    let a = params(&plain.init(VOCAB, &dev));
+    dev.seed(3);
+    let b = params(&biased.init(VOCAB, &dev));
+    assert_eq!(a.len(), b.len());
+    let is_qk_bias = |path: &str| path.ends_with("query.bias") || path.ends_with("key.bias");
+    let (mut a_bias, mut b_bias) = (Vec::new(), Vec::new());
+    let mut before_first_bias = true;
+    for ((pa, va), (pb, vb)) in a.iter().zip(&b) {
+        assert_eq!(pa, pb);
+        if is_qk_bias(pa) {
+            before_first_bias = false;
+            a_bias.extend(va);
+            b_bias.extend(vb);
+        } else if before_first_bias {
+            // The token embeddings and the first query weights: same seed, same draws.
+            assert_eq!(va, vb, "{pa}");
+        }
+    }
+    let d = plain.d_model;
+    assert_eq!(a_bias.len(), 4 * d, "2 layers x (query, key) x d_model");
+    // burn's default is at most U(±1/√d) (std 1/√(3d), 0.10 at d = 32); against 4d draws of
+    // N(0, 1.5²), whose sample std is within 20 % of 1.5 by over 3 standard errors.
+    let (sa, sb) = (spread(&a_bias), spread(&b_bias));
+    assert!(sa < 1.0 / (d as f64).sqrt(), "default bias std {sa}");
+    assert!(
+        (sb / 1.5 - 1.0).abs() < 0.2,
+        "qk_bias_std 1.5 gave std {sb}"
+    );
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let config = ModelConfig {
+            qk_bias_std: Some(bad),
+            ..ModelConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field, "qk_bias_std");
     }
 }
 
