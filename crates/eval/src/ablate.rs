@@ -5,6 +5,8 @@
 //! description = "All encodings on copy and reverse"
 //! tasks = ["../configs/copy.toml", "../configs/reverse.toml"]   # relative to this file
 //! encodings = ["none", "sinusoidal", "learned", "t5", "shaw", "rope", "alibi"]
+//! # an entry may also be a scheme with parameters, named `kind(key=value, ...)` in the report:
+//! # encodings = ["t5", { kind = "t5", init_std = 3.0 }, { kind = "alibi", direction = "asymmetric" }]
 //! seeds = [0, 1, 2]
 //! [set]                      # overrides for every cell
 //! "train.steps" = 800
@@ -53,9 +55,9 @@ pub struct ExperimentSpec {
     pub description: String,
     /// Base run configs, one per task, relative to the experiment file.
     pub tasks: Vec<PathBuf>,
-    /// Encoding kinds (`model.encoding.kind`).
+    /// Encodings: a kind (`model.encoding.kind`) or a table of a kind and its parameters.
     #[serde(default = "all_encodings")]
-    pub encodings: Vec<String>,
+    pub encodings: Vec<EncodingEntry>,
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
     /// Overrides applied to every cell: dotted key -> value.
@@ -75,11 +77,89 @@ fn one_job() -> usize {
     1
 }
 
-fn all_encodings() -> Vec<String> {
+fn all_encodings() -> Vec<EncodingEntry> {
     ordo_model::PositionalEncodingConfig::KINDS
         .iter()
-        .map(|s| s.to_string())
+        .map(|s| EncodingEntry::Kind(s.to_string()))
         .collect()
+}
+
+/// One entry of `encodings`: `"t5"`, or `{ kind = "t5", init_std = 3.0 }` (the scheme's
+/// parameters, each set as `model.encoding.<key>` on top of the task's config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EncodingEntry {
+    Kind(String),
+    Table(toml::Table),
+}
+
+impl EncodingEntry {
+    /// The scheme's kind, checked to be one ordo knows.
+    fn kind(&self) -> Result<&str, String> {
+        let kind = match self {
+            EncodingEntry::Kind(kind) => kind.as_str(),
+            EncodingEntry::Table(table) => match table.get("kind") {
+                Some(toml::Value::String(kind)) => kind.as_str(),
+                Some(other) => {
+                    return Err(format!(
+                        "`encodings`: expected `kind` to be a string, got {other}"
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "`encodings`: the entry {} has no `kind`",
+                        toml_value(&toml::Value::Table(table.clone()))
+                    ));
+                }
+            },
+        };
+        if ordo_model::PositionalEncodingConfig::KINDS.contains(&kind) {
+            Ok(kind)
+        } else {
+            Err(format!(
+                "`encodings`: unknown encoding {kind:?}; expected one of {}",
+                ordo_model::PositionalEncodingConfig::KINDS.join(", ")
+            ))
+        }
+    }
+
+    /// The parameters besides `kind`, in key order.
+    fn parameters(&self) -> Vec<(&String, &toml::Value)> {
+        match self {
+            EncodingEntry::Kind(_) => Vec::new(),
+            EncodingEntry::Table(table) => table.iter().filter(|(k, _)| *k != "kind").collect(),
+        }
+    }
+
+    /// Its name in cell ids and the report: the kind, followed by its parameters as
+    /// `(key=value, ...)` when it has any (`alibi(direction=asymmetric)`).
+    pub fn label(&self) -> String {
+        let kind = match self {
+            EncodingEntry::Kind(kind) => kind.clone(),
+            EncodingEntry::Table(table) => table.get("kind").map(plain).unwrap_or_default(),
+        };
+        let parameters = self.parameters();
+        if parameters.is_empty() {
+            return kind;
+        }
+        let list: Vec<String> = parameters
+            .iter()
+            .map(|(k, v)| format!("{k}={}", plain(v)))
+            .collect();
+        format!("{kind}({})", list.join(", "))
+    }
+
+    /// The `--set` assignments that select it.
+    fn overrides(&self) -> Vec<String> {
+        let kind = self.kind().unwrap_or_default();
+        let mut overrides = vec![format!("model.encoding.kind={kind}")];
+        overrides.extend(
+            self.parameters()
+                .iter()
+                .map(|(k, v)| format!("model.encoding.{k}={}", toml_value(v))),
+        );
+        overrides
+    }
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -365,15 +445,7 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
     }
     spec.eval.validate().map_err(|e| err(path, e))?;
     for e in &spec.encodings {
-        if !ordo_model::PositionalEncodingConfig::KINDS.contains(&e.as_str()) {
-            return Err(err(
-                path,
-                format!(
-                    "`encodings`: unknown encoding {e:?}; expected one of {}",
-                    ordo_model::PositionalEncodingConfig::KINDS.join(", ")
-                ),
-            ));
-        }
+        e.kind().map_err(|message| err(path, message))?;
     }
     let name = path
         .file_stem()
@@ -402,7 +474,8 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
             .to_string_lossy()
             .into_owned();
         for variant in combinations(&axes) {
-            for encoding in &spec.encodings {
+            for entry in &spec.encodings {
+                let encoding = &entry.label();
                 for &seed in &spec.seeds {
                     let mut id = format!("{stem}-{encoding}-s{seed}");
                     for (k, v) in &variant {
@@ -425,7 +498,7 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
                             .iter()
                             .map(|(k, v)| format!("{k}={}", toml_value(v))),
                     );
-                    overrides.push(format!("model.encoding.kind={encoding}"));
+                    overrides.extend(entry.overrides());
                     overrides.push(format!("seed={seed}"));
                     overrides.push(format!("name={id}"));
                     overrides.push(format!(
@@ -685,7 +758,12 @@ impl Experiment {
         ReportSpec {
             name: self.name.clone(),
             description: describe(&self.spec, self.cells.len()),
-            encodings_order: self.spec.encodings.clone(),
+            encodings_order: self
+                .spec
+                .encodings
+                .iter()
+                .map(EncodingEntry::label)
+                .collect(),
             tasks_order,
         }
     }
@@ -705,7 +783,11 @@ fn describe(spec: &ExperimentSpec, cells: usize) -> String {
     text.push_str(&format!(
         "Grid: {cells} cells = tasks {} x encodings {} x seeds {:?}",
         tasks.join(", "),
-        spec.encodings.join(", "),
+        spec.encodings
+            .iter()
+            .map(EncodingEntry::label)
+            .collect::<Vec<_>>()
+            .join(", "),
         spec.seeds
     ));
     for (k, v) in &spec.grid {

@@ -158,6 +158,12 @@ pub struct Point {
     pub interval: Option<Interval>,
 }
 
+/// The kind of an encoding's label: `t5` of `t5` and of `t5(init_std=3.0)` (an experiment's
+/// encoding with parameters, [`crate::ablate::EncodingEntry::label`]).
+pub fn kind_of(label: &str) -> &str {
+    label.split('(').next().unwrap_or(label)
+}
+
 /// One row of a table: an encoding in a (task, variant), over its seeds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -1159,7 +1165,7 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
         // What each scheme says about itself in an encoder (e.g. symmetric biases).
         let notes = ordo_model::PositionalEncodingConfig::KINDS
             .iter()
-            .filter(|&&kind| encoder && of_group.iter().any(|r| r.encoding == kind))
+            .filter(|&&kind| encoder && of_group.iter().any(|r| kind_of(&r.encoding) == kind))
             .filter_map(|kind| ordo_model::PositionalEncodingConfig::from_kind(kind, 1))
             .filter_map(|config| config.scheme.encoder_note());
         for note in notes {

@@ -479,3 +479,71 @@ fn slurm_array_variables_give_the_shard() {
     .to_string();
     assert!(err.contains("consecutive"), "{err}");
 }
+
+#[test]
+fn encodings_with_parameters_are_cells_of_their_own() {
+    let tmp = TempDir::new("ablate-entries");
+    write_base(&tmp.0);
+    let path = tmp.0.join("entries.toml");
+    std::fs::write(
+        &path,
+        "tasks = [\"copy.toml\"]\nencodings = [\"t5\", { kind = \"t5\", init_std = 3.0 }, \
+         { kind = \"rope\", base = 100.0, fraction = 0.5 }]\n",
+    )
+    .unwrap();
+    let experiment = ablate::load(&path).unwrap();
+    let ids: Vec<&str> = experiment
+        .cells
+        .iter()
+        .map(|c| c.info.id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "copy-t5-s0",
+            "copy-t5_init_std=3.0_-s0",
+            "copy-rope_base=100.0__fraction=0.5_-s0"
+        ]
+    );
+    let labels: Vec<&str> = experiment
+        .cells
+        .iter()
+        .map(|c| c.info.encoding.as_str())
+        .collect();
+    assert_eq!(
+        labels,
+        ["t5", "t5(init_std=3.0)", "rope(base=100.0, fraction=0.5)"]
+    );
+    // Each cell's config carries the entry's parameters on top of the task's config.
+    let written: Vec<String> = experiment
+        .cells
+        .iter()
+        .map(|c| toml::to_string(&c.config.model.encoding).unwrap())
+        .collect();
+    assert!(!written[0].contains("init_std"), "{}", written[0]);
+    assert!(written[1].contains("init_std = 3.0"), "{}", written[1]);
+    assert!(
+        written[2].contains("base = 100.0") && written[2].contains("fraction = 0.5"),
+        "{}",
+        written[2]
+    );
+    for label in labels {
+        assert!(["t5", "rope"].contains(&ordo_eval::report::kind_of(label)));
+    }
+    // A bad entry names itself (or its cell and key) in the error.
+    for (entries, needle) in [
+        ("[{ init_std = 3.0 }]", "no `kind`"),
+        ("[{ kind = 3 }]", "`kind` to be a string"),
+        ("[{ kind = \"xpos\" }]", "xpos"),
+        ("[{ kind = \"t5\", bogus = 1 }]", "bogus"),
+        ("[{ kind = \"t5\", init_std = -1.0 }]", "init_std"),
+    ] {
+        std::fs::write(
+            &path,
+            format!("tasks = [\"copy.toml\"]\nencodings = {entries}\n"),
+        )
+        .unwrap();
+        let err = ablate::load(&path).unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle:?} missing from {err}");
+    }
+}
