@@ -273,8 +273,9 @@ fn ablate(
         };
         println!("{}: {} cells{scope}", experiment.name, cells.len());
         let wanted = experiment.eval_options().record();
+        let width = cells.iter().map(|c| c.info.id.len()).max().unwrap_or(0);
         for cell in cells {
-            println!("  {:<48} {}", cell.info.id, cell.status(&wanted));
+            println!("  {:<width$} {}", cell.info.id, cell.status(&wanted));
         }
         return Ok(());
     }

@@ -170,6 +170,8 @@ pub struct Row {
     pub task: String,
     pub variant: Vec<(String, String)>,
     pub encoding: String,
+    /// Decoder or encoder (of the row's first cell).
+    pub mode: ordo_model::AttentionMode,
     /// Finished cells (seeds) of the row.
     pub seeds: usize,
     /// Training lengths `[min, L]` (of the row's first cell).
@@ -571,6 +573,7 @@ fn row_of(of_row: &[&CellResult]) -> Row {
         task: first.task.clone(),
         variant: first.variant.clone(),
         encoding: first.encoding.clone(),
+        mode: first.eval.mode,
         seeds: of_row.len(),
         train_min_len: first.eval.train_min_len,
         train_max_len: first.eval.train_max_len,
@@ -1158,10 +1161,10 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
             .filter(|r| r.task == g.task && r.variant == g.variant)
             .collect();
         let _ = writeln!(md, "## {}\n", md_escape(&group_title(&g.task, &g.variant)));
-        let encoder = g
-            .variant
+        // From the cells' evaluations: the mode may come from the base config or the grid.
+        let encoder = of_group
             .iter()
-            .any(|(k, v)| k == "model.mode" && v == "bidirectional");
+            .any(|r| r.mode == ordo_model::AttentionMode::Bidirectional);
         // What each scheme says about itself in an encoder (e.g. symmetric biases).
         let notes = ordo_model::PositionalEncodingConfig::KINDS
             .iter()

@@ -547,3 +547,34 @@ fn encodings_with_parameters_are_cells_of_their_own() {
         assert!(err.contains(needle), "{needle:?} missing from {err}");
     }
 }
+
+/// Every shipped config and experiment loads and validates (an experiment: every one of its
+/// cells), so that a change of a config key or an option cannot leave one broken.
+#[test]
+fn every_shipped_config_and_experiment_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let toml_files = |dir: &str| {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        files
+    };
+    let configs = toml_files("configs");
+    assert!(configs.len() >= 9, "{configs:?}");
+    for path in configs {
+        if let Err(e) = ordo_train::config::load(&path, &[]) {
+            panic!("{}: {e}", path.display());
+        }
+    }
+    let experiments = toml_files("experiments");
+    assert!(experiments.len() >= 9, "{experiments:?}");
+    for path in experiments {
+        match ablate::load(&path) {
+            Ok(experiment) => assert!(!experiment.cells.is_empty(), "{}", path.display()),
+            Err(e) => panic!("{}: {e}", path.display()),
+        }
+    }
+}

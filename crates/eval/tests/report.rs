@@ -345,17 +345,24 @@ fn plots_per_task_and_variant_are_valid_pngs_and_svgs_with_every_encoding() {
                         encoding: encoding.into(),
                         seed,
                         variant: vec![("model.mode".into(), variant.into())],
-                        eval: eval(task, encoding, seed, l, |n| {
-                            if learned && n > 2 * l {
-                                return None;
-                            }
-                            let decay = if n <= l {
-                                0.0
+                        eval: EvalReport {
+                            mode: if variant == "bidirectional" {
+                                AttentionMode::Bidirectional
                             } else {
-                                drop * (n - l) as f64 / l as f64
-                            };
-                            Some((base - shift - jitter - decay).clamp(0.0, 1.0))
-                        }),
+                                AttentionMode::Causal
+                            },
+                            ..eval(task, encoding, seed, l, |n| {
+                                if learned && n > 2 * l {
+                                    return None;
+                                }
+                                let decay = if n <= l {
+                                    0.0
+                                } else {
+                                    drop * (n - l) as f64 / l as f64
+                                };
+                                Some((base - shift - jitter - decay).clamp(0.0, 1.0))
+                            })
+                        },
                     });
                 }
             }
@@ -1272,4 +1279,40 @@ fn point_estimates_are_the_stored_bucket_means_to_the_last_bit() {
         );
         assert!(row.near.interval.is_some(), "{}", row.encoding);
     }
+}
+
+/// The notes a scheme gives about itself in an encoder head every encoder group, also when the
+/// mode is the base config's (no grid axis says it) and the encoding has parameters.
+#[test]
+fn encoder_notes_follow_the_cells_mode_and_the_encodings_kind() {
+    let dir = TempDir::new("notes");
+    let mut cells = Vec::new();
+    for (task, mode) in [
+        ("copy", AttentionMode::Bidirectional),
+        ("reverse", AttentionMode::Causal),
+    ] {
+        for encoding in ["none", "alibi(direction=asymmetric)"] {
+            cells.push(CellResult {
+                task: task.into(),
+                encoding: encoding.into(),
+                seed: 0,
+                variant: Vec::new(),
+                eval: EvalReport {
+                    mode,
+                    ..eval(task, encoding, 0, 4, |_| Some(0.5))
+                },
+            });
+        }
+    }
+    let order = ["none", "alibi(direction=asymmetric)"];
+    let path = write_report(&dir.0, &spec(&order, &["copy", "reverse"]), &cells).unwrap();
+    let md = std::fs::read_to_string(path).unwrap();
+    let copy = md.find("## copy").unwrap();
+    let reverse = md.find("## reverse").unwrap();
+    let note = md.find("Encoder: `alibi`").expect("the alibi note");
+    assert!(
+        copy < note && note < reverse,
+        "the note heads the encoder group only"
+    );
+    assert_eq!(md.matches("Encoder: ").count(), 1);
 }
