@@ -266,6 +266,17 @@ fn bad_input_gets_a_clear_error_and_no_panic() {
             "KIND:FACTOR",
         ),
         (&["inspect", "rope", "--decay-dims", "7"], "--decay-dims"),
+        (
+            &[
+                "inspect",
+                "alibi",
+                "--set",
+                "randomized_positions=8",
+                "--len",
+                "16",
+            ],
+            "shown at --len 16: `randomized_positions`",
+        ),
         (&["ablate", "x.toml", "--shard", "0/2"], "--shard"),
     ];
     for (args, needle) in cases {

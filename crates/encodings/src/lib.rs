@@ -360,7 +360,7 @@ impl PositionalEncodingConfig {
                 return Err(invalid(
                     "randomized_positions",
                     format!(
-                        "positions are drawn from 0..{n} but the longest training sequence has \
+                        "positions are drawn from 0..{n} but the longest sequence to place has \
                          {longest} tokens; expected at least {longest} (the paper uses the \
                          longest evaluated length)"
                     ),

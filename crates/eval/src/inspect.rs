@@ -112,9 +112,10 @@ pub enum InspectError {
         message: String,
     },
     /// The config cannot be sized to the length shown.
-    #[error("encoding `{kind}`: {error}")]
+    #[error("encoding `{kind}` shown at --len {len}: {error}")]
     Fit {
         kind: String,
+        len: usize,
         error: ordo_encodings::EncodingConfigError,
     },
     #[error("{}: {cause}", path.display())]
@@ -170,6 +171,7 @@ pub fn encoding_config(
         .fit_to_length(len)
         .map_err(|error| InspectError::Fit {
             kind: kind.to_string(),
+            len,
             error,
         })?;
     Ok(config)
