@@ -1412,13 +1412,23 @@ pub fn cell_summary(eval: &EvalReport) -> String {
     let l = eval.train_max_len;
     match eval.headline() {
         Headline::ExactMatch => {
-            let b = |k| show(bucket_value(eval, &values, k), 3);
-            format!(
-                "exact match in-dist {} near {} far {}",
-                b(Bucket::InDistribution),
-                b(Bucket::Near),
-                b(Bucket::Far)
-            )
+            // Buckets with no length measured (far with `max_factor = 2`) are left out: `n/a`
+            // says a scheme cannot represent a length, not that nobody asked.
+            let buckets = [
+                (
+                    Bucket::InDistribution,
+                    "in-dist",
+                    &eval.buckets.in_distribution,
+                ),
+                (Bucket::Near, "near", &eval.buckets.near),
+                (Bucket::Far, "far", &eval.buckets.far),
+            ];
+            let parts: Vec<String> = buckets
+                .into_iter()
+                .filter(|(_, _, mean)| mean.lengths > 0)
+                .map(|(k, name, _)| format!("{name} {}", show(bucket_value(eval, &values, k), 3)))
+                .collect();
+            format!("exact match {}", parts.join(" "))
         }
         Headline::Perplexity => {
             let at_l = value_at(eval, &values, l);

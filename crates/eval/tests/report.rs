@@ -1222,6 +1222,11 @@ fn evaluation_records_outcomes_that_agree_with_its_metrics() {
     assert!(!printed.contains("exact") && printed.contains("perplexity at L = 8"));
     let line = cell_summary(&copy);
     assert!(line.starts_with("exact match in-dist "), "{line}");
+    // A bucket nobody measured (no length in it) is left out of the line.
+    let old: EvalReport = serde_json::from_str(&OLD_EVAL_JSON.replace("TASK", "copy")).unwrap();
+    assert_eq!(old.buckets.far.lengths, 0);
+    let line = cell_summary(&old);
+    assert!(line.contains(" near ") && !line.contains("far"), "{line}");
 }
 
 /// The report's point estimates are what they were before intervals were added: the mean over
