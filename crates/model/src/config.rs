@@ -42,8 +42,9 @@ pub struct ModelConfig {
     /// biases; absent (the default) keeps burn's `U(±1/√d)`. RoPE's only offset term that does
     /// not depend on the words is `b_qᵀ R(j - i) b_k`, which that default makes ~0: a RoPE
     /// encoder then starts out blind to position and, on one bit per sentence (`bigram_shift`),
-    /// never leaves chance; 1.5 lets it learn (`notes/bigram-encoder.md`). Other schemes are
-    /// unaffected in kind (a bias shifts every logit of a query alike without RoPE).
+    /// never leaves chance; 1.5 lets it learn (`notes/bigram-encoder.md`). Without RoPE the
+    /// biases add nothing positional: `b_q·k_j`, a term per key's content, and terms the same for
+    /// every key of a query, which softmax ignores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qk_bias_std: Option<f64>,
     /// The positional encoding: `kind` plus that scheme's parameters.
