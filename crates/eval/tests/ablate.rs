@@ -5,22 +5,7 @@ use ordo_eval::extrapolation::{parse_scaling, scaling_name};
 use ordo_eval::{EvalOptions, evaluate_run};
 use std::path::{Path, PathBuf};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ordo-eval-{label}-{}", std::process::id()));
-        std::fs::remove_dir_all(&dir).ok();
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
+use ordo_train::testing::TempDir;
 
 const BASE: &str = r#"
 [model]

@@ -9,35 +9,10 @@ use ordo_eval::report::{
 use ordo_model::AttentionMode;
 use ordo_train::metrics::Metrics;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A fresh, empty directory, removed at the end of a passing test (kept when it fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("ordo-report-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() && std::env::var_os("ORDO_KEEP_TEST_OUTPUT").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
+use ordo_train::testing::TempDir;
 
 /// An evaluation with training lengths `[1, l]` over lengths `1..=4l`; `em(n)` is the exact
 /// match at length `n` (`None` = n/a).

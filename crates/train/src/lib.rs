@@ -6,5 +6,7 @@ pub mod metrics;
 pub mod rng;
 pub mod run_dir;
 pub mod tasks;
+#[doc(hidden)]
+pub mod testing;
 pub mod trainer;
 pub mod vocab;
