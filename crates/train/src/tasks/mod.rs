@@ -33,10 +33,10 @@
 //!      [`Generate::symbols`], [`Generate::vocab_estimate`] and `as_any`, plus the defaulted
 //!      methods that differ (shortest length, held-out data, evaluation lengths and sets);
 //!    - its own tests: hand-checked examples.
-//! 2. Five lines in this file: `pub mod NAME;`, a variant `Name(NAME::TheConfig)` of
-//!    [`TaskConfig`] (its snake_case name is the `kind` users write), and one arm each in
-//!    [`TaskConfig::kind`], [`TaskConfig::task`] and [`TaskConfig::task_mut`]. The three
-//!    matches are exhaustive: the compiler points at each.
+//! 2. Two lines in this file: `pub mod NAME;` and one line in the `tasks!` list,
+//!    `"name" => Name(NAME::TheConfig),` (`"name"` is the `kind` users write), which generates
+//!    the variant of [`TaskConfig`] and its arms in [`TaskConfig::kind`], [`TaskConfig::task`]
+//!    and [`TaskConfig::task_mut`].
 //! 3. Nothing in the trainer, the evaluator or the report. The tests at the bottom of this file
 //!    run every task whose fields all have defaults through the shared properties (exact
 //!    lengths, sizes counted without building, vocabulary coverage, determinism from a seed;
@@ -226,69 +226,60 @@ pub trait Generate: std::fmt::Debug + Send + Sync {
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
-/// The `[task]` table of a run configuration: one variant per task, each holding that task's
-/// config struct (fields, defaults and checks live in the task's file). Every field has a
-/// default except an `lm` corpus, so `kind = "copy"` alone is a valid task; unknown keys are
-/// rejected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TaskConfig {
+/// Generates [`TaskConfig`] (one variant per task, `kind` its name) and its dispatch from one
+/// list: a task is one line of it.
+macro_rules! tasks {
+    ($($(#[doc = $doc:literal])* $kind:literal => $variant:ident($config:ty),)*) => {
+        /// The `[task]` table of a run configuration: one variant per task, each holding that
+        /// task's config struct (fields, defaults and checks live in the task's file). Every
+        /// field has a default except an `lm` corpus, so `kind = "copy"` alone is a valid task;
+        /// unknown keys are rejected.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum TaskConfig {
+            $($(#[doc = $doc])* #[serde(rename = $kind)] $variant($config),)*
+        }
+
+        impl TaskConfig {
+            /// Every task's `kind`, in the order of the list.
+            pub const KINDS: &'static [&'static str] = &[$($kind),*];
+
+            /// The task's name as written in `kind = "..."`.
+            pub fn kind(&self) -> &'static str {
+                match self { $(Self::$variant(_) => $kind,)* }
+            }
+
+            /// The task behind the variant.
+            pub fn task(&self) -> &dyn Task {
+                match self { $(Self::$variant(t) => t,)* }
+            }
+
+            /// The task behind the variant, to change.
+            pub fn task_mut(&mut self) -> &mut dyn Task {
+                match self { $(Self::$variant(t) => t,)* }
+            }
+        }
+    };
+}
+
+tasks! {
     /// Prompt `x1 .. xn [SEP]`, answer `x1 .. xn`.
-    Copy(symbols::CopyTask),
+    "copy" => Copy(symbols::CopyTask),
     /// Prompt `x1 .. xn [SEP]`, answer `xn .. x1`.
-    Reverse(symbols::ReverseTask),
+    "reverse" => Reverse(symbols::ReverseTask),
     /// Prompt `x1 .. xn [SEP]`, answer the `x` sorted by symbol index (numerically).
-    Sort(symbols::SortTask),
+    "sort" => Sort(symbols::SortTask),
     /// Prompt `x1 .. xn [SEP] ik`, answer `x_k`.
-    Position(symbols::PositionTask),
+    "position" => Position(symbols::PositionTask),
     /// Prompt `w1 .. wn [SEP]`, answer `swapped` or `original` (see [`sentence`]).
-    BigramShift(sentence::BigramShift),
+    "bigram_shift" => BigramShift(sentence::BigramShift),
     /// Language modelling on a text file (see [`lm`]).
-    Lm(lm::Lm),
+    "lm" => Lm(lm::Lm),
     /// Prompt `w1 .. wn [SEP] agent|patient`, answer the main subject's or object's noun.
-    Agent(sentence::Agent),
+    "agent" => Agent(sentence::Agent),
 }
 
 impl TaskConfig {
-    /// The task's name as written in `kind = "..."`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TaskConfig::Copy(_) => "copy",
-            TaskConfig::Reverse(_) => "reverse",
-            TaskConfig::Sort(_) => "sort",
-            TaskConfig::Position(_) => "position",
-            TaskConfig::BigramShift(_) => "bigram_shift",
-            TaskConfig::Lm(_) => "lm",
-            TaskConfig::Agent(_) => "agent",
-        }
-    }
-
-    /// The task behind the variant.
-    pub fn task(&self) -> &dyn Task {
-        match self {
-            TaskConfig::Copy(t) => t,
-            TaskConfig::Reverse(t) => t,
-            TaskConfig::Sort(t) => t,
-            TaskConfig::Position(t) => t,
-            TaskConfig::BigramShift(t) => t,
-            TaskConfig::Lm(t) => t,
-            TaskConfig::Agent(t) => t,
-        }
-    }
-
-    /// The task behind the variant, to change.
-    pub fn task_mut(&mut self) -> &mut dyn Task {
-        match self {
-            TaskConfig::Copy(t) => t,
-            TaskConfig::Reverse(t) => t,
-            TaskConfig::Sort(t) => t,
-            TaskConfig::Position(t) => t,
-            TaskConfig::BigramShift(t) => t,
-            TaskConfig::Lm(t) => t,
-            TaskConfig::Agent(t) => t,
-        }
-    }
-
     /// `(min_len, max_len)`: the range of training lengths.
     pub fn train_lengths(&self) -> (usize, usize) {
         self.task().train_lengths()
@@ -512,6 +503,8 @@ mod tests {
             .map(String::from)
             .collect();
         assert!(kinds.len() >= 7, "{e}");
+        // The list the macro writes is the one serde reads.
+        assert_eq!(kinds, TaskConfig::KINDS, "{e}");
         kinds
     }
 
