@@ -395,7 +395,17 @@ fn inspect(a: InspectArgs) -> Result<()> {
             };
             model
                 .validate()
-                .map_err(|e| anyhow::anyhow!("--d-model {} --heads {}: {e}", a.d_model, a.heads))?;
+                .map_err(|e| match e.field.strip_prefix("encoding.") {
+                    // A parameter given with --set (checked against the model's sizes).
+                    Some(field) => anyhow::anyhow!(
+                        "encoding `{}`: `{field}` (--set): {} (with --d-model {} --heads {})",
+                        a.kind,
+                        e.message,
+                        a.d_model,
+                        a.heads
+                    ),
+                    None => anyhow::anyhow!("--d-model {} --heads {}: {e}", a.d_model, a.heads),
+                })?;
             let dims = model.dims();
             (config.clone(), config.init(&dims, &device), dims)
         }

@@ -257,6 +257,10 @@ fn bad_input_gets_a_clear_error_and_no_panic() {
         (&["inspect", "xpos"], "xpos"),
         (&["inspect", "rope", "--set", "fraction=0.3"], "fraction"),
         (&["inspect", "rope", "--set", "bogus=1"], "bogus"),
+        (
+            &["inspect", "t5", "--set", "init_std=-1"],
+            "encoding `t5`: `init_std` (--set): expected a positive number",
+        ),
         (&["inspect", "alibi", "--heads", "3"], "--heads"),
         (&["inspect", "rope", "--check-shift", "2"], "sinusoidal"),
         (&["eval", "/tmp", "--rope-scaling", "warp:2"], "warp"),
