@@ -134,13 +134,10 @@ impl EncodingEntry {
     /// Its name in cell ids and the report: the kind, followed by its parameters as
     /// `(key=value, ...)` when it has any (`alibi(direction=asymmetric)`).
     pub fn label(&self) -> String {
-        let kind = match self {
-            EncodingEntry::Kind(kind) => kind.clone(),
-            EncodingEntry::Table(table) => table.get("kind").map(plain).unwrap_or_default(),
-        };
+        let kind = self.kind().unwrap_or_default();
         let parameters = self.parameters();
         if parameters.is_empty() {
-            return kind;
+            return kind.to_string();
         }
         let list: Vec<String> = parameters
             .iter()

@@ -48,7 +48,8 @@ use std::path::{Path, PathBuf};
 pub struct CellResult {
     /// e.g. "copy".
     pub task: String,
-    /// e.g. "rope".
+    /// The label of the experiment's encoding, e.g. "rope" or "t5(init_std=3.0)"; the scheme's
+    /// kind is `eval.encoding`.
     pub encoding: String,
     pub seed: u64,
     /// Values of the grid's extra axes, e.g. `[("model.mode", "bidirectional")]`; empty if none.
@@ -158,18 +159,14 @@ pub struct Point {
     pub interval: Option<Interval>,
 }
 
-/// The kind of an encoding's label: `t5` of `t5` and of `t5(init_std=3.0)` (an experiment's
-/// encoding with parameters, [`crate::ablate::EncodingEntry::label`]).
-pub fn kind_of(label: &str) -> &str {
-    label.split('(').next().unwrap_or(label)
-}
-
 /// One row of a table: an encoding in a (task, variant), over its seeds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub task: String,
     pub variant: Vec<(String, String)>,
     pub encoding: String,
+    /// The scheme's `kind` (of the row's first cell's evaluation: `t5` for `t5(init_std=3.0)`).
+    pub kind: String,
     /// Decoder or encoder (of the row's first cell).
     pub mode: ordo_model::AttentionMode,
     /// Finished cells (seeds) of the row.
@@ -573,6 +570,7 @@ fn row_of(of_row: &[&CellResult]) -> Row {
         task: first.task.clone(),
         variant: first.variant.clone(),
         encoding: first.encoding.clone(),
+        kind: first.eval.encoding.clone(),
         mode: first.eval.mode,
         seeds: of_row.len(),
         train_min_len: first.eval.train_min_len,
@@ -1168,7 +1166,7 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
         // What each scheme says about itself in an encoder (e.g. symmetric biases).
         let notes = ordo_model::PositionalEncodingConfig::KINDS
             .iter()
-            .filter(|&&kind| encoder && of_group.iter().any(|r| kind_of(&r.encoding) == kind))
+            .filter(|&&kind| encoder && of_group.iter().any(|r| r.kind == kind))
             .filter_map(|kind| ordo_model::PositionalEncodingConfig::from_kind(kind, 1))
             .filter_map(|config| config.scheme.encoder_note());
         for note in notes {

@@ -1277,9 +1277,12 @@ fn encoder_notes_follow_the_cells_mode_and_the_encodings_kind() {
                 encoding: encoding.into(),
                 seed: 0,
                 variant: Vec::new(),
+                // As `ordo eval` writes it: the scheme's kind, not the experiment's label.
                 eval: EvalReport {
                     mode,
-                    ..eval(task, encoding, 0, 4, |_| Some(0.5))
+                    ..eval(task, encoding.split('(').next().unwrap(), 0, 4, |_| {
+                        Some(0.5)
+                    })
                 },
             });
         }

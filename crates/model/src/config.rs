@@ -137,19 +137,15 @@ impl ModelConfig {
                 ),
             );
         }
-        if !(self.embedding_std > 0.0 && self.embedding_std.is_finite()) {
-            return err(
-                "embedding_std",
-                format!("expected a positive number, got {}", self.embedding_std),
-            );
-        }
-        if let Some(std) = self.qk_bias_std
-            && !(std > 0.0 && std.is_finite())
-        {
-            return err(
-                "qk_bias_std",
-                format!("expected a positive number, got {std}"),
-            );
+        for (field, std) in [
+            ("embedding_std", Some(self.embedding_std)),
+            ("qk_bias_std", self.qk_bias_std),
+        ] {
+            if let Some(std) = std
+                && !(std > 0.0 && std.is_finite())
+            {
+                return err(field, format!("expected a positive number, got {std}"));
+            }
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return err(
