@@ -187,6 +187,16 @@ fn run(cli: Cli) -> Result<()> {
             let (config, generator) = ordo_train::config::load_with_task(&path, &overrides, None)?;
             if check {
                 print!("{}", config.to_toml());
+                if config.train.batch_lengths.is_none()
+                    && config.model.encoding.placement().is_randomized()
+                {
+                    // A default that follows another key: say which value was chosen and why.
+                    println!(
+                        "# train.batch_lengths = \"{}\" (not set: with randomized positions each \
+                         training batch has one length, as in Ruoss et al.'s training loop)",
+                        config.batch_lengths().name()
+                    );
+                }
                 return Ok(());
             }
             let base_dir = path.parent().unwrap_or(Path::new("."));

@@ -297,8 +297,11 @@ pub struct PositionalEncodingConfig {
     pub scheme: SchemeConfig,
     /// Randomized positions (Ruoss et al. 2023): each forward pass places its `t` tokens at an
     /// ordered random subset of `0..N`, `N` this value (at least the longest training
-    /// sequence; the longest evaluated length is the paper's choice). Absent or 0: `0..t` (0
-    /// lets an experiment's grid compare both: `"model.encoding.randomized_positions" = [0, 64]`).
+    /// sequence; the paper takes `N` much larger than every training and test length: its
+    /// reference code draws from 0..2048 for training length 40 and tests up to 500, and
+    /// ordo's shipped study takes `N` >= 4x the longest evaluated sequence). Absent or 0: `0..t`
+    /// (0 lets an experiment's grid compare both: `"model.encoding.randomized_positions" =
+    /// [0, 320]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub randomized_positions: Option<usize>,
 }
@@ -361,8 +364,8 @@ impl PositionalEncodingConfig {
                     "randomized_positions",
                     format!(
                         "positions are drawn from 0..{n} but the longest sequence to place has \
-                         {longest} tokens; expected at least {longest} (the paper uses the \
-                         longest evaluated length)"
+                         {longest} tokens; expected at least {longest} (the paper draws from a \
+                         range much larger than every training and evaluated length)"
                     ),
                 ));
             }

@@ -3,25 +3,47 @@
 //! A forward pass over `t` tokens normally puts them at positions `0..t`. **Randomized
 //! positions** (Ruoss et al. 2023, "Randomized Positional Encodings Boost Length Generalization
 //! of Transformers", ACL, §3) instead draw `t` distinct integers uniformly from `0..N` (`N =
-//! randomized_positions` in `[model.encoding]`, larger than any training length, e.g. the
-//! longest evaluated length) and sort them: the model sees only the *order* of its tokens, and
-//! positions up to `N - 1` are all trained, so a longer test sequence still meets positions of
-//! the training distribution. Every scheme that reads a position reads these instead: the row
+//! randomized_positions` in `[model.encoding]`) and sort them: the model sees only the *order*
+//! of its tokens, and positions up to `N - 1` are all trained, so a longer test sequence still
+//! meets positions of the training distribution. The paper takes `N` "much larger" than every
+//! training and test length (its reference code: `noise_max_length = 2048` for training
+//! length 40, tests up to 500); with `N` equal to the longest test sequence that sequence is
+//! placed on exactly `0..N`, plain positions, so ordo's shipped study takes `N` >= 4x the
+//! longest evaluated sequence. Every scheme that reads a position reads these instead: the row
 //! of a sinusoid or learned table (sized `N`), the RoPE angle, the relative offset `p_j - p_i`
 //! of ALiBi, T5, Shaw and FIRE. It is one option of the encoding section, applied here once,
 //! not a copy of each scheme.
 //!
-//! Protocol, as the reference code (google-deepmind/randomized_positional_encodings,
-//! `noisy_fixed_positional_encodings`): one draw per forward pass, shared by the sequences of
-//! the batch, **in training and in evaluation alike** (sequences of up to `N` tokens; longer
-//! ones are not supported, like a learned table's). Two choices of ours, pinned by tests:
-//! * one draw per forward pass shared by every layer (the reference draws again in every
-//!   attention layer for RoPE and ALiBi, so a token's position differs between layers; one
-//!   position per token is what the paper describes);
-//! * the draw is seeded by the batch's token ids (a hash), not by a generator that advances
-//!   with each call: the same batch always gets the same positions, so a run resumed from a
-//!   checkpoint retraces the uninterrupted run bit for bit and an evaluation repeated gives the
-//!   same numbers, while different batches get independent draws.
+//! Protocol, as the reference code (google-deepmind/randomized_positional_encodings:
+//! `models/positional_encodings.py`, `experiments/training.py`, `range_evaluation.py`):
+//! * one draw per forward pass, shared by the rows of its batch, **in training and in
+//!   evaluation alike** (sequences of up to `N` tokens; longer ones are n/a, like a learned
+//!   table's);
+//! * a row of a batch sits on the first `len` of the positions drawn for the batch's padded
+//!   length `t`, so rows must be as long as the batch for their positions to follow the draw
+//!   of their own length: with randomized positions a training batch has **one length**
+//!   (`train.batch_lengths = "single"`, the default then; the reference draws one length per
+//!   step), and an evaluation runs **one example per forward pass** (`ordo_train::metrics::
+//!   eval_batches`), so every evaluated example has a draw of its own (the reference evaluates
+//!   8 sub-batches of 64 per length, 8 draws) and the per-example bootstrap resamples the draws
+//!   with the examples.
+//!
+//! Where ordo differs from the reference, on purpose (pinned by tests):
+//! * **absolute positions for every scheme.** The reference randomizes relative schemes
+//!   (Transformer-XL's relative attention, ALiBi) by drawing sorted *distances* `1 <= d_1 <
+//!   ... < d_{t-1} < N` and giving offset `k` the distance `d_k` (a Toeplitz structure: every
+//!   pair `k` apart has the same distance), with, for ALiBi and relative attention, the other
+//!   side either mirrored or drawn separately (`randomize_both_sides`). ordo draws positions
+//!   `p_0 < ... < p_{t-1}` and every relative scheme reads `p_j - p_i`, so two pairs `k` apart
+//!   get different distances. Same range and order, different joint distribution of offsets;
+//! * **one draw shared by every layer.** The reference draws again in every attention layer
+//!   for RoPE and ALiBi, so a token's position differs between layers; one position per token
+//!   is what the paper describes;
+//! * **the draw is seeded by the batch's token ids** (a hash), not by a generator that
+//!   advances with each call: the same batch always gets the same positions, so a run resumed
+//!   from a checkpoint retraces the uninterrupted run bit for bit and an evaluation repeated
+//!   gives the same numbers, while different batches get independent draws. Every encoding of
+//!   a study therefore meets the same draw on the same example (paired draws).
 
 /// The positions of the `t` tokens of one forward pass, strictly increasing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +143,11 @@ impl Placement {
                 Positions::sample(t, max_position, seed_of(&tokens()))
             }
         }
+    }
+
+    /// Whether positions are drawn at random.
+    pub fn is_randomized(&self) -> bool {
+        matches!(self, Placement::Randomized { .. })
     }
 
     /// Longest sequence that can be placed.

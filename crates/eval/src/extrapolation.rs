@@ -178,6 +178,10 @@ pub struct EvalReport {
     /// The training step of the checkpoint evaluated (absent in files of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_step: Option<usize>,
+    /// `N` when the model places its tokens at randomized positions drawn from `0..N`
+    /// (absent: positions `0..t`, and in files of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub randomized_positions: Option<usize>,
 }
 
 impl EvalReport {
@@ -465,6 +469,7 @@ fn evaluate_on_this_thread(
         buckets,
         options: None,
         checkpoint_step: None,
+        randomized_positions: run.model.placement().max_len(),
     })
 }
 

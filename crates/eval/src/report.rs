@@ -169,6 +169,8 @@ pub struct Row {
     pub kind: String,
     /// Decoder or encoder (of the row's first cell).
     pub mode: ordo_model::AttentionMode,
+    /// `N` of randomized positions (of the row's first cell), if its positions are randomized.
+    pub randomized_positions: Option<usize>,
     /// Finished cells (seeds) of the row.
     pub seeds: usize,
     /// Training lengths `[min, L]` (of the row's first cell).
@@ -572,6 +574,7 @@ fn row_of(of_row: &[&CellResult]) -> Row {
         encoding: first.encoding.clone(),
         kind: first.eval.encoding.clone(),
         mode: first.eval.mode,
+        randomized_positions: first.eval.randomized_positions,
         seeds: of_row.len(),
         train_min_len: first.eval.train_min_len,
         train_max_len: first.eval.train_max_len,
@@ -1127,6 +1130,34 @@ fn conventions(md: &mut String, rows: &[Row], cells: usize) {
     }
 }
 
+/// With randomized positions: the protocol, and where it differs from the reference code.
+fn randomized_note(md: &mut String, rows: &[Row]) {
+    let ranges: Vec<String> = distinct(
+        rows.iter()
+            .filter_map(|r| r.randomized_positions)
+            .map(|n| n.to_string()),
+    );
+    if ranges.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "**Randomized positions** (Ruoss et al. 2023; N = {}): each forward pass places its `t` \
+         tokens on a sorted random subset of `0..N`. Training batches have one length when \
+         `train.batch_lengths` is `single` (the default with randomized positions), and every \
+         evaluated example is a forward pass with a draw of its own, so a length-n sequence meets \
+         the same distribution of positions in training and in evaluation and the intervals \
+         resample the draws with the examples. Where ordo differs from the paper's reference \
+         code: relative schemes (T5, Shaw, ALiBi, FIRE) read the offsets `p_j - p_i` of drawn \
+         absolute positions, where the reference draws sorted distances per offset (a Toeplitz \
+         structure); one draw serves every layer, where the reference draws again in each \
+         attention layer for RoPE and ALiBi; the draw is seeded by the tokens, so every \
+         encoding meets the same draw on the same example. Lengths whose sequence is longer \
+         than N are n/a.\n",
+        ranges.join(", ")
+    );
+}
+
 /// The markdown of the report for `rows` (in display order) of `cells` finished cells; the plots
 /// it embeds are `plots/<plot_stem>.png` (see [`write_report`]).
 pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String {
@@ -1137,6 +1168,7 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
         let _ = writeln!(md, "{}\n", spec.description.trim());
     }
     conventions(&mut md, rows, cells);
+    randomized_note(&mut md, rows);
     // Table rows: `encodings_order`, then the others in order of appearance.
     let mut encodings: Vec<String> = distinct(rows.iter().map(|r| r.encoding.clone()));
     encodings.sort_by_key(|e| order_index(&spec.encodings_order, e));

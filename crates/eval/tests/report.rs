@@ -60,6 +60,7 @@ fn eval(
         buckets,
         options: None,
         checkpoint_step: None,
+        randomized_positions: None,
     }
 }
 
@@ -768,6 +769,7 @@ fn lm_cell(encoding: &str, seed: u64, l: usize, loss: impl Fn(usize) -> Option<f
             buckets,
             options: None,
             checkpoint_step: None,
+            randomized_positions: None,
         },
     }
 }
@@ -1298,4 +1300,23 @@ fn encoder_notes_follow_the_cells_mode_and_the_encodings_kind() {
         "the note heads the encoder group only"
     );
     assert_eq!(md.matches("Encoder: ").count(), 1);
+}
+
+#[test]
+fn the_report_states_the_randomized_positions_protocol_when_a_cell_uses_them() {
+    let plain = table_cells();
+    let md = ordo_eval::report::render_markdown(&spec(&["rope"], &["copy"]), &summarize(&plain), 6);
+    assert!(!md.contains("Randomized positions"), "{md}");
+    let mut randomized = table_cells();
+    randomized[0].eval.randomized_positions = Some(320);
+    let md =
+        ordo_eval::report::render_markdown(&spec(&["rope"], &["copy"]), &summarize(&randomized), 6);
+    assert!(
+        md.contains("**Randomized positions** (Ruoss et al. 2023; N = 320)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Toeplitz") && md.contains("each attention layer"),
+        "{md}"
+    );
 }

@@ -379,6 +379,31 @@ impl Transformer {
         })
     }
 
+    /// Where this model places its tokens: `0..t`, or randomized positions.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// The positions each row of `batch` is placed at: row `r` (of `lengths[r]` tokens) sits
+    /// at the first `lengths[r]` of the batch's one draw of `t` positions (`t` the padded
+    /// length). What [`forward`](Self::forward) uses; exposed so that tests can check the
+    /// distribution of positions a row meets in training and in evaluation.
+    pub fn row_positions(&self, batch: &Batch) -> Vec<Vec<usize>> {
+        let [_, t] = batch.tokens.dims();
+        let positions = self.place(batch, t);
+        batch
+            .lengths
+            .iter()
+            .map(|&len| positions.as_slice()[..len].to_vec())
+            .collect()
+    }
+
+    fn place(&self, batch: &Batch, t: usize) -> ordo_encodings::Positions {
+        self.placement.place(t, || {
+            batch.tokens.clone().into_data().iter::<i64>().collect()
+        })
+    }
+
     /// The positional encoding module.
     pub fn encoding(&self) -> &PositionalEncoding {
         &self.pos
@@ -404,9 +429,7 @@ impl Transformer {
         let device = batch.tokens.device();
 
         // Where the tokens sit: `0..t`, or (randomized) drawn from the batch's tokens.
-        let positions = self.placement.place(t, || {
-            batch.tokens.clone().into_data().iter::<i64>().collect()
-        });
+        let positions = self.place(batch, t);
         let x = self.tok_emb.forward(batch.tokens.clone()); // [b, t, d]
         let scheme = self.pos.scheme();
         let mut x = self.dropout.forward(scheme.embed(x, &positions)); // [b, t, d]

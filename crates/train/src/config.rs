@@ -80,6 +80,39 @@ pub struct TrainConfig {
     pub eval_examples: usize,
     /// Steps between checkpoints (and at the end).
     pub checkpoint_every: usize,
+    /// How a training batch's lengths are drawn: `"mixed"` (each example its own length) or
+    /// `"single"` (one length per batch). Absent: `"single"` with randomized positions,
+    /// `"mixed"` otherwise ([`RunConfig::batch_lengths`]); not written out when absent, so
+    /// configs and runs from before the option are unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_lengths: Option<BatchLengths>,
+}
+
+/// How the lengths of a training batch's examples are drawn.
+///
+/// A forward pass places all rows of its batch on one draw of randomized positions, sized for
+/// the longest row; in a batch of mixed lengths a short row then sits on the smallest of the
+/// positions drawn for the longest (reverse, lengths 1-8, batch 32: a length-2 row on the
+/// bottom of ~17 draws from `0..N`, spacing ~N/17), while in evaluation, one length per
+/// forward pass, the same row spreads over all of `0..N`. One length per batch, as Ruoss et
+/// al.'s training loop draws it (`experiments/training.py`: one length per step from the
+/// curriculum, uniform over `1..L`), makes the distributions the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchLengths {
+    /// Each example's length is drawn on its own, uniformly from the training lengths.
+    Mixed,
+    /// One length per batch, drawn uniformly from the training lengths, shared by its examples.
+    Single,
+}
+
+impl BatchLengths {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BatchLengths::Mixed => "mixed",
+            BatchLengths::Single => "single",
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -99,6 +132,7 @@ impl Default for TrainConfig {
             eval_every: 250,
             eval_examples: 512,
             checkpoint_every: 250,
+            batch_lengths: None,
         }
     }
 }
@@ -259,6 +293,19 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), C
 }
 
 impl RunConfig {
+    /// How training batches draw their lengths: `train.batch_lengths`, or, when absent, one
+    /// length per batch with randomized positions and mixed lengths otherwise (see
+    /// [`BatchLengths`]).
+    pub fn batch_lengths(&self) -> BatchLengths {
+        self.train
+            .batch_lengths
+            .unwrap_or(if self.model.encoding.placement().is_randomized() {
+                BatchLengths::Single
+            } else {
+                BatchLengths::Mixed
+            })
+    }
+
     /// Fills in derived defaults and checks every constraint, naming the key on error. Returns
     /// the task's generator it built to check the task.
     pub fn resolve_and_validate(

@@ -7,6 +7,7 @@
 //! Either way, exact match on the answer positions under teacher forcing equals greedy decoding
 //! of the answer: the first wrong token is the same in both.
 
+use crate::config::BatchLengths;
 use crate::rng::Rng;
 use crate::tasks::{Example, Generator, TaskConfig, TaskConfigError};
 use crate::vocab::Vocab;
@@ -129,6 +130,30 @@ pub fn sample(
             encode(&example, len, mode, vocab)
         })
         .collect()
+}
+
+/// Draws one training batch of `n` examples, the lengths as `batch_lengths` says: each its own
+/// ([`BatchLengths::Mixed`], exactly [`sample`]'s draws) or one length, drawn uniformly from
+/// `lengths`, for the whole batch ([`BatchLengths::Single`]).
+#[allow(clippy::too_many_arguments)]
+pub fn training_batch(
+    generator: &Generator,
+    rng: &mut Rng,
+    n: usize,
+    (lo, hi): (usize, usize),
+    batch_lengths: BatchLengths,
+    mode: AttentionMode,
+    vocab: &Vocab,
+) -> Vec<Encoded> {
+    match batch_lengths {
+        BatchLengths::Mixed => sample(generator, rng, n, (lo, hi), Split::Train, mode, vocab),
+        BatchLengths::Single => {
+            let len = rng.range(lo, hi);
+            (0..n)
+                .map(|_| encode(&generator.example(rng, len), len, mode, vocab))
+                .collect()
+        }
+    }
 }
 
 /// Tensors for a batch of encoded examples, right-padded to the longest.

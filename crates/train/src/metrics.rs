@@ -70,6 +70,28 @@ pub fn evaluate_examples(
     (metrics, outcomes)
 }
 
+/// The batches [`evaluate`] forms, as indices into `items`: examples sorted by token length
+/// (to limit padding) in chunks of `batch_size`.
+///
+/// With randomized positions every example is a batch of its own. A forward pass draws one
+/// set of positions for its whole batch, so batches of many examples would measure a length
+/// under one draw (the same for every encoding of a seed, as the draw is seeded by the
+/// tokens), and a shorter example padded beside longer ones would sit on the smallest of
+/// positions drawn for the longest. One example per pass gives every example its own draw of
+/// exactly its own length, as a training batch of one length does (`train.batch_lengths =
+/// "single"`), so a length-`n` sequence meets the same distribution of positions in training
+/// and in evaluation, and a bootstrap over the examples resamples the draws with them.
+pub fn eval_batches(model: &Transformer, items: &[Encoded], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| items[i].tokens());
+    let size = if model.placement().is_randomized() {
+        1
+    } else {
+        batch_size.max(1)
+    };
+    order.chunks(size).map(<[usize]>::to_vec).collect()
+}
+
 fn evaluate_inner(
     model: &Transformer,
     items: &[Encoded],
@@ -78,10 +100,9 @@ fn evaluate_inner(
     device: &Device,
     mut outcomes: Option<&mut [ExampleOutcome]>,
 ) -> Metrics {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| items[i].tokens());
     let (mut loss_sum, mut tokens, mut correct, mut exact) = (0.0f64, 0.0f64, 0.0f64, 0usize);
-    for chunk in order.chunks(batch_size.max(1)) {
+    for chunk in eval_batches(model, items, batch_size) {
+        let chunk = &chunk[..];
         let batch_items: Vec<Encoded> = chunk.iter().map(|&i| items[i].clone()).collect();
         let t = collate(&batch_items, pad, device);
         let logits = model.forward(&t.batch); // [b, t, v]

@@ -698,12 +698,12 @@ fn run_steps(
         }
         let step = state.step;
         let lr = learning_rate(step, t);
-        let items = data::sample(
+        let items = data::training_batch(
             &setup.generator,
             &mut state.rng,
             t.batch_size,
             cfg.task.train_lengths(),
-            data::Split::Train,
+            cfg.batch_lengths(),
             cfg.model.mode,
             &setup.vocab,
         );

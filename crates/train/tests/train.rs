@@ -690,3 +690,130 @@ checkpoint_every = 10
     let summary = trainer::resume(&relative, Progress::Quiet).unwrap();
     assert_eq!(summary.steps, 20);
 }
+
+/// The positions the row of `example` (length `len`) sits at in each forward pass of
+/// `batches` (batches of encoded examples): first and last position of every row of task
+/// length `len`, one pair per distinct draw.
+fn first_and_last_positions(
+    model: &ordo_model::Transformer,
+    batches: &[Vec<ordo_train::data::Encoded>],
+    len: usize,
+    pad: u32,
+    device: &burn::prelude::Device,
+) -> Vec<(usize, usize)> {
+    let mut seen = Vec::new();
+    for items in batches {
+        let t = ordo_train::data::collate(items, pad, device);
+        let rows = model.row_positions(&t.batch);
+        // Rows of one forward pass share its draw: one value per pass and length.
+        if let Some(p) = items
+            .iter()
+            .zip(&rows)
+            .find(|(e, _)| e.len == len)
+            .map(|(_, p)| p)
+        {
+            seen.push((p[0], *p.last().unwrap()));
+        }
+    }
+    seen
+}
+
+fn mean(v: impl Iterator<Item = usize>) -> f64 {
+    let v: Vec<usize> = v.collect();
+    v.iter().sum::<usize>() as f64 / v.len() as f64
+}
+
+#[test]
+fn a_row_meets_the_same_positions_in_training_and_in_evaluation() {
+    // Ruoss et al. 2023: a sequence of t tokens sits on a sorted random subset of 0..N, in
+    // training as in evaluation. Copy of length 4 (9 tokens) among training lengths 1..8 with
+    // N = 64: its first position has mean (N+1)/10 - 1 = 5.5 and its last 9(N+1)/10 - 1 =
+    // 57.5 (order statistics of 9 of 64). Training batches that mixed lengths put it on the
+    // smallest of ~17 draws (last position ~31), and evaluation batches of many examples
+    // measured a length under a single draw. (Length 4 of 8 symbols has 4096 distinct
+    // examples; the draw is seeded by the tokens, so a repeated example repeats its draw.)
+    let dir = TempDir::new("placement");
+    let path = dir.write("tiny.toml", TINY);
+    let set: Vec<String> = [
+        "task.max_len=8",
+        "train.batch_size=32",
+        "model.encoding.randomized_positions=64",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (cfg, generator) = config::load_with_task(&path, &set, None).unwrap();
+    assert_eq!(cfg.batch_lengths(), config::BatchLengths::Single);
+    let vocab = generator.vocab(32).unwrap();
+    let device = ordo_train::device::parse("cpu").unwrap();
+    let model = cfg.model.init(vocab.len(), &device);
+    let mut rng = ordo_train::rng::Rng::new(11);
+    let train: Vec<Vec<_>> = (0..2400)
+        .map(|_| {
+            ordo_train::data::training_batch(
+                &generator,
+                &mut rng,
+                32,
+                cfg.task.train_lengths(),
+                cfg.batch_lengths(),
+                cfg.model.mode,
+                &vocab,
+            )
+        })
+        .collect();
+    let train = first_and_last_positions(&model, &train, 4, vocab.pad, &device);
+    let items = ordo_train::data::sample(
+        &generator,
+        &mut rng,
+        400,
+        (4, 4),
+        ordo_train::data::Split::HeldOut,
+        cfg.model.mode,
+        &vocab,
+    );
+    let eval: Vec<Vec<_>> = ordo_train::metrics::eval_batches(&model, &items, 128)
+        .into_iter()
+        .map(|chunk| chunk.into_iter().map(|i| items[i].clone()).collect())
+        .collect();
+    let eval = first_and_last_positions(&model, &eval, 4, vocab.pad, &device);
+    // Every evaluated example has a draw of its own.
+    assert_eq!(eval.len(), 400);
+    assert!(train.len() > 200, "{} training draws", train.len());
+    for (what, expected, pick) in [
+        (
+            "first",
+            65.0 / 10.0 - 1.0,
+            (|p: &(usize, usize)| p.0) as fn(&(usize, usize)) -> usize,
+        ),
+        ("last", 9.0 * 65.0 / 10.0 - 1.0, |p: &(usize, usize)| p.1),
+    ] {
+        // sd of one order statistic here <= 6: the means of >200 draws are within ~0.5.
+        let (t, e) = (mean(train.iter().map(pick)), mean(eval.iter().map(pick)));
+        assert!(
+            (t - expected).abs() < 3.0,
+            "{what} position in training: {t:.2} vs {expected:.2}"
+        );
+        assert!(
+            (e - expected).abs() < 3.0,
+            "{what} position in evaluation: {e:.2} vs {expected:.2}"
+        );
+    }
+    // With mixed lengths in a batch (the old protocol, still `train.batch_lengths = "mixed"`)
+    // the same row sits far lower.
+    let mixed: Vec<Vec<_>> = (0..400)
+        .map(|_| {
+            ordo_train::data::training_batch(
+                &generator,
+                &mut rng,
+                32,
+                cfg.task.train_lengths(),
+                config::BatchLengths::Mixed,
+                cfg.model.mode,
+                &vocab,
+            )
+        })
+        .collect();
+    let mixed = first_and_last_positions(&model, &mixed, 4, vocab.pad, &device);
+    let last = mean(mixed.iter().map(|p| p.1));
+    assert!(last < 45.0, "last position with mixed batches: {last:.2}");
+}
