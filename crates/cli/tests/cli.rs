@@ -515,7 +515,7 @@ fn a_weak_encoder_config_is_warned_with_the_settings_that_fix_it() {
 
 /// FIRE's learned threshold L and c: `inspect --checkpoint` prints them, and the evaluation
 /// records them in eval.json (for the report); `threshold_fraction` resolves L₀ to a quarter of
-/// the longest training sequence (copy at max_len 4: 4 + [SEP] + 4 = 9 positions).
+/// the longest training sequence (copy at max_len 4: a decoder reads 8 positions).
 #[test]
 fn fire_reports_its_learned_threshold_and_c() {
     let dir: PathBuf = std::env::temp_dir().join(format!("ordo-fire-{}", std::process::id()));
@@ -532,7 +532,7 @@ fn fire_reports_its_learned_threshold_and_c() {
     let (ok, stdout, stderr) = ordo(&["train", config.to_str().unwrap(), "--check"]);
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("threshold = 2.25\nthreshold_fraction = 0.25"),
+        stdout.contains("threshold = 2.0\nthreshold_fraction = 0.25"),
         "{stdout}"
     );
     let out_dir = format!("out_dir={}", dir.join("runs").display());
@@ -568,9 +568,9 @@ fn fire_reports_its_learned_threshold_and_c() {
         serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
     let threshold = eval["learned"]["threshold"].as_f64().expect("threshold");
     let c = eval["learned"]["c"].as_f64().expect("c");
-    // Five steps move them a little from L₀ = 2.25 and c = 0.1, not far.
+    // Five steps move them a little from L₀ = 2 and c = 0.1, not far.
     assert!(
-        (threshold - 2.25).abs() < 0.5 && (c - 0.1).abs() < 0.1,
+        (threshold - 2.0).abs() < 0.5 && (c - 0.1).abs() < 0.1,
         "{eval}"
     );
     assert!(

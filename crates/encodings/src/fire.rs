@@ -459,7 +459,7 @@ mod tests {
 
     #[test]
     fn threshold_fraction_resolves_against_the_longest_training_sequence() {
-        // A quarter of 17 positions (copy at max_len 8: 8 + [SEP] + 8), as the paper's 512 of
+        // A quarter of the reach (17 positions here), as the paper's 512 of
         // 2048; the module starts from it and the learned L is m·L₀ with m = 1 at init.
         let cfg = resolved("threshold_fraction = 0.25", 17).unwrap();
         assert_eq!(cfg.threshold, Some(4.25));

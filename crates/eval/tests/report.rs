@@ -1346,8 +1346,8 @@ fn the_report_prints_learned_scalars_and_config_warnings() {
     let md = std::fs::read_to_string(path).unwrap();
     assert!(
         md.contains(
-            "Learned by `fire(threshold_fraction=0.25)` (mean over seeds): threshold 4.500 \
-             (2 seeds), c 0.100 (2 seeds)."
+            "Learned by `fire(threshold_fraction=0.25)` (mean over seeds): c 0.100 (2 seeds), \
+             threshold 4.500 (2 seeds)."
         ),
         "{md}"
     );
