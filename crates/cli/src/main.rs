@@ -187,6 +187,9 @@ fn run(cli: Cli) -> Result<()> {
             let (config, generator) = ordo_train::config::load_with_task(&path, &overrides, None)?;
             if check {
                 print!("{}", config.to_toml());
+                if let Some(warning) = config.model.encoder_warning() {
+                    eprintln!("warning: {warning}");
+                }
                 if config.train.batch_lengths.is_none()
                     && config.model.encoding.placement().is_randomized()
                 {
@@ -433,6 +436,15 @@ fn inspect(a: InspectArgs) -> Result<()> {
             dims.mode,
             a.len
         );
+        // What the checkpoint learned of the scheme's own scalars (FIRE: L and c).
+        let learned = encoding.scheme().learned_scalars();
+        if run.is_some() && !learned.is_empty() {
+            let shown: Vec<String> = learned
+                .iter()
+                .map(|(k, v)| format!("{k} = {v:.4}"))
+                .collect();
+            println!("learned: {}", shown.join(", "));
+        }
     }
     if let Some(out) = &a.out {
         let mut files = inspect::plots(&config, &encoding, &dims, a.len, decay_dims, out, &device)?;

@@ -385,3 +385,197 @@ fn a_closed_pipe_ends_quietly_without_a_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+fn shipped(config: &str) -> String {
+    format!("{}/../../configs/{config}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An encoder written from the defaults (4 heads, default initialisation) starts with a position
+/// signal too weak to learn local order (bigram_shift at chance, notes/bigram-encoder.md):
+/// `--check` says so on stderr with the settings that fix it, per scheme, and the config it
+/// prints is unchanged; configs/bigram_shift_encoder.toml (those settings) and decoders get no
+/// warning. Training prints it at the start and records it in summary.json.
+#[test]
+fn a_weak_encoder_config_is_warned_with_the_settings_that_fix_it() {
+    let decoder = shipped("bigram_shift.toml");
+    let encoder = shipped("bigram_shift_encoder.toml");
+    let bidirectional = "model.mode=\"bidirectional\"";
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            &decoder,
+            &[bidirectional],
+            &["model.qk_bias_std = 1.5", "model.n_heads = 8"],
+        ),
+        (
+            &decoder,
+            &[bidirectional, "model.encoding.kind=sinusoidal"],
+            &["model.embedding_std = 0.3"],
+        ),
+        (
+            &decoder,
+            &[bidirectional, "model.encoding.kind=t5"],
+            &["model.encoding.init_std = 3.0", "model.n_heads = 8"],
+        ),
+        (
+            &decoder,
+            &[bidirectional, "model.encoding.kind=shaw"],
+            &["model.encoding.init_std = 1.0"],
+        ),
+        // The encoder config sets the model-wide scales; T5's table still needs its own.
+        (
+            &encoder,
+            &["model.encoding.kind=t5"],
+            &["model.encoding.init_std = 3.0"],
+        ),
+        // No warning: decoders, the shipped encoder config, and its per-scheme settings.
+        (&decoder, &[], &[]),
+        (&decoder, &["model.encoding.kind=sinusoidal"], &[]),
+        (&encoder, &[], &[]),
+        (&encoder, &["model.encoding.kind=rope"], &[]),
+        (
+            &encoder,
+            &["model.encoding.kind=t5", "model.encoding.init_std=3.0"],
+            &[],
+        ),
+        (
+            &encoder,
+            &["model.encoding.kind=shaw", "model.encoding.init_std=1.0"],
+            &[],
+        ),
+        (&encoder, &["model.encoding.kind=none"], &[]),
+    ];
+    for (config, sets, fixes) in cases {
+        let mut args = vec!["train", config, "--check"];
+        for s in *sets {
+            args.extend(["--set", s]);
+        }
+        let (ok, stdout, stderr) = ordo(&args);
+        assert!(ok, "{args:?}: {stderr}");
+        assert!(
+            stdout.contains("[model]") && !stdout.contains("warning"),
+            "{stdout}"
+        );
+        if fixes.is_empty() {
+            assert!(!stderr.contains("warning"), "{args:?}: {stderr}");
+        } else {
+            assert!(
+                stderr.contains("warning: this `")
+                    && stderr.contains("too weak to learn local order"),
+                "{args:?}: {stderr}"
+            );
+            for fix in *fixes {
+                assert!(
+                    stderr.contains(&format!("`{fix}`")),
+                    "{args:?}: {fix} not in {stderr}"
+                );
+            }
+        }
+    }
+    // Training: said at the start, kept in summary.json; a decoder's summary has no warnings.
+    let dir: PathBuf = std::env::temp_dir().join(format!("ordo-warn-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let out_dir = format!("out_dir={}", dir.display());
+    for (name, mode, warned) in [("enc", "bidirectional", true), ("dec", "causal", false)] {
+        let (name_set, mode_set) = (format!("name={name}"), format!("model.mode=\"{mode}\""));
+        let (ok, _, stderr) = ordo(&[
+            "train",
+            &decoder,
+            "--quiet",
+            "--set",
+            &out_dir,
+            "--set",
+            &name_set,
+            "--set",
+            &mode_set,
+            "--set",
+            "train.steps=2",
+            "--set",
+            "train.warmup_steps=1",
+            "--set",
+            "train.eval_examples=8",
+            "--set",
+            "task.max_len=6",
+        ]);
+        assert!(ok, "{stderr}");
+        assert_eq!(stderr.contains("warning: "), warned, "{name}: {stderr}");
+        let summary: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(name).join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        match summary.get("warnings") {
+            Some(w) => {
+                assert!(warned, "{summary}");
+                assert!(w[0].as_str().unwrap().contains("`model.qk_bias_std = 1.5`"));
+            }
+            None => assert!(!warned, "{name}: {summary}"),
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// FIRE's learned threshold L and c: `inspect --checkpoint` prints them, and the evaluation
+/// records them in eval.json (for the report); `threshold_fraction` resolves L₀ to a quarter of
+/// the longest training sequence (copy at max_len 4: a decoder reads 8 positions).
+#[test]
+fn fire_reports_its_learned_threshold_and_c() {
+    let dir: PathBuf = std::env::temp_dir().join(format!("ordo-fire-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("fire.toml");
+    std::fs::write(
+        &config,
+        "[model]\nd_model = 16\nn_heads = 2\nn_layers = 1\n[model.encoding]\nkind = \"fire\"\n\
+         threshold_fraction = 0.25\n[task]\nkind = \"copy\"\nsymbols = 4\nmax_len = 4\n\
+         [train]\nsteps = 5\nbatch_size = 4\nwarmup_steps = 1\neval_examples = 8\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = ordo(&["train", config.to_str().unwrap(), "--check"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("threshold = 2.0\nthreshold_fraction = 0.25"),
+        "{stdout}"
+    );
+    let out_dir = format!("out_dir={}", dir.join("runs").display());
+    let (ok, _, stderr) = ordo(&[
+        "train",
+        config.to_str().unwrap(),
+        "--set",
+        &out_dir,
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    let run = dir.join("runs/fire");
+    let (ok, stdout, stderr) = ordo(&["inspect", "fire", "--checkpoint", run.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("learned: "))
+        .expect(&stdout);
+    assert!(
+        line.contains("threshold = ") && line.contains(", c = "),
+        "{line}"
+    );
+    let (ok, _, stderr) = ordo(&[
+        "eval",
+        run.to_str().unwrap(),
+        "--examples",
+        "4",
+        "--max-factor",
+        "1",
+    ]);
+    assert!(ok, "{stderr}");
+    let eval: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    let threshold = eval["learned"]["threshold"].as_f64().expect("threshold");
+    let c = eval["learned"]["c"].as_f64().expect("c");
+    // Five steps move them a little from L₀ = 2 and c = 0.1, not far.
+    assert!(
+        (threshold - 2.0).abs() < 0.5 && (c - 0.1).abs() < 0.1,
+        "{eval}"
+    );
+    assert!(
+        line.contains(&format!("threshold = {threshold:.4}")),
+        "{line} vs {threshold}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

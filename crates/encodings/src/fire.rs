@@ -1,17 +1,25 @@
-//! `fire`: Functional Interpolation for Relative Positions (Li, Ravichandran, Keysers, et al.
-//! 2023, "Functional Interpolation for Relative Positions Improves Long Context Transformers",
-//! arXiv 2310.04418, §3.2 eq. 5 and the PyTorch listing of its appendix).
+//! `fire`: Functional Interpolation for Relative Positions (Li, You, Guruganesh, Ainslie,
+//! Ontañón, Zaheer, Sanghai, Yang, Kumar, Bhojanapalli, ICLR 2024, "Functional Interpolation for
+//! Relative Positions Improves Long Context Transformers", arXiv 2310.04418, §3.2 eq. 5 and the
+//! PyTorch listing of its appendix).
 //!
 //! An additive logit bias per head, a learned function of the normalised log distance:
 //!
 //! `b_h(i, j) = f_θ( ψ(i - j) / ψ(max(L, i)) )_h`, `ψ(x) = log(c·|x| + 1)`,
 //!
 //! with `f_θ` an MLP `1 -> 32 -> heads` (ReLU), `c` learned (initial 0.1) and `L` a learned
-//! threshold (`|m · L₀|`, `m` learned from 1, `L₀` = 512, not trained): "progressive
-//! interpolation". For queries below `L` the normaliser is the constant `ψ(L)` and the bias is
-//! a function of `i - j` alone; past it the normaliser grows with `i`, so the input of `f_θ`
-//! stays in `[0, 1]` at any length (`|i - j| <= i` for `j <= i`). The reference adds `eps =
-//! 1e-6` to the normaliser; so do we. Values and initial values follow the listing.
+//! threshold (`|m · L₀|`, `m` learned from 1, `L₀` not trained): "progressive interpolation".
+//! For queries below `L` the normaliser is the constant `ψ(L)` and the bias is a function of
+//! `i - j` alone; past it the normaliser grows with `i`, so the input of `f_θ` stays in `[0, 1]`
+//! at any length (`|i - j| <= i` for `j <= i`). The reference adds `eps = 1e-6` to the
+//! normaliser; so do we. Values and initial values follow the listing.
+//!
+//! `L₀`: the listing's 512 (`threshold`, the default) is a quarter of the paper's 2048-token
+//! training length. At ordo's lengths (tens of tokens) 512 is never reached, so the normaliser is
+//! the constant `ψ(512)` and `f_θ` sees only small inputs (its interpolation never engages).
+//! `threshold_fraction = 0.25` keeps the paper's ratio instead: `L₀` = the fraction times the
+//! longest training sequence (in positions, [`Scheme::fit_to_length`]'s reach: with randomized
+//! positions, their range), resolved when the config is loaded and written out as `threshold`.
 //!
 //! Conventions of ours, each pinned by a test: one `f_θ`, `c` and `L` shared by all layers (as
 //! ordo's T5 table: the bias is built once per forward pass); the bias is added after the
@@ -33,6 +41,9 @@ use serde::{Deserialize, Serialize};
 /// Added to the normaliser, as the reference.
 const EPS: f64 = 1e-6;
 
+/// `L₀` when neither `threshold` nor `threshold_fraction` is set: the paper's 512.
+pub const DEFAULT_THRESHOLD: f64 = 512.0;
+
 /// `kind = "fire"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,9 +54,17 @@ pub struct FireConfig {
     /// Initial `c` of `ψ(x) = log(c·x + 1)` (0.1 in the paper).
     #[serde(default = "default_c")]
     pub c: f64,
-    /// `L₀`, the initial threshold of the normaliser `ψ(max(L, i))` (512 in the paper).
-    #[serde(default = "default_threshold")]
-    pub threshold: f64,
+    /// `L₀`, the initial threshold of the normaliser `ψ(max(L, i))`, in positions. Absent: 512
+    /// (the paper's listing), or `threshold_fraction` times the longest training sequence when
+    /// that is set; loading a config fills it in ([`Scheme::fit_to_length`]), so a resolved
+    /// config always names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// `L₀` as a fraction of the longest training sequence (in (0, 1]; the paper's ratio is
+    /// 0.25: 512 of 2048). Absent (the default): `threshold` is absolute, and not written out, so
+    /// configs without it read and print as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_fraction: Option<f64>,
 }
 
 fn default_width() -> usize {
@@ -54,16 +73,14 @@ fn default_width() -> usize {
 fn default_c() -> f64 {
     0.1
 }
-fn default_threshold() -> f64 {
-    512.0
-}
 
 impl Default for FireConfig {
     fn default() -> Self {
         Self {
             width: default_width(),
             c: default_c(),
-            threshold: default_threshold(),
+            threshold: None,
+            threshold_fraction: None,
         }
     }
 }
@@ -81,11 +98,50 @@ impl Scheme for FireConfig {
                 format!("expected a number > 0, got {}", self.c),
             ));
         }
-        if !(self.threshold > 0.0 && self.threshold.is_finite()) {
+        if let Some(t) = self.threshold
+            && !(t > 0.0 && t.is_finite())
+        {
             return Err(invalid(
                 "threshold",
-                format!("expected a length > 0, got {}", self.threshold),
+                format!("expected a length > 0, got {t}"),
             ));
+        }
+        if let Some(f) = self.threshold_fraction {
+            check_fraction(f)?;
+            if self.threshold.is_none() {
+                return Err(invalid(
+                    "threshold_fraction",
+                    "not resolved to a threshold: it is a fraction of the longest training \
+                     sequence, which only loading a run config (fit_to_length) knows",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves `L₀`: `threshold_fraction × reach` when the fraction is set (a `threshold`
+    /// given beside it must be that same value: a resolved config names both), else the given
+    /// `threshold`, else 512.
+    fn fit_to_length(&mut self, reach: usize) -> Result<(), EncodingConfigError> {
+        let Some(fraction) = self.threshold_fraction else {
+            self.threshold.get_or_insert(DEFAULT_THRESHOLD);
+            return Ok(());
+        };
+        check_fraction(fraction)?;
+        let want = fraction * reach as f64;
+        match self.threshold {
+            None => self.threshold = Some(want),
+            Some(t) if (t - want).abs() <= 1e-9 * want.abs().max(1.0) => {}
+            Some(t) => {
+                return Err(invalid(
+                    "threshold",
+                    format!(
+                        "`threshold` = {t} and `threshold_fraction` = {fraction} are both set and \
+                         disagree: the fraction of the longest training sequence ({reach} \
+                         positions) is {want}; set only one of them"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -96,7 +152,7 @@ impl Scheme for FireConfig {
             out: LinearConfig::new(self.width, dims.n_heads).init(device),
             c: Param::from_tensor(Tensor::from_floats([self.c as f32], device)),
             multiplier: Param::from_tensor(Tensor::from_floats([1.0], device)),
-            threshold: self.threshold,
+            threshold: self.threshold.unwrap_or(DEFAULT_THRESHOLD),
         }
     }
 
@@ -117,6 +173,17 @@ impl Scheme for FireConfig {
     }
 }
 
+fn check_fraction(f: f64) -> Result<(), EncodingConfigError> {
+    if f > 0.0 && f <= 1.0 {
+        Ok(())
+    } else {
+        Err(invalid(
+            "threshold_fraction",
+            format!("expected a fraction in (0, 1] of the longest training sequence, got {f}"),
+        ))
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct Fire {
     /// `f_θ`'s first layer, `1 -> width`.
@@ -132,6 +199,21 @@ pub struct Fire {
 }
 
 impl Fire {
+    /// `L₀`, the threshold the learned multiplier scales.
+    pub fn initial_threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// The learned threshold `L = |m · L₀|`, in positions.
+    pub fn learned_threshold(&self) -> f64 {
+        (crate::values(self.multiplier.val())[0] as f64 * self.threshold).abs()
+    }
+
+    /// The learned `c` of `ψ(x) = log(c·|x| + 1)`.
+    pub fn learned_c(&self) -> f64 {
+        crate::values(self.c.val())[0] as f64
+    }
+
     /// The input of `f_θ`, `ψ(i - j) / (ψ(max(L, i)) + eps)`, `[t, t]` for tokens at `positions`.
     pub fn normalized_distance(&self, positions: &Positions, device: &Device) -> Tensor<2> {
         let (p, t) = (positions.as_slice(), positions.len());
@@ -176,6 +258,13 @@ impl Positional for Fire {
         }
     }
 
+    fn learned_scalars(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("threshold", self.learned_threshold()),
+            ("c", self.learned_c()),
+        ]
+    }
+
     fn figures(&self, view: &View, device: &Device) -> Vec<Figure> {
         let positions = Positions::contiguous(view.len);
         let input = crate::values(self.normalized_distance(&positions, device));
@@ -191,9 +280,11 @@ impl Positional for Fire {
             },
             Figure::Data {
                 key: "threshold",
-                value: serde_json::json!(
-                    (crate::values(self.multiplier.val())[0] as f64 * self.threshold).abs()
-                ),
+                value: serde_json::json!(self.learned_threshold()),
+            },
+            Figure::Data {
+                key: "initial_threshold",
+                value: serde_json::json!(self.threshold),
             },
             figure::bias_data("bias", &bias, view.len),
         ];
@@ -215,10 +306,26 @@ mod tests {
             mode,
         };
         FireConfig {
-            threshold,
+            threshold: Some(threshold),
             ..FireConfig::default()
         }
         .init(&dims, &Device::flex())
+    }
+
+    fn dims() -> EncodingDims {
+        EncodingDims {
+            d_model: 16,
+            n_heads: 4,
+            n_layers: 2,
+            mode: AttentionMode::Causal,
+        }
+    }
+
+    fn resolved(text: &str, reach: usize) -> Result<FireConfig, EncodingConfigError> {
+        let mut cfg: FireConfig = toml::from_str(text).unwrap();
+        cfg.fit_to_length(reach)?;
+        cfg.validate(&dims())?;
+        Ok(cfg)
     }
 
     fn at(v: &[f32], t: usize, i: usize, j: usize) -> f32 {
@@ -330,15 +437,12 @@ mod tests {
 
     #[test]
     fn config_defaults_validation_and_parameter_count() {
-        let cfg: FireConfig = toml::from_str("").unwrap();
+        let mut cfg: FireConfig = toml::from_str("").unwrap();
         assert_eq!(cfg, FireConfig::default());
-        assert_eq!((cfg.width, cfg.c, cfg.threshold), (32, 0.1, 512.0));
-        let dims = EncodingDims {
-            d_model: 16,
-            n_heads: 4,
-            n_layers: 2,
-            mode: AttentionMode::Causal,
-        };
+        assert_eq!((cfg.width, cfg.c, cfg.threshold), (32, 0.1, None));
+        cfg.fit_to_length(17).unwrap();
+        assert_eq!(cfg.threshold, Some(512.0));
+        let dims = dims();
         for (text, field) in [
             ("width = 0", "width"),
             ("c = 0.0", "c"),
@@ -351,5 +455,121 @@ mod tests {
         use burn::module::Module;
         let f = cfg.init(&dims, &Device::flex());
         assert_eq!(cfg.parameters(&dims), Some(f.num_params() as u64));
+    }
+
+    #[test]
+    fn threshold_fraction_resolves_against_the_longest_training_sequence() {
+        // A quarter of the reach (17 positions here), as the paper's 512 of
+        // 2048; the module starts from it and the learned L is m·L₀ with m = 1 at init.
+        let cfg = resolved("threshold_fraction = 0.25", 17).unwrap();
+        assert_eq!(cfg.threshold, Some(4.25));
+        let f = cfg.init(&dims(), &Device::flex());
+        assert_eq!(f.initial_threshold(), 4.25);
+        assert!((f.learned_threshold() - 4.25).abs() < 1e-9);
+        assert!((f.learned_c() - 0.1).abs() < 1e-7);
+        assert_eq!(
+            f.learned_scalars()
+                .iter()
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>(),
+            ["threshold", "c"]
+        );
+        // Through the shared config: with randomized positions the reach is their range.
+        let mut shared: crate::PositionalEncodingConfig =
+            toml::from_str("kind = \"fire\"\nthreshold_fraction = 0.5\nrandomized_positions = 64")
+                .unwrap();
+        shared.fit_to_length(17).unwrap();
+        assert_eq!(
+            shared.scheme,
+            crate::SchemeConfig::Fire(FireConfig {
+                threshold: Some(32.0),
+                threshold_fraction: Some(0.5),
+                ..FireConfig::default()
+            })
+        );
+        shared.validate(&dims()).unwrap();
+    }
+
+    #[test]
+    fn with_the_fraction_the_normaliser_engages_at_training_lengths() {
+        // Sequences of 16 positions, L₀ = 0.25 x 16 = 4: every query past L has its farthest
+        // key at input 1 (the interpolation regime), as the paper's 2048-token training does
+        // past 512. The absolute default leaves the normaliser at ψ(512): the farthest input
+        // at the longest training length is ψ(15)/ψ(512) = 0.23.
+        let t = 16;
+        let dev = Device::flex();
+        let positions = Positions::contiguous(t);
+        let cfg = resolved("threshold_fraction = 0.25", t).unwrap();
+        let scaled = crate::values(
+            cfg.init(&dims(), &dev)
+                .normalized_distance(&positions, &dev),
+        );
+        for i in 4..t {
+            assert!((at(&scaled, t, i, 0) - 1.0).abs() < 1e-5, "query {i}");
+        }
+        let old = resolved("", t).unwrap();
+        let fixed = crate::values(
+            old.init(&dims(), &dev)
+                .normalized_distance(&positions, &dev),
+        );
+        let want = (2.5f64.ln() / (52.2f64.ln() + EPS)) as f32;
+        assert!((at(&fixed, t, 15, 0) - want).abs() < 1e-5);
+        assert!(fixed.iter().all(|&x| x < 0.24));
+    }
+
+    #[test]
+    fn threshold_fraction_errors_name_the_field() {
+        for (text, field) in [
+            ("threshold_fraction = 0.0", "threshold_fraction"),
+            ("threshold_fraction = 1.5", "threshold_fraction"),
+            ("threshold_fraction = -0.25", "threshold_fraction"),
+            ("threshold_fraction = nan", "threshold_fraction"),
+            // Both set and disagreeing: which one to use is the user's call.
+            ("threshold = 100.0\nthreshold_fraction = 0.25", "threshold"),
+        ] {
+            let err = resolved(text, 16).unwrap_err();
+            assert_eq!(err.field, field, "{text}: {err}");
+        }
+        let err = resolved("threshold = 100.0\nthreshold_fraction = 0.25", 16).unwrap_err();
+        assert!(err.message.contains("threshold_fraction"), "{err}");
+        // Both set and agreeing is a resolved config read back: accepted.
+        assert_eq!(
+            resolved("threshold = 4.0\nthreshold_fraction = 0.25", 16)
+                .unwrap()
+                .threshold,
+            Some(4.0)
+        );
+        // A fraction never resolved against a training length cannot build a module.
+        let unresolved: FireConfig = toml::from_str("threshold_fraction = 0.25").unwrap();
+        assert_eq!(
+            unresolved.validate(&dims()).unwrap_err().field,
+            "threshold_fraction"
+        );
+    }
+
+    #[test]
+    fn configs_without_the_fraction_write_what_they_always_did() {
+        // What a resolved `kind = "fire"` wrote before the option existed (run directories'
+        // config.toml, which `ordo ablate` compares key by key): nothing new.
+        let mut old: crate::PositionalEncodingConfig = toml::from_str("kind = \"fire\"").unwrap();
+        old.fit_to_length(17).unwrap();
+        let written = toml::to_string(&old).unwrap();
+        assert_eq!(
+            written,
+            "kind = \"fire\"\nwidth = 32\nc = 0.1\nthreshold = 512.0\n"
+        );
+        let back: crate::PositionalEncodingConfig = toml::from_str(&written).unwrap();
+        assert_eq!(back, old);
+        // With the fraction: both written, and reading them back resolves to the same config.
+        let mut new: crate::PositionalEncodingConfig =
+            toml::from_str("kind = \"fire\"\nthreshold_fraction = 0.25").unwrap();
+        new.fit_to_length(17).unwrap();
+        let written = toml::to_string(&new).unwrap();
+        assert!(
+            written.contains("threshold = 4.25") && written.contains("threshold_fraction = 0.25")
+        );
+        let mut back: crate::PositionalEncodingConfig = toml::from_str(&written).unwrap();
+        back.fit_to_length(17).unwrap();
+        assert_eq!(back, new);
     }
 }

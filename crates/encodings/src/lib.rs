@@ -122,6 +122,25 @@ pub(crate) fn check_init_std(std: Option<f64>) -> Result<(), EncodingConfigError
     }
 }
 
+/// The model-wide settings that decide how strong a position signal starts out (see
+/// [`Scheme::encoder_weak_start`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InitScales {
+    pub n_heads: usize,
+    /// `model.embedding_std`.
+    pub embedding_std: f64,
+    /// `model.qk_bias_std` (absent: burn's default biases).
+    pub qk_bias_std: Option<f64>,
+}
+
+/// The model settings to set, one `key = value` each, joined for a warning.
+pub(crate) fn settings(list: &[&str]) -> String {
+    list.iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
 /// A scheme's config: what builds, checks and sizes it. One implementation per scheme file.
 pub trait Scheme {
     /// The module it builds.
@@ -144,6 +163,13 @@ pub trait Scheme {
     /// What a report on encoders (bidirectional models) must say about this scheme, if
     /// anything (e.g. that it cannot tell left from right).
     fn encoder_note(&self) -> Option<&'static str> {
+        None
+    }
+    /// In an encoder (bidirectional model) with these settings, whether the scheme's position
+    /// signal starts too weak for attention to tell neighbouring positions apart, so that a
+    /// task needing local order stays at chance (measured on `bigram_shift`,
+    /// `notes/bigram-encoder.md`): why, and the settings that fix it.
+    fn encoder_weak_start(&self, _init: &InitScales) -> Option<String> {
         None
     }
 }
@@ -172,6 +198,11 @@ pub trait Positional {
     /// Longest sequence the scheme can represent, if bounded.
     fn max_len(&self) -> Option<usize> {
         None
+    }
+    /// The scheme's learned scalars worth reporting, by name (FIRE: its threshold `L` and `c`):
+    /// `ordo inspect --checkpoint` prints them and `eval.json` records them.
+    fn learned_scalars(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
     }
     /// What `ordo inspect` shows of it at `view.len` positions (numbers and pictures).
     fn figures(&self, _view: &View, _device: &Device) -> Vec<Figure> {
@@ -248,6 +279,9 @@ macro_rules! schemes {
             pub fn encoder_note(&self) -> Option<&'static str> {
                 match self { $(Self::$variant(c) => c.encoder_note(),)* }
             }
+            pub fn encoder_weak_start(&self, init: &InitScales) -> Option<String> {
+                match self { $(Self::$variant(c) => c.encoder_weak_start(init),)* }
+            }
         }
 
         impl PositionalEncoding {
@@ -278,7 +312,7 @@ schemes! {
     "rope" => Rope(rope::RopeConfig, Rope),
     /// ALiBi linear biases (Press et al. 2022).
     "alibi" => Alibi(alibi::AlibiConfig, Alibi),
-    /// FIRE, a learned function of the normalised log distance (Li et al. 2023).
+    /// FIRE, a learned function of the normalised log distance (Li et al., ICLR 2024).
     "fire" => Fire(fire::FireConfig, Fire),
 }
 

@@ -22,6 +22,7 @@ use ordo_train::rng::Rng;
 use ordo_train::run_dir::{EvalVariant, RunDir, RunDirError, RunLock};
 use ordo_train::vocab::Vocab;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Largest `max_factor` accepted (`ordo eval --max-factor`, an experiment's `[eval]`): the
@@ -182,6 +183,14 @@ pub struct EvalReport {
     /// (absent: positions `0..t`, and in files of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub randomized_positions: Option<usize>,
+    /// The scheme's learned scalars in the evaluated checkpoint, by name (FIRE: `threshold`,
+    /// the learned `L`, and `c`); absent for other schemes and in files of older versions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub learned: BTreeMap<String, f64>,
+    /// The run's config warnings ([`ordo_model::ModelConfig::encoder_warning`]); absent when
+    /// none, and in files of older versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl EvalReport {
@@ -470,6 +479,15 @@ fn evaluate_on_this_thread(
         options: None,
         checkpoint_step: None,
         randomized_positions: run.model.placement().max_len(),
+        learned: run
+            .model
+            .encoding()
+            .scheme()
+            .learned_scalars()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        warnings: cfg.model.encoder_warning().into_iter().collect(),
     })
 }
 

@@ -196,6 +196,12 @@ pub struct Row {
     /// The score of every bootstrap replicate (`None` where undefined, e.g. n/a); empty when
     /// some cell of the row has no outcomes.
     pub score_replicates: Vec<Option<f64>>,
+    /// The scheme's learned scalars (FIRE: `threshold` and `c`), each the mean over the seeds
+    /// whose evaluation recorded it, with how many did; empty when none did.
+    pub learned: Vec<(String, f64, usize)>,
+    /// The distinct config warnings of the row's cells (an encoder whose position signal starts
+    /// too weak), as their evaluations recorded them.
+    pub warnings: Vec<String>,
 }
 
 impl Row {
@@ -588,7 +594,24 @@ fn row_of(of_row: &[&CellResult]) -> Row {
         score: score.stat,
         score_interval: score.interval,
         score_replicates: score.replicates,
+        learned: learned_means(of_row),
+        warnings: distinct(of_row.iter().flat_map(|c| c.eval.warnings.iter().cloned())),
     }
+}
+
+/// Per learned scalar of the cells' evaluations: its mean over the cells that recorded it.
+fn learned_means(of_row: &[&CellResult]) -> Vec<(String, f64, usize)> {
+    let keys: Vec<String> = distinct(of_row.iter().flat_map(|c| c.eval.learned.keys().cloned()));
+    keys.into_iter()
+        .map(|key| {
+            let values: Vec<f64> = of_row
+                .iter()
+                .filter_map(|c| c.eval.learned.get(&key).copied())
+                .collect();
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            (key, mean, values.len())
+        })
+        .collect()
 }
 
 /// One row per (task, variant, encoding), in order of first appearance of each in `cells`
@@ -1203,6 +1226,28 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
             .filter_map(|config| config.scheme.encoder_note());
         for note in notes {
             let _ = writeln!(md, "Encoder: {note}\n");
+        }
+        let warnings: Vec<String> = distinct(of_group.iter().flat_map(|r| r.warnings.clone()));
+        for warning in &warnings {
+            let with: Vec<String> = of_group
+                .iter()
+                .filter(|r| r.warnings.contains(warning))
+                .map(|r| format!("`{}`", r.encoding))
+                .collect();
+            let _ = writeln!(md, "Warning ({}): {warning}\n", with.join(", "));
+        }
+        for r in of_group.iter().filter(|r| !r.learned.is_empty()) {
+            let values: Vec<String> = r
+                .learned
+                .iter()
+                .map(|(k, v, n)| format!("{k} {v:.3} ({n} seed{})", if *n == 1 { "" } else { "s" }))
+                .collect();
+            let _ = writeln!(
+                md,
+                "Learned by `{}` (mean over seeds): {}.\n",
+                r.encoding,
+                values.join(", ")
+            );
         }
         match g.headline {
             Headline::ExactMatch => exact_match_table(&mut md, g, &of_group, &encodings),

@@ -61,6 +61,8 @@ fn eval(
         options: None,
         checkpoint_step: None,
         randomized_positions: None,
+        learned: Default::default(),
+        warnings: Vec::new(),
     }
 }
 
@@ -770,6 +772,8 @@ fn lm_cell(encoding: &str, seed: u64, l: usize, loss: impl Fn(usize) -> Option<f
             options: None,
             checkpoint_step: None,
             randomized_positions: None,
+            learned: Default::default(),
+            warnings: Vec::new(),
         },
     }
 }
@@ -1319,4 +1323,59 @@ fn the_report_states_the_randomized_positions_protocol_when_a_cell_uses_them() {
         md.contains("Toeplitz") && md.contains("each attention layer"),
         "{md}"
     );
+}
+
+/// What the cells' evaluations recorded beside their outcomes reaches the report: a scheme's
+/// learned scalars (FIRE's threshold L and c), as their mean over seeds, and a config warning,
+/// with the rows it concerns. Cells without them (every `eval.json` before) print nothing.
+#[test]
+fn the_report_prints_learned_scalars_and_config_warnings() {
+    let dir = TempDir::new("report-learned");
+    let mut cells = Vec::new();
+    for (encoding, seed, threshold) in [
+        ("fire(threshold_fraction=0.25)", 0, 4.0),
+        ("fire(threshold_fraction=0.25)", 1, 5.0),
+        ("rope", 0, 0.0),
+    ] {
+        let mut eval = eval("copy", encoding.split('(').next().unwrap(), seed, 4, |_| {
+            Some(0.5)
+        });
+        if encoding.starts_with("fire") {
+            eval.learned = [("threshold".to_string(), threshold), ("c".to_string(), 0.1)]
+                .into_iter()
+                .collect();
+        } else {
+            eval.warnings = vec!["this `rope` encoder's position signal starts too weak".into()];
+        }
+        cells.push(CellResult {
+            task: "copy".into(),
+            encoding: encoding.into(),
+            seed,
+            variant: Vec::new(),
+            eval,
+        });
+    }
+    cells.push(CellResult {
+        task: "copy".into(),
+        encoding: "fire".into(),
+        seed: 0,
+        variant: Vec::new(),
+        eval: eval("copy", "fire", 0, 4, |_| Some(0.5)),
+    });
+    let order = ["fire", "fire(threshold_fraction=0.25)", "rope"];
+    let path = write_report(&dir.0, &spec(&order, &["copy"]), &cells).unwrap();
+    let md = std::fs::read_to_string(path).unwrap();
+    assert!(
+        md.contains(
+            "Learned by `fire(threshold_fraction=0.25)` (mean over seeds): c 0.100 (2 seeds), \
+             threshold 4.500 (2 seeds)."
+        ),
+        "{md}"
+    );
+    assert!(!md.contains("Learned by `fire` "), "{md}");
+    assert!(
+        md.contains("Warning (`rope`): this `rope` encoder's position signal starts too weak"),
+        "{md}"
+    );
+    assert_eq!(md.matches("Warning (").count(), 1);
 }

@@ -111,6 +111,29 @@ impl ModelConfig {
         }
     }
 
+    /// For an encoder (`mode = "bidirectional"`) whose position signal starts too weak for
+    /// attention to tell neighbouring positions apart, what `ordo train --check`, the training
+    /// log, the run's records and the report say: why, and the settings that fix it (those of
+    /// `configs/bigram_shift_encoder.toml`). `None` for a decoder, which gets order from its
+    /// causal mask, and for schemes with nothing to scale (`none`, `learned`, and ALiBi and
+    /// FIRE, whose encoder notes say they cannot tell left from right).
+    pub fn encoder_warning(&self) -> Option<String> {
+        if self.mode != AttentionMode::Bidirectional {
+            return None;
+        }
+        let init = ordo_encodings::InitScales {
+            n_heads: self.n_heads,
+            embedding_std: self.embedding_std,
+            qk_bias_std: self.qk_bias_std,
+        };
+        let why = self.encoding.scheme.encoder_weak_start(&init)?;
+        Some(format!(
+            "this `{}` encoder's position signal starts too weak to learn local order: {why} \
+             (as configs/bigram_shift_encoder.toml does; measurements in notes/bigram-encoder.md)",
+            self.encoding.kind()
+        ))
+    }
+
     /// Checks every constraint before anything is built.
     pub fn validate(&self) -> Result<(), ModelConfigError> {
         let err = |field: &str, message: String| {

@@ -94,6 +94,10 @@ pub struct Summary {
     pub seconds: f64,
     pub tokens_per_second: f64,
     pub valid: Metrics,
+    /// What the run was warned of at its start (an encoder whose position signal starts too
+    /// weak: [`ordo_model::ModelConfig::encoder_warning`]); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -672,6 +676,15 @@ fn run_steps(
         Progress::Quiet => {}
     };
 
+    let warnings: Vec<String> = cfg.model.encoder_warning().into_iter().collect();
+    for warning in &warnings {
+        let line = format!("warning: {}: {warning}", cfg.name);
+        match &bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     let started = Instant::now();
     let seconds_before = state.seconds;
     let (mut window_tokens, mut window_loss, mut window_steps) = (0usize, 0.0f64, 0usize);
@@ -811,6 +824,7 @@ fn run_steps(
         seconds,
         tokens_per_second: total_tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
         valid,
+        warnings,
     };
     setup.run.write_json(&setup.run.summary(), &summary)?;
     Ok(Some(summary))
