@@ -52,7 +52,8 @@ enum Command {
         /// Test up to this multiple of the longest training length (without --lengths).
         #[arg(long, default_value_t = 4)]
         max_factor: usize,
-        /// Fresh examples per length.
+        /// Fresh examples per length (lm: the scored text is the first EXAMPLES × context
+        /// held-out tokens, the same at every length).
         #[arg(long, default_value_t = 128)]
         examples: usize,
         /// Examples per forward pass.
@@ -66,7 +67,8 @@ enum Command {
         /// Device (default: the run's).
         #[arg(long)]
         device: Option<String>,
-        /// lm only: sliding windows with this stride instead of non-overlapping windows.
+        /// lm only: windows STRIDE tokens apart, each scoring its last STRIDE predictions,
+        /// instead of consecutive blocks of the context length.
         #[arg(long, value_name = "STRIDE")]
         sliding: Option<usize>,
     },

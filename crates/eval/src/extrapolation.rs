@@ -35,7 +35,8 @@ pub struct EvalOptions {
     /// Lengths to test; `None` = every length from the task's minimum to `max_factor * L`.
     pub lengths: Option<Vec<usize>>,
     pub max_factor: usize,
-    /// Examples per length.
+    /// Examples per length; `lm`: the scored text is the first `examples × context` held-out
+    /// tokens (or all of them), the same at every length.
     pub examples: usize,
     pub batch_size: usize,
     /// RoPE frequency scaling applied at evaluation time (ignored, and reported so, for other
@@ -43,7 +44,8 @@ pub struct EvalOptions {
     pub rope_scaling: Option<RopeScaling>,
     /// `lm` only: sliding windows with this stride, scoring only each window's last `stride`
     /// tokens (every token then has at least `len - stride` tokens of context), instead of
-    /// non-overlapping windows.
+    /// consecutive blocks of `len` targets. Either way every length scores the same text, each
+    /// token once (see `ordo_train::tasks::lm`).
     pub sliding: Option<usize>,
     /// Device name; `None` = the run's.
     pub device: Option<String>,
@@ -78,6 +80,10 @@ pub struct LengthResult {
     /// files written before they were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcomes: Option<Outcomes>,
+    /// Perplexity headline: how many tokens were scored (the same at every length); absent for
+    /// exact match, n/a lengths and in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scored_tokens: Option<usize>,
 }
 
 /// The number that sums up a length, as the task reports it.
@@ -88,12 +94,20 @@ pub use ordo_train::tasks::Headline;
 pub struct Outcomes {
     /// Examples (of `metrics.examples`) whose whole answer is right.
     pub exact: usize,
-    /// Perplexity headline only (empty otherwise): per example (window), the summed
-    /// cross-entropy of its scored tokens in nats, and the number of scored tokens.
+    /// Perplexity headline only (empty otherwise): per block of `block` consecutive scored
+    /// tokens (the last block may be shorter), the summed cross-entropy of its tokens in nats,
+    /// and the number of its tokens. Every length of an evaluation scores the same text, so
+    /// block `i` holds the same tokens at every length, which lets a bootstrap resample blocks
+    /// jointly across lengths. In files written before blocks were recorded (`block` absent),
+    /// one entry per window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub loss: Vec<f32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<u32>,
+    /// The block size in scored tokens (the training context); absent for exact match and in
+    /// older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<usize>,
 }
 
 /// Means over the lengths of a bucket that were evaluated.
@@ -372,6 +386,7 @@ fn evaluate_on_this_thread(
                     generator.min_len()
                 )),
                 outcomes: None,
+                scored_tokens: None,
             });
             continue;
         }
@@ -380,13 +395,14 @@ fn evaluate_on_this_thread(
             .into_iter()
             .find(|s| run.vocab.tokenizer.token_to_id(s).is_none());
         let mut rng = Rng::derive(cfg.seed, &format!("eval-{len}"));
-        if let Some(why) = generator.eval_unsupported(len) {
+        if let Some(why) = generator.eval_unsupported(len, options.examples) {
             results.push(LengthResult {
                 length: len,
                 tokens: len,
                 metrics: None,
                 unsupported: Some(why),
                 outcomes: None,
+                scored_tokens: None,
             });
             continue;
         }
@@ -419,19 +435,32 @@ fn evaluate_on_this_thread(
                     run.vocab.pad,
                     &run.device,
                 );
-                // Exact match needs only the count; perplexity needs every window's loss.
-                let (loss, tokens) = if headline == Headline::Perplexity {
-                    per_example
+                // Exact match needs only the count; perplexity, the loss of every block of
+                // scored text. The windows score the text's tokens in order, each once.
+                let (loss, tokens, block) = if headline == Headline::Perplexity {
+                    let block = max_len.max(1);
+                    let each: Vec<f32> = per_example
                         .iter()
-                        .map(|o| (o.loss as f32, o.tokens as u32))
-                        .unzip()
+                        .flat_map(|o| o.token_losses.iter().copied())
+                        .collect();
+                    let (loss, tokens) = each
+                        .chunks(block)
+                        .map(|c| {
+                            (
+                                c.iter().map(|&l| l as f64).sum::<f64>() as f32,
+                                c.len() as u32,
+                            )
+                        })
+                        .unzip();
+                    (loss, tokens, Some(block))
                 } else {
-                    (Vec::new(), Vec::new())
+                    (Vec::new(), Vec::new(), None)
                 };
                 let outcomes = Outcomes {
                     exact: per_example.iter().filter(|o| o.exact).count(),
                     loss,
                     tokens,
+                    block,
                 };
                 Some((metrics, outcomes))
             }
@@ -450,12 +479,17 @@ fn evaluate_on_this_thread(
             ),
             other => (other, outcomes, unsupported),
         };
+        let scored_tokens = outcomes
+            .as_ref()
+            .filter(|o| o.block.is_some())
+            .map(|o| o.tokens.iter().map(|&t| t as usize).sum());
         results.push(LengthResult {
             length: len,
             tokens,
             metrics,
             unsupported,
             outcomes,
+            scored_tokens,
         });
     }
     let buckets = Buckets {

@@ -13,12 +13,12 @@
 //! Conventions, stated in the report itself:
 //! - A table cell is the mean ± the sample standard deviation (n − 1) over seeds of a seed-level
 //!   value (a bucket's exact match: the mean over its evaluated lengths; a perplexity; a ratio),
-//!   then its 95 % interval `[lo, hi]` from the bootstrap of [`crate::stats`] (examples within
-//!   each seed, seeds with a small-sample widening). A single seed has no
-//!   standard deviation: the cell shows the mean and the interval. A value every seed of which is
-//!   n/a shows `n/a`; `†` marks a bucket some of whose lengths were n/a (left out of the mean).
-//!   Cells from an `eval.json` without per-example outcomes (written before they were recorded)
-//!   show no interval.
+//!   then its 95 % interval `[lo, hi]` (see [`crate::stats`]: the t interval over seeds joined
+//!   with the within-seed interval where that is wider; one seed: the within-seed interval). A
+//!   single seed has no standard deviation: the cell shows the mean and the interval. A value
+//!   every seed of which is n/a shows `n/a`; `†` marks a bucket some of whose lengths were n/a
+//!   (left out of the mean). Cells from an `eval.json` without per-example outcomes (written
+//!   before they were recorded) show no interval.
 //! - The score of a seed: for exact match, its mean exact match over every out-of-distribution
 //!   length `(L, 4L]` (near and far pooled by length count, a length the scheme cannot represent
 //!   counting as 0; n/a only when every such length is n/a); higher is better. For perplexity,
@@ -28,14 +28,17 @@
 //!   score averaged over seeds, rank 1 = best; equal scores (within 1e-9) share the best rank of
 //!   the tie; an n/a score, or an encoding with no finished cell in that group, ranks last. The
 //!   MRR of an encoding is the mean over the groups of 1/rank.
-//! - Ranking intervals: every bootstrap replicate ranks the replicated scores and computes every
-//!   MRR. Two neighbours of the ranking are not distinguishable (`≈`) when the 95 % interval of
-//!   the difference of their MRRs, taken within each replicate, contains 0. The difference is
-//!   bootstrapped rather than two intervals checked for overlap: the MRRs of one replicate come
-//!   from the same ranks (they are dependent), and two overlapping 95 % intervals can hide a
-//!   clear difference.
+//! - Ranking intervals: every replicate ranks the replicated scores and computes every MRR.
+//!   Two neighbours of the ranking are not distinguishable (`≈`) when the 95 % interval of the
+//!   difference of their MRRs, taken within each replicate, contains 0: a heuristic over
+//!   neighbours only, stated so in the report. The difference is bootstrapped rather than two
+//!   intervals checked for overlap: the MRRs of one replicate come from the same ranks (they are
+//!   dependent), and two overlapping 95 % intervals can hide a clear difference.
+//! - Paired comparisons: in each group where two encodings share at least two seeds, each
+//!   neighbour pair of the group's ranking gets its score differences seed by seed with a
+//!   paired t interval, and a matrix counts the seeds each encoding wins against each other.
 
-use crate::extrapolation::{EvalReport, Headline};
+use crate::extrapolation::{EvalReport, Headline, LengthResult};
 use crate::plot::{self, LinePlot};
 use crate::stats::{self, Domain, Interval, LEVEL, REPLICATES};
 use ordo_model::checkpoint::write_atomic;
@@ -192,6 +195,8 @@ pub struct Row {
     pub ratios: Vec<Point>,
     /// The score over seeds (see the module docs): what the ranking uses.
     pub score: Option<Stat>,
+    /// Each cell's training seed and score (`None`: n/a), in the order of the cells.
+    pub seed_scores: Vec<(u64, Option<f64>)>,
     pub score_interval: Option<Interval>,
     /// The score of every bootstrap replicate (`None` where undefined, e.g. n/a); empty when
     /// some cell of the row has no outcomes.
@@ -333,25 +338,47 @@ fn cell_draws(cell: &CellResult) -> CellDraws<'_> {
         cell.encoding,
         cell.seed
     );
-    let mut columns: Vec<Option<Vec<f64>>> = Vec::with_capacity(observed.len());
-    for (r, value) in eval.lengths.iter().zip(&observed) {
-        if value.is_none() {
-            columns.push(None);
-            continue;
-        }
-        let mut rng = stats::stream(&format!("{label}|len{}", r.length));
-        match stats::length_replicates(r, headline, &mut rng, REPLICATES) {
-            Some(column) => columns.push(Some(column)),
-            None => {
-                return CellDraws {
-                    eval,
-                    observed,
-                    replicates: None,
-                    columns: Vec::new(),
-                };
+    let no_outcomes = |observed| CellDraws {
+        eval,
+        observed,
+        replicates: None,
+        columns: Vec::new(),
+    };
+    let evaluated: Vec<&LengthResult> = eval
+        .lengths
+        .iter()
+        .zip(&observed)
+        .filter(|(_, v)| v.is_some())
+        .map(|(r, _)| r)
+        .collect();
+    let columns: Vec<Option<Vec<f64>>> =
+        if headline == Headline::Perplexity && stats::aligned_blocks(&evaluated) {
+            // The same text at every length: resample its blocks jointly (see `stats`).
+            let outcomes = evaluated[0].outcomes.as_ref().expect("aligned");
+            let longest = evaluated.iter().map(|r| r.length).max().unwrap_or(1);
+            let run = stats::block_run(outcomes.tokens.len(), outcomes.block.unwrap_or(1), longest);
+            let mut rng = stats::stream(&format!("{label}|blocks"));
+            let mut joint =
+                stats::joint_block_replicates(&evaluated, run, &mut rng, REPLICATES).into_iter();
+            observed
+                .iter()
+                .map(|v| v.and_then(|_| joint.next()))
+                .collect()
+        } else {
+            let mut columns = Vec::with_capacity(observed.len());
+            for (r, value) in eval.lengths.iter().zip(&observed) {
+                if value.is_none() {
+                    columns.push(None);
+                    continue;
+                }
+                let mut rng = stats::stream(&format!("{label}|len{}", r.length));
+                match stats::length_replicates(r, headline, &mut rng, REPLICATES) {
+                    Some(column) => columns.push(Some(column)),
+                    None => return no_outcomes(observed),
+                }
             }
-        }
-    }
+            columns
+        };
     let replicates = (0..REPLICATES)
         .flat_map(|k| columns.iter().map(move |c| c.as_ref().map(|c| c[k])))
         .collect();
@@ -366,8 +393,8 @@ fn cell_draws(cell: &CellResult) -> CellDraws<'_> {
 /// A seed-level statistic computed from a seed's per-length values.
 type SeedStatistic<'f> = &'f dyn Fn(&EvalReport, &[Option<f64>]) -> Option<f64>;
 
-/// A seed-level statistic over the seeds of a row: mean ± std, its bootstrap replicates and
-/// their interval.
+/// A seed-level statistic over the seeds of a row: mean ± std, its interval and the replicates
+/// a ranking uses.
 struct OverSeeds {
     stat: Option<Stat>,
     interval: Option<Interval>,
@@ -375,35 +402,31 @@ struct OverSeeds {
     replicates: Vec<Option<f64>>,
 }
 
-fn over_seeds(
-    cells: &[CellDraws],
-    draws: &[Vec<usize>],
-    domain: Domain,
-    f: SeedStatistic,
-) -> OverSeeds {
+/// The Student t draws of a row for statistics over `n` seeds (`n - 1` degrees of freedom),
+/// the same for every statistic of the row; empty for one seed.
+fn t_draws(row: &str, n: usize) -> Vec<f64> {
+    if n < 2 {
+        return Vec::new();
+    }
+    let mut rng = stats::stream(&format!("{row}|t{}", n - 1));
+    (0..REPLICATES)
+        .map(|_| stats::student_t(n - 1, &mut rng))
+        .collect()
+}
+
+fn over_seeds(cells: &[CellDraws], row: &str, domain: Domain, f: SeedStatistic) -> OverSeeds {
     let values: Vec<f64> = cells
         .iter()
         .filter_map(|c| f(c.eval, &c.observed))
         .collect();
-    let stat = Stat::of(&values);
-    let replicates: Vec<Option<f64>> = if cells.iter().any(|c| c.replicates.is_none()) {
+    let within: Vec<Option<f64>> = if cells.iter().any(|c| c.replicates.is_none()) {
         Vec::new()
-    } else if stat.is_none() {
-        vec![None; REPLICATES]
     } else {
-        draws
-            .iter()
-            .enumerate()
-            .map(|(r, drawn)| {
-                mean_of(
-                    drawn
-                        .iter()
-                        .filter_map(|&j| f(cells[j].eval, cells[j].replicate(r))),
-                )
-            })
+        (0..REPLICATES)
+            .map(|r| mean_of(cells.iter().filter_map(|c| f(c.eval, c.replicate(r)))))
             .collect()
     };
-    finish(stat, replicates, domain)
+    finish(&values, within, domain, row)
 }
 
 /// The mean of some values, `None` for none.
@@ -412,19 +435,27 @@ fn mean_of(values: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
-/// Widens the replicates' seed-level spread around the observed mean (see [`crate::stats`]),
-/// then takes their interval.
-fn finish(stat: Option<Stat>, mut replicates: Vec<Option<f64>>, domain: Domain) -> OverSeeds {
-    if let Some(s) = stat {
-        let c = stats::seed_widening(s.n);
-        for v in replicates.iter_mut().flatten() {
-            *v = stats::widen(*v, s.mean, c, domain);
-        }
+/// The statistic over the seed `values`, its interval and ranking replicates (see
+/// [`stats::seed_interval`]) from the within-seed replicates of the mean of the seeds.
+fn finish(values: &[f64], within: Vec<Option<f64>>, domain: Domain, row: &str) -> OverSeeds {
+    let stat = Stat::of(values);
+    if stat.is_none() {
+        let replicates = if within.is_empty() {
+            Vec::new()
+        } else {
+            vec![None; REPLICATES]
+        };
+        return OverSeeds {
+            stat,
+            interval: None,
+            replicates,
+        };
     }
-    let finite: Vec<f64> = replicates.iter().flatten().copied().collect();
+    let (interval, replicates) =
+        stats::seed_interval(values, &within, domain, &t_draws(row, values.len()));
     OverSeeds {
         stat,
-        interval: stats::percentile_interval(&finite, LEVEL),
+        interval,
         replicates,
     }
 }
@@ -432,12 +463,7 @@ fn finish(stat: Option<Stat>, mut replicates: Vec<Option<f64>>, domain: Domain) 
 /// The headline at every length of `lengths` over seeds (exact match, or `exp` of the loss for
 /// perplexity): [`over_seeds`] of the value at each length, with each cell's index of every
 /// length looked up once.
-fn points(
-    cells: &[CellDraws],
-    draws: &[Vec<usize>],
-    lengths: &[usize],
-    headline: Headline,
-) -> Vec<Point> {
+fn points(cells: &[CellDraws], row: &str, lengths: &[usize], headline: Headline) -> Vec<Point> {
     let map = |v: f64| match headline {
         Headline::ExactMatch => v,
         Headline::Perplexity => v.exp(),
@@ -460,19 +486,14 @@ fn points(
             let column: Vec<Option<&Vec<f64>>> = (0..cells.len())
                 .map(|j| index[j].and_then(|i| cells[j].columns.get(i)?.as_ref()))
                 .collect();
-            let stat = Stat::of(&observed);
-            let replicates = if stat.is_some() && cells.iter().all(|c| c.replicates.is_some()) {
-                draws
-                    .iter()
-                    .enumerate()
-                    .map(|(r, drawn)| {
-                        mean_of(drawn.iter().filter_map(|&j| column[j].map(|c| map(c[r]))))
-                    })
+            let within = if cells.iter().all(|c| c.replicates.is_some()) {
+                (0..REPLICATES)
+                    .map(|r| mean_of(column.iter().flatten().map(|c| map(c[r]))))
                     .collect()
             } else {
                 Vec::new()
             };
-            let s = finish(stat, replicates, domain);
+            let s = finish(&observed, within, domain, row);
             Point {
                 length: n,
                 stat: s.stat,
@@ -482,10 +503,8 @@ fn points(
         .collect()
 }
 
-fn bucket_stat(cells: &[CellDraws], draws: &[Vec<usize>], b: Bucket) -> BucketStat {
-    let s = over_seeds(cells, draws, Domain::Fraction, &|e, v| {
-        bucket_value(e, v, b)
-    });
+fn bucket_stat(cells: &[CellDraws], row: &str, b: Bucket) -> BucketStat {
+    let s = over_seeds(cells, row, Domain::Fraction, &|e, v| bucket_value(e, v, b));
     let n_buckets: Vec<(usize, usize)> = cells
         .iter()
         .map(|c| {
@@ -513,13 +532,8 @@ fn bucket_stat(cells: &[CellDraws], draws: &[Vec<usize>], b: Bucket) -> BucketSt
 }
 
 /// A ratio of perplexities at `length` over seeds.
-fn ratio_point(
-    cells: &[CellDraws],
-    draws: &[Vec<usize>],
-    length: usize,
-    f: SeedStatistic,
-) -> Point {
-    let s = over_seeds(cells, draws, Domain::Positive, f);
+fn ratio_point(cells: &[CellDraws], row: &str, length: usize, f: SeedStatistic) -> Point {
+    let s = over_seeds(cells, row, Domain::Positive, f);
     Point {
         length,
         stat: s.stat,
@@ -543,27 +557,27 @@ fn row_of(of_row: &[&CellResult]) -> Row {
     let first = of_row[0];
     let headline = first.eval.headline();
     let cells: Vec<CellDraws> = of_row.iter().map(|c| cell_draws(c)).collect();
-    let mut rng = stats::stream(&format!(
+    let row = format!(
         "{}|{}|{}|seeds",
         first.task,
         variant_label(&first.variant),
         first.encoding
-    ));
-    let draws = stats::seed_draws(cells.len(), REPLICATES, &mut rng);
+    );
+    let row = row.as_str();
     let mut lengths: Vec<usize> = of_row
         .iter()
         .flat_map(|c| c.eval.lengths.iter().map(|r| r.length))
         .collect();
     lengths.sort_unstable();
     lengths.dedup();
-    let points = points(&cells, &draws, &lengths, headline);
+    let points = points(&cells, row, &lengths, headline);
     let ratios = match headline {
         Headline::ExactMatch => Vec::new(),
         Headline::Perplexity => lengths
             .iter()
             .filter(|&&n| n > first.eval.train_max_len)
             .map(|&n| {
-                ratio_point(&cells, &draws, n, &|e, v| {
+                ratio_point(&cells, row, n, &|e, v| {
                     Some((value_at(e, v, n)? - value_at(e, v, e.train_max_len)?).exp())
                 })
             })
@@ -573,7 +587,7 @@ fn row_of(of_row: &[&CellResult]) -> Row {
         Headline::ExactMatch => Domain::Fraction,
         Headline::Perplexity => Domain::Positive,
     };
-    let score = over_seeds(&cells, &draws, score_domain, &seed_score);
+    let score = over_seeds(&cells, row, score_domain, &seed_score);
     Row {
         task: first.task.clone(),
         variant: first.variant.clone(),
@@ -586,12 +600,17 @@ fn row_of(of_row: &[&CellResult]) -> Row {
         train_max_len: first.eval.train_max_len,
         headline,
         lengths,
-        in_distribution: bucket_stat(&cells, &draws, Bucket::InDistribution),
-        near: bucket_stat(&cells, &draws, Bucket::Near),
-        far: bucket_stat(&cells, &draws, Bucket::Far),
+        in_distribution: bucket_stat(&cells, row, Bucket::InDistribution),
+        near: bucket_stat(&cells, row, Bucket::Near),
+        far: bucket_stat(&cells, row, Bucket::Far),
         points,
         ratios,
         score: score.stat,
+        seed_scores: of_row
+            .iter()
+            .zip(&cells)
+            .map(|(c, d)| (c.seed, seed_score(d.eval, &d.observed)))
+            .collect(),
         score_interval: score.interval,
         score_replicates: score.replicates,
         learned: learned_means(of_row),
@@ -1079,9 +1098,11 @@ fn conventions(md: &mut String, rows: &[Row], cells: usize) {
     if has(Headline::Perplexity) {
         let _ = writeln!(
             md,
-            "Perplexity tables give the held-out perplexity `exp(loss)` over the windows of each \
-             context length (Press et al. 2022), as the mean (± the sample standard deviation) \
-             over seeds; `n/a`: the scheme cannot represent that length. The ratio table divides \
+            "Perplexity tables give the held-out perplexity `exp(loss)` at each context length \
+             (Press et al. 2022), every length scoring the same held-out tokens, each exactly once \
+             (consecutive windows of the length, each reading the token before it; older \
+             `eval.json` files scored whole windows only, so a length's text could differ), as \
+             the mean (± the sample standard deviation) over seeds; `n/a`: the scheme cannot represent that length. The ratio table divides \
              each seed's perplexity at a length by its perplexity at the training context L. The \
              score is each seed's geometric mean of those ratios over every measured length \
              beyond L (1 = no worse than at L; lower is better; n/a when L or any such length is \
@@ -1098,29 +1119,41 @@ fn conventions(md: &mut String, rows: &[Row], cells: usize) {
     if rows.iter().any(Row::has_intervals) {
         let mut how = Vec::new();
         if has(Headline::ExactMatch) {
-            how.push("exact match: a binomial draw from the count of right examples");
+            how.push(
+                "exact match: `k` right of `m` examples is drawn from its Jeffreys posterior \
+                 Beta(k + 1/2, m - k + 1/2), whose 95 % is the Jeffreys interval (Brown, Cai & \
+                 DasGupta 2001), so that 0/m and m/m do not get a zero-width interval",
+            );
         }
         if has(Headline::Perplexity) {
-            how.push("perplexity: whole windows");
+            how.push(
+                "perplexity: every context length scores the same text, in blocks of L \
+                 tokens, and a moving-block bootstrap (Künsch 1989) resamples runs of blocks as \
+                 long as the longest window, the same runs at every length, so that a ratio is \
+                 measured on the same resampled text at both of its lengths (older `eval.json` \
+                 files, with per-window outcomes, resample windows independently per length)",
+            );
         }
         let _ = writeln!(
             md,
-            "Brackets give 95 % intervals from a percentile bootstrap ({REPLICATES} replicates, \
-             seeded: the same cells give the same report, byte for byte). Within a seed, each \
-             length's test examples are resampled with replacement ({}); with several seeds, \
-             each replicate also draws the seeds with replacement and averages them, and its \
-             deviation from the mean is widened by `sqrt(n/(n-1)) t(n-1) / z` for n seeds \
-             (Hesterberg 2015's small-sample correction: a plain bootstrap of 3 seeds would be \
-             half as wide as a t interval); resampling the examples too counts their noise twice, \
-             so with several seeds the intervals err on the wide side. The plots shade the same \
-             intervals. In the ranking, each replicate ranks the replicated scores and recomputes \
-             every MRR: `≈` marks an encoding not distinguishable from the next one down (the 95 % \
-             interval of the difference of their MRRs over the replicates contains 0), `>` one \
-             that is. The difference is bootstrapped rather than two intervals checked for \
-             overlap, because the MRRs of one replicate come from the same ranks, and two \
-             overlapping 95 % intervals can hide a clear difference. Encodings are resampled \
-             independently although they see the same test examples, which overstates the noise \
-             of a difference: `≈` errs on the cautious side.\n",
+            "Brackets give 95 % intervals. Within a seed ({REPLICATES} seeded replicates: the \
+             same cells give the same report, byte for byte), each length's test set is \
+             resampled ({}). With n ≥ 2 seeds, an interval is the t interval over the seed \
+             values, mean ± t(n-1) s / sqrt(n) (fractions clipped to [0, 1]; perplexities and \
+             ratios on the log scale, around their geometric mean), joined with the within-seed \
+             interval of the mean of the seeds where that is wider, so that seeds which agree \
+             exactly still carry their test sets' noise. With one seed, the within-seed interval \
+             alone. The plots shade the same intervals. In the ranking, each replicate ranks \
+             every row's score (with several seeds, the t interval's replicates, mean + t_r s / \
+             sqrt(n) for Student t draws t_r) and recomputes every MRR: `≈` marks an encoding \
+             not distinguishable from the next one down (the 95 % interval of the difference of \
+             their MRRs over the replicates contains 0), `>` one that is. These marks are a \
+             heuristic over neighbours of the ranking only: they test no other pair and make no \
+             correction for comparing many pairs. Encodings are resampled independently although \
+             they see the same test examples, which overstates the noise of a difference: `≈` \
+             errs on the cautious side. Claims about one encoding against another across seeds \
+             rest on the paired tables of each section (differences seed by seed, with a paired \
+             t interval, and the count of seeds each pair's first encoding wins).\n",
             how.join("; ")
         );
     }
@@ -1253,6 +1286,7 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
             Headline::ExactMatch => exact_match_table(&mut md, g, &of_group, &encodings),
             Headline::Perplexity => perplexity_tables(&mut md, g, &of_group, &encodings),
         }
+        paired_tables(&mut md, g, &of_group);
         md.push('\n');
     }
     ranking_table(&mut md, rows, &groups);
@@ -1281,6 +1315,103 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
         );
     }
     md
+}
+
+/// The score differences of two rows, seed by seed, over the seeds both scored, signed so that
+/// a positive difference favours `a` (higher exact match, or lower perplexity ratio).
+pub fn paired_differences(a: &Row, b: &Row, higher_is_better: bool) -> Vec<(u64, f64)> {
+    a.seed_scores
+        .iter()
+        .filter_map(|&(seed, sa)| {
+            let sb = b.seed_scores.iter().find(|(s, _)| *s == seed)?.1?;
+            let d = sa? - sb;
+            Some((seed, if higher_is_better { d } else { -d }))
+        })
+        .collect()
+}
+
+/// The paired comparison of a group's encodings across seeds, when some pair shares at least
+/// two seeds: each neighbour pair of the group's ranking with the mean difference of scores and
+/// its paired t interval, and the matrix of per-seed wins for every pair.
+fn paired_tables(md: &mut String, g: &GroupRanks, of_group: &[&Row]) {
+    let higher = g.headline.higher_is_better();
+    let mut ranked: Vec<&Row> = of_group.to_vec();
+    ranked.sort_by_key(|r| {
+        g.ranks
+            .iter()
+            .find(|x| x.0 == r.encoding)
+            .map_or(usize::MAX, |x| x.2)
+    });
+    let shared = |a: &Row, b: &Row| paired_differences(a, b, higher).len();
+    if !ranked
+        .iter()
+        .enumerate()
+        .any(|(i, a)| ranked[i + 1..].iter().any(|b| shared(a, b) >= 2))
+    {
+        return;
+    }
+    let better = if higher {
+        "higher exact match"
+    } else {
+        "lower perplexity ratio"
+    };
+    let _ = writeln!(
+        md,
+        "\nPaired by seed (the same training seed trains both encodings on the same data): for \
+         each neighbour pair of this table's ranking, the difference of scores seed by seed \
+         (positive: the first is better, a {better}), its mean and 95 % paired t interval \
+         (mean ± t(n-1) s / sqrt(n) over the n shared seeds).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| pair | seeds | first better in | mean difference | 95 % interval | per seed |\n\
+         |---|---:|---:|---:|---:|---|"
+    );
+    for w in ranked.windows(2) {
+        let d = paired_differences(w[0], w[1], higher);
+        if d.is_empty() {
+            continue;
+        }
+        let values: Vec<f64> = d.iter().map(|x| x.1).collect();
+        let wins = values.iter().filter(|&&x| x > TIE_TOLERANCE).count();
+        let mean = mean_of(values.iter().copied());
+        let interval = stats::paired_t_interval(&values)
+            .map_or("-".into(), |i| format!("[{:+.3}, {:+.3}]", i.lo, i.hi));
+        let per_seed: Vec<String> = d.iter().map(|(s, x)| format!("s{s} {x:+.3}")).collect();
+        let _ = writeln!(
+            md,
+            "| {} vs {} | {} | {wins} of {} | {} | {interval} | {} |",
+            md_escape(&w[0].encoding),
+            md_escape(&w[1].encoding),
+            values.len(),
+            values.len(),
+            mean.map_or("-".into(), |m| format!("{m:+.3}")),
+            per_seed.join(", ")
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nSeeds in which the row's encoding scores better than the column's (of the seeds both \
+         scored):\n"
+    );
+    let _ = write!(md, "| better than → |");
+    for r in &ranked {
+        let _ = write!(md, " {} |", md_escape(&r.encoding));
+    }
+    let _ = writeln!(md, "\n|---|{}", "---:|".repeat(ranked.len()));
+    for a in &ranked {
+        let _ = write!(md, "| {} |", md_escape(&a.encoding));
+        for b in &ranked {
+            if std::ptr::eq(*a, *b) {
+                md.push_str(" - |");
+                continue;
+            }
+            let d = paired_differences(a, b, higher);
+            let wins = d.iter().filter(|x| x.1 > TIE_TOLERANCE).count();
+            let _ = write!(md, " {wins}/{} |", d.len());
+        }
+        md.push('\n');
+    }
 }
 
 fn ranking_table(md: &mut String, rows: &[Row], groups: &[GroupRanks]) {

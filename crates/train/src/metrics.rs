@@ -26,7 +26,7 @@ impl Metrics {
 }
 
 /// How one example fared: what a bootstrap over examples resamples.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExampleOutcome {
     /// Every answer token right.
     pub exact: bool,
@@ -34,6 +34,8 @@ pub struct ExampleOutcome {
     pub loss: f64,
     /// Scored answer tokens.
     pub tokens: f64,
+    /// The cross-entropy of each scored answer token, in order (nats).
+    pub token_losses: Vec<f32>,
 }
 
 /// Evaluates `model` (no autodiff) on `items` in batches of `batch_size`, grouping examples of
@@ -63,6 +65,7 @@ pub fn evaluate_examples(
             exact: false,
             loss: f64::NAN,
             tokens: 0.0,
+            token_losses: Vec::new(),
         };
         items.len()
     ];
@@ -109,18 +112,34 @@ fn evaluate_inner(
         let n_answer: f32 = t.weights.clone().sum().into_scalar();
         let loss: f32 = masked_cross_entropy(logits.clone(), t.targets.clone(), t.weights.clone())
             .into_scalar();
-        let example_loss: Option<Vec<f32>> = outcomes.is_some().then(|| {
+        // Per example: its summed loss, and the loss of each scored token in order.
+        let example_loss: Option<Vec<(f32, Vec<f32>)>> = outcomes.is_some().then(|| {
             let [b, len, _] = logits.dims();
             let logp = log_softmax(logits.clone(), 2); // [b, t, v]
             let picked = logp
                 .gather(2, t.targets.clone().reshape([b, len, 1]))
                 .reshape([b, len]); // [b, t]
-            (picked * t.weights.clone())
+            let nll = (picked * t.weights.clone()).neg();
+            let sums = nll
+                .clone()
                 .sum_dim(1) // [b, 1]
-                .neg()
                 .into_data()
                 .try_to_vec::<f32>()
-                .unwrap()
+                .unwrap();
+            let each = nll.into_data().try_to_vec::<f32>().unwrap();
+            let weights = t.weights.clone().into_data().try_to_vec::<f32>().unwrap();
+            (0..b)
+                .map(|k| {
+                    let row = k * len..(k + 1) * len;
+                    let scored = each[row.clone()]
+                        .iter()
+                        .zip(&weights[row])
+                        .filter(|(_, w)| **w > 0.0)
+                        .map(|(l, _)| *l)
+                        .collect();
+                    (sums[k], scored)
+                })
+                .collect()
         });
         let predicted = logits.argmax(2).squeeze_dim::<2>(2); // [b, t]
         let hits = predicted.equal(t.targets).float() * t.weights.clone(); // [b, t]
@@ -136,8 +155,9 @@ fn evaluate_inner(
             if let (Some(out), Some(losses)) = (outcomes.as_deref_mut(), &example_loss) {
                 out[chunk[k]] = ExampleOutcome {
                     exact: h >= needed,
-                    loss: losses[k] as f64,
+                    loss: losses[k].0 as f64,
                     tokens: needed as f64,
+                    token_losses: losses[k].1.clone(),
                 };
             }
         }

@@ -4,8 +4,19 @@
 //! trained here, or a Hugging Face `tokenizer.json` named in the config) and followed by [`EOS`]. The last `valid_percent` of the
 //! lines are held out. An example of length `n` is a window of `n + 1` consecutive tokens: the
 //! model reads `n` and predicts each next one, so the loss is the per-token language-model loss
-//! and `exp(loss)` the perplexity. Held-out evaluation cuts the held-out stream into
-//! non-overlapping windows (the protocol of Press et al. 2022).
+//! and `exp(loss)` the perplexity.
+//!
+//! Held-out evaluation (the protocol of fairseq's `eval_lm` and of Press et al. 2022, with one
+//! change for the tail): the scored text is the first `examples × context` tokens of the
+//! held-out stream (all of it when it is shorter), the same tokens at every context length, so
+//! that perplexities at L and 8L are measured on the same text. At context `n` it is cut into
+//! consecutive blocks of `n` targets; a window reads the token before its block (the `[EOS]` that
+//! ends the training stream, before the first block) and the block's first `n - 1` tokens, and
+//! predicts the block, so every scored token is a target exactly once. The tail, fewer than `n`
+//! targets, is scored by a last window of `n` that ends at the text's end, whose first
+//! predictions (already scored) are left out. With a sliding stride `s`, the first window scores
+//! its `n` targets and each later one, `s` tokens further on, its last `s` (fairseq's
+//! `--context-window`); the tail likewise.
 //!
 //! BPE (Sennrich et al. 2016, "Neural Machine Translation of Rare Words with Subword Units") is
 //! trained with the `tokenizers` crate on the training lines only. Words start with `▁` (the
@@ -150,6 +161,7 @@ impl Task for Lm {
                 Source::File(path) => Some(path),
                 _ => None,
             },
+            context,
         }))
     }
 
@@ -193,6 +205,18 @@ impl Task for Lm {
 pub struct Loaded {
     pub corpus: Arc<Corpus>,
     tokenizer_file: Option<PathBuf>,
+    /// The training context: an evaluation of `examples` scores `examples × context` tokens.
+    context: usize,
+}
+
+impl Loaded {
+    /// How many held-out tokens an evaluation of `count` examples scores at every length:
+    /// `count` training-context windows' worth, or the whole held-out text if it is shorter.
+    pub fn scored_tokens(&self, count: usize) -> usize {
+        count
+            .saturating_mul(self.context)
+            .min(self.corpus.valid.len())
+    }
 }
 
 impl Generate for Loaded {
@@ -238,14 +262,28 @@ impl Generate for Loaded {
         [1, 2, 4, 8].iter().map(|f| f * max_len).collect()
     }
 
-    fn eval_unsupported(&self, len: usize) -> Option<String> {
+    fn eval_unsupported(&self, len: usize, count: usize) -> Option<String> {
         let valid = self.corpus.valid.len();
-        (valid < 2 * (len + 1))
-            .then(|| format!("the held-out text has {valid} tokens, too few for windows of {len}"))
+        if valid < len + 2 {
+            // (The evaluator also reads one held-out window of `len + 1` tokens.)
+            return Some(format!(
+                "the held-out text has {valid} tokens, too few for windows of {len}"
+            ));
+        }
+        let scored = self.scored_tokens(count);
+        (scored < len).then(|| {
+            format!(
+                "the scored text is {scored} tokens ({count} examples × context {}, at most the \
+                 {} held-out tokens), fewer than one window of {len}",
+                self.context,
+                self.corpus.valid.len()
+            )
+        })
     }
 
-    /// Non-overlapping windows of the held-out text; with a `sliding` stride, overlapping
-    /// windows of which only the last `stride` predictions are scored.
+    /// Windows over the first [`Loaded::scored_tokens`] held-out tokens, every one of them a
+    /// target exactly once (see the module docs): consecutive blocks of `len`, or with a
+    /// `sliding` stride, windows `stride` apart scoring their last `stride` predictions.
     fn eval_set(
         &self,
         _rng: &mut Rng,
@@ -253,15 +291,9 @@ impl Generate for Loaded {
         count: usize,
         sliding: Option<usize>,
     ) -> Vec<(Example, usize)> {
-        match sliding {
-            Some(stride) => self.corpus.held_out_sliding(len, stride.min(len), count),
-            None => self
-                .corpus
-                .held_out_windows(len, count)
-                .into_iter()
-                .map(|e| (e, 0))
-                .collect(),
-        }
+        let stride = sliding.map_or(len, |s| s.clamp(1, len));
+        self.corpus
+            .held_out_windows(len, stride, self.scored_tokens(count))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -450,42 +482,55 @@ impl Corpus {
         }
     }
 
-    /// Windows of `len + 1` tokens starting every `stride` tokens of the held-out stream (at
-    /// most `max`), each with the number of leading predictions already scored by an earlier
-    /// window (0 for the first, `len - stride` for the others).
-    pub fn held_out_sliding(&self, len: usize, stride: usize, max: usize) -> Vec<(Example, usize)> {
-        assert!(
-            stride >= 1 && stride <= len,
-            "stride {stride} must be in 1..={len}"
-        );
-        (0..)
-            .map(|k| k * stride)
-            .take_while(|&start| start + len < self.valid.len())
-            .take(max)
-            .map(|start| {
-                let w = &self.valid[start..start + len + 1];
-                let skip = if start == 0 { 0 } else { len - stride };
-                (
-                    Example {
-                        prompt: vec![w[0].clone()],
-                        answer: w[1..].to_vec(),
-                    },
-                    skip,
-                )
-            })
-            .collect()
+    /// The held-out stream's token `i` of the text a window reads: the `[EOS]` that ends the
+    /// training stream for `i = 0`, then held-out token `i - 1`.
+    fn read(&self, i: usize) -> String {
+        match i {
+            0 => EOS.to_string(),
+            _ => self.valid[i - 1].clone(),
+        }
     }
 
-    /// Non-overlapping windows of `len + 1` tokens covering the held-out stream (at most `max`).
-    pub fn held_out_windows(&self, len: usize, max: usize) -> Vec<Example> {
-        self.valid
-            .chunks_exact(len + 1)
-            .take(max)
-            .map(|w| Example {
-                prompt: vec![w[0].clone()],
-                answer: w[1..].to_vec(),
-            })
-            .collect()
+    /// Windows of `len` targets covering the first `scored` held-out tokens, each target scored
+    /// exactly once and in order, each window with the number of its leading predictions left
+    /// unscored. The first window predicts targets `0..len`; each next one starts `stride`
+    /// tokens later and scores its last `stride`; when the last full window stops short of
+    /// `scored`, one more window ends exactly at `scored` and scores only what is left. A window
+    /// predicting targets `a..a + len` reads the token before `a` (see [`Corpus::read`]) and
+    /// targets `a..a + len - 1`. Empty when `scored < len` (there is no full window).
+    pub fn held_out_windows(
+        &self,
+        len: usize,
+        stride: usize,
+        scored: usize,
+    ) -> Vec<(Example, usize)> {
+        assert!(
+            (1..=len).contains(&stride),
+            "stride {stride} must be in 1..={len}"
+        );
+        let scored = scored.min(self.valid.len());
+        if scored < len {
+            return Vec::new();
+        }
+        let window = |start: usize, skip: usize| {
+            (
+                Example {
+                    prompt: vec![self.read(start)],
+                    answer: self.valid[start..start + len].to_vec(),
+                },
+                skip,
+            )
+        };
+        let mut out = vec![window(0, 0)];
+        let mut end = len; // targets 0..end are scored
+        while end + stride <= scored {
+            out.push(window(end + stride - len, len - stride));
+            end += stride;
+        }
+        if end < scored {
+            out.push(window(scored - len, len - (scored - end)));
+        }
+        out
     }
 }
 
@@ -502,32 +547,70 @@ mod tests {
         }
     }
 
-    #[test]
-    fn non_overlapping_windows_tile_the_held_out_text() {
-        let c = corpus(20);
-        let w = c.held_out_windows(4, 100);
-        assert_eq!(w.len(), 4);
-        assert_eq!(w[1].prompt, vec!["5"]);
-        assert_eq!(w[1].answer, vec!["6", "7", "8", "9"]);
+    /// The targets a set of windows scores, in order, with the token each scored prediction
+    /// was read right after (the token before the target in the text the windows read).
+    fn scored(windows: &[(Example, usize)]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (e, skip) in windows {
+            let read: Vec<&String> = e.prompt.iter().chain(&e.answer).collect();
+            for (before, target) in read.iter().zip(&e.answer).skip(*skip) {
+                out.push(((*before).clone(), target.clone()));
+            }
+        }
+        out
     }
 
     #[test]
-    fn sliding_windows_score_every_held_out_token_once() {
+    fn every_token_of_the_scored_text_is_a_target_exactly_once_at_every_length() {
+        let c = corpus(23);
+        for scored_tokens in [4, 16, 20, 23, 100] {
+            let n = scored_tokens.min(23);
+            // The text predicted: held-out tokens 0..n, each read right after the one before it
+            // (after [EOS] for the first).
+            let want: Vec<(String, String)> = (0..n).map(|i| (c.read(i), i.to_string())).collect();
+            for len in 1..=n {
+                for stride in 1..=len {
+                    let w = c.held_out_windows(len, stride, scored_tokens);
+                    assert!(
+                        w.iter()
+                            .all(|(e, _)| e.answer.len() == len && e.prompt.len() == 1)
+                    );
+                    assert_eq!(scored(&w), want, "len {len}, stride {stride}, n {n}");
+                }
+            }
+            assert!(c.held_out_windows(n + 1, 1, scored_tokens).is_empty());
+        }
+    }
+
+    #[test]
+    fn blocks_read_the_token_before_them_and_the_tail_is_scored_in_a_full_window() {
+        let c = corpus(10);
+        let w = c.held_out_windows(4, 4, 10);
+        let starts: Vec<(Vec<String>, usize)> = w
+            .iter()
+            .map(|(e, skip)| (vec![e.prompt[0].clone(), e.answer[0].clone()], *skip))
+            .collect();
+        let s = |a: &str, b: &str| vec![a.to_string(), b.to_string()];
+        assert_eq!(
+            starts,
+            [(s(EOS, "0"), 0), (s("3", "4"), 0), (s("5", "6"), 2)],
+            "blocks 0..4 and 4..8, then the tail 8..10 scored in the window of 6..10"
+        );
+    }
+
+    #[test]
+    fn sliding_windows_give_every_scored_token_at_least_len_minus_stride_of_context() {
         let c = corpus(23);
         let (len, stride) = (8, 3);
-        let windows = c.held_out_sliding(len, stride, 100);
-        let mut scored: Vec<String> = Vec::new();
-        for (k, (e, skip)) in windows.iter().enumerate() {
+        let w = c.held_out_windows(len, stride, 23);
+        for (k, (e, skip)) in w.iter().enumerate() {
             assert_eq!(e.answer.len(), len);
-            assert_eq!(*skip, if k == 0 { 0 } else { len - stride });
-            scored.extend(e.answer[*skip..].iter().cloned());
+            if k > 0 {
+                assert!(*skip >= len - stride, "window {k} skips {skip}");
+            }
         }
-        // Tokens 1..=n-1 of the stream, each exactly once, in order, up to the last full window.
-        let want: Vec<String> = (1..=scored.len()).map(|i| i.to_string()).collect();
-        assert_eq!(scored, want);
-        assert!(scored.len() >= 23 - 1 - stride);
-        // Every scored token after the first window has at least len - stride tokens of context.
-        assert_eq!(windows[1].0.prompt, vec!["3"]);
+        assert_eq!(w[1].0.prompt, vec!["2"]);
+        assert_eq!(w[1].1, len - stride);
     }
 
     fn lines() -> Vec<String> {

@@ -199,10 +199,11 @@ pub trait Generate: std::fmt::Debug + Send + Sync {
         (self.min_len()..=max_factor * max_len).collect()
     }
 
-    /// Why length `len` cannot be evaluated with the task's data (beyond the model's and the
-    /// vocabulary's limits, which the evaluator checks), if it cannot.
-    fn eval_unsupported(&self, len: usize) -> Option<String> {
-        let _ = len;
+    /// Why length `len` cannot be evaluated with the task's data when `count` examples are
+    /// asked for (beyond the model's and the vocabulary's limits, which the evaluator checks),
+    /// if it cannot.
+    fn eval_unsupported(&self, len: usize, count: usize) -> Option<String> {
+        let _ = (len, count);
         None
     }
 
@@ -449,8 +450,8 @@ impl Generator {
     }
 
     /// See [`Generate::eval_unsupported`].
-    pub fn eval_unsupported(&self, len: usize) -> Option<String> {
-        self.task.eval_unsupported(len)
+    pub fn eval_unsupported(&self, len: usize, count: usize) -> Option<String> {
+        self.task.eval_unsupported(len, count)
     }
 
     /// See [`Generate::eval_set`].
@@ -882,7 +883,7 @@ mod tests {
             assert_eq!(lengths.first(), Some(&g.min_len()), "{}", c.kind());
             assert_eq!(lengths.last(), Some(&64), "{}", c.kind());
             assert_eq!(lengths.len(), 64 - g.min_len() + 1);
-            assert_eq!(g.eval_unsupported(1000), None);
+            assert_eq!(g.eval_unsupported(1000, 1), None);
         }
         let c = lm("context = 16");
         assert_eq!(c.headline(), Headline::Perplexity);
@@ -904,25 +905,33 @@ mod tests {
         let g = lm("context = 16").generator(&root()).unwrap();
         let corpus = g.corpus().expect("an lm task");
         let mut rng = Rng::new(1);
-        let plain = g.eval_set(&mut rng, 16, 5, None);
-        let windows = corpus.held_out_windows(16, 5);
-        assert_eq!(plain.len(), 5);
-        for ((e, skip), w) in plain.iter().zip(&windows) {
-            assert_eq!((e, *skip), (w, 0));
+        let n = corpus.valid.len();
+        // 5 examples of the training context (16): the first 80 held-out tokens, at every length.
+        for len in [16, 32, 64] {
+            let plain = g.eval_set(&mut rng, len, 5, None);
+            assert_eq!(plain, corpus.held_out_windows(len, len, 80));
+            let scored: usize = plain.iter().map(|(e, skip)| e.answer.len() - skip).sum();
+            assert_eq!(scored, 80, "len {len}");
         }
         // The stride is capped at the window.
         assert_eq!(
             g.eval_set(&mut rng, 8, 4, Some(100)),
-            corpus.held_out_sliding(8, 8, 4)
+            corpus.held_out_windows(8, 8, 64)
         );
         assert_eq!(
             g.eval_set(&mut rng, 8, 4, Some(3)),
-            corpus.held_out_sliding(8, 3, 4)
+            corpus.held_out_windows(8, 3, 64)
         );
-        let n = corpus.valid.len();
-        assert_eq!(g.eval_unsupported(n / 2 - 1), None);
-        let why = g.eval_unsupported(n / 2).expect("too long");
+        // More examples than the text holds: the whole held-out text.
+        let all = g.eval_set(&mut rng, 16, usize::MAX, None);
+        let scored: usize = all.iter().map(|(e, skip)| e.answer.len() - skip).sum();
+        assert_eq!(scored, n);
+        assert_eq!(g.eval_unsupported(n - 2, usize::MAX), None);
+        let why = g.eval_unsupported(n - 1, usize::MAX).expect("too long");
         assert!(why.contains(&n.to_string()), "{why}");
+        // Too few examples for one window of 64: 3 × 16 = 48 tokens.
+        let why = g.eval_unsupported(64, 3).expect("too few examples");
+        assert!(why.contains("48 tokens"), "{why}");
         // The validation set during training comes from the held-out text.
         let held = g.held_out(&mut rng, 8);
         let stream = corpus.valid.join(" ");
