@@ -9,6 +9,7 @@ fn ordo() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ordo"));
     command.env_remove("ORDO_MEMORY_LIMIT");
     command.env_remove("ORDO_INJECT_NAN_GRADIENT_AT_STEP");
+    command.env_remove("ORDO_TEST_NODE_LOCAL_FLOCK");
     command
 }
 
@@ -123,6 +124,50 @@ fn a_duplicate_start_does_disjoint_work_and_both_finish() {
         assert_eq!(metrics.matches("\"kind\":\"eval\"").count(), 2, "{metrics}");
     }
     assert!(report(&tmp.0).contains("4 finished cells"));
+}
+
+/// Two processes that do not see each other's flock locks (as two nodes on BeeGFS, Lustre with
+/// `localflock` or NFS with `local_lock=flock`): the claim files alone keep them apart.
+#[test]
+fn without_shared_flock_each_cell_is_still_trained_exactly_once() {
+    let tmp = TempDir::new("nodelocal");
+    let alone = experiment(&tmp.0.join("alone"));
+    let out = run(&["ablate", alone.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let path = experiment(&tmp.0.join("nodes"));
+    let path = path.to_str().unwrap();
+    let both: Vec<Child> = (0..3)
+        .map(|_| {
+            ordo()
+                .env("ORDO_TEST_NODE_LOCAL_FLOCK", "1")
+                .args(["ablate", path])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut done_lines = 0;
+    for child in both {
+        let out = child.wait_with_output().unwrap();
+        let code = out.status.code();
+        assert!(
+            code == Some(0) || code == Some(3),
+            "{code:?}: {}",
+            text(&out.stderr)
+        );
+        done_lines += text(&out.stdout).matches(" done in ").count();
+    }
+    assert_eq!(done_lines, 4, "each cell trained and evaluated once");
+    for entry in std::fs::read_dir(tmp.0.join("nodes/sweep/runs")).unwrap() {
+        let dir = entry.unwrap().path();
+        let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        assert_eq!(metrics.matches("\"kind\":\"eval\"").count(), 2, "{metrics}");
+        assert!(!dir.join(".claim").exists(), "claims are released");
+    }
+    let out = run(&["report", tmp.0.join("nodes/sweep").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(report(&tmp.0.join("nodes")), report(&tmp.0.join("alone")));
 }
 
 #[test]

@@ -815,10 +815,17 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, A
         move |cause| AblateError::Io { path, cause }
     };
     std::fs::create_dir_all(&runs).map_err(io(&runs))?;
+    if let Some(why) = ordo_train::run_dir::node_local_locks(&runs) {
+        eprintln!("note: {why}");
+    }
     let spec_text =
         serde_json::to_string_pretty(&experiment.report_spec_file()).expect("spec serialises");
     let spec_path = experiment.dir.join("experiment.json");
-    write_atomic(&spec_path, spec_text.as_bytes()).map_err(io(&spec_path))?;
+    // Every shard of a job array starts here: write only when the content changes (each
+    // write is atomic, with a temporary name of its own, so concurrent writers cannot clash).
+    if std::fs::read_to_string(&spec_path).ok().as_deref() != Some(spec_text.as_str()) {
+        write_atomic(&spec_path, spec_text.as_bytes()).map_err(io(&spec_path))?;
+    }
     let cells = experiment.shard(options.shard);
     let eval_options = experiment.eval_options();
     let wanted = eval_options.record();

@@ -2,7 +2,8 @@
 //! decay curves) and heatmaps (an encoding table, a bias matrix) with a colour bar.
 //!
 //! Every figure is drawn twice by plotters, once into an RGB buffer that is encoded as PNG and
-//! once into an SVG string, and each file is written atomically (`<file>.tmp`, then a rename).
+//! once into an SVG string, and each file is written atomically
+//! (`ordo_model::checkpoint::write_atomic`: a temporary file of a unique name, then a rename).
 //! Text uses DejaVu Sans, embedded in the binary (`data/fonts/`, license beside it) and registered
 //! with plotters' `ab_glyph` renderer as `sans-serif`: no system font or fontconfig is needed.
 //!

@@ -11,14 +11,26 @@
 //!   eval[-<variant>].json / .csv   `ordo eval` (variant: RoPE scaling, sliding windows)
 //!   cell.json          `ordo ablate`: which cell of a grid this is
 //!   .lock              held (an OS file lock) while a process trains, resumes or evaluates
+//!   .claim             the same, as a file of its own with a heartbeat (works across nodes)
 //! ```
 //!
 //! Nobody else spells these names: train, eval, ablate and report all go through [`RunDir`].
 //!
-//! Locks are advisory OS file locks (`flock`): the kernel drops them when the holding process
-//! exits or is killed, even by `kill -9`, so a lock never needs a hand to remove. The lock file
-//! itself stays (removing it would let two processes lock two different files); it holds a line
-//! naming its last holder, which is what a refused process prints.
+//! A run is held in two ways at once, so that it is exclusive on one machine and across the
+//! nodes of a cluster:
+//! - **`.lock`, an OS file lock** (`flock`), the fast path: the kernel drops it when the holding
+//!   process exits or is killed, even by `kill -9`. The lock file itself stays (removing it
+//!   would let two processes lock two different files); it holds a line naming its last holder,
+//!   which is what a refused process prints. On several cluster file systems flock is accepted
+//!   but local to the node (BeeGFS by default, Lustre with `localflock`, NFS with `nolock` or
+//!   `local_lock=flock|all`), so it alone cannot keep two nodes apart.
+//! - **`.claim`, a claim file** ([`Claim`]), created with an exclusive create (`O_EXCL`, atomic
+//!   on NFSv3 and later, Lustre, BeeGFS and local file systems) and holding the holder's host,
+//!   process id, boot id and PID namespace; a thread refreshes its modification time every
+//!   [`HEARTBEAT`] while the run is held, and the claim is removed on release. A claim left by
+//!   a process that died is taken over, with a message: at once when it was made on this
+//!   machine, in this PID namespace, by a process that no longer exists (or before this
+//!   machine's last boot); otherwise once its heartbeat is older than [`STALE_AFTER`].
 
 use ordo_model::checkpoint::write_atomic;
 use serde::{Deserialize, Serialize};
@@ -34,6 +46,11 @@ pub enum RunDirError {
          (the lock goes away with the process)"
     )]
     Busy { lock: PathBuf, holder: String },
+    #[error(
+        "{path}: another process took this run over while this one held it (its heartbeat \
+         was missed for a long time, e.g. a suspended job); this process stopped writing"
+    )]
+    ClaimLost { path: PathBuf },
     #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
@@ -129,6 +146,10 @@ impl RunDir {
     pub fn lock_file(&self) -> PathBuf {
         self.path.join(".lock")
     }
+    /// `.claim`: the claim file (see the module docs).
+    pub fn claim_file(&self) -> PathBuf {
+        self.path.join(".claim")
+    }
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.path.join("checkpoint")
     }
@@ -212,12 +233,33 @@ impl RunDir {
     /// or says at once who holds it. Released when the returned guard is dropped, or when the
     /// process ends in any way.
     pub fn lock(&self, purpose: &str) -> Result<RunLock, RunDirError> {
+        // Test builds only: flock that does not exclude, as on a file system whose locks are
+        // local to each node, so that the command-line tests can show the claims alone suffice.
+        #[cfg(feature = "test-hooks")]
+        if std::env::var_os("ORDO_TEST_NODE_LOCAL_FLOCK").is_some() {
+            return self.lock_with(purpose, false);
+        }
+        self.lock_with(purpose, true)
+    }
+
+    /// [`RunDir::lock`]; without `flock`, only the claim file (what a second node sees on a
+    /// file system whose locks are local to the node; for tests).
+    #[doc(hidden)]
+    pub fn lock_with(&self, purpose: &str, flock: bool) -> Result<RunLock, RunDirError> {
         std::fs::create_dir_all(&self.path).map_err(io(&self.path))?;
-        let file = try_lock(&self.lock_file(), purpose)?;
-        Ok(RunLock {
+        let file = if flock {
+            try_lock(&self.lock_file(), purpose)?
+        } else {
+            open_lock(&self.lock_file())?
+        };
+        let claim = Claim::acquire(&self.claim_file(), purpose)?;
+        let lock = RunLock {
             dir: self.clone(),
+            claim,
             _file: file,
-        })
+        };
+        lock.remove_temporaries();
+        Ok(lock)
     }
 
     /// Records the content hash of each input file, `(role, path)` with `path` as written in
@@ -264,10 +306,12 @@ impl RunDir {
     }
 }
 
-/// A held run-directory lock; the directory is reachable through it.
+/// A held run directory: its `.lock` and its `.claim`; the directory is reachable through it.
 #[derive(Debug)]
 pub struct RunLock {
     dir: RunDir,
+    // Dropped in order: the claim first, then the OS lock.
+    claim: Claim,
     _file: File,
 }
 
@@ -275,6 +319,426 @@ impl RunLock {
     pub fn dir(&self) -> &RunDir {
         &self.dir
     }
+
+    /// Removes the temporary files ([`write_atomic`]'s `.*.tmp`) of the run directory and its
+    /// checkpoint directory: whoever holds the run is the only writer there, so any such file
+    /// was left by a writer that died before its rename.
+    fn remove_temporaries(&self) {
+        for dir in [self.dir.path().to_path_buf(), self.dir.checkpoint_dir()] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    std::fs::remove_file(entry.path()).ok();
+                }
+            }
+        }
+    }
+
+    /// Whether the claim is still this process's (see [`Claim::held`]).
+    pub fn held(&self) -> Held {
+        self.claim.held()
+    }
+}
+
+/// How often a held claim's heartbeat (its file's modification time) is refreshed.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+/// A claim whose heartbeat is older than this is taken to be left by a dead process (ten
+/// heartbeats: NFS clients may cache a file's times for up to a minute).
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What a claim file says about its holder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimInfo {
+    /// Unique to the claiming process and call ([`ordo_model::checkpoint::unique_tag`]).
+    pub tag: String,
+    pub host: String,
+    pub pid: u32,
+    /// `/proc/sys/kernel/random/boot_id`: the kernel instance (shared by the containers of one
+    /// machine, different on every node and after every reboot).
+    pub boot_id: String,
+    /// `/proc/self/ns/pid`: a process id means something only in its PID namespace.
+    pub pid_ns: String,
+    /// The start time of the process (`/proc/<pid>/stat` field 22), so that a reused pid is not
+    /// taken for the claimant.
+    pub start_ticks: u64,
+    pub purpose: String,
+    /// Unix time of the claim.
+    pub since: u64,
+}
+
+impl ClaimInfo {
+    fn ours(purpose: &str) -> ClaimInfo {
+        let pid = std::process::id();
+        ClaimInfo {
+            tag: ordo_model::checkpoint::unique_tag(),
+            host: ordo_model::checkpoint::host_name(),
+            pid,
+            boot_id: boot_id(),
+            pid_ns: pid_namespace(),
+            start_ticks: start_ticks(pid).unwrap_or(0),
+            purpose: purpose.to_string(),
+            since: unix_now(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "pid {} on {}, {}, since unix time {}",
+            self.pid, self.host, self.purpose, self.since
+        )
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Field 22 of `/proc/<pid>/stat` (after the parenthesised command name, which may hold
+/// spaces); `None` when there is no such process.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether a claim's process is known to be gone, and why; `None` when it may be alive.
+fn claimant_gone(info: &ClaimInfo, age: std::time::Duration) -> Option<String> {
+    let (boot, ns) = (boot_id(), pid_namespace());
+    if !boot.is_empty() && info.boot_id == boot && info.pid_ns == ns && !ns.is_empty() {
+        let alive =
+            start_ticks(info.pid).is_some_and(|t| info.start_ticks == 0 || t == info.start_ticks);
+        if !alive {
+            return Some(format!("its process {} on this machine is gone", info.pid));
+        }
+        return None;
+    }
+    if !boot.is_empty() && info.host == ordo_model::checkpoint::host_name() && info.boot_id != boot
+    {
+        return Some("this machine has rebooted since".into());
+    }
+    (age > STALE_AFTER).then(|| {
+        format!(
+            "its heartbeat is {} s old (a live holder refreshes it every {} s)",
+            age.as_secs(),
+            HEARTBEAT.as_secs()
+        )
+    })
+}
+
+/// Whether a claim is still its holder's: false once another process took it over (after a
+/// heartbeat of ours went missing for [`STALE_AFTER`], e.g. a suspended job).
+#[derive(Debug, Clone)]
+pub struct Held(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Held {
+    /// A flag that is always held (for runs written without a claim).
+    pub fn always() -> Held {
+        Held(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+            true,
+        )))
+    }
+
+    pub fn still_held(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A claim file held by this process, refreshed by a heartbeat thread and removed on drop
+/// (see the module docs).
+#[derive(Debug)]
+pub struct Claim {
+    path: PathBuf,
+    tag: String,
+    held: Held,
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn read_claim(path: &Path) -> std::io::Result<(Option<ClaimInfo>, std::time::Duration)> {
+    let text = std::fs::read_to_string(path)?;
+    let modified = std::fs::metadata(path)?.modified()?;
+    let age = std::time::SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default();
+    Ok((serde_json::from_str(&text).ok(), age))
+}
+
+impl Claim {
+    /// Claims `path` for `purpose` by creating it exclusively, taking over a claim left by a
+    /// dead process; [`RunDirError::Busy`] when a live process holds it.
+    pub fn acquire(path: &Path, purpose: &str) -> Result<Claim, RunDirError> {
+        Claim::acquire_beating(path, purpose, HEARTBEAT)
+    }
+
+    /// [`Claim::acquire`] with another heartbeat interval (for tests).
+    #[doc(hidden)]
+    pub fn acquire_beating(
+        path: &Path,
+        purpose: &str,
+        every: std::time::Duration,
+    ) -> Result<Claim, RunDirError> {
+        let ours = ClaimInfo::ours(purpose);
+        let text = serde_json::to_string_pretty(&ours).expect("claim serialises");
+        for _ in 0..4 {
+            match OpenOptions::new().write(true).create_new(true).open(path) {
+                Ok(mut file) => {
+                    file.write_all(text.as_bytes())
+                        .and_then(|_| file.sync_all())
+                        .map_err(io(path))?;
+                    ordo_model::checkpoint::sync_parent(path);
+                    return Ok(Claim::start(path, ours.tag, every));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(cause) => {
+                    return Err(RunDirError::Io {
+                        path: path.to_path_buf(),
+                        cause,
+                    });
+                }
+            }
+            let (info, age) = match read_claim(path) {
+                Ok(read) => read,
+                // Released between our create and our read: try again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(cause) => {
+                    return Err(RunDirError::Io {
+                        path: path.to_path_buf(),
+                        cause,
+                    });
+                }
+            };
+            let why = match &info {
+                Some(info) => claimant_gone(info, age),
+                // Being written, or garbage: only its age can tell.
+                None => (age > STALE_AFTER)
+                    .then(|| format!("it is unreadable and {} s old", age.as_secs())),
+            };
+            let holder = info
+                .as_ref()
+                .map_or("holder unknown".into(), ClaimInfo::describe);
+            let Some(why) = why else {
+                return Err(RunDirError::Busy {
+                    lock: path.to_path_buf(),
+                    holder,
+                });
+            };
+            take_over(path, info.as_ref().map(|i| i.tag.as_str()), &holder, &why)?;
+        }
+        Err(RunDirError::Busy {
+            lock: path.to_path_buf(),
+            holder: "claimed again and again by other processes".into(),
+        })
+    }
+
+    fn start(path: &Path, tag: String, every: std::time::Duration) -> Claim {
+        let held = Held(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+            true,
+        )));
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let thread = {
+            let (path, tag, held, stop) =
+                (path.to_path_buf(), tag.clone(), held.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("ordo-claim".into())
+                .spawn(move || heartbeat(&path, &tag, &held, &stop, every))
+                .ok()
+        };
+        Claim {
+            path: path.to_path_buf(),
+            tag,
+            held,
+            stop,
+            thread,
+        }
+    }
+
+    pub fn held(&self) -> Held {
+        self.held.clone()
+    }
+
+    /// Whether the claim file at `path` is this claim (its tag).
+    fn is_ours(path: &Path, tag: &str) -> bool {
+        matches!(read_claim(path), Ok((Some(info), _)) if info.tag == tag)
+    }
+}
+
+/// Refreshes the claim's modification time every [`HEARTBEAT`] until told to stop; gives up,
+/// marking the claim lost, if the file is no longer ours.
+fn heartbeat(
+    path: &Path,
+    tag: &str,
+    held: &Held,
+    stop: &(std::sync::Mutex<bool>, std::sync::Condvar),
+    every: std::time::Duration,
+) {
+    let (lock, wake) = stop;
+    let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let (guard, _) = wake
+            .wait_timeout_while(stopped, every, |s| !*s)
+            .unwrap_or_else(|e| e.into_inner());
+        stopped = guard;
+        if *stopped {
+            return;
+        }
+        if !Claim::is_ours(path, tag) {
+            held.0.store(false, std::sync::atomic::Ordering::SeqCst);
+            eprintln!(
+                "warning: {}: this process's claim was taken over by another process (its                  heartbeat was missed for {} s); stopping at the next checkpoint",
+                path.display(),
+                STALE_AFTER.as_secs()
+            );
+            return;
+        }
+        if let Ok(f) = OpenOptions::new().write(true).open(path) {
+            f.set_modified(std::time::SystemTime::now()).ok();
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        {
+            let (lock, wake) = &*self.stop;
+            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            wake.notify_all();
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().ok();
+        }
+        if self.held.still_held() && Claim::is_ours(&self.path, &self.tag) {
+            std::fs::remove_file(&self.path).ok();
+        }
+    }
+}
+
+/// Why OS file locks under `path` may be local to each node, from the mount table
+/// (`/proc/self/mountinfo`): NFS mounted `nolock` or `local_lock=flock|all`, Lustre mounted
+/// `localflock`, BeeGFS (whose shipped default, `tuneUseGlobalFileLocks = false`, keeps flock
+/// local), and FUSE file systems (each mount keeps its own locks). `None` when none applies or
+/// the table cannot be read.
+pub fn node_local_locks(path: &Path) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let path = std::fs::canonicalize(path).ok()?;
+    node_local_locks_in(&table, &path)
+}
+
+/// [`node_local_locks`] over the text of a mount table.
+pub fn node_local_locks_in(mountinfo: &str, path: &Path) -> Option<String> {
+    // Fields: id parent major:minor root mount-point options [optional...] - fstype source
+    // super-options. The mount whose mount point is the longest prefix of `path` holds it.
+    let mut best: Option<(usize, String, String)> = None;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        if fields.len() < dash + 3 || dash < 6 {
+            continue;
+        }
+        let mount_point = fields[4].replace("\\040", " ");
+        if !path.starts_with(&mount_point) {
+            continue;
+        }
+        let options = format!("{},{}", fields[5], fields.get(dash + 3).unwrap_or(&""));
+        let fstype = fields[dash + 1].to_string();
+        if best
+            .as_ref()
+            .is_none_or(|(len, _, _)| mount_point.len() >= *len)
+        {
+            best = Some((mount_point.len(), fstype, options));
+        }
+    }
+    let (_, fstype, options) = best?;
+    let has = |o: &str| options.split(',').any(|x| x == o);
+    let why = if fstype.starts_with("nfs") {
+        ["nolock", "local_lock=flock", "local_lock=all"]
+            .into_iter()
+            .find(|o| has(o))
+            .map(|o| format!("{fstype} mounted with `{o}`"))
+    } else if fstype == "lustre" {
+        has("localflock").then(|| "Lustre mounted with `localflock`".to_string())
+    } else if fstype == "beegfs" {
+        Some("BeeGFS (flock is node-local unless `tuneUseGlobalFileLocks = true`)".to_string())
+    } else if fstype == "fuse" || fstype.starts_with("fuse.") {
+        Some(format!(
+            "a FUSE file system ({fstype}), whose mounts may each keep their own locks"
+        ))
+    } else {
+        None
+    }?;
+    Some(format!(
+        "{} is on {why}: OS file locks there are local to each node (or mount), so ordo keeps \
+         cells apart across nodes with its claim files (`.claim`, an exclusive create with a \
+         heartbeat); a claim left by a process that died on another node is taken over after \
+         {} s",
+        path.display(),
+        STALE_AFTER.as_secs()
+    ))
+}
+
+/// Removes the stale claim at `path` (whose tag was `stale_tag`) under a short exclusive
+/// guard file, so that of two processes taking it over at once only one removes it, and never
+/// a fresh claim made meanwhile.
+fn take_over(
+    path: &Path,
+    stale_tag: Option<&str>,
+    holder: &str,
+    why: &str,
+) -> Result<(), RunDirError> {
+    let mut guard_name = path.as_os_str().to_owned();
+    guard_name.push(".takeover");
+    let guard = PathBuf::from(guard_name);
+    match OpenOptions::new().write(true).create_new(true).open(&guard) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // A taker that died mid-way leaves its guard: old guards are removed.
+            let old = std::fs::metadata(&guard)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
+                .is_some_and(|age| age > STALE_AFTER);
+            if old {
+                std::fs::remove_file(&guard).ok();
+            }
+            return Err(RunDirError::Busy {
+                lock: path.to_path_buf(),
+                holder: format!("being taken over by another process ({holder})"),
+            });
+        }
+        Err(cause) => return Err(RunDirError::Io { path: guard, cause }),
+    }
+    let still_stale = match read_claim(path) {
+        Ok((Some(info), _)) => Some(info.tag.as_str()) == stale_tag,
+        Ok((None, age)) => stale_tag.is_none() && age > STALE_AFTER,
+        Err(_) => false,
+    };
+    if still_stale {
+        eprintln!(
+            "warning: {}: taking over the claim of {holder}: {why}",
+            path.display()
+        );
+        std::fs::remove_file(path).ok();
+    }
+    std::fs::remove_file(&guard).ok();
+    Ok(())
 }
 
 /// `inputs.json`.
@@ -430,6 +894,169 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// A claim file as another process would have left it.
+    fn foreign_claim(path: &Path, boot_id: &str, pid: u32, age_s: u64) {
+        let info = ClaimInfo {
+            tag: "other.1.2.3".into(),
+            host: "node7".into(),
+            pid,
+            boot_id: boot_id.into(),
+            pid_ns: pid_namespace(),
+            start_ticks: 0,
+            purpose: "ordo ablate".into(),
+            since: 1,
+        };
+        std::fs::write(path, serde_json::to_string(&info).unwrap()).unwrap();
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(age_s);
+        let f = OpenOptions::new().write(true).open(path).unwrap();
+        f.set_modified(then).unwrap();
+    }
+
+    /// Without flock (a second node on a file system whose locks are node-local), the claim
+    /// file alone keeps a second holder out, and is gone once released.
+    #[test]
+    fn the_claim_excludes_a_second_holder_where_flock_does_not() {
+        let run = RunDir::new(temp("claim"));
+        let first = run.lock_with("training", false).unwrap();
+        match run.lock_with("training", false) {
+            Err(RunDirError::Busy { holder, .. }) => {
+                assert!(
+                    holder.contains(&format!("pid {}", std::process::id())),
+                    "{holder}"
+                )
+            }
+            other => panic!("expected busy, got {other:?}"),
+        }
+        assert!(run.claim_file().is_file());
+        drop(first);
+        assert!(!run.claim_file().exists(), "released");
+        let again = run.lock_with("training", false).unwrap();
+        assert!(again.held().still_held());
+    }
+
+    #[test]
+    fn a_claim_left_by_a_dead_process_of_this_machine_is_taken_over_at_once() {
+        let run = RunDir::new(temp("dead"));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        foreign_claim(&run.claim_file(), &boot_id(), pid, 0);
+        let lock = run.lock_with("training", false).expect("taken over");
+        let (info, _) = read_claim(&run.claim_file()).unwrap();
+        assert_eq!(info.unwrap().pid, std::process::id());
+        drop(lock);
+    }
+
+    #[test]
+    fn a_claim_of_another_machine_is_taken_over_only_once_its_heartbeat_is_stale() {
+        let run = RunDir::new(temp("stale"));
+        foreign_claim(&run.claim_file(), "another-boot", 1, 10);
+        match run.lock_with("training", false) {
+            Err(RunDirError::Busy { holder, .. }) => assert!(holder.contains("node7"), "{holder}"),
+            other => panic!("expected busy, got {other:?}"),
+        }
+        foreign_claim(
+            &run.claim_file(),
+            "another-boot",
+            1,
+            STALE_AFTER.as_secs() + 60,
+        );
+        let lock = run.lock_with("training", false).expect("stale: taken over");
+        drop(lock);
+        // Unreadable claims: busy while fresh (being written), taken over when old.
+        std::fs::write(run.claim_file(), "{").unwrap();
+        assert!(matches!(
+            run.lock_with("training", false),
+            Err(RunDirError::Busy { .. })
+        ));
+        let old = std::time::SystemTime::now() - STALE_AFTER * 2;
+        OpenOptions::new()
+            .write(true)
+            .open(run.claim_file())
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        run.lock_with("training", false)
+            .expect("old garbage taken over");
+    }
+
+    #[test]
+    fn the_heartbeat_refreshes_the_claim_and_notices_a_takeover() {
+        let dir = temp("beat");
+        let path = dir.join(".claim");
+        let claim = Claim::acquire_beating(&path, "training", std::time::Duration::from_millis(20))
+            .unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(1000);
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (_, age) = read_claim(&path).unwrap();
+        assert!(
+            age < std::time::Duration::from_secs(10),
+            "refreshed: {age:?}"
+        );
+        assert!(claim.held().still_held());
+        // Another process takes it over: the heartbeat sees a claim that is not ours.
+        foreign_claim(&path, "another-boot", 1, 0);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!claim.held().still_held());
+        drop(claim);
+        assert!(path.is_file(), "the other process's claim is left alone");
+    }
+
+    #[test]
+    fn taking_the_run_removes_temporary_files_left_by_dead_writers() {
+        let run = RunDir::new(temp("tmp"));
+        std::fs::create_dir_all(run.checkpoint_dir()).unwrap();
+        let left = [
+            run.path().join(".eval.json.host.1.abc.0.tmp"),
+            run.checkpoint_dir().join(".state.json.host.1.abc.3.tmp"),
+        ];
+        for f in &left {
+            std::fs::write(f, "partial").unwrap();
+        }
+        std::fs::write(run.path().join("notes.tmp"), "a user's file").unwrap();
+        let _lock = run.lock("training").unwrap();
+        assert!(left.iter().all(|f| !f.exists()));
+        assert!(
+            run.path().join("notes.tmp").is_file(),
+            "only ordo's temporaries"
+        );
+    }
+
+    #[test]
+    fn mounts_whose_locks_are_node_local_are_recognised() {
+        let table = "\
+22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+40 22 0:40 / /scratch rw,relatime shared:2 - nfs4 srv:/scratch rw,vers=4.2,local_lock=flock
+41 22 0:41 / /scratch/safe rw shared:3 - nfs4 srv:/safe rw,vers=4.2,local_lock=none
+42 22 0:42 / /lus rw - lustre mds@tcp:/fs rw,localflock
+43 22 0:43 / /bee rw - beegfs beegfs_nodev rw,cfgFile=/etc/beegfs/beegfs-client.conf
+44 22 0:44 / /mnt/a rw,nosuid - fuse.bindfs bindfs rw,user_id=0
+45 22 0:45 / /old rw - nfs srv:/old rw,vers=3,nolock
+";
+        let why = |p: &str| node_local_locks_in(table, Path::new(p));
+        assert!(
+            why("/scratch/exp/runs")
+                .unwrap()
+                .contains("local_lock=flock")
+        );
+        assert_eq!(
+            why("/scratch/safe/runs"),
+            None,
+            "the longer mount point wins"
+        );
+        assert!(why("/lus/x").unwrap().contains("localflock"));
+        assert!(why("/bee/x").unwrap().contains("tuneUseGlobalFileLocks"));
+        assert!(why("/mnt/a/x").unwrap().contains("fuse.bindfs"));
+        assert!(why("/old/x").unwrap().contains("`nolock`"));
+        assert_eq!(why("/home/me/runs"), None);
     }
 
     #[test]

@@ -174,10 +174,18 @@ struct Setup {
     vocab: Vocab,
     generator: Generator,
     valid: Vec<Encoded>,
+    /// Whether this process still holds the run (see [`crate::run_dir::Claim`]).
+    held: crate::run_dir::Held,
 }
 
 impl Setup {
-    fn new(config: RunConfig, run: RunDir, vocab: Vocab, generator: Generator) -> Self {
+    fn new(
+        config: RunConfig,
+        run: RunDir,
+        vocab: Vocab,
+        generator: Generator,
+        held: crate::run_dir::Held,
+    ) -> Self {
         let mut valid_rng = Rng::derive(config.seed, "valid");
         let valid = data::sample(
             &generator,
@@ -194,6 +202,7 @@ impl Setup {
             vocab,
             generator,
             valid,
+            held,
         }
     }
 }
@@ -289,7 +298,7 @@ fn train_in(
         .autodiff();
     let model = init_model(&config, vocab.len(), &device);
     let optim = optimizer(&config);
-    let setup = Setup::new(config.clone(), run, vocab, generator);
+    let setup = Setup::new(config.clone(), run, vocab, generator, lock.held());
     let state = State {
         step: 0,
         rng: Rng::derive(config.seed, "train"),
@@ -362,7 +371,7 @@ pub fn resume_locked(
     };
     truncate_metrics(&run.metrics(), state.step)?;
     check_vocab(&generator, &config, &run, &vocab).map_err(|e| file_err(&dir, e))?;
-    let setup = Setup::new(config, run, vocab, generator);
+    let setup = Setup::new(config, run, vocab, generator, lock.held());
     let summary = run_training(setup, model, optim, state, progress, None)?;
     Ok(summary.expect("a run without a stop step finishes"))
 }
@@ -562,6 +571,14 @@ fn save_checkpoint(
     state: &State,
 ) -> Result<(), TrainError> {
     let run = &setup.run;
+    // A process whose claim another took over (it was suspended past the claim's staleness)
+    // writes nothing more: the run is the other process's now.
+    if !setup.held.still_held() {
+        return Err(RunDirError::ClaimLost {
+            path: run.claim_file(),
+        }
+        .into());
+    }
     // A model that is no longer finite is never written over the last good checkpoint.
     let largest = largest_parameter(model);
     if !largest.is_finite() {
@@ -864,7 +881,8 @@ fn relocate_inputs(task: &mut crate::tasks::TaskConfig, base_dir: &Path, run_dir
 /// Fault injection for tests of the divergence path: a NaN in the gradients at a chosen step of
 /// a chosen run, as a real overflow in the backward pass would leave them. Registered per run
 /// directory by in-process tests ([`inject_nan_gradient`]), or for a whole `ordo` process by the
-/// environment variable `ORDO_INJECT_NAN_GRADIENT_AT_STEP` (used by the command-line tests).
+/// environment variable `ORDO_INJECT_NAN_GRADIENT_AT_STEP` (used by the command-line tests; read
+/// only in builds with the `test-hooks` feature, never in a user's binary).
 pub mod fault {
     use super::*;
     use std::collections::HashMap;
@@ -886,12 +904,14 @@ pub mod fault {
     pub(super) fn nan_gradient_step(run_dir: &Path) -> Option<usize> {
         let planned = PLANNED.lock().unwrap_or_else(|p| p.into_inner());
         let from_test = planned.as_ref().and_then(|p| p.get(run_dir)).copied();
-        from_test.or_else(|| {
+        #[cfg(feature = "test-hooks")]
+        let from_test = from_test.or_else(|| {
             std::env::var("ORDO_INJECT_NAN_GRADIENT_AT_STEP")
                 .ok()?
                 .parse()
                 .ok()
-        })
+        });
+        from_test
     }
 
     /// Makes the gradient of the first parameter NaN.
