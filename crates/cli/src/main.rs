@@ -112,9 +112,12 @@ enum Command {
     },
 }
 
-/// Exit codes: 0 success; 1 an error; 2 a command-line error (clap's); 3 a run diverged (its loss,
-/// gradients or parameters stopped being finite; the last good checkpoint is kept).
+/// Exit codes: 0 success (also an `ablate` shard with no cells); 1 an error; 2 a command-line
+/// error (clap's); 3 a run diverged (its loss, gradients or parameters stopped being finite; the
+/// last good checkpoint is kept); 4 `ablate`: cells of this shard are held by other processes
+/// and were not finished when this one ended.
 const EXIT_DIVERGED: u8 = 3;
+const EXIT_UNFINISHED: u8 = 4;
 
 fn main() -> ExitCode {
     // Like other Unix tools, stop quietly when the reader of our output goes away
@@ -136,8 +139,11 @@ fn main() -> ExitCode {
                     Some(trainer::TrainError::NonFinite { .. })
                 )
             });
+            let unfinished = e.chain().any(|cause| cause.is::<Unfinished>());
             if diverged {
                 ExitCode::from(EXIT_DIVERGED)
+            } else if unfinished {
+                ExitCode::from(EXIT_UNFINISHED)
             } else {
                 ExitCode::FAILURE
             }
@@ -300,10 +306,35 @@ fn ablate(
         verbose: true,
         rerun_stale,
     };
-    let report = ablate::run(&experiment, options)?;
-    println!("wrote {}", report.display());
+    let outcome = ablate::run(&experiment, options)?;
+    if let Some(report) = &outcome.report {
+        println!("wrote {}", report.display());
+    }
+    if !outcome.unfinished.is_empty() {
+        return Err(Unfinished(outcome.unfinished).into());
+    }
     Ok(())
 }
+
+/// Cells of this shard that other processes hold and had not finished when this one ended:
+/// not a failure of this process, but not done either (exit code [`EXIT_UNFINISHED`]).
+#[derive(Debug)]
+struct Unfinished(Vec<String>);
+
+impl std::fmt::Display for Unfinished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} cell(s) of this shard are held by other processes and were not finished when \
+             this one ended (run the same command again later, or `ordo report` once they are \
+             done):\n  {}",
+            self.0.len(),
+            self.0.join("\n  ")
+        )
+    }
+}
+
+impl std::error::Error for Unfinished {}
 
 #[derive(clap::Args)]
 struct InspectArgs {

@@ -152,7 +152,7 @@ fn without_shared_flock_each_cell_is_still_trained_exactly_once() {
         let out = child.wait_with_output().unwrap();
         let code = out.status.code();
         assert!(
-            code == Some(0) || code == Some(3),
+            code == Some(0) || code == Some(4),
             "{code:?}: {}",
             text(&out.stderr)
         );

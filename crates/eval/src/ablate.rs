@@ -251,9 +251,16 @@ impl Cell {
         }
         let info: Option<CellInfo> = run.read_json(&run.cell()).ok();
         let report: Option<EvalReport> = run.read_json(&run.eval_json(&Default::default())).ok();
-        match (report, info.and_then(|i| i.evaluated_with)) {
-            (Some(report), _)
-                if report.options.as_ref().is_none_or(|o| o == eval)
+        // Done means everything the report reads is there: the evaluation, and `cell.json`
+        // saying it is this experiment's (a plain `ordo eval` writes the first, not the second;
+        // a crash between the two leaves only the first). `cell.json` of older versions does
+        // not record the evaluation: its presence then suffices.
+        let recorded = info.as_ref().map(|i| i.evaluated_with.as_ref());
+        match (report, recorded.flatten().cloned()) {
+            (Some(report), with)
+                if recorded.is_some()
+                    && with.as_ref().is_none_or(|w| w == eval)
+                    && report.options.as_ref().is_none_or(|o| o == eval)
                     && report
                         .checkpoint_step
                         .is_none_or(|step| step == self.config.train.steps) =>
@@ -753,6 +760,7 @@ impl Experiment {
             }
         }
         ReportSpec {
+            left_out: Vec::new(),
             name: self.name.clone(),
             description: describe(&self.spec, self.cells.len()),
             encodings_order: self
@@ -808,7 +816,7 @@ fn describe(spec: &ExperimentSpec, cells: usize) -> String {
 
 /// Runs the (shard of the) grid, then writes the report over every finished cell.
 /// Returns the report path; cells that failed are listed in the error after the others ran.
-pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, AblateError> {
+pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<AblateOutcome, AblateError> {
     let runs = experiment.dir.join("runs");
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -827,6 +835,20 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, A
         write_atomic(&spec_path, spec_text.as_bytes()).map_err(io(&spec_path))?;
     }
     let cells = experiment.shard(options.shard);
+    if cells.is_empty() {
+        // More array tasks than cells: nothing to do is not a failure.
+        if options.verbose {
+            println!(
+                "{}: this shard has no cells (the grid has {}); nothing to do",
+                experiment.name,
+                experiment.cells.len()
+            );
+        }
+        return Ok(AblateOutcome {
+            report: None,
+            unfinished: Vec::new(),
+        });
+    }
     let eval_options = experiment.eval_options();
     let wanted = eval_options.record();
     let statuses: Vec<Status> = cells.iter().map(|c| c.status(&wanted)).collect();
@@ -909,13 +931,52 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<PathBuf, A
             });
         }
     });
-    let report = rebuild_report(&experiment.dir)?;
-    let failures = failures.into_inner().unwrap();
+    let mut failures = failures.into_inner().unwrap();
+    // Cells of this shard that another process holds (a duplicate start, a shard of another
+    // array on the same grid) and that are still not finished now.
+    let unfinished: Vec<String> = cells
+        .iter()
+        .filter(|c| {
+            !failures
+                .iter()
+                .any(|f| f.starts_with(&format!("{}: ", c.info.id)))
+        })
+        .filter(|c| c.status(&wanted) != Status::Done)
+        .map(|c| c.info.id.clone())
+        .collect();
+    // A failed rebuild is reported beside the failed cells, never instead of them.
+    let report = match rebuild_report_within(&experiment.dir, REPORT_WAIT) {
+        Ok(path) => Some(path),
+        Err(ReportError::NoCells(_)) => None,
+        Err(ReportError::Busy(why)) => {
+            eprintln!("warning: {why}");
+            None
+        }
+        Err(e) if !failures.is_empty() => {
+            failures.push(format!("the report: {e}"));
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     if failures.is_empty() {
-        Ok(report)
+        Ok(AblateOutcome { report, unfinished })
     } else {
         Err(AblateError::CellsFailed(failures))
     }
+}
+
+/// How long a finishing shard waits for another one's report rebuild before leaving the report
+/// to it (or to a later `ordo report`).
+pub const REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What a run of (a shard of) the grid left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AblateOutcome {
+    /// The report written, if one was (`None`: an empty shard, no finished cell anywhere yet,
+    /// or another process rebuilding it for longer than [`REPORT_WAIT`]).
+    pub report: Option<PathBuf>,
+    /// Cells of this shard still unfinished because other processes hold them.
+    pub unfinished: Vec<String>,
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -1080,6 +1141,15 @@ impl Experiment {
 /// experiment's report lock so that two processes never interleave their writes. A cell whose
 /// files cannot be read is listed and left out, never fatal.
 pub fn rebuild_report(dir: &Path) -> Result<PathBuf, ReportError> {
+    rebuild_report_within(dir, REPORT_WAIT)
+}
+
+/// [`rebuild_report`], waiting at most `wait` for another process's rebuild
+/// ([`ReportError::Busy`] after that).
+pub fn rebuild_report_within(
+    dir: &Path,
+    wait: std::time::Duration,
+) -> Result<PathBuf, ReportError> {
     let spec_path = dir.join("experiment.json");
     let spec: ReportSpecFile = std::fs::read_to_string(&spec_path)
         .map_err(|cause| ReportError::NotAnExperiment {
@@ -1092,9 +1162,20 @@ pub fn rebuild_report(dir: &Path) -> Result<PathBuf, ReportError> {
                 cause,
             })
         })?;
-    let _lock = ordo_train::run_dir::wait_lock(&dir.join(".report.lock"), "rebuilding the report")?;
+    let lock_path = dir.join(".report.lock");
+    let _lock = ordo_train::run_dir::wait_lock_for(&lock_path, "rebuilding the report", wait)?
+        .ok_or_else(|| {
+            ReportError::Busy(format!(
+                "{}: another process has been rebuilding the report for over {} s; this one \
+                 leaves it to that process (run `ordo report {}` once every shard is done)",
+                lock_path.display(),
+                wait.as_secs(),
+                dir.display()
+            ))
+        })?;
     let runs = dir.join("runs");
     let mut cells = Vec::new();
+    let mut left_out = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(&runs)
         .map_err(crate::report::io_err(&runs))?
         .flatten()
@@ -1104,7 +1185,22 @@ pub fn rebuild_report(dir: &Path) -> Result<PathBuf, ReportError> {
     for path in entries {
         let run = RunDir::new(&path);
         let eval_path = run.eval_json(&Default::default());
-        if !(run.cell().is_file() && eval_path.is_file()) {
+        if !path.is_dir() {
+            continue;
+        }
+        let missing = match (run.cell().is_file(), eval_path.is_file()) {
+            (true, true) => None,
+            (_, false) if !run.is_trained() => Some("not finished (still training, or stopped)"),
+            (_, false) => Some("trained but not evaluated"),
+            (false, true) => Some(
+                "evaluated, but without `cell.json` (not ablate's evaluation, or it was interrupted)",
+            ),
+        };
+        if let Some(why) = missing {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let line = format!("runs/{name}: {why}");
+            eprintln!("warning: left out of the report: {line}");
+            left_out.push(line);
             continue;
         }
         let loaded = run
@@ -1114,6 +1210,7 @@ pub fn rebuild_report(dir: &Path) -> Result<PathBuf, ReportError> {
             Ok(loaded) => loaded,
             Err(e) => {
                 eprintln!("warning: left out of the report: {e}");
+                left_out.push(e.to_string());
                 continue;
             }
         };
@@ -1121,11 +1218,13 @@ pub fn rebuild_report(dir: &Path) -> Result<PathBuf, ReportError> {
         if let (Some(used), Some(cell)) = (&eval.options, &info.evaluated_with)
             && used != cell
         {
-            eprintln!(
-                "warning: left out of the report: {}: evaluated with other options than the \
-                 experiment's (run `ordo ablate` again to re-evaluate it)",
-                eval_path.display()
+            let line = format!(
+                "runs/{}: evaluated with other options than the experiment's (run `ordo \
+                 ablate` again to re-evaluate it)",
+                path.file_name().unwrap_or_default().to_string_lossy()
             );
+            eprintln!("warning: left out of the report: {line}");
+            left_out.push(line);
             continue;
         }
         cells.push(CellResult {
@@ -1141,6 +1240,7 @@ pub fn rebuild_report(dir: &Path) -> Result<PathBuf, ReportError> {
         description: spec.description,
         encodings_order: spec.encodings_order,
         tasks_order: spec.tasks_order,
+        left_out,
     };
     write_report(dir, &report_spec, &cells)
 }

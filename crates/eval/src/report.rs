@@ -70,6 +70,8 @@ pub struct ReportSpec {
     pub encodings_order: Vec<String>,
     /// Table order (tasks not listed follow in order of appearance).
     pub tasks_order: Vec<String>,
+    /// Run directories the report leaves out, each with why (printed under the grid).
+    pub left_out: Vec<String>,
 }
 
 /// Mean and sample standard deviation of the values of some seeds.
@@ -1223,6 +1225,18 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
     if !spec.description.trim().is_empty() {
         let _ = writeln!(md, "{}\n", spec.description.trim());
     }
+    if !spec.left_out.is_empty() {
+        let _ = writeln!(
+            md,
+            "**Left out: {} run director{}** (not in the tables or the ranking):\n",
+            spec.left_out.len(),
+            if spec.left_out.len() == 1 { "y" } else { "ies" }
+        );
+        for line in &spec.left_out {
+            let _ = writeln!(md, "- {}", md_escape(line));
+        }
+        md.push('\n');
+    }
     conventions(&mut md, rows, cells);
     randomized_note(&mut md, rows);
     // Table rows: `encodings_order`, then the others in order of appearance.
@@ -1506,6 +1520,9 @@ pub enum ReportError {
     /// The experiment directory has no finished cell.
     #[error("{}: no finished cell to report", .0.display())]
     NoCells(PathBuf),
+    /// Another process held the report lock for longer than the wait allowed.
+    #[error("{0}")]
+    Busy(String),
     /// `experiment.json` cannot be read: not an experiment directory.
     #[error("{}: cannot read ({cause}); is this an experiment directory?", path.display())]
     NotAnExperiment {

@@ -244,7 +244,7 @@ fn an_interrupted_ablation_resumes_without_touching_finished_cells() {
     let before: Vec<_> = done.iter().map(|c| snapshot(c.run_dir().path())).collect();
 
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let report = ablate::run(&exp, options(None)).unwrap();
+    let report = ablate::run(&exp, options(None)).unwrap().report.unwrap();
     assert!(exp.cells.iter().all(|c| c.status(&wanted) == Status::Done));
     let after: Vec<_> = done.iter().map(|c| snapshot(c.run_dir().path())).collect();
     assert_eq!(before, after, "finished cells were rewritten");
@@ -371,7 +371,7 @@ fn a_partial_manual_eval_is_not_the_cells_evaluation() {
     let tmp = TempDir::new("manual-eval");
     let path = small_experiment(&tmp, "");
     let exp = ablate::load(&path).unwrap();
-    let report = ablate::run(&exp, quiet(false)).unwrap();
+    let report = ablate::run(&exp, quiet(false)).unwrap().report.unwrap();
     let full = std::fs::read_to_string(&report).unwrap();
     let wanted = exp.eval_options().record();
     let cell = &exp.cells[0];
@@ -390,6 +390,73 @@ fn a_partial_manual_eval_is_not_the_cells_evaluation() {
     ablate::run(&exp, quiet(false)).unwrap();
     assert_eq!(cell.status(&wanted), Status::Done);
     assert_eq!(std::fs::read_to_string(&report).unwrap(), full);
+}
+
+/// A cell counts as done only when everything the report reads is there; the report lists
+/// every run directory it leaves out.
+#[test]
+fn an_evaluation_without_cell_json_is_not_done_and_the_report_says_what_it_left_out() {
+    let tmp = TempDir::new("done");
+    let path = small_experiment(&tmp, "");
+    let exp = ablate::load(&path).unwrap();
+    let report = ablate::run(&exp, quiet(false)).unwrap().report.unwrap();
+    let full = std::fs::read_to_string(&report).unwrap();
+    assert!(!full.contains("Left out"), "{full}");
+    let wanted = exp.eval_options().record();
+    let cell = &exp.cells[1];
+    // As a crash between eval.json and cell.json would leave it (or a plain `ordo eval`).
+    std::fs::remove_file(cell.run_dir().cell()).unwrap();
+    assert_eq!(cell.status(&wanted), Status::Trained);
+    let rebuilt = std::fs::read_to_string(ablate::rebuild_report(&exp.dir).unwrap()).unwrap();
+    assert!(
+        rebuilt.contains("**Left out: 1 run directory**"),
+        "{rebuilt}"
+    );
+    assert!(
+        rebuilt.contains(&format!(
+            "- runs/{}: evaluated, but without `cell.json`",
+            cell.info.id
+        )),
+        "{rebuilt}"
+    );
+    // A directory that is not a finished run is named too.
+    std::fs::create_dir_all(exp.dir.join("runs/copy-backup")).unwrap();
+    let rebuilt = std::fs::read_to_string(ablate::rebuild_report(&exp.dir).unwrap()).unwrap();
+    assert!(
+        rebuilt.contains("- runs/copy-backup: not finished"),
+        "{rebuilt}"
+    );
+    std::fs::remove_dir_all(exp.dir.join("runs/copy-backup")).unwrap();
+    // ablate finishes the cell (evaluates it again), giving back the full report.
+    ablate::run(&exp, quiet(false)).unwrap();
+    assert_eq!(cell.status(&wanted), Status::Done);
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), full);
+}
+
+/// More array tasks than cells: an empty shard succeeds; a cell held by another process is
+/// reported as left unfinished, not as done.
+#[test]
+fn an_empty_shard_succeeds_and_held_cells_are_reported_unfinished() {
+    let tmp = TempDir::new("held");
+    let path = small_experiment(&tmp, "");
+    let exp = ablate::load(&path).unwrap();
+    assert_eq!(exp.cells.len(), 2);
+    let shard = |shard| AblateOptions {
+        jobs: 1,
+        shard: Some(shard),
+        verbose: false,
+        rerun_stale: false,
+    };
+    let empty = ablate::run(&exp, shard((3, 4))).unwrap();
+    assert_eq!((empty.report, empty.unfinished.len()), (None, 0));
+    let held = exp.cells[0].run_dir().lock("another process").unwrap();
+    let outcome = ablate::run(&exp, quiet(false)).unwrap();
+    assert_eq!(outcome.unfinished, vec![exp.cells[0].info.id.clone()]);
+    let text = std::fs::read_to_string(outcome.report.unwrap()).unwrap();
+    assert!(text.contains("1 finished cells"), "{text}");
+    drop(held);
+    let outcome = ablate::run(&exp, quiet(false)).unwrap();
+    assert!(outcome.unfinished.is_empty());
 }
 
 #[test]

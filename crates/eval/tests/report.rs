@@ -103,6 +103,7 @@ fn spec(encodings: &[&str], tasks: &[&str]) -> ReportSpec {
         description: "Two tasks, three encodings, three seeds.".into(),
         encodings_order: encodings.iter().map(|s| s.to_string()).collect(),
         tasks_order: tasks.iter().map(|s| s.to_string()).collect(),
+        left_out: Vec::new(),
     }
 }
 

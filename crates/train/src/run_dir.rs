@@ -798,6 +798,34 @@ pub fn wait_lock(path: &Path, purpose: &str) -> Result<File, RunDirError> {
     Ok(file)
 }
 
+/// Like [`wait_lock`] but gives up after `wait`: `None` when another process still holds it.
+pub fn wait_lock_for(
+    path: &Path,
+    purpose: &str,
+    wait: std::time::Duration,
+) -> Result<Option<File>, RunDirError> {
+    let mut file = open_lock(path)?;
+    let start = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                claim(&mut file, purpose);
+                return Ok(Some(file));
+            }
+            Err(TryLockError::WouldBlock) if start.elapsed() < wait => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::Error(cause)) => {
+                return Err(RunDirError::Io {
+                    path: path.to_path_buf(),
+                    cause,
+                });
+            }
+        }
+    }
+}
+
 fn open_lock(path: &Path) -> Result<File, RunDirError> {
     OpenOptions::new()
         .read(true)
