@@ -513,6 +513,14 @@ fn eval(
     if examples == 0 || batch_size == 0 || max_factor == 0 {
         bail!("--examples, --batch-size and --max-factor must be positive");
     }
+    if examples > ordo_eval::extrapolation::MAX_EXAMPLES
+        || batch_size > ordo_eval::extrapolation::MAX_EXAMPLES
+    {
+        bail!(
+            "--examples and --batch-size: expected at most {}",
+            ordo_eval::extrapolation::MAX_EXAMPLES
+        );
+    }
     if max_factor > ordo_eval::extrapolation::MAX_FACTOR {
         bail!(
             "--max-factor: expected at most {}, got {max_factor}",

@@ -103,6 +103,10 @@ pub struct EncodingConfigError {
     pub message: String,
 }
 
+/// The largest `randomized_positions` accepted: positions are drawn from `0..N` and schemes
+/// with tables (learned, the sinusoid cache) size them by N.
+pub const MAX_RANDOM_RANGE: usize = 1 << 20;
+
 pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> EncodingConfigError {
     EncodingConfigError {
         field,
@@ -411,6 +415,14 @@ impl PositionalEncodingConfig {
 
     /// Checks the parameters against the model dimensions, before anything is built.
     pub fn validate(&self, dims: &EncodingDims) -> Result<(), EncodingConfigError> {
+        if let Some(n) = self.random_range()
+            && n > MAX_RANDOM_RANGE
+        {
+            return Err(invalid(
+                "randomized_positions",
+                format!("expected at most {MAX_RANDOM_RANGE}, got {n}"),
+            ));
+        }
         if let Some(n) = self.random_range() {
             // A table sized by hand must reach every position that can be drawn.
             self.scheme.clone().fit(n)?;

@@ -191,6 +191,14 @@ impl EvalSpec {
                 self.max_factor
             ));
         }
+        for (key, value) in [("examples", self.examples), ("batch_size", self.batch_size)] {
+            if value > crate::extrapolation::MAX_EXAMPLES {
+                return Err(format!(
+                    "`eval.{key}`: expected at most {}, got {value}",
+                    crate::extrapolation::MAX_EXAMPLES
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -428,7 +436,7 @@ pub enum ExperimentError {
 
 /// Reads and validates an experiment file and every cell's config.
 pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
-    let text = std::fs::read_to_string(path).map_err(|cause| ExperimentError::Read {
+    let text = ordo_train::read_input(path).map_err(|cause| ExperimentError::Read {
         path: path.to_path_buf(),
         cause,
     })?;
@@ -455,9 +463,56 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .ok_or_else(|| err(path, "no file name"))?;
+    // The experiment's directory is named after the file: `...toml` (stem `..`) would put it
+    // one level up, over whatever is there.
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(err(
+            path,
+            format!(
+                "the experiment's directory is named after the file (`{name}`), which would not \
+                 be a directory of its own beside it; rename the file"
+            ),
+        ));
+    }
     let here = path.parent().unwrap_or(Path::new("."));
     let dir = here.join(&name);
     let axes = grid_axes(&spec.grid).map_err(|e| err(path, e))?;
+    // Keys that ablate sets itself for every cell: in `[set]` or `[grid]` they would be
+    // overridden (two cells labelled seed=0 and seed=1, both seed 0) or break the layout.
+    for (table, key) in spec
+        .set
+        .keys()
+        .map(|k| ("set", k))
+        .chain(spec.grid.keys().map(|k| ("grid", k)))
+    {
+        let owned = match key.as_str() {
+            "seed" => Some("list the seeds in `seeds`"),
+            "name" | "out_dir" => {
+                Some("ablate names each cell and puts it under the experiment's runs/")
+            }
+            "model.encoding" | "model.encoding.kind" => Some(
+                "list encodings, with their parameters, in `encodings` (e.g. { kind = \"rope\", \
+                 base = 500.0 })",
+            ),
+            // A parameter every cell shares is fine (`randomized_positions = [0, 320]`), unless
+            // an entry of `encodings` sets it too: the entry's value would silently win.
+            k => k.strip_prefix("model.encoding.").and_then(|param| {
+                spec.encodings
+                    .iter()
+                    .any(|e| e.parameters().iter().any(|(p, _)| p.as_str() == param))
+                    .then_some(
+                        "an entry of `encodings` sets it too, and would override it; set it in \
+                         one place",
+                    )
+            }),
+        };
+        if let Some(instead) = owned {
+            return Err(err(
+                path,
+                format!("`{table}.\"{key}\"`: ablate sets this key for every cell; {instead}"),
+            ));
+        }
+    }
     let set: Vec<String> = spec
         .set
         .iter()
@@ -695,7 +750,7 @@ pub fn slurm_shard(var: impl Fn(&str) -> Option<String>) -> Result<(usize, usize
         None => min + count.saturating_sub(1),
     };
     // Shards are numbered 1..=count: only an array of consecutive ids maps onto them.
-    if count == 0 || id < min || max + 1 - min != count {
+    if count == 0 || id < min || id > max || max < min || max - min + 1 != count {
         return Err(ShardError::NotConsecutive {
             id,
             min,
@@ -886,49 +941,67 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<AblateOutc
     }
     let failures = Mutex::new(Vec::new());
     let finished = Mutex::new(0usize);
-    std::thread::scope(|scope| {
-        for _ in 0..options.jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    let Some(cell) = queue.lock().unwrap().pop_front() else {
-                        break;
-                    };
-                    let started = Instant::now();
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_cell(experiment, cell, &eval_options, options.rerun_stale)
-                    }))
-                    .unwrap_or_else(|p| Err(CellError::Panicked(panic_message(&p))));
-                    let n = {
-                        let mut f = finished.lock().unwrap();
-                        *f += 1;
-                        *f
-                    };
-                    match outcome {
-                        Ok(CellOutcome::Ran(report)) => {
-                            if options.verbose {
-                                println!(
-                                    "[{n}/{total}] {} done in {:.0}s: {}",
-                                    cell.info.id,
-                                    started.elapsed().as_secs_f64(),
-                                    crate::report::cell_summary(&report),
-                                );
-                            }
-                        }
-                        Ok(CellOutcome::Skipped(why)) => {
-                            if options.verbose {
-                                println!("[{n}/{total}] {} skipped: {why}", cell.info.id);
-                            }
-                        }
-                        Err(e) => {
-                            eprintln!("[{n}/{total}] {} FAILED: {e}", cell.info.id);
-                            failures
-                                .lock()
-                                .unwrap()
-                                .push(format!("{}: {e}", cell.info.id));
-                        }
+    // One worker: takes cells off the queue until it is empty.
+    let work = || {
+        loop {
+            let Some(cell) = queue.lock().unwrap().pop_front() else {
+                break;
+            };
+            let started = Instant::now();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_cell(experiment, cell, &eval_options, options.rerun_stale)
+            }))
+            .unwrap_or_else(|p| Err(CellError::Panicked(panic_message(&p))));
+            let n = {
+                let mut f = finished.lock().unwrap();
+                *f += 1;
+                *f
+            };
+            match outcome {
+                Ok(CellOutcome::Ran(report)) => {
+                    if options.verbose {
+                        println!(
+                            "[{n}/{total}] {} done in {:.0}s: {}",
+                            cell.info.id,
+                            started.elapsed().as_secs_f64(),
+                            crate::report::cell_summary(&report),
+                        );
                     }
                 }
-            });
+                Ok(CellOutcome::Skipped(why)) => {
+                    if options.verbose {
+                        println!("[{n}/{total}] {} skipped: {why}", cell.info.id);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("[{n}/{total}] {} FAILED: {e}", cell.info.id);
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{}: {e}", cell.info.id));
+                }
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        let jobs = options.jobs.max(1);
+        let mut started = 0;
+        for _ in 0..jobs {
+            match std::thread::Builder::new().spawn_scoped(scope, work) {
+                Ok(_) => started += 1,
+                // A process or thread limit (ulimit -u, a cgroup's pids.max): run with fewer.
+                Err(e) => {
+                    eprintln!(
+                        "warning: --jobs {jobs}: could start only {started} worker thread(s) \
+                         ({e}); running with {}",
+                        started.max(1)
+                    );
+                    break;
+                }
+            }
+        }
+        if started == 0 {
+            work();
         }
     });
     let mut failures = failures.into_inner().unwrap();

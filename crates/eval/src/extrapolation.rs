@@ -28,6 +28,14 @@ use std::path::{Path, PathBuf};
 /// Largest `max_factor` accepted (`ordo eval --max-factor`, an experiment's `[eval]`): the
 /// evaluation cost grows with its square.
 pub const MAX_FACTOR: usize = 64;
+/// The most examples per length (and examples per forward pass) an evaluation accepts.
+pub const MAX_EXAMPLES: usize = 1_000_000;
+/// The longest length `--lengths` accepts, and the most lengths it may name.
+pub const MAX_LENGTH: usize = 1 << 20;
+pub const MAX_LENGTHS: usize = 10_000;
+/// The most tokens an exact-match evaluation generates at one length (`examples × length`):
+/// beyond it, generating the examples alone would take gigabytes.
+pub const MAX_EVAL_TOKENS: usize = 1 << 26;
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -374,6 +382,19 @@ fn evaluate_on_this_thread(
         cfg.check_memory(generator, longest.div_ceil(max_len.max(1)))
             .map_err(|e| run_err(&run.dir, format!("--lengths/--max-factor: {e}")))?;
     }
+    if headline == Headline::ExactMatch
+        && options.examples.saturating_mul(longest) > MAX_EVAL_TOKENS
+    {
+        return Err(run_err(
+            &run.dir,
+            format!(
+                "--examples {} at length {longest} would generate {} tokens; expected at most \
+                 {MAX_EVAL_TOKENS} (fewer examples, or shorter lengths)",
+                options.examples,
+                options.examples.saturating_mul(longest)
+            ),
+        ));
+    }
     let mut results = Vec::with_capacity(lengths.len());
     for &len in &lengths {
         if len < generator.min_len() {
@@ -599,6 +620,11 @@ pub enum OptionError {
     Lengths(String),
     #[error("expected at least one length")]
     NoLengths,
+    #[error(
+        "{0:?}: expected lengths of at most {MAX_LENGTH} tokens, and at most {MAX_LENGTHS} of \
+         them in all"
+    )]
+    TooMany(String),
 }
 
 /// Parses `1,2,8` and ranges `1-64` (mixed: `1-16,32,64`).
@@ -613,14 +639,18 @@ pub fn parse_lengths(text: &str) -> Result<Vec<usize>, OptionError> {
                 if a > b || a == 0 {
                     return Err(bad());
                 }
+                if b > MAX_LENGTH || b - a >= MAX_LENGTHS - out.len().min(MAX_LENGTHS - 1) {
+                    return Err(OptionError::TooMany(part.to_string()));
+                }
                 out.extend(a..=b);
             }
-            None => out.push(
-                part.parse()
-                    .ok()
-                    .filter(|&n: &usize| n > 0)
-                    .ok_or_else(bad)?,
-            ),
+            None => {
+                let n: usize = part.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?;
+                if n > MAX_LENGTH || out.len() >= MAX_LENGTHS {
+                    return Err(OptionError::TooMany(part.to_string()));
+                }
+                out.push(n);
+            }
         }
     }
     if out.is_empty() {

@@ -460,6 +460,50 @@ fn an_empty_shard_succeeds_and_held_cells_are_reported_unfinished() {
 }
 
 #[test]
+fn keys_ablate_sets_itself_and_a_directory_outside_the_experiment_are_refused() {
+    let tmp = TempDir::new("owned");
+    // (`extra` lands inside `[set]`, after its first key.)
+    for (extra, key) in [
+        ("[grid]\n\"seed\" = [0, 1]\n", "grid.\"seed\""),
+        (
+            "[grid]\n\"model.encoding.kind\" = [\"rope\"]\n",
+            "grid.\"model.encoding.kind\"",
+        ),
+        ("\"name\" = \"x\"\n", "set.\"name\""),
+        ("\"out_dir\" = \"/tmp\"\n", "set.\"out_dir\""),
+    ] {
+        let path = small_experiment(&tmp, extra);
+        let e = ablate::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains(key) && e.contains("ablate sets this key"),
+            "{key}: {e}"
+        );
+    }
+    // An encoding parameter in the grid is shared by every cell, unless an entry sets it too.
+    let path = small_experiment(
+        &tmp,
+        "[grid]\n\"model.encoding.randomized_positions\" = [0, 64]\n",
+    );
+    assert_eq!(ablate::load(&path).unwrap().cells.len(), 4);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "encodings = [\"none\", \"alibi\"]",
+        "encodings = [{ kind = \"rope\", base = 500.0 }]",
+    );
+    let text = text.replace("randomized_positions\" = [0, 64]", "base\" = [100.0]");
+    std::fs::write(&path, text).unwrap();
+    let e = ablate::load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("grid.\"model.encoding.base\"") && e.contains("set it in one place"),
+        "{e}"
+    );
+    let path = small_experiment(&tmp, "");
+    let dots = tmp.0.join("...toml");
+    std::fs::copy(&path, &dots).unwrap();
+    let e = ablate::load(&dots).unwrap_err().to_string();
+    assert!(e.contains("rename the file"), "{e}");
+}
+
+#[test]
 fn cells_that_would_share_a_run_directory_are_an_error_before_anything_runs() {
     let tmp = TempDir::new("collide");
     write_base(&tmp.0);

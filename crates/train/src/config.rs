@@ -177,7 +177,7 @@ pub fn load_with_task(
     overrides: &[String],
     run_tokenizer: Option<&Path>,
 ) -> Result<(RunConfig, crate::tasks::Generator), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+    let text = crate::read_input(path).map_err(|cause| ConfigError::Read {
         path: path.to_path_buf(),
         cause,
     })?;
@@ -385,6 +385,9 @@ impl RunConfig {
     }
 }
 
+/// The most held-out examples a training run evaluates (`train.eval_examples`).
+pub const MAX_EVAL_EXAMPLES: usize = 1_000_000;
+
 impl TrainConfig {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         let positive = [
@@ -399,6 +402,16 @@ impl TrainConfig {
             if value == 0 {
                 return Err((key, "expected a positive integer, got 0".into()));
             }
+        }
+        // Held-out examples are generated up front: a huge count would hang or abort later.
+        if self.eval_examples > MAX_EVAL_EXAMPLES {
+            return Err((
+                "eval_examples",
+                format!(
+                    "expected at most {MAX_EVAL_EXAMPLES}, got {}",
+                    self.eval_examples
+                ),
+            ));
         }
         let ranges = [
             ("lr", self.lr, 0.0, 10.0),

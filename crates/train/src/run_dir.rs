@@ -761,6 +761,7 @@ pub struct InputFile {
 /// The SHA-256 of a file's content, in hex.
 pub fn sha256_file(path: &Path) -> Result<String, RunDirError> {
     use sha2::Digest;
+    crate::check_regular(path).map_err(io(path))?;
     let bytes = std::fs::read(path).map_err(io(path))?;
     Ok(hex(&sha2::Sha256::digest(&bytes)))
 }

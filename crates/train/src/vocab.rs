@@ -59,8 +59,10 @@ impl Vocab {
     /// A word-level vocabulary: `[PAD] [UNK] [SEP] [MASK]` then `symbols` in order.
     pub fn word_level(symbols: &[String]) -> Self {
         let mut words: Vec<&str> = vec![PAD, UNK, crate::tasks::SEP, MASK];
+        // A set beside the list: `contains` on the list made 200,000 symbols quadratic.
+        let mut seen: std::collections::HashSet<&str> = words.iter().copied().collect();
         for s in symbols {
-            if !words.contains(&s.as_str()) {
+            if seen.insert(s.as_str()) {
                 words.push(s);
             }
         }

@@ -158,7 +158,7 @@ impl Lexicon {
 
     /// Reads and validates a lexicon file. The error names the path and says what is wrong.
     pub fn load(path: &Path) -> Result<Lexicon, LexiconError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LexiconError::Read {
+        let text = crate::read_input(path).map_err(|source| LexiconError::Read {
             path: path.to_path_buf(),
             source,
         })?;

@@ -395,7 +395,7 @@ pub fn load(
     source: &Source,
     valid_percent: usize,
 ) -> Result<Arc<Corpus>, TaskConfigError> {
-    let text = std::fs::read_to_string(corpus).map_err(|e| {
+    let text = crate::read_input(corpus).map_err(|e| {
         err(
             "corpus",
             format!("cannot read corpus file `{}`: {e}", corpus.display()),
@@ -422,12 +422,16 @@ pub fn load(
     let (train_lines, valid_lines) = lines.split_at(lines.len() - held);
     let tokenizer = match source {
         Source::Words => None,
-        Source::File(p) => Some(Tokenizer::from_file(p).map_err(|e| {
-            err(
-                "tokenizer",
-                format!("`{}` is not a valid tokenizer.json: {e}", p.display()),
-            )
-        })?),
+        Source::File(p) => {
+            crate::check_regular(p)
+                .map_err(|e| err("tokenizer", format!("cannot read `{}`: {e}", p.display())))?;
+            Some(Tokenizer::from_file(p).map_err(|e| {
+                err(
+                    "tokenizer",
+                    format!("`{}` is not a valid tokenizer.json: {e}", p.display()),
+                )
+            })?)
+        }
         Source::Bpe(size) => Some(
             train_bpe(train_lines, &lines, *size).map_err(|e| err("tokenizer", e.to_string()))?,
         ),
