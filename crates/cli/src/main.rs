@@ -292,6 +292,7 @@ fn ablate(
         } else {
             ""
         };
+        experiment.check_memory(&cells, jobs.unwrap_or(experiment.spec.jobs))?;
         println!("{}: {} cells{scope}", experiment.name, cells.len());
         let wanted = experiment.eval_options().record();
         let width = cells.iter().map(|c| c.info.id.len()).max().unwrap_or(0);

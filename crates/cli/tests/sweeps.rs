@@ -335,6 +335,43 @@ fn shard_slurm_reads_the_array_variables_or_says_they_are_missing() {
     assert!(text(&out.stdout).contains("this shard has no cells"));
 }
 
+/// The memory check counts the cells a shard runs side by side (one tiny cell peaks at about
+/// 4.2 MiB), where it runs them.
+#[test]
+fn memory_is_checked_for_the_cells_run_side_by_side() {
+    let tmp = TempDir::new("memory");
+    let path = experiment(&tmp.0);
+    let path = path.to_str().unwrap();
+    let dry = |jobs: &str| {
+        ordo()
+            .args(["ablate", path, "--dry-run", "--jobs", jobs])
+            .env("ORDO_MEMORY_LIMIT", "6M")
+            .output()
+            .unwrap()
+    };
+    let one = dry("1");
+    assert!(one.status.success(), "{}", text(&one.stderr));
+    let two = dry("2");
+    let err = text(&two.stderr);
+    assert_eq!(two.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("2 cell(s) side by side (--jobs 2)") && err.contains("lower --jobs"),
+        "{err}"
+    );
+    // Loading the grid does not check memory: a cell too large for this machine is refused
+    // only by the shard that runs it.
+    let out = ordo()
+        .args(["ablate", path, "--dry-run", "--jobs", "1"])
+        .env("ORDO_MEMORY_LIMIT", "1K")
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("1 cell(s) side by side"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// Inputs that used to abort, panic or hang are clear errors before anything is allocated.
 #[test]
 fn huge_counts_and_non_files_are_refused_at_once() {

@@ -564,12 +564,14 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
                         "out_dir={}",
                         toml_value(&toml::Value::String(dir.join("runs").display().to_string()))
                     ));
-                    let config = config::load(&task_path, &overrides).map_err(|error| {
-                        ExperimentError::Cell {
-                            id: id.clone(),
-                            error,
-                        }
-                    })?;
+                    // Sizes are checked against memory later, for the cells a shard runs
+                    // side by side on the machine it runs on ([`Experiment::check_memory`]).
+                    let config =
+                        ordo_train::budget::deferred(|| config::load(&task_path, &overrides))
+                            .map_err(|error| ExperimentError::Cell {
+                                id: id.clone(),
+                                error,
+                            })?;
                     // Loading checked the sizes against the default evaluation (4x); a longer
                     // one is checked here, before anything runs.
                     if spec.eval.max_factor > config::EVAL_FACTOR {
@@ -580,9 +582,10 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
                                 error,
                             }
                         })?;
-                        config
-                            .check_memory(&generator, spec.eval.max_factor)
-                            .map_err(|e| err(path, format!("cell {id}: `eval.max_factor`: {e}")))?;
+                        ordo_train::budget::deferred(|| {
+                            config.check_memory(&generator, spec.eval.max_factor)
+                        })
+                        .map_err(|e| err(path, format!("cell {id}: `eval.max_factor`: {e}")))?;
                     }
                     cells.push(Cell {
                         info: CellInfo {
@@ -708,6 +711,8 @@ pub enum AblateError {
     },
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error(transparent)]
+    Experiment(#[from] ExperimentError),
 }
 
 /// Parses `i/n` with `1 <= i <= n`, or `slurm`: the task of a Slurm job array
@@ -907,6 +912,13 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<AblateOutc
     let eval_options = experiment.eval_options();
     let wanted = eval_options.record();
     let statuses: Vec<Status> = cells.iter().map(|c| c.status(&wanted)).collect();
+    let to_run: Vec<&Cell> = cells
+        .iter()
+        .zip(&statuses)
+        .filter(|(_, s)| **s != Status::Done)
+        .map(|(c, _)| *c)
+        .collect();
+    experiment.check_memory(&to_run, options.jobs)?;
     let stale: Vec<String> = cells
         .iter()
         .zip(&statuses)
@@ -1068,6 +1080,69 @@ pub enum CellOutcome {
 }
 
 impl Experiment {
+    /// Checks that `cells` (a shard's), `jobs` of them side by side, fit in the memory available
+    /// here ([`ordo_train::budget::limit`]: `ORDO_MEMORY_LIMIT`, the cgroup's limit, or
+    /// `MemAvailable`): the sum of the largest `jobs` estimated peaks. Each distinct task is
+    /// loaded once.
+    pub fn check_memory(&self, cells: &[&Cell], jobs: usize) -> Result<(), ExperimentError> {
+        let Some(limit) = ordo_train::budget::limit().map_err(|e| err(&self.dir, e))? else {
+            return Ok(());
+        };
+        let factor = self.spec.eval.max_factor.max(config::EVAL_FACTOR);
+        let mut generators: Vec<(String, ordo_train::tasks::Generator)> = Vec::new();
+        let mut peaks: Vec<(u64, &str)> = Vec::new();
+        for cell in cells {
+            let key = format!(
+                "{}|{}",
+                cell.base_dir.display(),
+                toml::to_string(&cell.config.task).unwrap_or_default()
+            );
+            if !generators.iter().any(|(k, _)| *k == key) {
+                let generator = cell
+                    .config
+                    .task
+                    .generator(&cell.base_dir)
+                    .map_err(|error| ExperimentError::CellTask {
+                        id: cell.info.id.clone(),
+                        error,
+                    })?;
+                generators.push((key.clone(), generator));
+            }
+            let generator = &generators
+                .iter()
+                .find(|(k, _)| *k == key)
+                .expect("loaded")
+                .1;
+            let estimate =
+                ordo_train::budget::deferred(|| cell.config.check_memory(generator, factor))
+                    .map_err(|e| err(&self.dir, format!("cell {}: {e}", cell.info.id)))?;
+            peaks.push((estimate.peak(), cell.info.id.as_str()));
+        }
+        peaks.sort_by(|a, b| b.0.cmp(&a.0));
+        let side_by_side = &peaks[..jobs.max(1).min(peaks.len())];
+        let total: u64 = side_by_side.iter().map(|p| p.0).sum();
+        if total > limit {
+            let show = ordo_train::budget::show_bytes;
+            return Err(err(
+                &self.dir,
+                format!(
+                    "{} cell(s) side by side (--jobs {jobs}) may need {} at their peaks ({}), more \
+                     than the {} available here (ORDO_MEMORY_LIMIT, else the cgroup's limit, else \
+                     MemAvailable); lower --jobs, or set ORDO_MEMORY_LIMIT to override",
+                    side_by_side.len(),
+                    show(total),
+                    side_by_side
+                        .iter()
+                        .map(|(b, id)| format!("{id} {}", show(*b)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    show(limit)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Where `--rerun-stale` moves the run directories it replaces.
     pub fn stale_dir(&self) -> PathBuf {
         self.dir.join("stale")

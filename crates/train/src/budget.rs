@@ -14,6 +14,7 @@
 //! `512M`, bytes) or `off`.
 
 use crate::config::RunConfig;
+use std::path::{Path, PathBuf};
 
 /// What a config costs, in parameters and bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,21 +116,91 @@ pub fn estimate(config: &RunConfig, sizes: Sizes) -> Option<Estimate> {
     })
 }
 
+thread_local! {
+    /// Set by [`deferred`]: memory checks on this thread pass (a caller checks later).
+    static DEFERRED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the memory checks of this thread deferred: [`limit`] reports no limit, so that
+/// `ordo ablate` can load every cell of a grid on any machine and check only the cells a shard
+/// runs, side by side, where it runs them.
+pub fn deferred<T>(f: impl FnOnce() -> T) -> T {
+    let before = DEFERRED.with(|d| d.replace(true));
+    let out = f();
+    DEFERRED.with(|d| d.set(before));
+    out
+}
+
 /// The memory a run may use: `ORDO_MEMORY_LIMIT` if set (`off` = no limit), else the memory
-/// the system reports available. `Ok(None)`: no limit.
+/// available to this process ([`available_memory`]). `Ok(None)`: no limit.
 pub fn limit() -> Result<Option<u64>, BudgetError> {
+    if DEFERRED.with(|d| d.get()) {
+        return Ok(None);
+    }
     match std::env::var("ORDO_MEMORY_LIMIT") {
         Ok(text) => parse_size(&text).map_err(BudgetError::Limit),
         Err(_) => Ok(available_memory()),
     }
 }
 
-/// `MemAvailable` of `/proc/meminfo`, in bytes (`None` where there is no such file).
+/// The memory available to this process: `MemAvailable` of `/proc/meminfo`, or less where the
+/// process's control group is limited (Slurm's `--mem`, a container's limit): the smallest
+/// `limit - usage` over the cgroup and its ancestors ([`cgroup_available`]). `None` where
+/// neither can be read.
 pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
+    let meminfo = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            kib.checked_mul(1024)
+        });
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|own| cgroup_available(Path::new("/sys/fs/cgroup"), &own));
+    match (meminfo, cgroup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The memory left under the cgroup limits of a process whose `/proc/self/cgroup` is `own`,
+/// with the cgroup file system mounted at `root`: cgroup v2 (`0::/path`, `memory.max` and
+/// `memory.current`) or v1 (`N:memory:/path`, `memory.limit_in_bytes` and
+/// `memory.usage_in_bytes` under `root/memory`), the smallest over the group and its ancestors;
+/// `None` when no group has a limit.
+pub fn cgroup_available(root: &Path, own: &str) -> Option<u64> {
+    let read = |p: PathBuf| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
+    let mut best: Option<u64> = None;
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let (base, max_file, used_file) = if controllers.is_empty() {
+            (root.to_path_buf(), "memory.max", "memory.current")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (
+                root.join("memory"),
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            )
+        } else {
+            continue;
+        };
+        // The group, then each ancestor up to the root of the hierarchy.
+        let mut dir = base.join(path.trim_start_matches('/'));
+        loop {
+            // "max" (v2) or a huge number (v1's "no limit") parse as no limit here.
+            if let Some(limit) = read(dir.join(max_file)).filter(|&l| l < (1 << 60)) {
+                let used = read(dir.join(used_file)).unwrap_or(0);
+                let left = limit.saturating_sub(used);
+                best = Some(best.map_or(left, |b| b.min(left)));
+            }
+            if dir == base || !dir.pop() || !dir.starts_with(&base) {
+                break;
+            }
+        }
+    }
+    best
 }
 
 /// `off`, a number of bytes, or a number with `K`, `M`, `G` or `T` (powers of 1024).
@@ -299,6 +370,53 @@ mod tests {
         assert!(err.contains("exceeds the 24.0 GiB available"), "{err}");
         assert!(err.contains("ORDO_MEMORY_LIMIT"), "{err}");
         assert!(check(&config, big, None).is_ok());
+    }
+
+    #[test]
+    fn the_cgroup_limit_is_read_from_the_group_and_its_ancestors() {
+        let root = std::env::temp_dir().join(format!("ordo-cgroup-{}", std::process::id()));
+        std::fs::remove_dir_all(&root).ok();
+        // v2: a Slurm job limited to 4 GiB (using 1 GiB), its step unlimited.
+        let job = root.join("v2/system.slice/slurmstepd.scope/job_7");
+        let step = job.join("step_0");
+        std::fs::create_dir_all(&step).unwrap();
+        std::fs::write(job.join("memory.max"), "4294967296\n").unwrap();
+        std::fs::write(job.join("memory.current"), "1073741824\n").unwrap();
+        std::fs::write(step.join("memory.max"), "max\n").unwrap();
+        std::fs::write(step.join("memory.current"), "5\n").unwrap();
+        let own = "0::/system.slice/slurmstepd.scope/job_7/step_0\n";
+        assert_eq!(cgroup_available(&root.join("v2"), own), Some(3 << 30));
+        // No limit anywhere.
+        std::fs::write(job.join("memory.max"), "max\n").unwrap();
+        assert_eq!(cgroup_available(&root.join("v2"), own), None);
+        // v1: the memory controller's hierarchy; "no limit" is a huge number.
+        let group = root.join("v1/memory/docker/abc");
+        std::fs::create_dir_all(&group).unwrap();
+        std::fs::write(group.join("memory.limit_in_bytes"), "2147483648").unwrap();
+        std::fs::write(group.join("memory.usage_in_bytes"), "147483648").unwrap();
+        let own = "12:cpu,cpuacct:/docker/abc\n11:memory:/docker/abc\n";
+        assert_eq!(cgroup_available(&root.join("v1"), own), Some(2_000_000_000));
+        std::fs::write(group.join("memory.limit_in_bytes"), "9223372036854771712").unwrap();
+        assert_eq!(cgroup_available(&root.join("v1"), own), None);
+        std::fs::remove_dir_all(&root).ok();
+    }
+
+    #[test]
+    fn deferred_checks_pass_on_this_thread_only_while_deferred() {
+        assert_eq!(deferred(limit).unwrap(), None);
+        // Nesting restores the outer state, not "checked".
+        assert_eq!(
+            deferred(|| {
+                deferred(|| ());
+                limit()
+            })
+            .unwrap(),
+            None
+        );
+        // Another thread is not deferred; this one is not any more.
+        let outside = limit().unwrap();
+        let other = deferred(|| std::thread::spawn(|| limit().unwrap()).join().unwrap());
+        assert_eq!(other.is_some(), outside.is_some());
     }
 
     #[test]
