@@ -1118,7 +1118,7 @@ impl Experiment {
                     .map_err(|e| err(&self.dir, format!("cell {}: {e}", cell.info.id)))?;
             peaks.push((estimate.peak(), cell.info.id.as_str()));
         }
-        peaks.sort_by(|a, b| b.0.cmp(&a.0));
+        peaks.sort_by_key(|p| std::cmp::Reverse(p.0));
         let side_by_side = &peaks[..jobs.max(1).min(peaks.len())];
         let total: u64 = side_by_side.iter().map(|p| p.0).sum();
         if total > limit {
