@@ -1303,6 +1303,7 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
         paired_tables(&mut md, g, &of_group);
         md.push('\n');
     }
+    variant_pairs(&mut md, rows);
     ranking_table(&mut md, rows, &groups);
     let _ = writeln!(md, "\n## Plots\n");
     let mut shown: Vec<&str> = Vec::new();
@@ -1329,6 +1330,66 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
         );
     }
     md
+}
+
+/// Per task with several variants (a grid axis such as `randomized_positions = [0, 320]`): each
+/// encoding's score in every later variant against the first, paired by seed, for claims such
+/// as "randomized positions help RoPE in every seed".
+fn variant_pairs(md: &mut String, rows: &[Row]) {
+    let mut lines = Vec::new();
+    for task in distinct(rows.iter().map(|r| &r.task)) {
+        let of_task: Vec<&Row> = rows.iter().filter(|r| &r.task == task).collect();
+        let variants = distinct(of_task.iter().map(|r| &r.variant));
+        let Some((first, later)) = variants.split_first() else {
+            continue;
+        };
+        for variant in later {
+            for a in of_task.iter().filter(|r| &r.variant == *first) {
+                let Some(b) = of_task
+                    .iter()
+                    .find(|r| &r.variant == *variant && r.encoding == a.encoding)
+                else {
+                    continue;
+                };
+                let d = paired_differences(b, a, a.headline.higher_is_better());
+                if d.len() < 2 {
+                    continue;
+                }
+                let values: Vec<f64> = d.iter().map(|x| x.1).collect();
+                let wins = values.iter().filter(|&&x| x > TIE_TOLERANCE).count();
+                let mean = mean_of(values.iter().copied()).unwrap_or(0.0);
+                let interval = stats::paired_t_interval(&values)
+                    .map_or("-".into(), |i| format!("[{:+.3}, {:+.3}]", i.lo, i.hi));
+                let per_seed: Vec<String> =
+                    d.iter().map(|(s, x)| format!("s{s} {x:+.3}")).collect();
+                lines.push(format!(
+                    "| {} | {} | {} → {} | {} | {wins} of {} | {mean:+.3} | {interval} | {} |",
+                    md_escape(task),
+                    md_escape(&a.encoding),
+                    md_escape(&variant_label(first)),
+                    md_escape(&variant_label(variant)),
+                    values.len(),
+                    values.len(),
+                    per_seed.join(", ")
+                ));
+            }
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Variants paired by seed\n\nEach encoding's score in a later variant of a task \
+         against the first, seed by seed (positive: the later variant is better), with the mean \
+         difference and its 95 % paired t interval.\n\n\
+         | task | encoding | variants | seeds | later better in | mean difference | 95 % interval \
+         | per seed |\n|---|---|---|---:|---:|---:|---:|---|"
+    );
+    for line in lines {
+        let _ = writeln!(md, "{line}");
+    }
+    md.push('\n');
 }
 
 /// The score differences of two rows, seed by seed, over the seeds both scored, signed so that
@@ -1422,7 +1483,12 @@ fn paired_tables(md: &mut String, g: &GroupRanks, of_group: &[&Row]) {
             }
             let d = paired_differences(a, b, higher);
             let wins = d.iter().filter(|x| x.1 > TIE_TOLERANCE).count();
-            let _ = write!(md, " {wins}/{} |", d.len());
+            if d.is_empty() {
+                // No seed where both have a score (one of them is n/a).
+                md.push_str(" n/a |");
+            } else {
+                let _ = write!(md, " {wins}/{} |", d.len());
+            }
         }
         md.push('\n');
     }

@@ -1517,3 +1517,32 @@ fn perplexity_ratios_resample_the_same_text_at_both_lengths() {
     // ...but the ratio, measured on the same text at both lengths, does not.
     assert!((i.lo - r).abs() < 1e-5 && i.width() < 1e-3, "{i:?}");
 }
+
+#[test]
+fn variants_of_a_task_are_compared_paired_by_seed() {
+    let dir = TempDir::new("variants");
+    let (l, m) = (4, 64);
+    let mut cells = Vec::new();
+    for seed in 0..3u64 {
+        for (value, extra) in [("0", 0), ("320", 3 + seed as usize)] {
+            let mut c = counted("reverse", "rope", seed, (l, 4 * l, m), move |n| {
+                Some(if n <= l { m } else { 10 + extra })
+            });
+            c.variant = vec![("model.encoding.randomized_positions".into(), value.into())];
+            cells.push(c);
+        }
+    }
+    let path = write_report(&dir, &spec(&["rope"], &["reverse"]), &cells).unwrap();
+    let md = std::fs::read_to_string(path).unwrap();
+    println!("{md}");
+    // 3, 4 and 5 more right of 64 at every length beyond L: +0.047, +0.062, +0.078; sd 1/64,
+    // half-width t(2) = 4.303 x 0.0156 / sqrt(3) = 0.039.
+    assert!(
+        md.contains(
+            "| reverse | rope | model.encoding.randomized_positions=0 → \
+             model.encoding.randomized_positions=320 | 3 | 3 of 3 | +0.062 | [+0.024, +0.101] | \
+             s0 +0.047, s1 +0.062, s2 +0.078 |"
+        ),
+        "{md}"
+    );
+}
