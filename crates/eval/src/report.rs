@@ -416,7 +416,42 @@ fn t_draws(row: &str, n: usize) -> Vec<f64> {
         .collect()
 }
 
-fn over_seeds(cells: &[CellDraws], row: &str, domain: Domain, f: SeedStatistic) -> OverSeeds {
+/// Wilson's interval of the examples pooled over the cells' exact-match lengths that `select`
+/// picks (`(eval, length)`); with `na_as_wrong`, an n/a length counts as its examples all
+/// wrong (as the score counts it). `None` for perplexity, or without outcomes.
+fn pooled_wilson(
+    cells: &[CellDraws],
+    select: &dyn Fn(&EvalReport, usize) -> bool,
+    na_as_wrong: bool,
+) -> Option<Interval> {
+    let (mut k, mut n) = (0u64, 0u64);
+    for c in cells {
+        let e = c.eval;
+        if e.headline() != Headline::ExactMatch {
+            return None;
+        }
+        for r in e.lengths.iter().filter(|r| select(e, r.length)) {
+            match (&r.metrics, &r.outcomes) {
+                (Some(m), Some(o)) => {
+                    k += o.exact as u64;
+                    n += m.examples as u64;
+                }
+                (Some(_), None) => return None,
+                (None, _) if na_as_wrong => n += e.examples_per_length as u64,
+                (None, _) => {}
+            }
+        }
+    }
+    stats::wilson(k, n)
+}
+
+fn over_seeds(
+    cells: &[CellDraws],
+    row: &str,
+    domain: Domain,
+    f: SeedStatistic,
+    floor: Option<Interval>,
+) -> OverSeeds {
     let values: Vec<f64> = cells
         .iter()
         .filter_map(|c| f(c.eval, &c.observed))
@@ -428,7 +463,7 @@ fn over_seeds(cells: &[CellDraws], row: &str, domain: Domain, f: SeedStatistic) 
             .map(|r| mean_of(cells.iter().filter_map(|c| f(c.eval, c.replicate(r)))))
             .collect()
     };
-    finish(&values, within, domain, row)
+    finish(&values, within, domain, row, floor)
 }
 
 /// The mean of some values, `None` for none.
@@ -439,7 +474,13 @@ fn mean_of(values: impl Iterator<Item = f64>) -> Option<f64> {
 
 /// The statistic over the seed `values`, its interval and ranking replicates (see
 /// [`stats::seed_interval`]) from the within-seed replicates of the mean of the seeds.
-fn finish(values: &[f64], within: Vec<Option<f64>>, domain: Domain, row: &str) -> OverSeeds {
+fn finish(
+    values: &[f64],
+    within: Vec<Option<f64>>,
+    domain: Domain,
+    row: &str,
+    floor: Option<Interval>,
+) -> OverSeeds {
     let stat = Stat::of(values);
     if stat.is_none() {
         let replicates = if within.is_empty() {
@@ -454,7 +495,7 @@ fn finish(values: &[f64], within: Vec<Option<f64>>, domain: Domain, row: &str) -
         };
     }
     let (interval, replicates) =
-        stats::seed_interval(values, &within, domain, &t_draws(row, values.len()));
+        stats::seed_interval(values, &within, domain, &t_draws(row, values.len()), floor);
     OverSeeds {
         stat,
         interval,
@@ -495,7 +536,8 @@ fn points(cells: &[CellDraws], row: &str, lengths: &[usize], headline: Headline)
             } else {
                 Vec::new()
             };
-            let s = finish(&observed, within, domain, row);
+            let floor = pooled_wilson(cells, &|_, l| l == n, false);
+            let s = finish(&observed, within, domain, row, floor);
             Point {
                 length: n,
                 stat: s.stat,
@@ -506,7 +548,18 @@ fn points(cells: &[CellDraws], row: &str, lengths: &[usize], headline: Headline)
 }
 
 fn bucket_stat(cells: &[CellDraws], row: &str, b: Bucket) -> BucketStat {
-    let s = over_seeds(cells, row, Domain::Fraction, &|e, v| bucket_value(e, v, b));
+    let floor = pooled_wilson(
+        cells,
+        &|e, l| b.contains(e.train_min_len, e.train_max_len, l),
+        false,
+    );
+    let s = over_seeds(
+        cells,
+        row,
+        Domain::Fraction,
+        &|e, v| bucket_value(e, v, b),
+        floor,
+    );
     let n_buckets: Vec<(usize, usize)> = cells
         .iter()
         .map(|c| {
@@ -535,7 +588,7 @@ fn bucket_stat(cells: &[CellDraws], row: &str, b: Bucket) -> BucketStat {
 
 /// A ratio of perplexities at `length` over seeds.
 fn ratio_point(cells: &[CellDraws], row: &str, length: usize, f: SeedStatistic) -> Point {
-    let s = over_seeds(cells, row, Domain::Positive, f);
+    let s = over_seeds(cells, row, Domain::Positive, f, None);
     Point {
         length,
         stat: s.stat,
@@ -589,7 +642,13 @@ fn row_of(of_row: &[&CellResult]) -> Row {
         Headline::ExactMatch => Domain::Fraction,
         Headline::Perplexity => Domain::Positive,
     };
-    let score = over_seeds(&cells, row, score_domain, &seed_score);
+    // The score pools every length beyond L up to 4L, n/a lengths counting as wrong.
+    let score_floor = pooled_wilson(
+        &cells,
+        &|e, l| l > e.train_max_len && l <= 4 * e.train_max_len,
+        true,
+    );
+    let score = over_seeds(&cells, row, score_domain, &seed_score, score_floor);
     Row {
         task: first.task.clone(),
         variant: first.variant.clone(),
@@ -1122,9 +1181,9 @@ fn conventions(md: &mut String, rows: &[Row], cells: usize) {
         let mut how = Vec::new();
         if has(Headline::ExactMatch) {
             how.push(
-                "exact match: `k` right of `m` examples is drawn from its Jeffreys posterior \
-                 Beta(k + 1/2, m - k + 1/2), whose 95 % is the Jeffreys interval (Brown, Cai & \
-                 DasGupta 2001), so that 0/m and m/m do not get a zero-width interval",
+                "exact match: `k` right of `m` examples is resampled as a binomial draw, and \
+                 every exact-match interval also covers Wilson's interval of the examples it \
+                 pools (Wilson 1927), so that 0/m and m/m do not get a zero-width interval",
             );
         }
         if has(Headline::Perplexity) {

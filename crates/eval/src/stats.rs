@@ -4,13 +4,15 @@
 //! - **Level**: two-sided 95 % intervals ([`LEVEL`]); where they come from replicates,
 //!   [`REPLICATES`] of them, quantiles interpolated linearly between order statistics.
 //! - **Within a seed** (one trained model) each length's test set is resampled. Exact match is
-//!   one Bernoulli outcome per example; `k` right of `m` is drawn from its Jeffreys posterior
-//!   `Beta(k + 1/2, m - k + 1/2)` ([`length_replicates`]), whose central 95 % is the Jeffreys
-//!   interval (Brown, Cai & DasGupta 2001, "Interval estimation for a binomial proportion",
-//!   Statistical Science 16(2)): within 0.02 of a binomial bootstrap and of Wilson's interval
-//!   when `0 < k < m`, and never of zero width at `0/m` or `m/m`, where a bootstrap of the
-//!   examples is a point (there the interval is extended to hold the point estimate, so it ends
-//!   at 0 or 1, Brown, Cai & DasGupta's modification; every interval holds its estimate). Lengths are separate test sets (each generated from its own seed) and
+//!   one Bernoulli outcome per example, so resampling `m` examples of which `k` were right is a
+//!   draw of Binomial(m, k/m) ([`Binomial`], by inverting its CDF). A statistic that averages
+//!   proportions (a bucket, a score, one length; over the seeds too) gets the percentile
+//!   interval of its replicates joined with Wilson's interval of the pooled count ([`wilson`],
+//!   Wilson 1927; recommended by Brown, Cai & DasGupta 2001, "Interval estimation for a binomial
+//!   proportion", Statistical Science 16(2)): at `0/m` and `m/m` the bootstrap is a point, and
+//!   Wilson's interval gives the width (0/512: `[0, 0.0074]`); elsewhere the two nearly agree.
+//!   Every interval holds its point estimate. Lengths are separate test sets (each generated
+//!   from its own seed) and
 //!   are drawn independently. Perplexity: every length of an evaluation scores the same text in
 //!   blocks of the training context ([`crate::extrapolation::Outcomes`]), so the blocks are
 //!   resampled *jointly across lengths* with a moving-block bootstrap (Künsch 1989, "The
@@ -135,19 +137,79 @@ pub fn gamma(shape: f64, rng: &mut Rng) -> f64 {
     }
 }
 
-/// A Beta(`a`, `b`) draw.
-pub fn beta(a: f64, b: f64, rng: &mut Rng) -> f64 {
-    let x = gamma(a, rng);
-    let y = gamma(b, rng);
-    x / (x + y)
-}
-
 /// A Student t draw with `df` degrees of freedom: `Z / sqrt(V / df)`, `V` chi-squared.
 pub fn student_t(df: usize, rng: &mut Rng) -> f64 {
     assert!(df >= 1, "t with no degree of freedom");
     let z = normal(rng);
     let v = 2.0 * gamma(df as f64 / 2.0, rng);
     z / (v / df as f64).sqrt()
+}
+
+/// Binomial(n, k/n): the number of right examples in a resample (with replacement) of `n`
+/// examples of which `k` were right. Drawn by inverting the CDF with one uniform number.
+#[derive(Debug, Clone)]
+pub struct Binomial {
+    /// `cdf[j]` = P(X <= j); the last entry is exactly 1.
+    cdf: Vec<f64>,
+}
+
+impl Binomial {
+    pub fn new(n: usize, k: usize) -> Binomial {
+        assert!(k <= n, "{k} successes of {n} trials");
+        if k == 0 || k == n {
+            // A point mass: P(X = k) = 1.
+            let mut cdf = vec![0.0; n + 1];
+            cdf[k..].fill(1.0);
+            return Binomial { cdf };
+        }
+        let p = k as f64 / n as f64;
+        let (lp, lq) = (p.ln(), (1.0 - p).ln());
+        // log C(n, j) built up term by term, so that large n neither overflows nor underflows.
+        let mut log_choose = 0.0f64;
+        let log_pmf: Vec<f64> = (0..=n)
+            .map(|j| {
+                if j > 0 {
+                    log_choose += ((n - j + 1) as f64).ln() - (j as f64).ln();
+                }
+                log_choose + j as f64 * lp + (n - j) as f64 * lq
+            })
+            .collect();
+        let max = log_pmf.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut total = 0.0;
+        let mut cdf: Vec<f64> = log_pmf
+            .iter()
+            .map(|l| {
+                total += (l - max).exp();
+                total
+            })
+            .collect();
+        for c in &mut cdf {
+            *c /= total;
+        }
+        cdf[n] = 1.0;
+        Binomial { cdf }
+    }
+
+    pub fn sample(&self, rng: &mut Rng) -> usize {
+        let u = rng.unit(); // [0, 1)
+        self.cdf.partition_point(|&c| c <= u)
+    }
+}
+
+/// Wilson's score interval (Wilson 1927) for `k` right of `n`, at the 95 % level:
+/// `(p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`. Never of zero width for `n > 0`:
+/// 0/512 gives `[0, 0.0074]`.
+pub fn wilson(k: u64, n: u64) -> Option<Interval> {
+    if n == 0 || k > n {
+        return None;
+    }
+    let (n, p, z) = (n as f64, k as f64 / n as f64, Z_975);
+    let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / (1.0 + z * z / n);
+    Some(Interval {
+        lo: (centre - half).max(0.0),
+        hi: (centre + half).min(1.0),
+    })
 }
 
 /// Student's t quantile at 0.975 (the upper end of a central 95 % interval) with `df` degrees
@@ -241,26 +303,29 @@ pub fn paired_t_interval(differences: &[f64]) -> Option<Interval> {
 /// The interval of a statistic over its seed values, and the replicates a ranking uses (see
 /// the module docs): `within` are the within-seed replicates of the mean of the seeds (empty
 /// when the cells have no outcomes; `None` where a replicate is undefined); `t_draws` are
-/// Student t draws with `values.len() - 1` degrees of freedom, one per replicate.
+/// Student t draws with `values.len() - 1` degrees of freedom, one per replicate; `floor`, a
+/// proportion's Wilson interval over the pooled examples, which the within-seed interval always
+/// covers (so that 0/m and m/m are not of zero width).
 pub fn seed_interval(
     values: &[f64],
     within: &[Option<f64>],
     domain: Domain,
     t_draws: &[f64],
+    floor: Option<Interval>,
 ) -> (Option<Interval>, Vec<Option<f64>>) {
     // Without outcomes (older files) no interval: a t interval alone could have zero width.
     if within.is_empty() {
         return (None, Vec::new());
     }
     let finite: Vec<f64> = within.iter().flatten().copied().collect();
-    // Every interval holds its point estimate: at 0/m and m/m the Jeffreys interval ends at 0
-    // or 1 (the modification of Brown, Cai & DasGupta 2001), and a mean of such lengths too.
+    // Every interval holds its point estimate, and covers the proportion's Wilson interval.
     let observed = values.iter().sum::<f64>() / values.len().max(1) as f64;
     let inner = percentile_interval(&finite, LEVEL).map(|i| {
-        i.hull(Interval {
+        let i = i.hull(Interval {
             lo: observed,
             hi: observed,
-        })
+        });
+        floor.map_or(i, |f| i.hull(f))
     });
     let Some(t) = t_interval(values, domain) else {
         return (inner, within.to_vec());
@@ -282,7 +347,7 @@ pub fn seed_interval(
 /// fraction), or the mean loss per token in nats (perplexity is its `exp`). `None` for an n/a
 /// length, or one whose `eval.json` holds no (or inconsistent) outcomes.
 ///
-/// Exact match draws from the Jeffreys posterior (see the module docs). Perplexity resamples
+/// Exact match is a binomial draw (see the module docs). Perplexity resamples
 /// the length's units with replacement: blocks (as [`joint_block_replicates`] does for one
 /// length), or, in older files, windows.
 pub fn length_replicates(
@@ -301,11 +366,17 @@ pub fn length_replicates(
             if outcomes.exact > m {
                 return None;
             }
-            let (a, b) = (
-                outcomes.exact as f64 + 0.5,
-                (m - outcomes.exact) as f64 + 0.5,
-            );
-            Some((0..replicates).map(|_| beta(a, b, rng)).collect())
+            if outcomes.exact == 0 || outcomes.exact == m {
+                // All wrong or all right: every resample is the same (the interval's width
+                // then comes from Wilson's interval, see `seed_interval`).
+                return Some(vec![outcomes.exact as f64 / m as f64; replicates]);
+            }
+            let binomial = Binomial::new(m, outcomes.exact);
+            Some(
+                (0..replicates)
+                    .map(|_| binomial.sample(rng) as f64 / m as f64)
+                    .collect(),
+            )
         }
         Headline::Perplexity => {
             let (loss, tokens) = (&outcomes.loss, &outcomes.tokens);
@@ -442,27 +513,33 @@ mod tests {
         percentile_interval(&r, LEVEL).unwrap()
     }
 
-    /// Jeffreys intervals, the quantiles of Beta(k + 1/2, m - k + 1/2) (computed with the
-    /// regularized incomplete beta function, bisected to 1e-15): no zero width at 0/m or m/m.
+    /// Wilson's interval (golden values from its formula, by hand): never of zero width, and
+    /// what a single seed's all-wrong or all-right length gets.
     #[test]
-    fn proportions_get_jeffreys_intervals_even_when_all_right_or_all_wrong() {
-        let golden = [
-            (64, 0, 7.642e-6, 0.038_341),
-            (64, 64, 0.961_659, 0.999_992),
-            (512, 0, 9.586e-7, 0.004_892),
-            (512, 512, 0.995_108, 0.999_999),
-            (100, 50, 0.403_174, 0.596_826),
-            (128, 96, 0.669_983, 0.818_858),
-        ];
-        for (m, k, lo, hi) in golden {
-            let ci = em_interval(m, k, "j");
-            let tol = 0.02 * (hi - lo);
-            assert!(
-                (ci.lo - lo).abs() < tol.max(1e-5) && (ci.hi - hi).abs() < tol,
-                "{k}/{m}: {ci:?} vs Jeffreys [{lo}, {hi}]"
-            );
-            assert!(ci.width() > 0.0);
-        }
+    fn proportions_at_zero_or_all_get_wilsons_interval_not_a_point() {
+        // 0/512: z² / (n + z²) = 3.8415 / 515.84 = 0.007447.
+        let w = wilson(0, 512).unwrap();
+        assert!(w.lo == 0.0 && (w.hi - 0.007447).abs() < 1e-6, "{w:?}");
+        // 64/64: n / (n + z²) = 64 / 67.8415 = 0.943376.
+        let w = wilson(64, 64).unwrap();
+        assert!((w.lo - 0.943376).abs() < 1e-6 && w.hi == 1.0, "{w:?}");
+        assert_eq!(wilson(1, 0), None);
+        // The bootstrap of 0/64 is a point; the seed interval covers Wilson's.
+        let reps = length_replicates(
+            &em_length(64, 0),
+            Headline::ExactMatch,
+            &mut stream("z"),
+            100,
+        )
+        .unwrap();
+        assert!(reps.iter().all(|&r| r == 0.0));
+        let within: Vec<Option<f64>> = reps.into_iter().map(Some).collect();
+        let (ci, _) = seed_interval(&[0.0], &within, Domain::Fraction, &[], wilson(0, 64));
+        let ci = ci.unwrap();
+        assert!(
+            ci.lo == 0.0 && (ci.hi - 3.8415 / 67.8415).abs() < 1e-4,
+            "{ci:?}"
+        );
     }
 
     #[test]
@@ -479,7 +556,7 @@ mod tests {
         assert!((0.07..0.15).contains(&ratio), "{ratio}");
     }
 
-    /// Away from 0 and m the Jeffreys interval is close to the Wilson score interval (Wilson
+    /// Away from 0 and m the percentile bootstrap is close to the Wilson score interval (Wilson
     /// 1927; Agresti & Coull 1998): `(p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`.
     #[test]
     fn proportion_interval_is_close_to_wilsons() {
@@ -519,13 +596,13 @@ mod tests {
                 "gamma({shape}): {m} {v}"
             );
         }
-        // Beta(2, 6): mean 1/4, variance ab / ((a + b)^2 (a + b + 1)) = 12 / 576.
-        let b: Vec<f64> = (0..n).map(|_| beta(2.0, 6.0, &mut rng)).collect();
-        let (m, v) = moments(&b);
-        assert!(
-            (m - 0.25).abs() < 0.003 && (v - 12.0 / 576.0).abs() < 0.001,
-            "{m} {v}"
-        );
+        // Binomial(50, 0.3): mean 15, variance 10.5; large n neither overflows nor underflows.
+        let b = Binomial::new(50, 15);
+        let draws: Vec<f64> = (0..n).map(|_| b.sample(&mut rng) as f64).collect();
+        let (m, v) = moments(&draws);
+        assert!((m - 15.0).abs() < 0.1 && (v - 10.5).abs() < 0.4, "{m} {v}");
+        assert!(draws.iter().all(|&d| (0.0..=50.0).contains(&d)));
+        assert!(Binomial::new(100_000, 3).sample(&mut rng) < 30);
         // t(2): the 97.5 % quantile is 4.303; t(10): 2.228.
         for (df, q) in [(2, 4.303), (10, 2.228)] {
             let mut t: Vec<f64> = (0..n).map(|_| student_t(df, &mut rng)).collect();
@@ -648,7 +725,7 @@ mod tests {
         let within: Vec<Option<f64>> = (0..REPLICATES)
             .map(|_| Some(mean + 0.005 * normal(&mut rng)))
             .collect();
-        let (ci, replicates) = seed_interval(&seeds, &within, Domain::Fraction, &t_draws);
+        let (ci, replicates) = seed_interval(&seeds, &within, Domain::Fraction, &t_draws, None);
         assert_eq!(ci, Some(t), "the seeds dominate");
         let from_replicates = percentile_interval(
             &replicates.iter().flatten().copied().collect::<Vec<_>>(),
@@ -661,7 +738,7 @@ mod tests {
         let within: Vec<Option<f64>> = (0..REPLICATES)
             .map(|_| Some((1.0 - 0.004 * normal(&mut rng).abs()).min(1.0)))
             .collect();
-        let (ci, replicates) = seed_interval(&same, &within, Domain::Fraction, &t_draws);
+        let (ci, replicates) = seed_interval(&same, &within, Domain::Fraction, &t_draws, None);
         let ci = ci.unwrap();
         assert!(ci.width() > 0.005 && ci.hi == 1.0, "{ci:?}");
         assert_eq!(replicates, within);
@@ -672,7 +749,7 @@ mod tests {
         assert!(t.lo > 0.0);
         // One seed, or no outcomes: nothing to combine.
         assert_eq!(t_interval(&[0.5], Domain::Fraction), None);
-        let (ci, replicates) = seed_interval(&seeds, &[], Domain::Fraction, &t_draws);
+        let (ci, replicates) = seed_interval(&seeds, &[], Domain::Fraction, &t_draws, None);
         assert_eq!((ci, replicates.len()), (None, 0));
     }
 

@@ -878,15 +878,15 @@ fn intervals_follow_the_counts_and_mark_neighbours_that_cannot_be_told_apart() {
     ];
     let rows = summarize(&cells);
     let alibi = &rows[0];
-    // All right: the Jeffreys posterior of 64/64 at each of the bucket's 4 lengths, not a point.
+    // All right: Wilson's interval of the bucket's 4 x 64 examples, not a point.
     let i = alibi.near.interval.unwrap();
     assert!(
-        i.lo > 0.97 && i.lo < 0.99 && i.hi == 1.0,
-        "all right: {i:?}"
+        (i.lo - 256.0 / (256.0 + 1.96f64.powi(2))).abs() < 1e-3 && i.hi == 1.0,
+        "{i:?}"
     );
     let none = rows[3].near.interval.unwrap();
     assert!(
-        none.lo == 0.0 && none.hi > 0.01 && none.hi < 0.03,
+        none.lo == 0.0 && (none.hi - 0.0148).abs() < 1e-3,
         "none right: {none:?}"
     );
     let half = rows[1].near.interval.unwrap();
@@ -913,11 +913,16 @@ fn intervals_follow_the_counts_and_mark_neighbours_that_cannot_be_told_apart() {
     .unwrap();
     let md = std::fs::read_to_string(path).unwrap();
     println!("{md}");
+    // Wilson's interval of the pooled examples: in-distribution 256 of 256 right gives
+    // 256 / (256 + 1.96²) = 0.985; far (8 lengths, 512) 0.993; the score (12 lengths) 0.995;
+    // none, 0 of 256: 1.96² / (256 + 1.96²) = 0.015.
     assert!(
-        md.contains("| alibi | 1.000 [0.979, 1.000] | 1.000 [0.980, 1.000] |"),
+        md.contains(
+            "| alibi | 1.000 [0.985, 1.000] | 1.000 [0.985, 1.000] | 1.000 [0.993, 1.000] | 1.000 [0.995, 1.000] | 1 | 1 |"
+        ),
         "{md}"
     );
-    assert!(md.contains("| none | 0.000 [0.000, 0.021] |"), "{md}");
+    assert!(md.contains("| none | 0.000 [0.000, 0.015] |"), "{md}");
     let marks: Vec<&str> = md[md.find("## Ranking").unwrap()..]
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| #"))
