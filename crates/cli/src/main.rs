@@ -131,6 +131,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.chain().any(|cause| cause.is::<Unfinished>()) => {
+            // Not a failure of this process: say so, and exit with its own code.
+            eprintln!("note: {e:#}");
+            ExitCode::from(EXIT_UNFINISHED)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             let diverged = e.chain().any(|cause| {
@@ -139,11 +144,8 @@ fn main() -> ExitCode {
                     Some(trainer::TrainError::NonFinite { .. })
                 )
             });
-            let unfinished = e.chain().any(|cause| cause.is::<Unfinished>());
             if diverged {
                 ExitCode::from(EXIT_DIVERGED)
-            } else if unfinished {
-                ExitCode::from(EXIT_UNFINISHED)
             } else {
                 ExitCode::FAILURE
             }

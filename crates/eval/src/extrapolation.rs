@@ -336,10 +336,56 @@ pub fn evaluate_locked(lock: &RunLock, options: &EvalOptions) -> Result<EvalRepo
     report.checkpoint_step = Some(run.step);
     let variant = options.variant();
     let run_dir = lock.dir();
+    keep_previous(run_dir, &variant, &report)?;
     // The CSV first: eval.json is what marks an evaluation finished.
     run_dir.write(&run_dir.eval_csv(&variant), to_csv(&report).as_bytes())?;
     run_dir.write_json(&run_dir.eval_json(&variant), &report)?;
     Ok(report)
+}
+
+/// Before an evaluation is written over another one of other options or another checkpoint
+/// (a manual `ordo eval --lengths 1-4` of a cell, an `[eval]`-only rerun), the old `eval*.json`
+/// and `eval*.csv` are renamed to `eval*.before-<n>.json`/`.csv` (`n` = 1, 2, ...), so nothing
+/// measured is lost. An evaluation equal in options and checkpoint is simply rewritten.
+fn keep_previous(
+    run_dir: &RunDir,
+    variant: &ordo_train::run_dir::EvalVariant,
+    new: &EvalReport,
+) -> Result<(), EvalError> {
+    let json = run_dir.eval_json(variant);
+    let Ok(old) = run_dir.read_json::<EvalReport>(&json) else {
+        return Ok(());
+    };
+    if old.options == new.options && old.checkpoint_step == new.checkpoint_step {
+        return Ok(());
+    }
+    let csv = run_dir.eval_csv(variant);
+    let with_suffix = |path: &Path, n: usize| {
+        let stem = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let ext = path
+            .extension()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        path.with_file_name(format!("{stem}.before-{n}.{ext}"))
+    };
+    let n = (1..)
+        .find(|&n| !with_suffix(&json, n).exists() && !with_suffix(&csv, n).exists())
+        .expect("a free name");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |cause| EvalError::from(ordo_train::run_dir::RunDirError::Io { path, cause })
+    };
+    if csv.is_file() {
+        std::fs::rename(&csv, with_suffix(&csv, n)).map_err(io(&csv))?;
+    }
+    std::fs::rename(&json, with_suffix(&json, n)).map_err(io(&json))?;
+    ordo_model::checkpoint::sync_parent(&json);
+    Ok(())
 }
 
 /// A short name for a scaling, used in file names and reports: its kind and factor (`linear4`,

@@ -380,15 +380,22 @@ fn a_partial_manual_eval_is_not_the_cells_evaluation() {
         examples: 4,
         ..EvalOptions::default()
     };
+    let before = std::fs::read(cell.run_dir().path().join("eval.json")).unwrap();
     let manual = evaluate_run(cell.run_dir().path(), &options).unwrap();
     assert_eq!(manual.checkpoint_step, Some(20));
     assert_eq!(cell.status(&wanted), Status::Trained);
+    // The cell's own evaluation is kept beside the manual one, not overwritten.
+    let kept = cell.run_dir().path().join("eval.before-1.json");
+    assert_eq!(std::fs::read(&kept).unwrap(), before);
+    assert!(cell.run_dir().path().join("eval.before-1.csv").is_file());
     // The report leaves the manually evaluated cell out rather than mixing protocols ...
     let rebuilt = std::fs::read_to_string(ablate::rebuild_report(&exp.dir).unwrap()).unwrap();
     assert!(rebuilt.contains("1 finished cells"), "{rebuilt}");
-    // ... and ablate evaluates it again, giving back the full report.
+    // ... and ablate evaluates it again, giving back the full report (and keeping the manual
+    // evaluation too).
     ablate::run(&exp, quiet(false)).unwrap();
     assert_eq!(cell.status(&wanted), Status::Done);
+    assert!(cell.run_dir().path().join("eval.before-2.json").is_file());
     assert_eq!(std::fs::read_to_string(&report).unwrap(), full);
 }
 

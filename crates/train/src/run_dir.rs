@@ -166,10 +166,20 @@ impl RunDir {
         self.checkpoint_dir().join(format!("optim-{step:06}.bpk"))
     }
     /// Whether `file_name` (in `checkpoint/`) belongs to a checkpoint other than `step`'s.
+    /// Only names ordo writes count: `model-<digits>.bpk`, `model-<digits>.json` and
+    /// `optim-<digits>.bpk`; any other file a user put there is left alone.
     pub fn is_other_checkpoint_file(file_name: &str, step: usize) -> bool {
-        let keep = format!("-{step:06}.");
-        (file_name.starts_with("model-") || file_name.starts_with("optim-"))
-            && !file_name.contains(&keep)
+        let ours = |prefix: &str, exts: &[&str]| {
+            file_name.strip_prefix(prefix).is_some_and(|rest| {
+                rest.split_once('.').is_some_and(|(digits, ext)| {
+                    digits.len() >= 6
+                        && digits.bytes().all(|b| b.is_ascii_digit())
+                        && exts.contains(&ext)
+                        && digits.parse::<usize>().ok() != Some(step)
+                })
+            })
+        };
+        ours("model-", &["bpk", "json"]) || ours("optim-", &["bpk"])
     }
     pub fn eval_json(&self, variant: &EvalVariant) -> PathBuf {
         self.path.join(format!("eval{}.json", variant.suffix()))
@@ -773,20 +783,50 @@ fn hex(bytes: &[u8]) -> String {
 /// Opens (creating) `path` and takes its exclusive lock without waiting; on success writes a
 /// line naming this process as the holder.
 pub fn try_lock(path: &Path, purpose: &str) -> Result<File, RunDirError> {
-    let mut file = open_lock(path)?;
-    match file.try_lock() {
-        Ok(()) => {
-            claim(&mut file, purpose);
-            Ok(file)
+    for _ in 0..3 {
+        let mut file = open_lock(path)?;
+        match file.try_lock() {
+            // The directory may have been renamed away (`--rerun-stale` moves a stale run)
+            // between our open and our lock: then the file locked is not the one at `path`.
+            Ok(()) if !same_file(&file, path) => continue,
+            Ok(()) => {
+                claim(&mut file, purpose);
+                return Ok(file);
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(RunDirError::Busy {
+                    lock: path.to_path_buf(),
+                    holder: holder(&mut file),
+                });
+            }
+            Err(TryLockError::Error(cause)) => {
+                return Err(RunDirError::Io {
+                    path: path.to_path_buf(),
+                    cause,
+                });
+            }
         }
-        Err(TryLockError::WouldBlock) => Err(RunDirError::Busy {
-            lock: path.to_path_buf(),
-            holder: holder(&mut file),
-        }),
-        Err(TryLockError::Error(cause)) => Err(RunDirError::Io {
-            path: path.to_path_buf(),
-            cause,
-        }),
+    }
+    Err(RunDirError::Busy {
+        lock: path.to_path_buf(),
+        holder: "its directory keeps being replaced".into(),
+    })
+}
+
+/// Whether the open `file` is the file now at `path` (same device and inode; always true where
+/// there are no inodes).
+#[cfg(not(unix))]
+fn same_file(_file: &File, _path: &Path) -> bool {
+    true
+}
+
+/// Whether the open `file` is the file now at `path` (same device and inode).
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -1088,6 +1128,21 @@ mod tests {
         assert_eq!(why("/home/me/runs"), None);
     }
 
+    /// A lock taken through a path whose directory was renamed away meanwhile is not the
+    /// lock of what is at the path now.
+    #[test]
+    fn a_lock_file_moved_away_is_not_taken_for_the_one_at_the_path() {
+        let dir = temp("moved");
+        let path = dir.join("run/.lock");
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        let old = open_lock(&path).unwrap();
+        std::fs::rename(dir.join("run"), dir.join("stale")).unwrap();
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        assert!(!same_file(&old, &path));
+        let fresh = try_lock(&path, "training").unwrap();
+        assert!(same_file(&fresh, &path));
+    }
+
     #[test]
     fn file_names_are_spelled_once() {
         let run = RunDir::new("runs/copy");
@@ -1116,6 +1171,15 @@ mod tests {
         assert!(!RunDir::is_other_checkpoint_file("state.json", 500));
         // A step that is a substring of another step's name is still another checkpoint.
         assert!(RunDir::is_other_checkpoint_file("optim-001000.bpk", 100));
+        // Files ordo does not write are never pruned.
+        for theirs in [
+            "model-notes.txt",
+            "model-000250.bpk.bak",
+            "optim-best.bpk",
+            "model-12.bpk",
+        ] {
+            assert!(!RunDir::is_other_checkpoint_file(theirs, 500), "{theirs}");
+        }
     }
 
     #[test]

@@ -53,6 +53,11 @@ pub enum TrainError {
         "{dir} already holds a finished or started run; use `ordo train --resume {dir}` to continue it or choose another `name`"
     )]
     Exists { dir: PathBuf },
+    #[error(
+        "{dir} exists and holds files that are not a run ({found}); choose another `name` or \
+         `out_dir`, or move them away"
+    )]
+    NotARun { dir: PathBuf, found: String },
 }
 
 fn file_err(path: &Path, message: impl std::fmt::Display) -> TrainError {
@@ -264,6 +269,22 @@ fn train_in(
 ) -> Result<Option<Summary>, TrainError> {
     let run = lock.dir().clone();
     let dir = run.path().to_path_buf();
+    // A directory that holds files but no run is someone else's: never train into it.
+    let foreign: Vec<String> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !run.is_run() && !foreign.is_empty() {
+        return Err(TrainError::NotARun {
+            dir,
+            found: foreign.into_iter().take(3).collect::<Vec<_>>().join(", "),
+        });
+    }
     if run.is_run() {
         return Err(TrainError::Exists { dir });
     }

@@ -817,3 +817,24 @@ fn a_row_meets_the_same_positions_in_training_and_in_evaluation() {
     let last = mean(mixed.iter().map(|p| p.1));
     assert!(last < 45.0, "last position with mixed batches: {last:.2}");
 }
+
+#[test]
+fn training_into_a_directory_of_other_files_is_refused_and_leaves_them() {
+    let dir = TempDir::new("foreign");
+    let config = tiny(&dir, "theirs", &[]);
+    let run = config.run_dir();
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("thesis.tex"), "mine").unwrap();
+    let err = trainer::train(config, &dir.0, trainer::Progress::Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not a run") && err.contains("thesis.tex"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("thesis.tex")).unwrap(),
+        "mine"
+    );
+    assert!(!run.join("config.toml").exists());
+}
