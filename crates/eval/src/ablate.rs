@@ -604,6 +604,22 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
             }
         }
     }
+    // Two base configs of one task kind (a decoder and an encoder `bigram_shift`) are two
+    // tasks of the report, not one pooled row: name them by kind and file.
+    for i in 0..cells.len() {
+        let (kind, source) = (cells[i].config.task.kind(), cells[i].source.clone());
+        if cells
+            .iter()
+            .any(|c| c.config.task.kind() == kind && c.source != source)
+        {
+            let stem = source
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            cells[i].info.task = format!("{kind} ({stem})");
+        }
+    }
     // Two cells in one run directory would overwrite each other: a seed or an encoding listed
     // twice, two base configs with one file name, grid values that read the same in an id.
     let mut seen: std::collections::HashMap<PathBuf, &Cell> = std::collections::HashMap::new();
@@ -1270,6 +1286,11 @@ pub struct ReportSpecFile {
     pub description: String,
     pub encodings_order: Vec<String>,
     pub tasks_order: Vec<String>,
+    /// The ids of every cell of the grid (every shard writes the same list): the report counts
+    /// only these run directories, names the missing ones and the others it ignores. Absent in
+    /// files of older versions (then every finished run directory counts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<String>,
 }
 
 impl Experiment {
@@ -1280,6 +1301,7 @@ impl Experiment {
             description: s.description,
             encodings_order: s.encodings_order,
             tasks_order: s.tasks_order,
+            cells: self.cells.iter().map(|c| c.info.id.clone()).collect(),
         }
     }
 }
@@ -1330,10 +1352,25 @@ pub fn rebuild_report_within(
         .map(|e| e.path())
         .collect();
     entries.sort();
+    let listed: std::collections::HashSet<&str> = spec.cells.iter().map(String::as_str).collect();
+    let mut ignored = Vec::new();
     for path in entries {
         let run = RunDir::new(&path);
         let eval_path = run.eval_json(&Default::default());
         if !path.is_dir() {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        // A copy of a cell (`cp -r runs/x runs/x-backup`), a cell of an earlier version of
+        // the grid: not this experiment's cells, whatever their cell.json says.
+        if !listed.is_empty() && !listed.contains(name.as_str()) {
+            ignored.push(format!(
+                "runs/{name}: not a cell of the experiment's grid (ignored)"
+            ));
             continue;
         }
         let missing = match (run.cell().is_file(), eval_path.is_file()) {
@@ -1382,6 +1419,37 @@ pub fn rebuild_report_within(
             variant: info.variant,
             eval,
         });
+    }
+    // Cells of the grid with no run directory at all.
+    for id in &spec.cells {
+        if !runs.join(id).is_dir() {
+            left_out.push(format!("runs/{id}: not started"));
+        }
+    }
+    for line in &ignored {
+        eprintln!("warning: {line}");
+    }
+    left_out.extend(ignored);
+    // Two finished cells with the same identity (a copied run directory whose cell.json was
+    // kept) would count as two seeds: refuse.
+    let mut seen = std::collections::HashSet::new();
+    for c in &cells {
+        let key = (
+            c.task.clone(),
+            c.encoding.clone(),
+            c.seed,
+            c.variant.clone(),
+        );
+        if !seen.insert(key) {
+            return Err(ReportError::Duplicate(format!(
+                "{}: two run directories hold the cell {} / {} / seed {} {}; remove the copy",
+                runs.display(),
+                c.task,
+                c.encoding,
+                c.seed,
+                crate::report::variant_label(&c.variant)
+            )));
+        }
     }
     let report_spec = ReportSpec {
         name: spec.name,

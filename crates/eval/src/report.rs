@@ -1648,6 +1648,9 @@ pub enum ReportError {
     /// Another process held the report lock for longer than the wait allowed.
     #[error("{0}")]
     Busy(String),
+    /// Two run directories hold the same cell.
+    #[error("{0}")]
+    Duplicate(String),
     /// `experiment.json` cannot be read: not an experiment directory.
     #[error("{}: cannot read ({cause}); is this an experiment directory?", path.display())]
     NotAnExperiment {

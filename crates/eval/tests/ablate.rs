@@ -426,14 +426,33 @@ fn an_evaluation_without_cell_json_is_not_done_and_the_report_says_what_it_left_
         )),
         "{rebuilt}"
     );
-    // A directory that is not a finished run is named too.
-    std::fs::create_dir_all(exp.dir.join("runs/copy-backup")).unwrap();
+    // A copy of a finished cell (`cp -r`) is not a second seed: it is ignored, and named.
+    let other = &exp.cells[0];
+    let backup = exp.dir.join("runs/copy-backup");
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(other.run_dir().path())
+        .arg(&backup)
+        .status()
+        .unwrap();
+    assert!(status.success());
     let rebuilt = std::fs::read_to_string(ablate::rebuild_report(&exp.dir).unwrap()).unwrap();
     assert!(
-        rebuilt.contains("- runs/copy-backup: not finished"),
+        rebuilt.contains("- runs/copy-backup: not a cell of the experiment's grid (ignored)"),
         "{rebuilt}"
     );
-    std::fs::remove_dir_all(exp.dir.join("runs/copy-backup")).unwrap();
+    assert!(rebuilt.contains("1 finished cells"), "{rebuilt}");
+    std::fs::remove_dir_all(&backup).unwrap();
+    // A cell of the grid that never started is named as well.
+    let started = exp.cells[1].run_dir();
+    let aside = exp.dir.join("aside");
+    std::fs::rename(started.path(), &aside).unwrap();
+    let rebuilt = std::fs::read_to_string(ablate::rebuild_report(&exp.dir).unwrap()).unwrap();
+    assert!(
+        rebuilt.contains(&format!("- runs/{}: not started", exp.cells[1].info.id)),
+        "{rebuilt}"
+    );
+    std::fs::rename(&aside, started.path()).unwrap();
     // ablate finishes the cell (evaluates it again), giving back the full report.
     ablate::run(&exp, quiet(false)).unwrap();
     assert_eq!(cell.status(&wanted), Status::Done);
@@ -508,6 +527,25 @@ fn keys_ablate_sets_itself_and_a_directory_outside_the_experiment_are_refused() 
     std::fs::copy(&path, &dots).unwrap();
     let e = ablate::load(&dots).unwrap_err().to_string();
     assert!(e.contains("rename the file"), "{e}");
+}
+
+/// Two base configs of one task kind are two tasks of the report, not one pooled row.
+#[test]
+fn two_base_configs_of_one_kind_are_reported_apart() {
+    let tmp = TempDir::new("two-kinds");
+    write_base(&tmp.0);
+    let base = std::fs::read_to_string(tmp.0.join("copy.toml")).unwrap();
+    std::fs::write(tmp.0.join("copy_long.toml"), &base).unwrap();
+    let path = tmp.0.join("two.toml");
+    std::fs::write(
+        &path,
+        "tasks = [\"copy.toml\", \"copy_long.toml\"]\nencodings = [\"none\"]\n[set]\n\
+         \"train.steps\" = 20\n[eval]\nexamples = 8\nmax_factor = 2\n",
+    )
+    .unwrap();
+    let exp = ablate::load(&path).unwrap();
+    let tasks: Vec<&str> = exp.cells.iter().map(|c| c.info.task.as_str()).collect();
+    assert_eq!(tasks, ["copy (copy)", "copy (copy_long)"]);
 }
 
 #[test]
