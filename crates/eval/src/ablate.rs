@@ -289,10 +289,17 @@ impl Cell {
     /// recorded) and this cell's config: one line per key.
     pub fn config_changes(&self) -> Vec<String> {
         let run = self.run_dir();
+        // Read through this binary's config type, so that a key the stored file lacks (written
+        // by a version before the key existed) counts as its default, not as a change; a file
+        // this version cannot read is compared as it is.
         let stored = match std::fs::read_to_string(run.config())
             .map_err(|e| e.to_string())
-            .and_then(|t| t.parse::<toml::Table>().map_err(|e| e.to_string()))
-        {
+            .and_then(|t| {
+                let text = toml::from_str::<config::RunConfig>(&t)
+                    .map(|c| c.to_toml())
+                    .unwrap_or(t);
+                text.parse::<toml::Table>().map_err(|e| e.to_string())
+            }) {
             Ok(table) => table,
             Err(e) => return vec![format!("{}: cannot read ({e})", run.config().display())],
         };
@@ -321,6 +328,23 @@ impl Cell {
         }
         if let Err(e) = run.check_inputs() {
             changes.push(e.to_string());
+        }
+        // Data compiled into ordo (the built-in lexicon): the hashes the run was trained with
+        // (its first session) against this binary's. Runs of older versions record none.
+        if let Ok(provenance) = run.read_json::<ordo_train::run_dir::Provenance>(&run.provenance())
+            && let Some(first) = provenance.sessions.first()
+        {
+            for (name, text) in self.config.task.builtin_inputs() {
+                let now = ordo_train::run_dir::sha256_text(text);
+                match first.builtin_inputs.get(name) {
+                    Some(then) if *then != now => changes.push(format!(
+                        "the {name} changed since the run was trained (ordo {} at {}: content \
+                         hash {then}; this binary's {now})",
+                        first.ordo_version, first.git_commit
+                    )),
+                    _ => {}
+                }
+            }
         }
         changes
     }

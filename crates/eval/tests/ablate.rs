@@ -722,3 +722,100 @@ fn every_shipped_config_and_experiment_loads() {
         }
     }
 }
+
+/// Every run records what trained it; a cell trained with another built-in lexicon is stale,
+/// though no file changed.
+#[test]
+fn runs_record_their_provenance_and_a_changed_builtin_lexicon_makes_them_stale() {
+    let tmp = TempDir::new("provenance");
+    std::fs::write(
+        tmp.0.join("agent.toml"),
+        BASE.replace(
+            "kind = \"copy\"\nsymbols = 6\nmin_len = 1\nmax_len = 4",
+            "kind = \"agent\"\nmin_len = 5\nmax_len = 6",
+        ),
+    )
+    .unwrap();
+    let path = tmp.0.join("p.toml");
+    std::fs::write(
+        &path,
+        "tasks = [\"agent.toml\", \"copy.toml\"]\nencodings = [\"none\"]\n[set]\n\"train.steps\" = 20\n\
+         [eval]\nexamples = 8\nmax_factor = 2\n",
+    )
+    .unwrap();
+    write_base(&tmp.0);
+    let exp = ablate::load(&path).unwrap();
+    assert_eq!(
+        exp.cells[0].config.task.kind(),
+        "agent",
+        "the BASE replacement applied"
+    );
+    ablate::run(&exp, quiet(false)).unwrap();
+    let wanted = exp.eval_options().record();
+    for cell in &exp.cells {
+        let run = cell.run_dir();
+        let p: ordo_train::run_dir::Provenance = run.read_json(&run.provenance()).unwrap();
+        assert_eq!(p.sessions.len(), 1);
+        let s = &p.sessions[0];
+        assert_eq!(s.purpose, "train");
+        assert_eq!(s.ordo_version, env!("CARGO_PKG_VERSION"));
+        assert!(["avx512", "avx2", "portable"].contains(&s.kernel_tier.as_str()));
+        assert!(!s.git_commit.is_empty());
+        // Only the grammar task reads the built-in lexicon.
+        assert_eq!(
+            s.builtin_inputs.len(),
+            usize::from(cell.config.task.kind() == "agent")
+        );
+        assert_eq!(cell.status(&wanted), Status::Done);
+    }
+    // As if the run had been trained by a binary with another lexicon.
+    let agent = exp.cells[0].run_dir();
+    let text = std::fs::read_to_string(agent.provenance()).unwrap();
+    let p: ordo_train::run_dir::Provenance = serde_json::from_str(&text).unwrap();
+    let hash = p.sessions[0]
+        .builtin_inputs
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    std::fs::write(agent.provenance(), text.replace(&hash, &"0".repeat(64))).unwrap();
+    match exp.cells[0].status(&wanted) {
+        Status::Stale(changes) => {
+            assert!(
+                changes
+                    .iter()
+                    .any(|c| c.contains("lexicon (built in) changed")),
+                "{changes:?}"
+            )
+        }
+        other => panic!("expected stale, got {other:?}"),
+    }
+    assert_eq!(exp.cells[1].status(&wanted), Status::Done);
+}
+
+/// A stored config without a key (written before the key existed) means the key's default: the
+/// cell is not stale; a key with another value is.
+#[test]
+fn a_key_absent_from_a_stored_config_is_its_default() {
+    let tmp = TempDir::new("absent-key");
+    let path = small_experiment(&tmp, "");
+    let exp = ablate::load(&path).unwrap();
+    ablate::run(&exp, quiet(false)).unwrap();
+    let wanted = exp.eval_options().record();
+    let cell = &exp.cells[0];
+    let config = cell.run_dir().config();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("weight_decay = "))
+        .expect("the stored config has weight_decay")
+        .to_string();
+    std::fs::write(&config, text.replace(&format!("{line}\n"), "")).unwrap();
+    assert_eq!(
+        cell.status(&wanted),
+        Status::Done,
+        "an absent key is its default"
+    );
+    std::fs::write(&config, text.replace(&line, "weight_decay = 0.5")).unwrap();
+    assert!(matches!(cell.status(&wanted), Status::Stale(_)));
+}

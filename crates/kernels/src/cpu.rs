@@ -97,6 +97,24 @@ macro_rules! multiversion {
     };
 }
 
+/// The instruction-set tier the CPU kernels run at on this machine: `avx512` (AVX-512F with
+/// AVX2 and FMA), `avx2` (AVX2 and FMA), or `portable` (the plain build). Runs record it: two
+/// nodes at different tiers can differ in the last bits of a result.
+pub fn tier() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
+            return "avx512";
+        }
+        if avx2 {
+            return "avx2";
+        }
+    }
+    "portable"
+}
+
 /// Runs `f(rows_in, rows_out)` over blocks of whole rows, in parallel when there is enough work.
 fn for_rows<F>(input: &[f32], output: &mut [f32], row: usize, f: F)
 where

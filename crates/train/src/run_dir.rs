@@ -5,6 +5,8 @@
 //!   config.toml        the fully resolved config (paths relative to this directory)
 //!   tokenizer.json     the vocabulary
 //!   inputs.json        content hash of every input file read (corpus, lexicon, tokenizer)
+//!   provenance.json    each training session: ordo version and commit, CPU kernel tier, host,
+//!                      hashes of the data compiled in (the built-in lexicon)
 //!   metrics.jsonl      one JSON object per log step and per evaluation
 //!   checkpoint/        state.json -> model-<step>.bpk/.json, optim-<step>.bpk
 //!   summary.json       written when training finishes
@@ -146,6 +148,39 @@ impl RunDir {
     pub fn lock_file(&self) -> PathBuf {
         self.path.join(".lock")
     }
+    /// `provenance.json`: what trained the run, one entry per training session.
+    pub fn provenance(&self) -> PathBuf {
+        self.path.join("provenance.json")
+    }
+
+    /// Appends this process's [`Session`] to `provenance.json` (for `purpose`: `train`,
+    /// `resume`), recording the data compiled into ordo that the run reads.
+    pub fn record_session(
+        &self,
+        purpose: &str,
+        builtin: &[(&'static str, &'static str)],
+    ) -> Result<(), RunDirError> {
+        let path = self.provenance();
+        let mut provenance: Provenance = if path.is_file() {
+            self.read_json(&path)?
+        } else {
+            Provenance::default()
+        };
+        provenance.sessions.push(Session {
+            purpose: purpose.to_string(),
+            ordo_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_commit: env!("ORDO_GIT_COMMIT").to_string(),
+            kernel_tier: ordo_kernels::cpu::tier().to_string(),
+            host: ordo_model::checkpoint::host_name(),
+            since: unix_now(),
+            builtin_inputs: builtin
+                .iter()
+                .map(|(name, text)| (name.to_string(), sha256_text(text)))
+                .collect(),
+        });
+        self.write_json(&path, &provenance)
+    }
+
     /// `.claim`: the claim file (see the module docs).
     pub fn claim_file(&self) -> PathBuf {
         self.path.join(".claim")
@@ -751,6 +786,29 @@ fn take_over(
     Ok(())
 }
 
+/// `provenance.json`: every session that trained the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub sessions: Vec<Session>,
+}
+
+/// One training session (a start or a resume): which ordo, on which CPU tier and host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// `train` or `resume`.
+    pub purpose: String,
+    pub ordo_version: String,
+    /// The git commit of the build (`-modified` with uncommitted changes; `unknown` outside git).
+    pub git_commit: String,
+    /// [`ordo_kernels::cpu::tier`]: nodes at different tiers may differ in the last bits.
+    pub kernel_tier: String,
+    pub host: String,
+    /// Unix time the session started.
+    pub since: u64,
+    /// SHA-256 of the data compiled into ordo that the run reads (the built-in lexicon).
+    pub builtin_inputs: std::collections::BTreeMap<String, String>,
+}
+
 /// `inputs.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -774,6 +832,12 @@ pub fn sha256_file(path: &Path) -> Result<String, RunDirError> {
     crate::check_regular(path).map_err(io(path))?;
     let bytes = std::fs::read(path).map_err(io(path))?;
     Ok(hex(&sha2::Sha256::digest(&bytes)))
+}
+
+/// The SHA-256 of a text, in hex.
+pub fn sha256_text(text: &str) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(text.as_bytes()))
 }
 
 fn hex(bytes: &[u8]) -> String {

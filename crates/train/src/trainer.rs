@@ -311,6 +311,7 @@ fn train_in(
     let mut inputs = config.task.input_paths();
     inputs.push(("tokenizer.json".into(), PathBuf::from("tokenizer.json")));
     run.record_inputs(&inputs)?;
+    run.record_session("train", &config.task.builtin_inputs())?;
     run.write(&run.config(), config.to_toml().as_bytes())?;
     std::fs::File::create(run.metrics()).map_err(|e| file_err(&run.metrics(), e))?;
 
@@ -363,6 +364,7 @@ pub fn resume_locked(
         config.device = device.to_string();
     }
     let vocab = Vocab::load(&run.tokenizer()).map_err(|e| file_err(&dir, e))?;
+    run.record_session("resume", &config.task.builtin_inputs())?;
     let state: State = match run.last_checkpoint()? {
         Some(_) => run.read_json(&run.state())?,
         None => State {

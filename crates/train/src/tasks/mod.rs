@@ -134,6 +134,13 @@ pub trait Task: std::fmt::Debug + Send + Sync {
         Vec::new()
     }
 
+    /// Data compiled into ordo that the task reads (name, content): the built-in lexicon for
+    /// the grammar tasks without a `lexicon` file. Runs record its hash, so that a binary with
+    /// another lexicon marks them stale. None by default.
+    fn builtin_inputs(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+
     /// Fills in derived defaults, so that the stored config says what was used (the BPE
     /// vocabulary size of `lm`). Called after a successful [`Task::load`].
     fn resolve_defaults(&mut self) {}
@@ -298,6 +305,11 @@ impl TaskConfig {
             .into_iter()
             .map(|(role, path)| (role.to_string(), path.clone()))
             .collect()
+    }
+
+    /// See [`Task::builtin_inputs`].
+    pub fn builtin_inputs(&self) -> Vec<(&'static str, &'static str)> {
+        self.task().builtin_inputs()
     }
 
     /// [`input_paths`](Self::input_paths), to rewrite them.

@@ -107,6 +107,13 @@ impl Task for BigramShift {
     fn input_paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
         self.lexicon.iter_mut().map(|p| ("lexicon", p)).collect()
     }
+
+    fn builtin_inputs(&self) -> Vec<(&'static str, &'static str)> {
+        match self.lexicon {
+            None => vec![("lexicon (built in)", super::grammar::BUILTIN_LEXICON)],
+            Some(_) => Vec::new(),
+        }
+    }
 }
 
 impl Task for Agent {
@@ -125,6 +132,13 @@ impl Task for Agent {
 
     fn input_paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
         self.lexicon.iter_mut().map(|p| ("lexicon", p)).collect()
+    }
+
+    fn builtin_inputs(&self) -> Vec<(&'static str, &'static str)> {
+        match self.lexicon {
+            None => vec![("lexicon (built in)", super::grammar::BUILTIN_LEXICON)],
+            Some(_) => Vec::new(),
+        }
     }
 }
 
