@@ -317,7 +317,7 @@ impl Cell {
                 continue;
             }
             let (was, now) = (stored.get(key), wanted.get(key));
-            if was != now {
+            if was != now && !same_input(&run, key, was, now) {
                 let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(unset)".into());
                 changes.push(format!(
                     "`{key}`: the run has {}, the experiment asks for {}",
@@ -351,6 +351,21 @@ impl Cell {
 }
 
 /// `a.b.c` -> value (as TOML text) for every leaf of a table.
+/// Whether two values of an input-path key (`task.corpus`, `task.lexicon`, `task.tokenizer`)
+/// name files of the same content, read from the run directory: the data staged to another
+/// place (node-local scratch) or reached through another path is the same input.
+fn same_input(run: &RunDir, key: &str, was: Option<&String>, now: Option<&String>) -> bool {
+    let (Some(was), Some(now)) = (was, now) else {
+        return false;
+    };
+    if !["task.corpus", "task.lexicon", "task.tokenizer"].contains(&key) {
+        return false;
+    }
+    let unquote = |v: &String| v.trim_matches('"').to_string();
+    let hash = |v: &String| ordo_train::run_dir::sha256_file(&run.path().join(unquote(v))).ok();
+    matches!((hash(was), hash(now)), (Some(a), Some(b)) if a == b)
+}
+
 fn flatten(table: &toml::Table) -> std::collections::BTreeMap<String, String> {
     fn walk(
         prefix: &str,

@@ -819,3 +819,61 @@ fn a_key_absent_from_a_stored_config_is_its_default() {
     std::fs::write(&config, text.replace(&line, "weight_decay = 0.5")).unwrap();
     assert!(matches!(cell.status(&wanted), Status::Stale(_)));
 }
+
+/// Inputs are compared by content: the same lexicon staged elsewhere (node-local scratch) is the
+/// same input; another content at the same path is a change.
+#[test]
+fn an_input_moved_elsewhere_with_the_same_content_is_not_a_change() {
+    let tmp = TempDir::new("moved-input");
+    let lexicon = ordo_train::tasks::grammar::BUILTIN_LEXICON;
+    std::fs::create_dir_all(tmp.0.join("home")).unwrap();
+    std::fs::create_dir_all(tmp.0.join("scratch")).unwrap();
+    std::fs::write(tmp.0.join("home/lexicon.toml"), lexicon).unwrap();
+    let base = |lex: &str| {
+        BASE.replace(
+            "kind = \"copy\"\nsymbols = 6\nmin_len = 1\nmax_len = 4",
+            &format!("kind = \"agent\"\nmin_len = 5\nmax_len = 6\nlexicon = \"{lex}\""),
+        )
+    };
+    std::fs::write(tmp.0.join("agent.toml"), base("home/lexicon.toml")).unwrap();
+    let path = tmp.0.join("m.toml");
+    std::fs::write(
+        &path,
+        "tasks = [\"agent.toml\"]\nencodings = [\"none\"]\n[set]\n\"train.steps\" = 20\n\
+         [eval]\nexamples = 8\nmax_factor = 2\n",
+    )
+    .unwrap();
+    let exp = ablate::load(&path).unwrap();
+    ablate::run(&exp, quiet(false)).unwrap();
+    let wanted = exp.eval_options().record();
+    // Staged to scratch, the original removed: the same content.
+    std::fs::rename(
+        tmp.0.join("home/lexicon.toml"),
+        tmp.0.join("scratch/lexicon.toml"),
+    )
+    .unwrap();
+    std::fs::write(tmp.0.join("agent.toml"), base("scratch/lexicon.toml")).unwrap();
+    let exp = ablate::load(&path).unwrap();
+    let cell = &exp.cells[0];
+    // The run's own inputs.json still names the old place: restore it there as a link.
+    std::os::unix::fs::symlink(
+        tmp.0.join("scratch/lexicon.toml"),
+        tmp.0.join("home/lexicon.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        cell.status(&wanted),
+        Status::Done,
+        "{:?}",
+        cell.config_changes()
+    );
+    // Another content is a change.
+    std::fs::remove_file(tmp.0.join("home/lexicon.toml")).unwrap();
+    std::fs::write(
+        tmp.0.join("scratch/lexicon.toml"),
+        format!("{lexicon}\n# edited\n"),
+    )
+    .unwrap();
+    std::fs::write(tmp.0.join("home/lexicon.toml"), lexicon).unwrap();
+    assert!(matches!(cell.status(&wanted), Status::Stale(_)));
+}

@@ -1000,6 +1000,34 @@ pub fn relative_to(target: &Path, base: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
+/// `path` absolute with every symlink resolved: the longest prefix that exists is
+/// canonicalized, the rest (not created yet, e.g. a run directory) appended and normalized.
+pub fn physical(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let absolute = normalize(&absolute);
+    let mut existing = absolute.clone();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(&existing) {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return absolute,
+        }
+    }
+}
+
 /// Removes `.` and resolves `..` lexically (the paths compared here are not symlinked).
 pub fn normalize(path: &Path) -> PathBuf {
     use std::path::Component;
@@ -1205,6 +1233,33 @@ mod tests {
         assert!(!same_file(&old, &path));
         let fresh = try_lock(&path, "training").unwrap();
         assert!(same_file(&fresh, &path));
+    }
+
+    /// With the run directory behind a symlink (out_dir on scratch), an input path stored
+    /// relative to it still reaches the input.
+    #[test]
+    fn physical_paths_resolve_symlinks_of_directories_not_yet_made() {
+        let dir = temp("physical");
+        std::fs::create_dir_all(dir.join("scratch/runs")).unwrap();
+        std::fs::create_dir_all(dir.join("repo/data")).unwrap();
+        std::fs::write(dir.join("repo/data/corpus.txt"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.join("scratch/runs"), dir.join("repo/runs")).unwrap();
+        let run = physical(&dir.join("repo/runs/cell"));
+        let real = std::fs::canonicalize(&dir).unwrap();
+        assert_eq!(
+            run,
+            real.join("scratch/runs/cell"),
+            "the missing tail is kept"
+        );
+        let corpus = physical(&dir.join("repo/data/corpus.txt"));
+        let stored = relative_to(&corpus, &run).unwrap();
+        std::fs::create_dir_all(dir.join("repo/runs/cell")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("repo/runs/cell").join(&stored)).unwrap(),
+            "x",
+            "{}",
+            stored.display()
+        );
     }
 
     #[test]

@@ -892,11 +892,14 @@ pub fn stored_config(config: &RunConfig, base_dir: &Path) -> RunConfig {
 /// Rewrites the task's input paths (a lexicon, a corpus, a tokenizer file; relative ones are
 /// relative to `base_dir`, the config's directory) relative to the run directory `run_dir`
 /// (absolute when they share no prefix).
+///
+/// Both sides are physical paths (symlinks resolved, [`crate::run_dir::physical`]): with a
+/// symlinked `out_dir` or experiment directory (the usual way onto scratch), a lexical
+/// `runs/x/../../data` would point somewhere else than the directories the link leads to.
 fn relocate_inputs(task: &mut crate::tasks::TaskConfig, base_dir: &Path, run_dir: &Path) {
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let run_dir = absolute(run_dir);
+    let run_dir = crate::run_dir::physical(run_dir);
     for (_, path) in task.input_paths_mut() {
-        let at = crate::run_dir::normalize(&absolute(&base_dir.join(&*path)));
+        let at = crate::run_dir::physical(&base_dir.join(&*path));
         *path = crate::run_dir::relative_to(&at, &run_dir).unwrap_or(at);
     }
 }
