@@ -322,10 +322,21 @@ impl RunDir {
     }
 
     /// Checks every recorded input (paths relative to the run directory) against its hash.
-    /// Runs without `inputs.json` (written by older versions) pass.
+    /// Runs without `inputs.json` pass only when they are of a version before it was written
+    /// (no `provenance.json` either): a run of this version always has one, so a deleted
+    /// `inputs.json` is an error, not a silent pass.
     pub fn check_inputs(&self) -> Result<(), RunDirError> {
         let path = self.inputs();
         if !path.is_file() {
+            if self.provenance().is_file() {
+                return Err(RunDirError::Invalid {
+                    path,
+                    message: "missing: this run recorded its inputs' content hashes there, \
+                              which are needed to check them; restore the file or train the run \
+                              again"
+                        .into(),
+                });
+            }
             return Ok(());
         }
         let inputs: Inputs = self.read_json(&path)?;
@@ -1343,6 +1354,15 @@ mod tests {
         let err = run.check_inputs().unwrap_err().to_string();
         assert!(
             err.contains("corpus.txt") && err.contains("missing"),
+            "{err}"
+        );
+        // A deleted inputs.json: a pass only for runs of versions that never wrote one.
+        std::fs::remove_file(run.inputs()).unwrap();
+        run.check_inputs().unwrap();
+        run.record_session("train", &[]).unwrap();
+        let err = run.check_inputs().unwrap_err().to_string();
+        assert!(
+            err.contains("inputs.json") && err.contains("missing"),
             "{err}"
         );
         std::fs::remove_dir_all(&dir).ok();
