@@ -105,16 +105,12 @@ fn two_shards_started_together_give_the_report_of_one_run() {
     assert_eq!(report(&tmp.0.join("sharded")), written_by_the_last_shard);
 }
 
-#[test]
-fn a_duplicate_start_does_disjoint_work_and_both_finish() {
-    let tmp = TempDir::new("duplicate");
-    let path = experiment(&tmp.0);
-    let path = path.to_str().unwrap();
-    let both: Vec<Child> = (0..2).map(|_| spawn(&["ablate", path])).collect();
+/// Waits for concurrent `ordo ablate` processes, each of which must exit 0 or 4 (4: it ended
+/// while another still ran cells of its shard), and counts the cells they trained in all.
+fn cells_trained(children: Vec<Child>) -> usize {
     let mut done_lines = 0;
-    for child in both {
+    for child in children {
         let out = child.wait_with_output().unwrap();
-        // 4: the first to end saw cells the other was still running.
         let code = out.status.code();
         assert!(
             code == Some(0) || code == Some(4),
@@ -123,6 +119,16 @@ fn a_duplicate_start_does_disjoint_work_and_both_finish() {
         );
         done_lines += text(&out.stdout).matches(" done in ").count();
     }
+    done_lines
+}
+
+#[test]
+fn a_duplicate_start_does_disjoint_work_and_both_finish() {
+    let tmp = TempDir::new("duplicate");
+    let path = experiment(&tmp.0);
+    let path = path.to_str().unwrap();
+    let both: Vec<Child> = (0..2).map(|_| spawn(&["ablate", path])).collect();
+    let done_lines = cells_trained(both);
     // Every cell was trained and evaluated by exactly one of the two processes.
     assert_eq!(done_lines, 4);
     for entry in std::fs::read_dir(tmp.0.join("sweep/runs")).unwrap() {
@@ -153,17 +159,7 @@ fn without_shared_flock_each_cell_is_still_trained_exactly_once() {
                 .unwrap()
         })
         .collect();
-    let mut done_lines = 0;
-    for child in both {
-        let out = child.wait_with_output().unwrap();
-        let code = out.status.code();
-        assert!(
-            code == Some(0) || code == Some(4),
-            "{code:?}: {}",
-            text(&out.stderr)
-        );
-        done_lines += text(&out.stdout).matches(" done in ").count();
-    }
+    let done_lines = cells_trained(both);
     assert_eq!(done_lines, 4, "each cell trained and evaluated once");
     for entry in std::fs::read_dir(tmp.0.join("nodes/sweep/runs")).unwrap() {
         let dir = entry.unwrap().path();
