@@ -601,7 +601,9 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
                     overrides.push(format!("name={id}"));
                     overrides.push(format!(
                         "out_dir={}",
-                        toml_value(&toml::Value::String(dir.join("runs").display().to_string()))
+                        toml_value(&toml::Value::String(
+                            ExperimentDir::new(&dir).runs().display().to_string()
+                        ))
                     ));
                     // Sizes are checked against memory later, for the cells a shard runs
                     // side by side on the machine it runs on ([`Experiment::check_memory`]).
@@ -932,7 +934,8 @@ fn describe(spec: &ExperimentSpec, cells: usize) -> String {
 /// Runs the (shard of the) grid, then writes the report over every finished cell.
 /// Returns the report path; cells that failed are listed in the error after the others ran.
 pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<AblateOutcome, AblateError> {
-    let runs = experiment.dir.join("runs");
+    let layout = ExperimentDir::new(&experiment.dir);
+    let runs = layout.runs();
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |cause| AblateError::Io { path, cause }
@@ -943,7 +946,7 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<AblateOutc
     }
     let spec_text =
         serde_json::to_string_pretty(&experiment.report_spec_file()).expect("spec serialises");
-    let spec_path = experiment.dir.join("experiment.json");
+    let spec_path = layout.spec();
     // Every shard of a job array starts here: write only when the content changes (each
     // write is atomic, with a temporary name of its own, so concurrent writers cannot clash).
     if std::fs::read_to_string(&spec_path).ok().as_deref() != Some(spec_text.as_str()) {
@@ -1200,7 +1203,7 @@ impl Experiment {
 
     /// Where `--rerun-stale` moves the run directories it replaces.
     pub fn stale_dir(&self) -> PathBuf {
-        self.dir.join("stale")
+        ExperimentDir::new(&self.dir).stale()
     }
 }
 
@@ -1318,6 +1321,52 @@ fn archive_stale(
     Ok(fresh)
 }
 
+/// One type for an experiment directory: every name in it. Nobody else spells them.
+///
+/// ```text
+/// experiments/<name>/
+///   experiment.json   the report settings and the grid's cell ids (written by every shard)
+///   runs/<cell id>/   one run directory per cell (see `ordo_train::run_dir`)
+///   stale/<id>-<n>/   run directories `--rerun-stale` replaced
+///   report.md, plots/ the report
+///   .report.lock      held while a process rebuilds the report
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExperimentDir {
+    path: PathBuf,
+}
+
+impl ExperimentDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn spec(&self) -> PathBuf {
+        self.path.join("experiment.json")
+    }
+    pub fn runs(&self) -> PathBuf {
+        self.path.join("runs")
+    }
+    /// The run directory of the cell `id`.
+    pub fn run(&self, id: &str) -> PathBuf {
+        self.runs().join(id)
+    }
+    pub fn stale(&self) -> PathBuf {
+        self.path.join("stale")
+    }
+    pub fn report_lock(&self) -> PathBuf {
+        self.path.join(".report.lock")
+    }
+    pub fn report(&self) -> PathBuf {
+        self.path.join("report.md")
+    }
+    pub fn plots(&self) -> PathBuf {
+        self.path.join("plots")
+    }
+}
+
 /// The report settings `ordo report` needs, kept in `experiments/NAME/experiment.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportSpecFile {
@@ -1359,7 +1408,8 @@ pub fn rebuild_report_within(
     dir: &Path,
     wait: std::time::Duration,
 ) -> Result<PathBuf, ReportError> {
-    let spec_path = dir.join("experiment.json");
+    let layout = ExperimentDir::new(dir);
+    let spec_path = layout.spec();
     let spec: ReportSpecFile = std::fs::read_to_string(&spec_path)
         .map_err(|cause| ReportError::NotAnExperiment {
             path: spec_path.clone(),
@@ -1371,7 +1421,7 @@ pub fn rebuild_report_within(
                 cause,
             })
         })?;
-    let lock_path = dir.join(".report.lock");
+    let lock_path = layout.report_lock();
     let _lock = ordo_train::run_dir::wait_lock_for(&lock_path, "rebuilding the report", wait)?
         .ok_or_else(|| {
             ReportError::Busy(format!(
@@ -1382,7 +1432,7 @@ pub fn rebuild_report_within(
                 dir.display()
             ))
         })?;
-    let runs = dir.join("runs");
+    let runs = layout.runs();
     let mut cells = Vec::new();
     let mut left_out = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(&runs)
@@ -1461,7 +1511,7 @@ pub fn rebuild_report_within(
     }
     // Cells of the grid with no run directory at all.
     for id in &spec.cells {
-        if !runs.join(id).is_dir() {
+        if !layout.run(id).is_dir() {
             left_out.push(format!("runs/{id}: not started"));
         }
     }

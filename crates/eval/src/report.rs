@@ -1622,7 +1622,8 @@ pub fn write_report(
     });
     let cells: Vec<CellResult> = sorted.into_iter().cloned().collect();
     let rows = summarize(&cells);
-    let plots = dir.join("plots");
+    let layout = crate::ablate::ExperimentDir::new(dir);
+    let plots = layout.plots();
     std::fs::create_dir_all(&plots).map_err(io_err(&plots))?;
     for of_group in groups_of(&rows) {
         let (task, variant) = (&of_group[0].task, &of_group[0].variant);
@@ -1634,7 +1635,7 @@ pub fn write_report(
         )?;
     }
     let md = render_markdown(spec, &rows, cells.len());
-    let path = dir.join("report.md");
+    let path = layout.report();
     write_atomic(&path, md.as_bytes()).map_err(io_err(&path))?;
     Ok(path)
 }

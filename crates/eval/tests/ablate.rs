@@ -877,3 +877,27 @@ fn an_input_moved_elsewhere_with_the_same_content_is_not_a_change() {
     std::fs::write(tmp.0.join("home/lexicon.toml"), lexicon).unwrap();
     assert!(matches!(cell.status(&wanted), Status::Stale(_)));
 }
+
+#[test]
+fn the_experiment_directory_names_are_spelled_once() {
+    let d = ablate::ExperimentDir::new("experiments/quick");
+    assert_eq!(d.spec(), Path::new("experiments/quick/experiment.json"));
+    assert_eq!(
+        d.run("copy-rope-s0"),
+        Path::new("experiments/quick/runs/copy-rope-s0")
+    );
+    assert_eq!(d.stale(), Path::new("experiments/quick/stale"));
+    assert_eq!(d.report(), Path::new("experiments/quick/report.md"));
+    assert_eq!(d.plots(), Path::new("experiments/quick/plots"));
+    assert_eq!(d.report_lock(), Path::new("experiments/quick/.report.lock"));
+    // Every cell of a loaded grid lives where the layout says.
+    let tmp = TempDir::new("layout");
+    let exp = ablate::load(&small_experiment(&tmp, "")).unwrap();
+    let layout = ablate::ExperimentDir::new(&exp.dir);
+    for cell in &exp.cells {
+        assert_eq!(
+            ordo_train::run_dir::normalize(cell.run_dir().path()),
+            ordo_train::run_dir::normalize(&layout.run(&cell.info.id))
+        );
+    }
+}
