@@ -944,14 +944,6 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<AblateOutc
     if let Some(why) = ordo_train::run_dir::node_local_locks(&runs) {
         eprintln!("note: {why}");
     }
-    let spec_text =
-        serde_json::to_string_pretty(&experiment.report_spec_file()).expect("spec serialises");
-    let spec_path = layout.spec();
-    // Every shard of a job array starts here: write only when the content changes (each
-    // write is atomic, with a temporary name of its own, so concurrent writers cannot clash).
-    if std::fs::read_to_string(&spec_path).ok().as_deref() != Some(spec_text.as_str()) {
-        write_atomic(&spec_path, spec_text.as_bytes()).map_err(io(&spec_path))?;
-    }
     let cells = experiment.shard(options.shard);
     if cells.is_empty() {
         // More array tasks than cells: nothing to do is not a failure.
@@ -988,6 +980,15 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<AblateOutc
             stale_dir: experiment.stale_dir(),
             lines: stale,
         });
+    }
+    // Only now, so that an edited grid refused as stale leaves the report of the grid that ran.
+    // Every shard of a job array gets here: write only when the content changes (each write is
+    // atomic, with a temporary name of its own, so concurrent writers cannot clash).
+    let spec_text =
+        serde_json::to_string_pretty(&experiment.report_spec_file()).expect("spec serialises");
+    let spec_path = layout.spec();
+    if std::fs::read_to_string(&spec_path).ok().as_deref() != Some(spec_text.as_str()) {
+        write_atomic(&spec_path, spec_text.as_bytes()).map_err(io(&spec_path))?;
     }
     let queue = Mutex::new(
         cells

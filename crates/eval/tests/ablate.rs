@@ -313,6 +313,7 @@ fn stale_cells_are_named_with_what_changed_and_rerun_only_when_asked() {
     let path = small_experiment(&tmp, "");
     let exp = ablate::load(&path).unwrap();
     ablate::run(&exp, quiet(false)).unwrap();
+    let spec = std::fs::read(exp.dir.join("experiment.json")).unwrap();
 
     // Someone edits [set]: every cell is stale, nothing runs without --rerun-stale.
     let edited = std::fs::read_to_string(&path)
@@ -335,6 +336,11 @@ fn stale_cells_are_named_with_what_changed_and_rerun_only_when_asked() {
     assert!(
         !exp.stale_dir().exists(),
         "nothing may move without --rerun-stale"
+    );
+    assert_eq!(
+        std::fs::read(exp.dir.join("experiment.json")).unwrap(),
+        spec,
+        "a refused grid leaves the report settings of the grid that ran"
     );
 
     ablate::run(&exp, quiet(true)).unwrap();
