@@ -504,8 +504,7 @@ fn claimant_gone(info: &ClaimInfo, age: std::time::Duration) -> Option<String> {
 pub struct Held(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
 impl Held {
-    /// A flag that is always held (for runs written without a claim).
-    pub fn always() -> Held {
+    fn new() -> Held {
         Held(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
             true,
         )))
@@ -604,9 +603,7 @@ impl Claim {
     }
 
     fn start(path: &Path, tag: String, every: std::time::Duration) -> Claim {
-        let held = Held(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
-            true,
-        )));
+        let held = Held::new();
         let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let thread = {
             let (path, tag, held, stop) =
@@ -657,7 +654,8 @@ fn heartbeat(
         if !Claim::is_ours(path, tag) {
             held.0.store(false, std::sync::atomic::Ordering::SeqCst);
             eprintln!(
-                "warning: {}: this process's claim was taken over by another process (its                  heartbeat was missed for {} s); stopping at the next checkpoint",
+                "warning: {}: this process's claim was taken over by another process (its \
+                 heartbeat was missed for {} s); stopping at the next checkpoint",
                 path.display(),
                 STALE_AFTER.as_secs()
             );
@@ -905,16 +903,8 @@ fn same_file(file: &File, path: &Path) -> bool {
     }
 }
 
-/// Like [`try_lock`] but waits for the lock (for short critical sections such as rebuilding a
-/// report).
-pub fn wait_lock(path: &Path, purpose: &str) -> Result<File, RunDirError> {
-    let mut file = open_lock(path)?;
-    file.lock().map_err(io(path))?;
-    claim(&mut file, purpose);
-    Ok(file)
-}
-
-/// Like [`wait_lock`] but gives up after `wait`: `None` when another process still holds it.
+/// Like [`try_lock`] but waits up to `wait` for the lock (for short critical sections such as
+/// rebuilding a report): `None` when another process still holds it then.
 pub fn wait_lock_for(
     path: &Path,
     purpose: &str,
@@ -957,10 +947,7 @@ fn claim(file: &mut File, purpose: &str) {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "this host".into());
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let since = unix_now();
     let line = format!(
         "pid {} on {host}, {purpose}, since unix time {since}\n",
         std::process::id()
