@@ -237,6 +237,10 @@ pub struct Cell {
     pub base_dir: PathBuf,
     /// The base config file.
     pub source: PathBuf,
+    /// Estimated peak memory of training the cell and evaluating it to the experiment's
+    /// `max_factor` ([`ordo_train::budget`]), computed once when the grid is loaded; checked
+    /// against the memory of the machine that runs it ([`Experiment::check_memory`]).
+    pub peak_bytes: u64,
 }
 
 impl Cell {
@@ -606,28 +610,20 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
                         ))
                     ));
                     // Sizes are checked against memory later, for the cells a shard runs
-                    // side by side on the machine it runs on ([`Experiment::check_memory`]).
-                    let config =
-                        ordo_train::budget::deferred(|| config::load(&task_path, &overrides))
-                            .map_err(|error| ExperimentError::Cell {
-                                id: id.clone(),
-                                error,
-                            })?;
-                    // Loading checked the sizes against the default evaluation (4x); a longer
-                    // one is checked here, before anything runs.
-                    if spec.eval.max_factor > config::EVAL_FACTOR {
-                        let base = task_path.parent().unwrap_or(Path::new("."));
-                        let generator = config.task.generator(base).map_err(|error| {
-                            ExperimentError::CellTask {
-                                id: id.clone(),
-                                error,
-                            }
-                        })?;
-                        ordo_train::budget::deferred(|| {
-                            config.check_memory(&generator, spec.eval.max_factor)
-                        })
-                        .map_err(|e| err(path, format!("cell {id}: `eval.max_factor`: {e}")))?;
-                    }
+                    // side by side on the machine it runs on ([`Experiment::check_memory`]);
+                    // here only estimated, up to the experiment's longest evaluation.
+                    let (config, generator) = ordo_train::budget::deferred(|| {
+                        config::load_with_task(&task_path, &overrides, None)
+                    })
+                    .map_err(|error| ExperimentError::Cell {
+                        id: id.clone(),
+                        error,
+                    })?;
+                    let factor = spec.eval.max_factor.max(config::EVAL_FACTOR);
+                    let peak_bytes =
+                        ordo_train::budget::deferred(|| config.check_memory(&generator, factor))
+                            .map_err(|e| err(path, format!("cell {id}: `eval.max_factor`: {e}")))?
+                            .peak();
                     cells.push(Cell {
                         info: CellInfo {
                             id,
@@ -640,6 +636,7 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
                         config,
                         base_dir: task_path.parent().unwrap_or(Path::new(".")).to_path_buf(),
                         source: task_path.clone(),
+                        peak_bytes,
                     });
                 }
             }
@@ -1141,42 +1138,15 @@ pub enum CellOutcome {
 impl Experiment {
     /// Checks that `cells` (a shard's), `jobs` of them side by side, fit in the memory available
     /// here ([`ordo_train::budget::limit`]: `ORDO_MEMORY_LIMIT`, the cgroup's limit, or
-    /// `MemAvailable`): the sum of the largest `jobs` estimated peaks. Each distinct task is
-    /// loaded once.
+    /// `MemAvailable`): the sum of the largest `jobs` estimated peaks ([`Cell::peak_bytes`]).
     pub fn check_memory(&self, cells: &[&Cell], jobs: usize) -> Result<(), ExperimentError> {
         let Some(limit) = ordo_train::budget::limit().map_err(|e| err(&self.dir, e))? else {
             return Ok(());
         };
-        let factor = self.spec.eval.max_factor.max(config::EVAL_FACTOR);
-        let mut generators: Vec<(String, ordo_train::tasks::Generator)> = Vec::new();
-        let mut peaks: Vec<(u64, &str)> = Vec::new();
-        for cell in cells {
-            let key = format!(
-                "{}|{}",
-                cell.base_dir.display(),
-                toml::to_string(&cell.config.task).unwrap_or_default()
-            );
-            if !generators.iter().any(|(k, _)| *k == key) {
-                let generator = cell
-                    .config
-                    .task
-                    .generator(&cell.base_dir)
-                    .map_err(|error| ExperimentError::CellTask {
-                        id: cell.info.id.clone(),
-                        error,
-                    })?;
-                generators.push((key.clone(), generator));
-            }
-            let generator = &generators
-                .iter()
-                .find(|(k, _)| *k == key)
-                .expect("loaded")
-                .1;
-            let estimate =
-                ordo_train::budget::deferred(|| cell.config.check_memory(generator, factor))
-                    .map_err(|e| err(&self.dir, format!("cell {}: {e}", cell.info.id)))?;
-            peaks.push((estimate.peak(), cell.info.id.as_str()));
-        }
+        let mut peaks: Vec<(u64, &str)> = cells
+            .iter()
+            .map(|c| (c.peak_bytes, c.info.id.as_str()))
+            .collect();
         peaks.sort_by_key(|p| std::cmp::Reverse(p.0));
         let side_by_side = &peaks[..jobs.max(1).min(peaks.len())];
         let total: u64 = side_by_side.iter().map(|p| p.0).sum();
