@@ -404,16 +404,36 @@ struct OverSeeds {
     replicates: Vec<Option<f64>>,
 }
 
-/// The Student t draws of a row for statistics over `n` seeds (`n - 1` degrees of freedom),
-/// the same for every statistic of the row; empty for one seed.
-fn t_draws(row: &str, n: usize) -> Vec<f64> {
-    if n < 2 {
-        return Vec::new();
+/// The Student t draws of a row, by number of seeds (`n - 1` degrees of freedom; none for one
+/// seed): the same for every statistic of the row, so drawn once per `n` and kept.
+struct RowDraws {
+    label: String,
+    by_seeds: std::cell::RefCell<Vec<(usize, std::rc::Rc<[f64]>)>>,
+}
+
+impl RowDraws {
+    fn new(label: String) -> RowDraws {
+        RowDraws {
+            label,
+            by_seeds: Default::default(),
+        }
     }
-    let mut rng = stats::stream(&format!("{row}|t{}", n - 1));
-    (0..REPLICATES)
-        .map(|_| stats::student_t(n - 1, &mut rng))
-        .collect()
+
+    fn t(&self, n: usize) -> std::rc::Rc<[f64]> {
+        if let Some((_, d)) = self.by_seeds.borrow().iter().find(|(k, _)| *k == n) {
+            return d.clone();
+        }
+        let draws: std::rc::Rc<[f64]> = if n < 2 {
+            std::rc::Rc::from([])
+        } else {
+            let mut rng = stats::stream(&format!("{}|t{}", self.label, n - 1));
+            (0..REPLICATES)
+                .map(|_| stats::student_t(n - 1, &mut rng))
+                .collect()
+        };
+        self.by_seeds.borrow_mut().push((n, draws.clone()));
+        draws
+    }
 }
 
 /// Wilson's interval of the examples pooled over the cells' exact-match lengths that `select`
@@ -447,7 +467,7 @@ fn pooled_wilson(
 
 fn over_seeds(
     cells: &[CellDraws],
-    row: &str,
+    row: &RowDraws,
     domain: Domain,
     f: SeedStatistic,
     floor: Option<Interval>,
@@ -478,7 +498,7 @@ fn finish(
     values: &[f64],
     within: Vec<Option<f64>>,
     domain: Domain,
-    row: &str,
+    row: &RowDraws,
     floor: Option<Interval>,
 ) -> OverSeeds {
     let stat = Stat::of(values);
@@ -495,7 +515,7 @@ fn finish(
         };
     }
     let (interval, replicates) =
-        stats::seed_interval(values, &within, domain, &t_draws(row, values.len()), floor);
+        stats::seed_interval(values, &within, domain, &row.t(values.len()), floor);
     OverSeeds {
         stat,
         interval,
@@ -506,7 +526,12 @@ fn finish(
 /// The headline at every length of `lengths` over seeds (exact match, or `exp` of the loss for
 /// perplexity): [`over_seeds`] of the value at each length, with each cell's index of every
 /// length looked up once.
-fn points(cells: &[CellDraws], row: &str, lengths: &[usize], headline: Headline) -> Vec<Point> {
+fn points(
+    cells: &[CellDraws],
+    row: &RowDraws,
+    lengths: &[usize],
+    headline: Headline,
+) -> Vec<Point> {
     let map = |v: f64| match headline {
         Headline::ExactMatch => v,
         Headline::Perplexity => v.exp(),
@@ -547,7 +572,7 @@ fn points(cells: &[CellDraws], row: &str, lengths: &[usize], headline: Headline)
         .collect()
 }
 
-fn bucket_stat(cells: &[CellDraws], row: &str, b: Bucket) -> BucketStat {
+fn bucket_stat(cells: &[CellDraws], row: &RowDraws, b: Bucket) -> BucketStat {
     let floor = pooled_wilson(
         cells,
         &|e, l| b.contains(e.train_min_len, e.train_max_len, l),
@@ -587,7 +612,7 @@ fn bucket_stat(cells: &[CellDraws], row: &str, b: Bucket) -> BucketStat {
 }
 
 /// A ratio of perplexities at `length` over seeds.
-fn ratio_point(cells: &[CellDraws], row: &str, length: usize, f: SeedStatistic) -> Point {
+fn ratio_point(cells: &[CellDraws], row: &RowDraws, length: usize, f: SeedStatistic) -> Point {
     let s = over_seeds(cells, row, Domain::Positive, f, None);
     Point {
         length,
@@ -612,13 +637,13 @@ fn row_of(of_row: &[&CellResult]) -> Row {
     let first = of_row[0];
     let headline = first.eval.headline();
     let cells: Vec<CellDraws> = of_row.iter().map(|c| cell_draws(c)).collect();
-    let row = format!(
+    let row = RowDraws::new(format!(
         "{}|{}|{}|seeds",
         first.task,
         variant_label(&first.variant),
         first.encoding
-    );
-    let row = row.as_str();
+    ));
+    let row = &row;
     let mut lengths: Vec<usize> = of_row
         .iter()
         .flat_map(|c| c.eval.lengths.iter().map(|r| r.length))
