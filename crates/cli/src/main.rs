@@ -513,23 +513,10 @@ fn eval(
         bail!("--sliding: the stride must be at least 1");
     }
     use ordo_eval::extrapolation::{parse_lengths, parse_scaling};
-    if examples == 0 || batch_size == 0 || max_factor == 0 {
-        bail!("--examples, --batch-size and --max-factor must be positive");
-    }
-    if examples > ordo_eval::extrapolation::MAX_EXAMPLES
-        || batch_size > ordo_eval::extrapolation::MAX_EXAMPLES
-    {
-        bail!(
-            "--examples and --batch-size: expected at most {}",
-            ordo_eval::extrapolation::MAX_EXAMPLES
-        );
-    }
-    if max_factor > ordo_eval::extrapolation::MAX_FACTOR {
-        bail!(
-            "--max-factor: expected at most {}, got {max_factor}",
-            ordo_eval::extrapolation::MAX_FACTOR
-        );
-    }
+    ordo_eval::extrapolation::check_counts(max_factor, examples, batch_size, &|key| {
+        format!("--{}", key.replace('_', "-"))
+    })
+    .map_err(anyhow::Error::msg)?;
     let options = ordo_eval::EvalOptions {
         lengths: lengths
             .as_deref()

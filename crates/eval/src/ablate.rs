@@ -175,31 +175,12 @@ pub struct EvalSpec {
 impl EvalSpec {
     /// The same checks as `ordo eval`'s options.
     fn validate(&self) -> Result<(), String> {
-        for (key, value) in [
-            ("max_factor", self.max_factor),
-            ("examples", self.examples),
-            ("batch_size", self.batch_size),
-        ] {
-            if value == 0 {
-                return Err(format!("`eval.{key}`: expected a positive integer, got 0"));
-            }
-        }
-        if self.max_factor > crate::extrapolation::MAX_FACTOR {
-            return Err(format!(
-                "`eval.max_factor`: expected at most {}, got {}",
-                crate::extrapolation::MAX_FACTOR,
-                self.max_factor
-            ));
-        }
-        for (key, value) in [("examples", self.examples), ("batch_size", self.batch_size)] {
-            if value > crate::extrapolation::MAX_EXAMPLES {
-                return Err(format!(
-                    "`eval.{key}`: expected at most {}, got {value}",
-                    crate::extrapolation::MAX_EXAMPLES
-                ));
-            }
-        }
-        Ok(())
+        crate::extrapolation::check_counts(
+            self.max_factor,
+            self.examples,
+            self.batch_size,
+            &|key| format!("`eval.{key}`"),
+        )
     }
 }
 
@@ -987,15 +968,7 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<AblateOutc
     if std::fs::read_to_string(&spec_path).ok().as_deref() != Some(spec_text.as_str()) {
         write_atomic(&spec_path, spec_text.as_bytes()).map_err(io(&spec_path))?;
     }
-    let queue = Mutex::new(
-        cells
-            .iter()
-            .copied()
-            .zip(&statuses)
-            .filter(|(_, s)| **s != Status::Done)
-            .map(|(c, _)| c)
-            .collect::<VecDeque<_>>(),
-    );
+    let queue = Mutex::new(to_run.iter().copied().collect::<VecDeque<_>>());
     let total = queue.lock().unwrap().len();
     if options.verbose {
         println!(

@@ -37,6 +37,34 @@ pub const MAX_LENGTHS: usize = 10_000;
 /// beyond it, generating the examples alone would take gigabytes.
 pub const MAX_EVAL_TOKENS: usize = 1 << 26;
 
+/// The checks every evaluation's counts pass, `ordo eval`'s options and an experiment's
+/// `[eval]` alike: each positive, `max_factor` at most [`MAX_FACTOR`], `examples` and
+/// `batch_size` at most [`MAX_EXAMPLES`]. `name` spells a field as its source does
+/// (`--max-factor`, `` `eval.max_factor` ``).
+pub fn check_counts(
+    max_factor: usize,
+    examples: usize,
+    batch_size: usize,
+    name: &dyn Fn(&str) -> String,
+) -> Result<(), String> {
+    for (key, value, most) in [
+        ("max_factor", max_factor, MAX_FACTOR),
+        ("examples", examples, MAX_EXAMPLES),
+        ("batch_size", batch_size, MAX_EXAMPLES),
+    ] {
+        if value == 0 {
+            return Err(format!("{}: expected a positive integer, got 0", name(key)));
+        }
+        if value > most {
+            return Err(format!(
+                "{}: expected at most {most}, got {value}",
+                name(key)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What to evaluate.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
