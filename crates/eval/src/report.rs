@@ -1439,22 +1439,13 @@ fn variant_pairs(md: &mut String, rows: &[Row]) {
                 if d.len() < 2 {
                     continue;
                 }
-                let values: Vec<f64> = d.iter().map(|x| x.1).collect();
-                let wins = values.iter().filter(|&&x| x > TIE_TOLERANCE).count();
-                let mean = mean_of(values.iter().copied()).unwrap_or(0.0);
-                let interval = stats::paired_t_interval(&values)
-                    .map_or("-".into(), |i| format!("[{:+.3}, {:+.3}]", i.lo, i.hi));
-                let per_seed: Vec<String> =
-                    d.iter().map(|(s, x)| format!("s{s} {x:+.3}")).collect();
                 lines.push(format!(
-                    "| {} | {} | {} → {} | {} | {wins} of {} | {mean:+.3} | {interval} | {} |",
+                    "| {} | {} | {} → {} | {} |",
                     md_escape(task),
                     md_escape(&a.encoding),
                     md_escape(&variant_label(first)),
                     md_escape(&variant_label(variant)),
-                    values.len(),
-                    values.len(),
-                    per_seed.join(", ")
+                    paired_columns(&d)
                 ));
             }
         }
@@ -1474,6 +1465,23 @@ fn variant_pairs(md: &mut String, rows: &[Row]) {
         let _ = writeln!(md, "{line}");
     }
     md.push('\n');
+}
+
+/// The columns a paired comparison prints for per-seed differences `d` (not empty): seeds, how
+/// many favour the first side, the mean difference, its 95 % paired t interval (`-` for one
+/// seed) and the differences seed by seed.
+fn paired_columns(d: &[(u64, f64)]) -> String {
+    let values: Vec<f64> = d.iter().map(|x| x.1).collect();
+    let wins = values.iter().filter(|&&x| x > TIE_TOLERANCE).count();
+    let mean = mean_of(values.iter().copied()).unwrap_or(0.0);
+    let interval = stats::paired_t_interval(&values)
+        .map_or("-".into(), |i| format!("[{:+.3}, {:+.3}]", i.lo, i.hi));
+    let per_seed: Vec<String> = d.iter().map(|(s, x)| format!("s{s} {x:+.3}")).collect();
+    format!(
+        "{n} | {wins} of {n} | {mean:+.3} | {interval} | {}",
+        per_seed.join(", "),
+        n = values.len()
+    )
 }
 
 /// The score differences of two rows, seed by seed, over the seeds both scored, signed so that
@@ -1531,21 +1539,12 @@ fn paired_tables(md: &mut String, g: &GroupRanks, of_group: &[&Row]) {
         if d.is_empty() {
             continue;
         }
-        let values: Vec<f64> = d.iter().map(|x| x.1).collect();
-        let wins = values.iter().filter(|&&x| x > TIE_TOLERANCE).count();
-        let mean = mean_of(values.iter().copied());
-        let interval = stats::paired_t_interval(&values)
-            .map_or("-".into(), |i| format!("[{:+.3}, {:+.3}]", i.lo, i.hi));
-        let per_seed: Vec<String> = d.iter().map(|(s, x)| format!("s{s} {x:+.3}")).collect();
         let _ = writeln!(
             md,
-            "| {} vs {} | {} | {wins} of {} | {} | {interval} | {} |",
+            "| {} vs {} | {} |",
             md_escape(&w[0].encoding),
             md_escape(&w[1].encoding),
-            values.len(),
-            values.len(),
-            mean.map_or("-".into(), |m| format!("{m:+.3}")),
-            per_seed.join(", ")
+            paired_columns(&d)
         );
     }
     let _ = writeln!(
