@@ -25,8 +25,9 @@
 //! Safe with any number of processes on one experiment directory (the shards of a job array, a
 //! duplicate start, an `ordo report` or `ordo eval` meanwhile): a process works on a cell only
 //! while it holds the cell's run-directory lock, and skips cells another process holds; the
-//! report is rebuilt under the experiment's report lock by every process when it finishes, from
-//! the cells finished by then, so the last one to finish writes the complete report.
+//! report is rebuilt by every process when it finishes, or left to the one rebuilding it then,
+//! which rebuilds it again afterwards ([`rebuild_held`]), so the last report written is
+//! complete.
 //!
 //! Stale cells: a cell whose run directory holds another config than the experiment now asks for
 //! (an edited `[set]`, base config or input file) or was evaluated with other `[eval]` options is
@@ -420,6 +421,8 @@ impl std::fmt::Display for Status {
 #[derive(Debug, Clone)]
 pub struct Experiment {
     pub name: String,
+    /// The experiment file it was loaded from (`experiments/NAME.toml`).
+    pub file: PathBuf,
     /// `experiments/NAME/`
     pub dir: PathBuf,
     pub spec: ExperimentSpec,
@@ -661,6 +664,7 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
     }
     Ok(Experiment {
         name,
+        file: path.to_path_buf(),
         dir,
         spec,
         cells,
@@ -1025,25 +1029,15 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<AblateOutc
         }
     };
     std::thread::scope(|scope| {
-        let jobs = options.jobs.max(1);
-        let mut started = 0;
-        for _ in 0..jobs {
-            match std::thread::Builder::new().spawn_scoped(scope, work) {
-                Ok(_) => started += 1,
-                // A process or thread limit (ulimit -u, a cgroup's pids.max): run with fewer.
-                Err(e) => {
-                    eprintln!(
-                        "warning: --jobs {jobs}: could start only {started} worker thread(s) \
-                         ({e}); running with {}",
-                        started.max(1)
-                    );
-                    break;
-                }
-            }
-        }
-        if started == 0 {
-            work();
-        }
+        start_workers(
+            options.jobs,
+            || {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, work)
+                    .map(|_| ())
+            },
+            work,
+        );
     });
     let mut failures = failures.into_inner().unwrap();
     // Cells of this shard that another process holds (a duplicate start, a shard of another
@@ -1059,13 +1053,17 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<AblateOutc
         .map(|c| c.info.id.clone())
         .collect();
     // A failed rebuild is reported beside the failed cells, never instead of them.
-    let report = match rebuild_report_within(&experiment.dir, REPORT_WAIT) {
-        Ok(path) => Some(path),
-        Err(ReportError::NoCells(_)) => None,
-        Err(ReportError::Busy(why)) => {
-            eprintln!("warning: {why}");
+    let report = match rebuild_report_after(experiment) {
+        Ok(Some(path)) => Some(path),
+        Ok(None) => {
+            eprintln!(
+                "note: another process is rebuilding the report of {}; it rebuilds it again \
+                 afterwards, with this process's cells",
+                experiment.dir.display()
+            );
             None
         }
+        Err(ReportError::NoCells(..)) => None,
         Err(e) if !failures.is_empty() => {
             failures.push(format!("the report: {e}"));
             None
@@ -1079,18 +1077,47 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<AblateOutc
     }
 }
 
-/// How long a finishing shard waits for another one's report rebuild before leaving the report
-/// to it (or to a later `ordo report`).
+/// How long `ordo report` waits for another process's rebuild of the report.
 pub const REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What a run of (a shard of) the grid left.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AblateOutcome {
     /// The report written, if one was (`None`: an empty shard, no finished cell anywhere yet,
-    /// or another process rebuilding it for longer than [`REPORT_WAIT`]).
+    /// or another process rebuilding it, which rebuilds it again afterwards).
     pub report: Option<PathBuf>,
     /// Cells of this shard still unfinished because other processes hold them.
     pub unfinished: Vec<String>,
+}
+
+/// Starts `jobs` workers with `spawn` (at least one), fewer where it fails (a process or thread
+/// limit: `ulimit -u`, a cgroup's `pids.max`), with a warning; runs `work` on this thread when
+/// none could start. Returns the number of workers that ran.
+pub fn start_workers(
+    jobs: usize,
+    mut spawn: impl FnMut() -> std::io::Result<()>,
+    work: impl FnOnce(),
+) -> usize {
+    let jobs = jobs.max(1);
+    let mut started = 0;
+    for _ in 0..jobs {
+        match spawn() {
+            Ok(()) => started += 1,
+            Err(e) => {
+                eprintln!(
+                    "warning: --jobs {jobs}: could start only {started} worker thread(s) ({e}); \
+                     running with {}",
+                    started.max(1)
+                );
+                break;
+            }
+        }
+    }
+    if started == 0 {
+        work();
+        return 1;
+    }
+    started
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -1273,7 +1300,10 @@ fn archive_stale(
 ///   runs/<cell id>/   one run directory per cell (see `ordo_train::run_dir`)
 ///   stale/<id>-<n>/   run directories `--rerun-stale` replaced
 ///   report.md, plots/ the report
-///   .report.lock      held while a process rebuilds the report
+///   .report.lock      held while a process rebuilds the report (OS file lock) ...
+///   .report.claim     ... and its claim file (see `ordo_train::run_dir::Hold`)
+///   .report.pending   made by every process that finished cells, removed by the rebuild
+///                     that starts after it (see [`rebuild_report_after`])
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExperimentDir {
@@ -1303,6 +1333,12 @@ impl ExperimentDir {
     pub fn report_lock(&self) -> PathBuf {
         self.path.join(".report.lock")
     }
+    pub fn report_claim(&self) -> PathBuf {
+        self.path.join(".report.claim")
+    }
+    pub fn report_pending(&self) -> PathBuf {
+        self.path.join(".report.pending")
+    }
     pub fn report(&self) -> PathBuf {
         self.path.join("report.md")
     }
@@ -1323,6 +1359,11 @@ pub struct ReportSpecFile {
     /// files of older versions (then every finished run directory counts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cells: Vec<String>,
+    /// The experiment file's name (beside the experiment directory): `ordo report` reads it
+    /// again to leave out cells stale against its current content. Absent in files of older
+    /// versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 impl Experiment {
@@ -1334,27 +1375,112 @@ impl Experiment {
             encodings_order: s.encodings_order,
             tasks_order: s.tasks_order,
             cells: self.cells.iter().map(|c| c.info.id.clone()).collect(),
+            file: self
+                .file
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned()),
         }
     }
 }
 
 /// `ordo report experiments/NAME`: rebuilds `report.md` and the plots from every finished cell
 /// under `runs/` (each with `cell.json` and its evaluation in `eval.json`), holding the
-/// experiment's report lock so that two processes never interleave their writes. A cell whose
-/// files cannot be read is listed and left out, never fatal.
+/// experiment's report ([`ExperimentDir::report_lock`] and its claim) so that two processes,
+/// on one node or two, never interleave their writes; waits up to [`REPORT_WAIT`] for a rebuild
+/// in progress. A cell whose files cannot be read is listed and left out, never fatal; so is a
+/// cell stale against the experiment file's current content (read again for this).
 pub fn rebuild_report(dir: &Path) -> Result<PathBuf, ReportError> {
-    rebuild_report_within(dir, REPORT_WAIT)
+    let spec = read_spec(dir)?;
+    let current = current_experiment(dir, &spec);
+    rebuild_held(
+        dir,
+        || build_report(dir, &spec, current.as_ref()),
+        Some(REPORT_WAIT),
+    )?
+    .ok_or_else(|| {
+        ReportError::Busy(format!(
+            "{}: another process has been rebuilding the report for over {} s (run `ordo \
+             report {}` again later)",
+            ExperimentDir::new(dir).report_lock().display(),
+            REPORT_WAIT.as_secs(),
+            dir.display()
+        ))
+    })
 }
 
-/// [`rebuild_report`], waiting at most `wait` for another process's rebuild
-/// ([`ReportError::Busy`] after that).
-pub fn rebuild_report_within(
+/// What a process calls when it has finished its cells: rebuilds the report, or, when another
+/// process is rebuilding it right now, leaves it to that one without waiting (`Ok(None)`):
+/// see [`rebuild_held`] for why that one then includes this process's cells.
+pub fn rebuild_report_after(experiment: &Experiment) -> Result<Option<PathBuf>, ReportError> {
+    let dir = &experiment.dir;
+    let spec = read_spec(dir)?;
+    rebuild_held(dir, || build_report(dir, &spec, Some(experiment)), None)
+}
+
+/// The rebuild protocol of an experiment's report, for any number of processes on any number
+/// of nodes, none of which waits for another's rebuild unless `wait` says so:
+///
+/// 1. mark the report as wanted (`.report.pending`, [`ExperimentDir::report_pending`]);
+/// 2. take the report's [`Hold`](ordo_train::run_dir::Hold) (flock and claim); if another
+///    process has it, stop here (or retry until `wait` is over): that process looks for the
+///    mark after its rebuild, and the mark was made before our attempt, so it sees it;
+/// 3. if the mark is gone, a rebuild that started after it has finished: nothing to do;
+/// 4. remove the mark, `build` (from the cells finished by now, ours included), release;
+/// 5. if a mark was made meanwhile (by a process that found us holding), go to 2.
+///
+/// So the last report written includes every cell finished before its process's step 1, and
+/// a burst of shards finishing together costs two rebuilds in a row, not one per shard.
+/// `Ok(None)`: left to another process.
+pub fn rebuild_held(
     dir: &Path,
-    wait: std::time::Duration,
-) -> Result<PathBuf, ReportError> {
+    mut build: impl FnMut() -> Result<PathBuf, ReportError>,
+    wait: Option<std::time::Duration>,
+) -> Result<Option<PathBuf>, ReportError> {
     let layout = ExperimentDir::new(dir);
-    let spec_path = layout.spec();
-    let spec: ReportSpecFile = std::fs::read_to_string(&spec_path)
+    let pending = layout.report_pending();
+    use crate::report::io_err as io;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&pending)
+        .map_err(io(&pending))?;
+    let start = Instant::now();
+    loop {
+        let hold = match ordo_train::run_dir::Hold::take(
+            &layout.report_lock(),
+            &layout.report_claim(),
+            "rebuilding the report",
+        ) {
+            Ok(hold) => hold,
+            Err(RunDirError::Busy { .. }) => match wait {
+                Some(wait) if start.elapsed() < wait => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    continue;
+                }
+                _ => return Ok(None),
+            },
+            Err(e) => return Err(e.into()),
+        };
+        if !pending.exists() && layout.report().is_file() {
+            return Ok(Some(layout.report()));
+        }
+        match std::fs::remove_file(&pending) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&pending)(e)),
+        }
+        let path = build()?;
+        drop(hold);
+        if !pending.exists() {
+            return Ok(Some(path));
+        }
+    }
+}
+
+fn read_spec(dir: &Path) -> Result<ReportSpecFile, ReportError> {
+    let spec_path = ExperimentDir::new(dir).spec();
+    std::fs::read_to_string(&spec_path)
         .map_err(|cause| ReportError::NotAnExperiment {
             path: spec_path.clone(),
             cause,
@@ -1364,18 +1490,52 @@ pub fn rebuild_report_within(
                 path: spec_path.clone(),
                 cause,
             })
-        })?;
-    let lock_path = layout.report_lock();
-    let _lock = ordo_train::run_dir::wait_lock_for(&lock_path, "rebuilding the report", wait)?
-        .ok_or_else(|| {
-            ReportError::Busy(format!(
-                "{}: another process has been rebuilding the report for over {} s; this one \
-                 leaves it to that process (run `ordo report {}` once every shard is done)",
-                lock_path.display(),
-                wait.as_secs(),
-                dir.display()
-            ))
-        })?;
+        })
+}
+
+/// The experiment file that `experiment.json` names, loaded again as it is now (so that the
+/// report leaves out cells stale against it); `None`, with a warning, where it is not there
+/// or does not load.
+fn current_experiment(dir: &Path, spec: &ReportSpecFile) -> Option<Experiment> {
+    let file = spec.file.as_ref()?;
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let path = parent.join(file);
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let why = if Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        != name
+    {
+        "it is not this directory's (the directory was renamed)".to_string()
+    } else if !path.is_file() {
+        "it is not there".to_string()
+    } else {
+        match load(&path) {
+            Ok(experiment) => return Some(experiment),
+            Err(e) => format!("it does not load ({e})"),
+        }
+    };
+    eprintln!(
+        "warning: {}: {why}; the report counts the cells experiment.json lists without \
+         checking them against the experiment file",
+        path.display()
+    );
+    None
+}
+
+/// The report of the cells under `dir/runs` that `spec` lists (or, where the experiment file
+/// could be read again, `current` lists and finds up to date).
+fn build_report(
+    dir: &Path,
+    spec: &ReportSpecFile,
+    current: Option<&Experiment>,
+) -> Result<PathBuf, ReportError> {
+    let layout = ExperimentDir::new(dir);
+    let spec = current.map_or_else(|| spec.clone(), Experiment::report_spec_file);
+    let current_cells: std::collections::HashMap<&str, &Cell> = current
+        .map(|e| e.cells.iter().map(|c| (c.info.id.as_str(), c)).collect())
+        .unwrap_or_default();
+    let wanted = current.map(|e| e.eval_options().record());
     let runs = layout.runs();
     let mut cells = Vec::new();
     let mut left_out = Vec::new();
@@ -1417,6 +1577,21 @@ pub fn rebuild_report_within(
         if let Some(why) = missing {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
             let line = format!("runs/{name}: {why}");
+            eprintln!("warning: left out of the report: {line}");
+            left_out.push(line);
+            continue;
+        }
+        // A cell whose config, inputs or `[eval]` the experiment file has changed since.
+        if let (Some(cell), Some(wanted), Some(current)) =
+            (current_cells.get(name.as_str()), &wanted, current)
+            && let Some(changes) = cell.status(wanted).staleness()
+        {
+            let line = format!(
+                "runs/{name}: stale against {} ({changes}; `ordo ablate {} --rerun-stale` \
+                 runs it again)",
+                current.file.display(),
+                current.file.display()
+            );
             eprintln!("warning: left out of the report: {line}");
             left_out.push(line);
             continue;

@@ -1629,7 +1629,10 @@ pub fn write_report(
     cells: &[CellResult],
 ) -> Result<PathBuf, ReportError> {
     if cells.is_empty() {
-        return Err(ReportError::NoCells(dir.to_path_buf()));
+        return Err(ReportError::NoCells(
+            dir.to_path_buf(),
+            spec.left_out.clone(),
+        ));
     }
     // Order the cells so that first appearance is the display order.
     let first_task = distinct(cells.iter().map(|c| &c.task));
@@ -1664,12 +1667,17 @@ pub fn write_report(
     Ok(path)
 }
 
+fn left_out_lines(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("\n  left out: {l}")).collect()
+}
+
 /// Why a report (`report.md` and its plots) was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    /// The experiment directory has no finished cell.
-    #[error("{}: no finished cell to report", .0.display())]
-    NoCells(PathBuf),
+    /// The experiment directory has no finished cell to report (and why each run directory
+    /// there was left out).
+    #[error("{}: no finished cell to report{}", .0.display(), left_out_lines(.1))]
+    NoCells(PathBuf, Vec<String>),
     /// Another process held the report lock for longer than the wait allowed.
     #[error("{0}")]
     Busy(String),

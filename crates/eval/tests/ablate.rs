@@ -907,3 +907,146 @@ fn the_experiment_directory_names_are_spelled_once() {
         );
     }
 }
+
+/// `ordo report` reads the experiment file again: a cell stale against its current content (an
+/// edited base config here) is left out and named with what changed, never counted; without
+/// the file, the report falls back to the cells `experiment.json` lists.
+#[test]
+fn the_report_leaves_out_cells_stale_against_the_edited_experiment_file() {
+    let tmp = TempDir::new("report-stale");
+    write_base(&tmp.0);
+    std::fs::write(tmp.0.join("copy_b.toml"), BASE).unwrap();
+    let path = tmp.0.join("two.toml");
+    std::fs::write(
+        &path,
+        "tasks = [\"copy.toml\", \"copy_b.toml\"]\nencodings = [\"none\"]\n[set]\n\
+         \"train.steps\" = 20\n[eval]\nexamples = 8\nmax_factor = 2\n",
+    )
+    .unwrap();
+    let exp = ablate::load(&path).unwrap();
+    let report = ablate::run(&exp, quiet(false)).unwrap().report.unwrap();
+    let full = std::fs::read_to_string(&report).unwrap();
+    assert!(full.contains("2 finished cells"), "{full}");
+    let stale_id = exp.cells[1].info.id.clone();
+
+    let b = tmp.0.join("copy_b.toml");
+    std::fs::write(&b, BASE.replace("warmup_steps = 5", "warmup_steps = 6")).unwrap();
+    let text = std::fs::read_to_string(ablate::rebuild_report(&exp.dir).unwrap()).unwrap();
+    assert!(text.contains("1 finished cells"), "{text}");
+    assert!(
+        text.contains(&format!("- runs/{stale_id}: stale against "))
+            && text.contains("`train.warmup_steps`: the run has 5, the experiment asks for 6")
+            && text.contains("--rerun-stale"),
+        "{text}"
+    );
+
+    // Every cell stale: no report, and the error says why each one was left out.
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("examples = 8", "examples = 6"),
+    )
+    .unwrap();
+    let e = ablate::rebuild_report(&exp.dir).unwrap_err().to_string();
+    assert!(e.contains("no finished cell to report"), "{e}");
+    assert!(
+        e.contains("left out: runs/") && e.contains("`[eval]`: the cell was evaluated with"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&report).unwrap(),
+        text,
+        "a refused rebuild keeps the report"
+    );
+
+    // Without the experiment file the cells experiment.json lists count, unchecked.
+    std::fs::remove_file(&path).unwrap();
+    let text = std::fs::read_to_string(ablate::rebuild_report(&exp.dir).unwrap()).unwrap();
+    assert_eq!(text, full);
+}
+
+/// A process that finished its cells never waits for another's rebuild of the report, and the
+/// rebuild in progress runs again so that it includes them.
+#[test]
+fn a_finishing_process_leaves_the_report_to_the_rebuild_in_progress_which_runs_again() {
+    let tmp = TempDir::new("report-protocol");
+    let layout = ablate::ExperimentDir::new(&tmp.0);
+    let write = |n: usize| {
+        let path = layout.report();
+        std::fs::write(&path, format!("rebuild {n}")).unwrap();
+        Ok(path)
+    };
+    // Another process (on this node or another: flock and claim are both held) rebuilds.
+    let held = ordo_train::run_dir::Hold::take(
+        &layout.report_lock(),
+        &layout.report_claim(),
+        "rebuilding the report",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let left = ablate::rebuild_held(&tmp.0, || panic!("must not build"), None).unwrap();
+    assert_eq!(left, None);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(layout.report_pending().is_file(), "the mark stays for it");
+    // `ordo report` waits, up to its limit.
+    let started = std::time::Instant::now();
+    let waited = std::time::Duration::from_millis(300);
+    assert_eq!(
+        ablate::rebuild_held(&tmp.0, || panic!("must not build"), Some(waited)).unwrap(),
+        None
+    );
+    assert!(started.elapsed() >= waited);
+    drop(held);
+
+    // A rebuild during which another process finishes (and finds the report held) builds once
+    // more, after releasing, with that process's cells.
+    let mut builds = 0;
+    let path = ablate::rebuild_held(
+        &tmp.0,
+        || {
+            builds += 1;
+            if builds == 1 {
+                let other = ablate::rebuild_held(&tmp.0, || panic!("held"), None).unwrap();
+                assert_eq!(other, None);
+            }
+            write(builds)
+        },
+        None,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(builds, 2);
+    assert_eq!(std::fs::read_to_string(path).unwrap(), "rebuild 2");
+    assert!(!layout.report_pending().exists());
+    assert!(!layout.report_claim().exists(), "the claim is released");
+}
+
+/// `--jobs` beyond what the process may start (a thread limit) runs with the workers that did
+/// start, and on this thread when none did.
+#[test]
+fn jobs_beyond_the_thread_limit_run_with_the_workers_that_started() {
+    let limit = |max: usize| {
+        let mut n = 0;
+        move || {
+            n += 1;
+            if n > max {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "Resource temporarily unavailable",
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    };
+    let mut ran_here = 0;
+    assert_eq!(ablate::start_workers(200, limit(3), || ran_here += 1), 3);
+    assert_eq!(ran_here, 0);
+    assert_eq!(ablate::start_workers(4, limit(0), || ran_here += 1), 1);
+    assert_eq!(
+        ran_here, 1,
+        "no thread could start: the work runs on this one"
+    );
+    assert_eq!(ablate::start_workers(0, limit(9), || ran_here += 1), 1);
+}

@@ -278,13 +278,7 @@ impl RunDir {
     /// or says at once who holds it. Released when the returned guard is dropped, or when the
     /// process ends in any way.
     pub fn lock(&self, purpose: &str) -> Result<RunLock, RunDirError> {
-        // Test builds only: flock that does not exclude, as on a file system whose locks are
-        // local to each node, so that the command-line tests can show the claims alone suffice.
-        #[cfg(feature = "test-hooks")]
-        if std::env::var_os("ORDO_TEST_NODE_LOCAL_FLOCK").is_some() {
-            return self.lock_with(purpose, false);
-        }
-        self.lock_with(purpose, true)
+        self.lock_with(purpose, flock_excludes())
     }
 
     /// [`RunDir::lock`]; without `flock`, only the claim file (what a second node sees on a
@@ -292,16 +286,10 @@ impl RunDir {
     #[doc(hidden)]
     pub fn lock_with(&self, purpose: &str, flock: bool) -> Result<RunLock, RunDirError> {
         std::fs::create_dir_all(&self.path).map_err(io(&self.path))?;
-        let file = if flock {
-            try_lock(&self.lock_file(), purpose)?
-        } else {
-            open_lock(&self.lock_file())?
-        };
-        let claim = Claim::acquire(&self.claim_file(), purpose)?;
+        let hold = Hold::take_with(&self.lock_file(), &self.claim_file(), purpose, flock)?;
         let lock = RunLock {
             dir: self.clone(),
-            claim,
-            _file: file,
+            hold,
         };
         lock.remove_temporaries();
         Ok(lock)
@@ -362,13 +350,59 @@ impl RunDir {
     }
 }
 
+/// Whether `flock` excludes other processes here. Test builds only can say it does not (as on
+/// a file system whose locks are local to each node), so that the command-line tests can show
+/// that the claims alone suffice.
+fn flock_excludes() -> bool {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os("ORDO_TEST_NODE_LOCAL_FLOCK").is_some() {
+        return false;
+    }
+    true
+}
+
+/// Something held exclusively across processes and nodes: an OS file lock on `lock` (the fast
+/// path on one machine) and a [`Claim`] on `claim` (which works where flock is local to each
+/// node). A run directory is held this way ([`RunLock`]), and so is an experiment's report
+/// while a process rebuilds it. Released when dropped: the claim first, then the OS lock.
+#[derive(Debug)]
+pub struct Hold {
+    claim: Claim,
+    _file: File,
+}
+
+impl Hold {
+    /// Takes both at once or says who holds them ([`RunDirError::Busy`]).
+    pub fn take(lock: &Path, claim: &Path, purpose: &str) -> Result<Hold, RunDirError> {
+        Hold::take_with(lock, claim, purpose, flock_excludes())
+    }
+
+    fn take_with(
+        lock: &Path,
+        claim: &Path,
+        purpose: &str,
+        flock: bool,
+    ) -> Result<Hold, RunDirError> {
+        let file = if flock {
+            try_lock(lock, purpose)?
+        } else {
+            open_lock(lock)?
+        };
+        let claim = Claim::acquire(claim, purpose)?;
+        Ok(Hold { claim, _file: file })
+    }
+
+    /// Whether the claim is still this process's (see [`Claim::held`]).
+    pub fn held(&self) -> Held {
+        self.claim.held()
+    }
+}
+
 /// A held run directory: its `.lock` and its `.claim`; the directory is reachable through it.
 #[derive(Debug)]
 pub struct RunLock {
     dir: RunDir,
-    // Dropped in order: the claim first, then the OS lock.
-    claim: Claim,
-    _file: File,
+    hold: Hold,
 }
 
 impl RunLock {
@@ -395,7 +429,7 @@ impl RunLock {
 
     /// Whether the claim is still this process's (see [`Claim::held`]).
     pub fn held(&self) -> Held {
-        self.claim.held()
+        self.hold.held()
     }
 }
 
@@ -900,35 +934,6 @@ fn same_file(file: &File, path: &Path) -> bool {
     match (file.metadata(), std::fs::metadata(path)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
-    }
-}
-
-/// Like [`try_lock`] but waits up to `wait` for the lock (for short critical sections such as
-/// rebuilding a report): `None` when another process still holds it then.
-pub fn wait_lock_for(
-    path: &Path,
-    purpose: &str,
-    wait: std::time::Duration,
-) -> Result<Option<File>, RunDirError> {
-    let mut file = open_lock(path)?;
-    let start = std::time::Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => {
-                claim(&mut file, purpose);
-                return Ok(Some(file));
-            }
-            Err(TryLockError::WouldBlock) if start.elapsed() < wait => {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            Err(TryLockError::WouldBlock) => return Ok(None),
-            Err(TryLockError::Error(cause)) => {
-                return Err(RunDirError::Io {
-                    path: path.to_path_buf(),
-                    cause,
-                });
-            }
-        }
     }
 }
 
