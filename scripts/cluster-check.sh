@@ -111,7 +111,7 @@ for p in "${pids[@]}"; do
     wait "$p" || { c=$?; [ "$c" = 4 ] || { echo "a shard exited $c" >&2; failed=1; }; }
 done
 [ "$failed" = 0 ] || { grep -h "^error" -A3 "$work"/logs-fuse/*.out | head -20 >&2; exit 1; }
-grep -h "note: .*FUSE" "$work"/logs-fuse/*.out | head -1 || echo "(no node-local-lock note printed)"
+{ grep -h "note: .*FUSE" "$work"/logs-fuse/*.out || echo "(no node-local-lock note printed)"; } | sed -n 1p
 "$ORDO_BIN" report "$work/mount-a/experiments/slurm_check" >/dev/null
 compare "$work/shared" "$work/logs-fuse"
 

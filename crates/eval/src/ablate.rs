@@ -1439,12 +1439,24 @@ pub fn rebuild_held(
     let layout = ExperimentDir::new(dir);
     let pending = layout.report_pending();
     use crate::report::io_err as io;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&pending)
-        .map_err(io(&pending))?;
+    // The mark is made with an exclusive create, and one that exists already is as good. Not a
+    // plain create: on FUSE (and NFS) a plain open of a file that another client removes between
+    // the kernel's lookup and the open fails with "No such file" (seen with two bindfs mounts, in
+    // scripts/cluster-check.sh); the exclusive create goes by the file system's own create.
+    for attempt in 1.. {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&pending)
+        {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 100 && dir.is_dir() => {
+                continue;
+            }
+            Err(e) => return Err(io(&pending)(e)),
+        }
+    }
     let start = Instant::now();
     loop {
         let hold = match ordo_train::run_dir::Hold::take(
