@@ -46,31 +46,8 @@ enum Command {
     Eval {
         /// A run directory written by `ordo train`.
         run_dir: PathBuf,
-        /// Lengths to test, e.g. `1-16,24,32,64` (default: every length up to 4x training).
-        #[arg(long)]
-        lengths: Option<String>,
-        /// Test up to this multiple of the longest training length (without --lengths).
-        #[arg(long, default_value_t = 4)]
-        max_factor: usize,
-        /// Fresh examples per length (lm: the scored text is the first EXAMPLES × context
-        /// held-out tokens, the same at every length).
-        #[arg(long, default_value_t = 128)]
-        examples: usize,
-        /// Examples per forward pass.
-        #[arg(long, default_value_t = 128)]
-        batch_size: usize,
-        /// RoPE only: frequency scaling at eval time, KIND:FACTOR with KIND linear, ntk,
-        /// dynamic (HF's dynamic NTK), yarn (HF's ramp) or yarn_paper (the paper's ramp);
-        /// dynamic and yarn work over the longest training sequence.
-        #[arg(long, value_name = "KIND:FACTOR")]
-        rope_scaling: Option<String>,
-        /// Device (default: the run's).
-        #[arg(long)]
-        device: Option<String>,
-        /// lm only: windows STRIDE tokens apart, each scoring its last STRIDE predictions,
-        /// instead of consecutive blocks of the context length.
-        #[arg(long, value_name = "STRIDE")]
-        sliding: Option<usize>,
+        #[command(flatten)]
+        options: ordo_eval::EvalOptions,
     },
     /// Train and evaluate a grid (tasks x encodings x seeds x ...), resumably, then write a report.
     Ablate {
@@ -219,25 +196,7 @@ fn run(cli: Cli) -> Result<()> {
             print_summary(&summary, &dir);
             Ok(())
         }
-        Command::Eval {
-            run_dir,
-            lengths,
-            max_factor,
-            examples,
-            batch_size,
-            rope_scaling,
-            device,
-            sliding,
-        } => eval(
-            run_dir,
-            lengths,
-            max_factor,
-            examples,
-            batch_size,
-            rope_scaling,
-            device,
-            sliding,
-        ),
+        Command::Eval { run_dir, options } => eval(run_dir, options),
         Command::Ablate {
             experiment,
             jobs,
@@ -498,51 +457,19 @@ fn inspect(a: InspectArgs) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)] // one parameter per command-line option
-fn eval(
-    run_dir: PathBuf,
-    lengths: Option<String>,
-    max_factor: usize,
-    examples: usize,
-    batch_size: usize,
-    rope_scaling: Option<String>,
-    device: Option<String>,
-    sliding: Option<usize>,
-) -> Result<()> {
-    if sliding == Some(0) {
-        bail!("--sliding: the stride must be at least 1");
-    }
-    use ordo_eval::extrapolation::{parse_lengths, parse_scaling};
-    ordo_eval::extrapolation::check_counts(max_factor, examples, batch_size, &|key| {
-        format!("--{}", key.replace('_', "-"))
-    })
-    .map_err(anyhow::Error::msg)?;
-    let options = ordo_eval::EvalOptions {
-        lengths: lengths
-            .as_deref()
-            .map(parse_lengths)
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("--lengths: {e}"))?,
-        max_factor,
-        examples,
-        batch_size,
-        rope_scaling: rope_scaling
-            .as_deref()
-            .map(parse_scaling)
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("--rope-scaling: {e}"))?,
-        device,
-        sliding,
-    };
+fn eval(run_dir: PathBuf, options: ordo_eval::EvalOptions) -> Result<()> {
+    options
+        .validate(&|key| format!("--{}", key.replace('_', "-")))
+        .map_err(anyhow::Error::msg)?;
     let report = ordo_eval::evaluate_run(&run_dir, &options)?;
     println!(
-        "{} ({} on {}, trained on lengths {}-{}, scaling {})",
+        "{} ({} on {}, trained on lengths {}-{}, overrides {})",
         report.run,
         report.encoding,
         report.task,
         report.train_min_len,
         report.train_max_len,
-        report.scaling
+        report.overrides
     );
     println!("{}", ordo_eval::report::eval_summary(&report));
     let written = ordo_train::run_dir::RunDir::new(&run_dir).eval_json(&options.variant());

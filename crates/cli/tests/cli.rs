@@ -263,12 +263,16 @@ fn bad_input_gets_a_clear_error_and_no_panic() {
         ),
         (&["inspect", "alibi", "--heads", "3"], "--heads"),
         (&["inspect", "rope", "--check-shift", "2"], "sinusoidal"),
-        (&["eval", "/tmp", "--rope-scaling", "warp:2"], "warp"),
-        (&["eval", "/tmp", "--rope-scaling", "warp:2"], "yarn_paper"),
         (
-            &["eval", "/tmp", "--rope-scaling", "dynamic"],
-            "KIND:FACTOR",
+            &["eval", "/tmp", "--set", "train.lr=1"],
+            "--set train.lr=1: only the run's encoding can change",
         ),
+        (
+            &["eval", "/tmp", "--set", "model.encoding.kind=t5"],
+            "the encoding's kind is the run's",
+        ),
+        (&["eval", "/tmp", "--max-factor", "0"], "--max-factor"),
+        (&["eval", "/tmp", "--sliding", "0"], "--sliding"),
         (&["inspect", "rope", "--decay-dims", "7"], "--decay-dims"),
         (
             &[

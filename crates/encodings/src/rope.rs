@@ -80,6 +80,17 @@ impl Default for RopeConfig {
 impl Scheme for RopeConfig {
     type Module = Rope;
 
+    /// A scaling defined over the training context whose `original_max_len` is left at 0
+    /// (absent) gets the longest training sequence.
+    fn fit_to_length(&mut self, reach: usize) -> Result<(), EncodingConfigError> {
+        if let Some(l) = self.scaling.original_max_len_mut()
+            && *l == 0
+        {
+            *l = reach;
+        }
+        Ok(())
+    }
+
     fn encoder_weak_start(&self, init: &crate::InitScales) -> Option<String> {
         let mut fix = Vec::new();
         let mut why = Vec::new();
@@ -129,7 +140,10 @@ pub enum RopeLayout {
 
 /// Frequency scaling for sequences longer than those seen in training. `factor` is `s`;
 /// `original_max_len` is `L`, the context the model was trained on (HF's
-/// `original_max_position_embeddings`).
+/// `original_max_position_embeddings`); absent or 0, loading a run config fills in the longest
+/// training sequence ([`Scheme::fit_to_length`]), so that
+/// `ordo eval RUN --set model.encoding.scaling.kind=yarn --set model.encoding.scaling.factor=4`
+/// scales over the context the run was trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RopeScaling {
@@ -143,6 +157,7 @@ pub enum RopeScaling {
     /// `n > original_max_len` positions; unchanged up to `original_max_len`.
     Dynamic {
         factor: f64,
+        #[serde(default)]
         original_max_len: usize,
     },
     /// YaRN as HF's `_compute_yarn_parameters` computes it: a ramp
@@ -150,6 +165,7 @@ pub enum RopeScaling {
     /// `beta_slow` rotations; attention factor `0.1 ln s + 1`.
     Yarn {
         factor: f64,
+        #[serde(default)]
         original_max_len: usize,
         #[serde(default = "yarn_beta_fast")]
         beta_fast: f64,
@@ -160,6 +176,7 @@ pub enum RopeScaling {
     /// `alpha`, 1 above `beta`; attention factor `0.1 ln s + 1`.
     YarnPaper {
         factor: f64,
+        #[serde(default)]
         original_max_len: usize,
         #[serde(default = "yarn_alpha")]
         alpha: f64,
@@ -182,7 +199,7 @@ fn yarn_beta_slow() -> f64 {
 }
 
 impl RopeScaling {
-    /// The scalings `ordo eval --rope-scaling KIND:FACTOR` builds, by their config `kind`.
+    /// The scalings, by their config `kind` (`model.encoding.scaling.kind`).
     pub const KINDS: [&'static str; 5] = ["linear", "ntk", "dynamic", "yarn", "yarn_paper"];
 
     /// The scaling of config kind `kind` with `factor` and every other parameter at its
@@ -237,7 +254,7 @@ impl RopeScaling {
         }
     }
 
-    /// Mutable access to `L`, for callers that fill it in (`ordo eval` uses the longest
+    /// Mutable access to `L`, for filling it in ([`Scheme::fit_to_length`]: the longest
     /// training sequence).
     pub fn original_max_len_mut(&mut self) -> Option<&mut usize> {
         match self {

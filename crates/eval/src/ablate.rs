@@ -68,7 +68,8 @@ pub struct ExperimentSpec {
     #[serde(default)]
     pub grid: toml::Table,
     #[serde(default)]
-    pub eval: EvalSpec,
+    /// How every cell is evaluated (`[eval]`: `max_factor`, `examples`, `batch_size`).
+    pub eval: EvalOptions,
     /// Cells trained side by side unless `--jobs` says otherwise.
     #[serde(default = "one_job")]
     pub jobs: usize,
@@ -162,37 +163,6 @@ impl EncodingEntry {
 
 fn default_seeds() -> Vec<u64> {
     vec![0]
-}
-
-/// How every cell is evaluated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EvalSpec {
-    pub max_factor: usize,
-    pub examples: usize,
-    pub batch_size: usize,
-}
-
-impl EvalSpec {
-    /// The same checks as `ordo eval`'s options.
-    fn validate(&self) -> Result<(), String> {
-        crate::extrapolation::check_counts(
-            self.max_factor,
-            self.examples,
-            self.batch_size,
-            &|key| format!("`eval.{key}`"),
-        )
-    }
-}
-
-impl Default for EvalSpec {
-    fn default() -> Self {
-        Self {
-            max_factor: 4,
-            examples: 128,
-            batch_size: 128,
-        }
-    }
 }
 
 /// What a cell is, written as `cell.json` into its run directory (so `ordo report` can rebuild
@@ -482,7 +452,9 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
     if spec.encodings.is_empty() || spec.seeds.is_empty() {
         return Err(err(path, "`encodings` and `seeds` must not be empty"));
     }
-    spec.eval.validate().map_err(|e| err(path, e))?;
+    spec.eval
+        .validate(&|key| format!("`eval.{key}`"))
+        .map_err(|e| err(path, e))?;
     for e in &spec.encodings {
         e.kind().map_err(|message| err(path, message))?;
     }
@@ -603,7 +575,7 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
                         id: id.clone(),
                         error,
                     })?;
-                    let factor = spec.eval.max_factor.max(config::EVAL_FACTOR);
+                    let factor = spec.eval.max_factor().max(config::EVAL_FACTOR);
                     let peak_bytes =
                         ordo_train::budget::deferred(|| config.check_memory(&generator, factor))
                             .map_err(|e| err(path, format!("cell {id}: `eval.max_factor`: {e}")))?
@@ -625,6 +597,15 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
                 }
             }
         }
+    }
+    // `eval.max_factor` reaches the tasks that use it (an `lm` task evaluates fixed multiples
+    // of its context); refused when none does, as `ordo eval --max-factor` is.
+    if spec.eval.max_factor.is_some() && !cells.iter().any(|c| c.config.task.uses_max_factor()) {
+        return Err(err(
+            path,
+            "`eval.max_factor`: no task of this experiment uses it (an `lm` task evaluates 1, 2, \
+             4 and 8 times its context); remove it",
+        ));
     }
     // Two base configs of one task kind (a decoder and an encoder `bigram_shift`) are two
     // tasks of the report, not one pooled row: name them by kind and file.
@@ -843,12 +824,7 @@ impl Experiment {
     }
 
     pub fn eval_options(&self) -> EvalOptions {
-        EvalOptions {
-            max_factor: self.spec.eval.max_factor,
-            examples: self.spec.eval.examples,
-            batch_size: self.spec.eval.batch_size,
-            ..EvalOptions::default()
-        }
+        self.spec.eval.clone()
     }
 
     fn report_spec(&self) -> ReportSpec {
@@ -908,7 +884,8 @@ fn describe(spec: &ExperimentSpec, cells: usize) -> String {
     }
     text.push_str(&format!(
         " Evaluation: {} fresh examples per length, lengths up to {}x the longest training length.",
-        spec.eval.examples, spec.eval.max_factor
+        spec.eval.examples,
+        spec.eval.max_factor()
     ));
     text
 }

@@ -13,7 +13,6 @@
 //! written before these fields existed still load; their reports show no interval.
 
 use burn::prelude::*;
-use ordo_encodings::{PositionalEncoding, RopeScaling};
 use ordo_model::{AttentionMode, Transformer};
 use ordo_train::config::RunConfig;
 use ordo_train::data;
@@ -37,53 +36,52 @@ pub const MAX_LENGTHS: usize = 10_000;
 /// beyond it, generating the examples alone would take gigabytes.
 pub const MAX_EVAL_TOKENS: usize = 1 << 26;
 
-/// The checks every evaluation's counts pass, `ordo eval`'s options and an experiment's
-/// `[eval]` alike: each positive, `max_factor` at most [`MAX_FACTOR`], `examples` and
-/// `batch_size` at most [`MAX_EXAMPLES`]. `name` spells a field as its source does
-/// (`--max-factor`, `` `eval.max_factor` ``).
-pub fn check_counts(
-    max_factor: usize,
-    examples: usize,
-    batch_size: usize,
-    name: &dyn Fn(&str) -> String,
-) -> Result<(), String> {
-    for (key, value, most) in [
-        ("max_factor", max_factor, MAX_FACTOR),
-        ("examples", examples, MAX_EXAMPLES),
-        ("batch_size", batch_size, MAX_EXAMPLES),
-    ] {
-        if value == 0 {
-            return Err(format!("{}: expected a positive integer, got 0", name(key)));
-        }
-        if value > most {
-            return Err(format!(
-                "{}: expected at most {most}, got {value}",
-                name(key)
-            ));
-        }
-    }
-    Ok(())
-}
+/// `examples` and `batch_size` when not given, and the reach `max_factor` stands for when
+/// absent (4: lengths up to four times the longest training length).
+pub const DEFAULT_EXAMPLES: usize = 128;
+pub const DEFAULT_BATCH_SIZE: usize = 128;
+pub const DEFAULT_MAX_FACTOR: usize = 4;
 
-/// What to evaluate.
-#[derive(Debug, Clone)]
+/// How a trained run is evaluated: `ordo eval`'s options (clap) and an experiment's `[eval]`
+/// table (serde), one definition with one set of defaults and one [`EvalOptions::validate`].
+/// `[eval]` takes `max_factor`, `examples` and `batch_size`; the others are `ordo eval`'s
+/// alone (an `[eval]` naming one is refused as an unknown field).
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct EvalOptions {
-    /// Lengths to test; `None` = every length from the task's minimum to `max_factor * L`.
-    pub lengths: Option<Vec<usize>>,
-    pub max_factor: usize,
-    /// Examples per length; `lm`: the scored text is the first `examples × context` held-out
-    /// tokens (or all of them), the same at every length.
+    /// Lengths to test, e.g. `1-16,24,32,64` (default: every length from the task's shortest
+    /// up to --max-factor times the longest training length).
+    #[arg(long)]
+    #[serde(skip)]
+    pub lengths: Option<Lengths>,
+    /// Test up to this multiple of the longest training length (without --lengths; default 4).
+    /// Tasks that evaluate fixed multiples (`lm`: 1, 2, 4 and 8 times the context) refuse it.
+    #[arg(long, value_name = "FACTOR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_factor: Option<usize>,
+    /// Fresh examples per length (lm: the scored text is the first EXAMPLES × context
+    /// held-out tokens, the same at every length).
+    #[arg(long, default_value_t = DEFAULT_EXAMPLES)]
     pub examples: usize,
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
-    /// RoPE frequency scaling applied at evaluation time (ignored, and reported so, for other
-    /// schemes).
-    pub rope_scaling: Option<RopeScaling>,
-    /// `lm` only: sliding windows with this stride, scoring only each window's last `stride`
-    /// tokens (every token then has at least `len - stride` tokens of context), instead of
-    /// consecutive blocks of `len` targets. Either way every length scores the same text, each
-    /// token once (see `ordo_train::tasks::lm`).
+    /// Evaluate with the run's encoding changed: a key under `model.encoding.`, e.g.
+    /// `--set model.encoding.scaling.kind=yarn --set model.encoding.scaling.factor=4`
+    /// (repeatable). The scheme checks the result as it checks a training config; the
+    /// evaluation is written to `eval-<overrides>.json`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[serde(skip)]
+    pub overrides: Vec<String>,
+    /// lm only: windows STRIDE tokens apart, each scoring its last STRIDE predictions,
+    /// instead of consecutive blocks of the context length. Either way every length scores
+    /// the same text, each token once.
+    #[arg(long, value_name = "STRIDE")]
+    #[serde(skip)]
     pub sliding: Option<usize>,
-    /// Device name; `None` = the run's.
+    /// Device (default: the run's).
+    #[arg(long)]
+    #[serde(skip)]
     pub device: Option<String>,
 }
 
@@ -91,13 +89,133 @@ impl Default for EvalOptions {
     fn default() -> Self {
         Self {
             lengths: None,
-            max_factor: 4,
-            examples: 128,
-            batch_size: 128,
-            rope_scaling: None,
+            max_factor: None,
+            examples: DEFAULT_EXAMPLES,
+            batch_size: DEFAULT_BATCH_SIZE,
+            overrides: Vec::new(),
             sliding: None,
             device: None,
         }
+    }
+}
+
+/// Lengths to evaluate, parsed from `1-16,32,64` ([`parse_lengths`]): sorted, distinct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lengths(pub Vec<usize>);
+
+impl std::str::FromStr for Lengths {
+    type Err = OptionError;
+    fn from_str(text: &str) -> Result<Self, OptionError> {
+        parse_lengths(text).map(Lengths)
+    }
+}
+
+/// The prefix every evaluation override's key starts with: only the encoding can change at
+/// evaluation time (the weights are the run's).
+pub const OVERRIDE_PREFIX: &str = "model.encoding.";
+
+impl EvalOptions {
+    /// The reach in multiples of the longest training length.
+    pub fn max_factor(&self) -> usize {
+        self.max_factor.unwrap_or(DEFAULT_MAX_FACTOR)
+    }
+
+    /// Checks what can be checked without the run: counts positive and within their limits
+    /// (`max_factor` at most [`MAX_FACTOR`], `examples` and `batch_size` at most
+    /// [`MAX_EXAMPLES`]), a positive stride, overrides under [`OVERRIDE_PREFIX`] (not its
+    /// `kind`). `name` spells a field as its source does (`--max-factor`,
+    /// `` `eval.max_factor` ``).
+    pub fn validate(&self, name: &dyn Fn(&str) -> String) -> Result<(), String> {
+        for (key, value, most) in [
+            ("max_factor", self.max_factor(), MAX_FACTOR),
+            ("examples", self.examples, MAX_EXAMPLES),
+            ("batch_size", self.batch_size, MAX_EXAMPLES),
+        ] {
+            if value == 0 {
+                return Err(format!("{}: expected a positive integer, got 0", name(key)));
+            }
+            if value > most {
+                return Err(format!(
+                    "{}: expected at most {most}, got {value}",
+                    name(key)
+                ));
+            }
+        }
+        if self.sliding == Some(0) {
+            return Err(format!(
+                "{}: the stride must be at least 1",
+                name("sliding")
+            ));
+        }
+        for assignment in &self.overrides {
+            let key = assignment.split_once('=').map(|(k, _)| k.trim());
+            match key {
+                None => {
+                    return Err(format!(
+                        "{} {assignment:?}: expected KEY=VALUE",
+                        name("set")
+                    ));
+                }
+                Some(key) if !key.starts_with(OVERRIDE_PREFIX) => {
+                    return Err(format!(
+                        "{} {assignment}: only the run's encoding can change at evaluation (the \
+                         weights are the run's); expected a key under `{OVERRIDE_PREFIX}`",
+                        name("set")
+                    ));
+                }
+                Some(key) if key == format!("{OVERRIDE_PREFIX}kind") => {
+                    return Err(format!(
+                        "{} {assignment}: the encoding's kind is the run's (its weights were \
+                         trained with it); change its parameters instead",
+                        name("set")
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The overrides as one canonical name (keys without [`OVERRIDE_PREFIX`], in key order,
+    /// each `key=value` with the value as TOML writes it, a string without quotes, the last of
+    /// a repeated key winning; joined by `,`), or `None` without overrides:
+    /// `scaling.factor=4,scaling.kind=yarn`
+    /// for `--set model.encoding.scaling.kind=yarn --set model.encoding.scaling.factor=4`.
+    /// Characters other than letters, digits and `._=,+-` become `_` (it names a file).
+    pub fn overrides_name(&self) -> Option<String> {
+        let mut by_key = BTreeMap::new();
+        for assignment in &self.overrides {
+            let Some((key, raw)) = assignment.split_once('=') else {
+                continue;
+            };
+            let key = key.trim();
+            let key = key.strip_prefix(OVERRIDE_PREFIX).unwrap_or(key);
+            // As `--set` reads it (ordo_train::config::apply_override): TOML, else a string.
+            let value = match format!("v = {raw}").parse::<toml::Table>() {
+                Ok(mut t) => match t.remove("v").expect("parsed key") {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                },
+                Err(_) => raw.trim().to_string(),
+            };
+            by_key.insert(key.to_string(), value);
+        }
+        if by_key.is_empty() {
+            return None;
+        }
+        let name: Vec<String> = by_key.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Some(
+            name.join(",")
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._=,+-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect(),
+        )
     }
 }
 
@@ -167,15 +285,50 @@ pub struct Buckets {
 /// The options an evaluation ran with, recorded in `eval.json` so that `ordo ablate` can tell
 /// its own evaluation of a cell from another one (a partial manual `ordo eval --lengths 1-4`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "StoredRecord")]
 pub struct EvalRecord {
     /// Lengths asked for (`None`: the default set).
     pub lengths: Option<Vec<usize>>,
     pub max_factor: usize,
     pub examples: usize,
-    /// RoPE scaling name (`none`, `yarn4`, ...).
-    pub scaling: String,
+    /// [`EvalOptions::overrides_name`], `none` without overrides.
+    pub overrides: String,
     pub sliding: Option<usize>,
+}
+
+/// [`EvalRecord`] as files hold it: files of older versions name a RoPE scaling (`scaling`,
+/// `none` or `yarn4`) where newer ones have `overrides`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredRecord {
+    lengths: Option<Vec<usize>>,
+    max_factor: usize,
+    examples: usize,
+    #[serde(default)]
+    overrides: Option<String>,
+    #[serde(default)]
+    scaling: Option<String>,
+    sliding: Option<usize>,
+}
+
+impl TryFrom<StoredRecord> for EvalRecord {
+    type Error = String;
+    fn try_from(r: StoredRecord) -> Result<Self, String> {
+        let overrides = match (r.overrides, r.scaling) {
+            (Some(o), _) => o,
+            (None, Some(s)) if s == "none" => "none".into(),
+            // An old `--rope-scaling` evaluation: nothing today asks for it by that name.
+            (None, Some(s)) => format!("rope-scaling {s}"),
+            (None, None) => return Err("missing field `overrides`".into()),
+        };
+        Ok(EvalRecord {
+            lengths: r.lengths,
+            max_factor: r.max_factor,
+            examples: r.examples,
+            overrides,
+            sliding: r.sliding,
+        })
+    }
 }
 
 impl EvalOptions {
@@ -183,14 +336,10 @@ impl EvalOptions {
     /// nothing measured).
     pub fn record(&self) -> EvalRecord {
         EvalRecord {
-            lengths: self.lengths.clone(),
-            max_factor: self.max_factor,
+            lengths: self.lengths.as_ref().map(|l| l.0.clone()),
+            max_factor: self.max_factor(),
             examples: self.examples,
-            scaling: self
-                .rope_scaling
-                .as_ref()
-                .map(scaling_name)
-                .unwrap_or_else(|| "none".into()),
+            overrides: self.overrides_name().unwrap_or_else(|| "none".into()),
             sliding: self.sliding,
         }
     }
@@ -198,7 +347,7 @@ impl EvalOptions {
     /// Which `eval*.json` these options write.
     pub fn variant(&self) -> EvalVariant {
         EvalVariant {
-            scaling: self.rope_scaling.as_ref().map(scaling_name),
+            overrides: self.overrides_name(),
             sliding: self.sliding,
         }
     }
@@ -214,8 +363,10 @@ pub struct EvalReport {
     pub seed: u64,
     pub train_min_len: usize,
     pub train_max_len: usize,
-    /// The RoPE scaling used, or "none".
-    pub scaling: String,
+    /// The run's encoding as changed for this evaluation ([`EvalOptions::overrides_name`]), or
+    /// `none`. Files of older versions name a RoPE scaling here (`yarn4`).
+    #[serde(alias = "scaling")]
+    pub overrides: String,
     pub examples_per_length: usize,
     /// The headline metric; `None` in `eval.json` files written before it was recorded (see
     /// [`EvalReport::headline`]).
@@ -285,13 +436,23 @@ pub struct LoadedRun {
 /// Loads the config, vocabulary and last checkpoint of a run directory, after checking that
 /// its inputs (corpus, lexicon, tokenizer) are the ones it was trained on.
 pub fn load_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun, EvalError> {
+    load_run_with(dir, device, &[])
+}
+
+/// [`load_run`] with the run's config changed by `overrides` (`key=value`, as `--set`), checked
+/// as a training config is: the model is built from the changed config and the run's weights.
+pub fn load_run_with(
+    dir: &Path,
+    device: Option<&str>,
+    overrides: &[String],
+) -> Result<LoadedRun, EvalError> {
     let run = RunDir::new(dir);
     if !run.is_run() {
         return Err(run_err(dir, "not a run directory (no config.toml)"));
     }
     run.check_inputs()?;
     let (config, generator) =
-        ordo_train::trainer::load_run_config(&run).map_err(|e| run_err(dir, e))?;
+        ordo_train::trainer::load_run_config_with(&run, overrides).map_err(|e| run_err(dir, e))?;
     let vocab = Vocab::load(&run.tokenizer()).map_err(|e| run_err(dir, e))?;
     let (step, stem) = ordo_train::trainer::last_checkpoint(&run)?;
     let device_name = device.unwrap_or(&config.device);
@@ -309,7 +470,8 @@ pub fn load_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun, EvalError
 }
 
 /// Evaluates the run in `dir` at every requested length and writes `eval.json` / `eval.csv`
-/// (with a `-<scaling>` suffix when RoPE scaling is applied), holding the run's lock.
+/// (with a `-<overrides>` suffix when the encoding is changed, [`EvalVariant::suffix`]),
+/// holding the run's lock.
 pub fn evaluate_run(dir: &Path, options: &EvalOptions) -> Result<EvalReport, EvalError> {
     let run = RunDir::new(dir);
     if !run.is_run() {
@@ -322,33 +484,20 @@ pub fn evaluate_run(dir: &Path, options: &EvalOptions) -> Result<EvalReport, Eva
 /// [`evaluate_run`] in a run directory whose lock the caller holds.
 pub fn evaluate_locked(lock: &RunLock, options: &EvalOptions) -> Result<EvalReport, EvalError> {
     let dir = lock.dir().path();
-    let mut run = load_run(dir, options.device.as_deref())?;
-    let scaling = match (&options.rope_scaling, run.model.encoding_mut()) {
-        (None, _) => "none".to_string(),
-        (Some(s), PositionalEncoding::Rope(rope)) => {
-            let mut s = s.clone();
-            // YaRN's ramp and dynamic NTK's growth are defined over the training context: the
-            // longest training sequence, unless the scaling names one.
-            if let Some(original_max_len) = s.original_max_len_mut()
-                && *original_max_len == 0
-            {
-                *original_max_len =
-                    data::longest_sequence(&run.config.task, run.config.model.mode, dir)
-                        .map_err(|e| run_err(dir, e))?;
-            }
-            rope.set_scaling(s.clone());
-            scaling_name(&s)
-        }
-        (Some(_), _) => {
-            return Err(run_err(
-                dir,
-                format!(
-                    "--rope-scaling applies to RoPE models only; this run uses `{}`",
-                    run.config.model.encoding.kind()
-                ),
-            ));
-        }
-    };
+    options
+        .validate(&|key| format!("--{}", key.replace('_', "-")))
+        .map_err(|e| run_err(dir, e))?;
+    let run = load_run_with(dir, options.device.as_deref(), &options.overrides)?;
+    if options.max_factor.is_some() && !run.config.task.uses_max_factor() {
+        return Err(run_err(
+            dir,
+            format!(
+                "--max-factor: this run's task (`{}`) evaluates fixed multiples of its context \
+                 and does not use it (give --lengths instead)",
+                run.config.task.kind()
+            ),
+        ));
+    }
     if options.sliding.is_some() && !run.config.task.sliding_windows() {
         return Err(run_err(
             dir,
@@ -359,7 +508,7 @@ pub fn evaluate_locked(lock: &RunLock, options: &EvalOptions) -> Result<EvalRepo
             ),
         ));
     }
-    let mut report = evaluate_loaded(&run, options, scaling)?;
+    let mut report = evaluate_loaded(&run, options)?;
     report.options = Some(options.record());
     report.checkpoint_step = Some(run.step);
     let variant = options.variant();
@@ -416,28 +565,14 @@ fn keep_previous(
     Ok(())
 }
 
-/// A short name for a scaling, used in file names and reports: its kind and factor (`linear4`,
-/// `dynamic4`, `yarn4`, `yarn_paper4`), or `none`.
-pub fn scaling_name(s: &RopeScaling) -> String {
-    match s {
-        RopeScaling::None => "none".into(),
-        _ => format!("{}{}", s.kind(), s.factor()),
-    }
-}
-
 /// Evaluates an already loaded run.
-pub fn evaluate_loaded(
-    run: &LoadedRun,
-    options: &EvalOptions,
-    scaling: String,
-) -> Result<EvalReport, EvalError> {
-    ordo_train::device::on_compute_pool(|| evaluate_on_this_thread(run, options, scaling))
+pub fn evaluate_loaded(run: &LoadedRun, options: &EvalOptions) -> Result<EvalReport, EvalError> {
+    ordo_train::device::on_compute_pool(|| evaluate_on_this_thread(run, options))
 }
 
 fn evaluate_on_this_thread(
     run: &LoadedRun,
     options: &EvalOptions,
-    scaling: String,
 ) -> Result<EvalReport, EvalError> {
     let cfg = &run.config;
     let generator = &run.generator;
@@ -446,8 +581,8 @@ fn evaluate_on_this_thread(
     let (min_len, max_len) = cfg.task.train_lengths();
     let headline = generator.headline();
     let lengths: Vec<usize> = match &options.lengths {
-        Some(l) => l.clone(),
-        None => generator.eval_lengths(max_len, options.max_factor),
+        Some(l) => l.0.clone(),
+        None => generator.eval_lengths(max_len, options.max_factor()),
     };
     // Refuse lengths whose evaluation would not fit in memory, before allocating anything.
     let longest = lengths.iter().copied().max().unwrap_or(max_len);
@@ -600,7 +735,7 @@ fn evaluate_on_this_thread(
         seed: cfg.seed,
         train_min_len: min_len,
         train_max_len: max_len,
-        scaling,
+        overrides: options.overrides_name().unwrap_or_else(|| "none".into()),
         examples_per_length: options.examples,
         headline: Some(headline),
         lengths: results,
@@ -655,40 +790,10 @@ pub fn to_csv(report: &EvalReport) -> String {
     out
 }
 
-/// Parses `KIND:FACTOR`, `KIND` one of [`RopeScaling::KINDS`] (`linear:4`, `ntk:4`,
-/// `dynamic:4`, `yarn:4`, `yarn_paper:4`), every other parameter at its default and the original
-/// context left for [`evaluate_run`] to fill in (the longest training sequence).
-pub fn parse_scaling(text: &str) -> Result<RopeScaling, OptionError> {
-    let (kind, factor) = text
-        .split_once(':')
-        .ok_or_else(|| OptionError::ScalingSyntax(text.to_string()))?;
-    let factor: f64 = factor
-        .parse()
-        .ok()
-        .filter(|f: &f64| *f >= 1.0 && f.is_finite())
-        .ok_or_else(|| OptionError::ScalingFactor(text.to_string()))?;
-    RopeScaling::from_kind(kind, factor)
-        .ok_or_else(|| OptionError::UnknownScaling(kind.to_string()))
-}
-
-/// An `ordo eval` option ([`parse_scaling`], [`parse_lengths`]) that cannot be read; each
+/// An `ordo eval` option ([`parse_lengths`]) that cannot be read; each
 /// variant holds the text as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionError {
-    #[error(
-        "expected KIND:FACTOR with KIND one of {}; got {:?}",
-        RopeScaling::KINDS.join(", "),
-        .0
-    )]
-    ScalingSyntax(String),
-    #[error("expected a factor >= 1 in {0:?}")]
-    ScalingFactor(String),
-    #[error(
-        "unknown RoPE scaling {:?}; expected one of {}",
-        .0,
-        RopeScaling::KINDS.join(", ")
-    )]
-    UnknownScaling(String),
     /// One comma-separated part.
     #[error("expected lengths like 1-16,32,64; got {0:?}")]
     Lengths(String),

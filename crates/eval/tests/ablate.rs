@@ -1,7 +1,7 @@
 //! `ordo eval` on a tiny trained model and `ordo ablate` resumption.
 
 use ordo_eval::ablate::{self, AblateOptions, Status};
-use ordo_eval::extrapolation::{parse_scaling, scaling_name};
+use ordo_eval::extrapolation::Lengths;
 use ordo_eval::{EvalOptions, evaluate_run};
 use std::path::{Path, PathBuf};
 
@@ -109,36 +109,55 @@ fn eval_of_a_tiny_model_covers_every_length_and_marks_what_the_scheme_cannot_rep
         // The same evaluation is reproducible (fresh data is seeded by the run's seed and length).
         assert_eq!(evaluate_run(&dir, &options).unwrap(), report);
     }
-    // RoPE scaling is refused for other schemes and recorded for RoPE.
-    let scaling = Some(ordo_encodings::RopeScaling::Linear { factor: 2.0 });
-    let options = EvalOptions {
+    // The run's encoding changed at evaluation (`--set model.encoding....`): checked by the
+    // scheme as a training config is, named in the file and the report. A RoPE scaling is not a
+    // parameter of a learned table.
+    let linear = |factor: &str| EvalOptions {
         examples: 8,
-        lengths: Some(vec![2, 8]),
-        rope_scaling: scaling,
+        lengths: Some(Lengths(vec![2, 8])),
+        overrides: vec![
+            "model.encoding.scaling.kind=linear".into(),
+            format!("model.encoding.scaling.factor={factor}"),
+        ],
         ..EvalOptions::default()
     };
-    let err = evaluate_run(&tmp.0.join("runs/learned"), &options)
+    let err = evaluate_run(&tmp.0.join("runs/learned"), &linear("2"))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("RoPE"), "{err}");
-    let scaled = evaluate_run(&tmp.0.join("runs/rope"), &options).unwrap();
-    assert_eq!(scaled.scaling, "linear2");
-    assert!(tmp.0.join("runs/rope/eval-linear2.json").is_file());
-    // Dynamic NTK, from the command-line form: the original context is filled in with the
-    // longest training sequence, so a length inside it (2) evaluates exactly as without
-    // scaling, and one past it (8) does not.
+    assert!(
+        err.contains("model.encoding") && err.contains("scaling"),
+        "{err}"
+    );
+    let scaled = evaluate_run(&tmp.0.join("runs/rope"), &linear("2")).unwrap();
+    assert_eq!(scaled.overrides, "scaling.factor=2,scaling.kind=linear");
+    assert!(
+        tmp.0
+            .join("runs/rope/eval-scaling.factor=2,scaling.kind=linear.json")
+            .is_file()
+    );
+    // The scheme's own checks apply: a factor below 1 is refused, naming the key.
+    let err = evaluate_run(&tmp.0.join("runs/rope"), &linear("0.5"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model.encoding.scaling.factor"), "{err}");
+    // Dynamic NTK without `original_max_len`: loading fills in the longest training sequence,
+    // so a length inside it (2) evaluates exactly as without scaling, and one past it (8)
+    // does not.
     let dynamic = EvalOptions {
-        rope_scaling: Some(parse_scaling("dynamic:4").unwrap()),
-        ..options.clone()
+        overrides: vec![
+            "model.encoding.scaling.factor=4".into(),
+            "model.encoding.scaling.kind=dynamic".into(),
+        ],
+        ..linear("2")
     };
     let plain = EvalOptions {
-        rope_scaling: None,
-        ..options
+        overrides: Vec::new(),
+        ..linear("2")
     };
     let scaled = evaluate_run(&tmp.0.join("runs/rope"), &dynamic).unwrap();
     let unscaled = evaluate_run(&tmp.0.join("runs/rope"), &plain).unwrap();
-    assert_eq!(scaled.scaling, "dynamic4");
-    assert!(tmp.0.join("runs/rope/eval-dynamic4.json").is_file());
+    assert_eq!(scaled.overrides, "scaling.factor=4,scaling.kind=dynamic");
+    assert_eq!(unscaled.overrides, "none");
     assert_eq!(
         scaled.lengths[0], unscaled.lengths[0],
         "length 2 is inside L"
@@ -148,25 +167,70 @@ fn eval_of_a_tiny_model_covers_every_length_and_marks_what_the_scheme_cannot_rep
 }
 
 #[test]
-fn rope_scaling_parses_every_kind_and_names_the_expected_ones() {
-    for kind in ordo_encodings::RopeScaling::KINDS {
-        let s = parse_scaling(&format!("{kind}:4")).unwrap();
-        assert_eq!((s.kind(), s.factor()), (kind, 4.0));
-        assert_eq!(scaling_name(&s), format!("{kind}4"));
-        // The original context is left for `evaluate_run` to fill in.
-        assert!(s.original_max_len().is_none_or(|l| l == 0), "{s:?}");
-    }
-    for bad in ["warp:2", "yarn", "yarn:0.5", "dynamic:x"] {
-        let err = parse_scaling(bad).unwrap_err().to_string();
+fn eval_overrides_are_named_canonically_and_only_the_encoding_may_change() {
+    let with = |sets: &[&str]| EvalOptions {
+        overrides: sets.iter().map(|s| s.to_string()).collect(),
+        ..EvalOptions::default()
+    };
+    // Key order, quoting and repetition do not change the name (the last value wins).
+    let a = with(&[
+        "model.encoding.scaling.kind=yarn",
+        "model.encoding.scaling.factor=4",
+    ]);
+    let b = with(&[
+        "model.encoding.scaling.factor=2",
+        "model.encoding.scaling.kind=\"yarn\"",
+        "model.encoding.scaling.factor=4",
+    ]);
+    assert_eq!(
+        a.overrides_name().as_deref(),
+        Some("scaling.factor=4,scaling.kind=yarn")
+    );
+    assert_eq!(a.overrides_name(), b.overrides_name());
+    assert_eq!(a.record(), b.record());
+    assert_eq!(with(&[]).overrides_name(), None);
+    assert_eq!(with(&[]).record().overrides, "none");
+    // Characters a file name should not hold are replaced.
+    assert_eq!(
+        with(&["model.encoding.x=a/b c"])
+            .overrides_name()
+            .as_deref(),
+        Some("x=a_b_c")
+    );
+    let flag = |key: &str| format!("--{key}");
+    assert!(a.validate(&flag).is_ok());
+    for (sets, needle) in [
+        (&["train.lr=1"][..], "only the run's encoding"),
+        (&["model.d_model=8"][..], "model.encoding."),
+        (&["model.encoding.kind=alibi"][..], "kind is the run's"),
+        (&["model.encoding.base"][..], "KEY=VALUE"),
+    ] {
+        let err = with(sets).validate(&flag).unwrap_err();
         assert!(
-            err.contains(bad.split(':').next().unwrap()) || err.contains(bad),
-            "{bad}: {err}"
+            err.contains(needle) && err.contains("--set"),
+            "{sets:?}: {err}"
         );
     }
-    let err = parse_scaling("warp:2").unwrap_err().to_string();
-    for kind in ordo_encodings::RopeScaling::KINDS {
-        assert!(err.contains(kind), "{kind} not in {err}");
-    }
+    // One set of checks for the counts, named as the source spells them.
+    let zero = EvalOptions {
+        examples: 0,
+        ..EvalOptions::default()
+    };
+    assert_eq!(
+        zero.validate(&|k| format!("`eval.{k}`")).unwrap_err(),
+        "`eval.examples`: expected a positive integer, got 0"
+    );
+    let far = EvalOptions {
+        max_factor: Some(ordo_eval::extrapolation::MAX_FACTOR + 1),
+        ..EvalOptions::default()
+    };
+    assert!(far.validate(&flag).unwrap_err().starts_with("--max_factor"));
+    // Files of older versions, which named a RoPE scaling, still read.
+    let old: ordo_eval::extrapolation::EvalRecord = serde_json::from_str(
+        r#"{"lengths":null,"max_factor":4,"examples":128,"scaling":"none","sliding":null}"#,
+    )
+    .unwrap();
+    assert_eq!(old, with(&[]).record());
 }
 
 fn experiment(tmp: &TempDir) -> PathBuf {
@@ -382,7 +446,7 @@ fn a_partial_manual_eval_is_not_the_cells_evaluation() {
     let wanted = exp.eval_options().record();
     let cell = &exp.cells[0];
     let options = EvalOptions {
-        lengths: Some(vec![1, 2]),
+        lengths: Some(Lengths(vec![1, 2])),
         examples: 4,
         ..EvalOptions::default()
     };

@@ -54,7 +54,7 @@ fn eval(
         seed,
         train_min_len: 1,
         train_max_len: l,
-        scaling: "none".into(),
+        overrides: "none".into(),
         examples_per_length: 8,
         headline: None,
         lengths,
@@ -770,7 +770,7 @@ fn lm_cell(encoding: &str, seed: u64, l: usize, loss: impl Fn(usize) -> Option<f
             seed,
             train_min_len: l,
             train_max_len: l,
-            scaling: "none".into(),
+            overrides: "none".into(),
             examples_per_length: m,
             headline: Some(Headline::Perplexity),
             lengths,
@@ -1155,7 +1155,7 @@ fn train_and_evaluate(dir: &Path, name: &str, task_toml: &str, lengths: Vec<usiz
     ordo_train::trainer::train(config, dir, ordo_train::trainer::Progress::Quiet).unwrap();
     let options = ordo_eval::EvalOptions {
         examples: 24,
-        lengths: Some(lengths),
+        lengths: Some(ordo_eval::extrapolation::Lengths(lengths)),
         ..ordo_eval::EvalOptions::default()
     };
     let report = ordo_eval::evaluate_run(&run, &options).unwrap();
@@ -1204,6 +1204,20 @@ fn evaluation_records_outcomes_that_agree_with_its_metrics() {
         vec![8, 16, 32],
     );
     assert_eq!(lm.headline, Some(Headline::Perplexity));
+    // lm evaluates fixed multiples of its context: a reach it would ignore is refused.
+    let refused = ordo_eval::evaluate_run(
+        &dir.join("runs/lm"),
+        &ordo_eval::EvalOptions {
+            max_factor: Some(2),
+            ..ordo_eval::EvalOptions::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("--max-factor") && refused.contains("`lm`"),
+        "{refused}"
+    );
     // Every length scores the same text: the first examples × context = 24 × 8 held-out
     // tokens, in 24 blocks of the context.
     for r in &lm.lengths {

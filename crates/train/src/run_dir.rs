@@ -10,7 +10,7 @@
 //!   metrics.jsonl      one JSON object per log step and per evaluation
 //!   checkpoint/        state.json -> model-<step>.bpk/.json, optim-<step>.bpk
 //!   summary.json       written when training finishes
-//!   eval[-<variant>].json / .csv   `ordo eval` (variant: RoPE scaling, sliding windows)
+//!   eval[-<variant>].json / .csv   `ordo eval` (variant: --set overrides, sliding windows)
 //!   cell.json          `ordo ablate`: which cell of a grid this is
 //!   .lock              held (an OS file lock) while a process trains, resumes or evaluates
 //!   .claim             the same, as a file of its own with a heartbeat (works across nodes)
@@ -88,20 +88,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunDirError + '_ {
 }
 
 /// Which evaluation an `eval*.json` file holds: the default one, or one with eval-time options
-/// that change the model (RoPE scaling) or the protocol (sliding windows).
+/// that change the model (overrides of its encoding) or the protocol (sliding windows).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EvalVariant {
-    /// A short scaling name (`linear4`, `yarn4`), `None` without scaling.
-    pub scaling: Option<String>,
+    /// A name of the encoding's overrides (`scaling.factor=4,scaling.kind=yarn`, made
+    /// file-name safe by the evaluation), `None` without overrides.
+    pub overrides: Option<String>,
     /// Sliding-window stride.
     pub sliding: Option<usize>,
 }
 
 impl EvalVariant {
-    /// `""`, `-yarn4`, `-sliding8`, `-yarn4-sliding8`.
+    /// `""`, `-<overrides>`, `-sliding8`, `-<overrides>-sliding8`.
     pub fn suffix(&self) -> String {
         let mut suffix = String::new();
-        if let Some(s) = &self.scaling {
+        if let Some(s) = &self.overrides {
             suffix.push('-');
             suffix.push_str(s);
         }
@@ -1277,12 +1278,12 @@ mod tests {
             Path::new("runs/copy/checkpoint/optim-000007.bpk")
         );
         let yarn = EvalVariant {
-            scaling: Some("yarn4".into()),
+            overrides: Some("scaling.factor=4,scaling.kind=yarn".into()),
             sliding: Some(8),
         };
         assert_eq!(
             run.eval_json(&yarn),
-            Path::new("runs/copy/eval-yarn4-sliding8.json")
+            Path::new("runs/copy/eval-scaling.factor=4,scaling.kind=yarn-sliding8.json")
         );
         assert_eq!(
             run.eval_csv(&EvalVariant::default()),

@@ -403,11 +403,20 @@ pub fn resume_locked(
 /// `tokenizer.json` (never a retrained BPE or the tokenizer file the config named): a run
 /// resumes and evaluates with exactly the vocabulary it was trained with.
 pub fn load_run_config(run: &RunDir) -> Result<(RunConfig, Generator), crate::config::ConfigError> {
+    load_run_config_with(run, &[])
+}
+
+/// [`load_run_config`] with `--set` style `overrides` applied to the run's config before it is
+/// checked (`ordo eval --set model.encoding....`).
+pub fn load_run_config_with(
+    run: &RunDir,
+    overrides: &[String],
+) -> Result<(RunConfig, Generator), crate::config::ConfigError> {
     // Relative to the run directory, where the config's input paths start (the run directory
     // itself may be a relative path).
     let tokenizer = run.tokenizer();
     let tokenizer = tokenizer.strip_prefix(run.path()).unwrap_or(&tokenizer);
-    crate::config::load_with_task(&run.config(), &[], Some(tokenizer))
+    crate::config::load_with_task(&run.config(), overrides, Some(tokenizer))
 }
 
 /// Checks that the run's vocabulary has every token its task emits.

@@ -198,6 +198,11 @@ impl Task for Lm {
     fn sliding_windows(&self) -> bool {
         true
     }
+
+    /// Evaluated at 1, 2, 4 and 8 times the context (its `eval_lengths`).
+    fn uses_max_factor(&self) -> bool {
+        false
+    }
 }
 
 /// An `lm` task loaded: its tokenised corpus, and the tokenizer file it read, if any.
@@ -259,6 +264,7 @@ impl Generate for Loaded {
 
     /// Perplexity at context L, 2L, 4L and 8L (Press et al. 2022), whatever `max_factor`.
     fn eval_lengths(&self, max_len: usize, _max_factor: usize) -> Vec<usize> {
+        // (`max_factor` is refused for lm: Task::uses_max_factor.)
         [1, 2, 4, 8].iter().map(|f| f * max_len).collect()
     }
 

@@ -162,6 +162,13 @@ pub trait Task: std::fmt::Debug + Send + Sync {
     fn sliding_windows(&self) -> bool {
         false
     }
+
+    /// Whether the lengths evaluated by default follow `max_factor` ([`Generate::eval_lengths`]);
+    /// a task that evaluates fixed lengths says no, and `ordo eval --max-factor` (an
+    /// experiment's `eval.max_factor`) is refused for it. Yes by default.
+    fn uses_max_factor(&self) -> bool {
+        true
+    }
 }
 
 /// A loaded, validated task, built once per run by [`Task::load`]: generates examples and says
@@ -338,6 +345,11 @@ impl TaskConfig {
     /// See [`Task::sliding_windows`].
     pub fn sliding_windows(&self) -> bool {
         self.task().sliding_windows()
+    }
+
+    /// See [`Task::uses_max_factor`].
+    pub fn uses_max_factor(&self) -> bool {
+        self.task().uses_max_factor()
     }
 
     /// Checks the configuration (loading the lexicon or corpus, if any). Same checks as
@@ -889,6 +901,7 @@ mod tests {
         for c in all_defaults() {
             assert_eq!(c.headline(), Headline::ExactMatch, "{}", c.kind());
             assert!(!c.sliding_windows(), "{}", c.kind());
+            assert!(c.uses_max_factor(), "{}", c.kind());
             let g = c.generator(here()).unwrap();
             assert_eq!(g.headline(), Headline::ExactMatch);
             let lengths = g.eval_lengths(16, 4);
@@ -900,6 +913,7 @@ mod tests {
         let c = lm("context = 16");
         assert_eq!(c.headline(), Headline::Perplexity);
         assert!(c.sliding_windows());
+        assert!(!c.uses_max_factor());
         let g = c.generator(&root()).unwrap();
         assert_eq!(g.headline(), Headline::Perplexity);
         // L, 2L, 4L and 8L whatever the factor (Press et al. 2022's protocol).
