@@ -300,7 +300,8 @@ impl std::error::Error for Unfinished {}
 
 #[derive(clap::Args)]
 struct InspectArgs {
-    /// The encoding kind: none, sinusoidal, learned, t5, shaw, rope, alibi.
+    /// The encoding kind.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(ordo_model::PositionalEncodingConfig::KINDS))]
     kind: String,
     /// A parameter of that encoding: --set base=500, --set layout=half (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -321,19 +322,16 @@ struct InspectArgs {
     /// Print one JSON object with the numbers instead of a summary.
     #[arg(long)]
     json: bool,
-    /// sinusoidal: check PE(pos+K) = M_K PE(pos) with M_K from the closed form.
-    #[arg(long, value_name = "K")]
-    check_shift: Option<usize>,
+    /// An option of the scheme's figures, NAME=VALUE (repeatable); an unknown one is refused
+    /// with the list of those the scheme takes (e.g. `--figure decay_dims=model`).
+    #[arg(long = "figure", value_name = "NAME=VALUE")]
+    figure: Vec<String>,
     /// Use a trained run's encoding (learned table, T5 bias) and dimensions.
     #[arg(long, value_name = "RUN_DIR")]
     checkpoint: Option<PathBuf>,
     /// With --checkpoint: draw the model's attention maps for this input (space-separated tokens).
     #[arg(long)]
     text: Option<String>,
-    /// rope: head size of the long-term decay curve, or `model` for the model's rotated dims
-    /// (default: 128, RoFormer Figure 2's).
-    #[arg(long, value_name = "N|model", default_value = "128")]
-    decay_dims: String,
 }
 
 fn inspect(a: InspectArgs) -> Result<()> {
@@ -347,29 +345,6 @@ fn inspect(a: InspectArgs) -> Result<()> {
         "bidirectional" => AttentionMode::Bidirectional,
         other => bail!("--mode: expected causal or bidirectional, got {other:?}"),
     };
-    let decay_dims = inspect::parse_decay_dims(&a.decay_dims)
-        .map_err(|e| anyhow::anyhow!("--decay-dims: {e}"))?;
-    if let Some(k) = a.check_shift {
-        if a.kind != "sinusoidal" {
-            bail!("--check-shift applies to sinusoidal only");
-        }
-        let config = inspect::encoding_config(&a.kind, &a.sets, a.len)?;
-        let ordo_encodings::SchemeConfig::Sinusoidal(
-            ordo_encodings::sinusoidal::SinusoidalConfig { base },
-        ) = config.scheme
-        else {
-            unreachable!("kind checked above")
-        };
-        if !a.d_model.is_multiple_of(2) {
-            bail!("--d-model: sinusoidal needs an even d_model");
-        }
-        let worst = inspect::check_shift(k, a.len, a.d_model, base);
-        println!(
-            "sinusoidal d_model={} base={base}: max |PE(pos+{k}) - M_{k} PE(pos)| over pos 0..{} = {worst:.3e}",
-            a.d_model, a.len
-        );
-        return Ok(());
-    }
     let device = ordo_train::device::parse("cpu")?;
     let run = match &a.checkpoint {
         Some(dir) => Some(ordo_eval::extrapolation::load_run(dir, Some("cpu"))?),
@@ -418,8 +393,9 @@ fn inspect(a: InspectArgs) -> Result<()> {
             (config.clone(), config.init(&dims, &device), dims)
         }
     };
+    let options = inspect::figure_options(&encoding, &a.figure)?;
     if a.json {
-        let value = inspect::describe(&config, &encoding, &dims, a.len, &device);
+        let value = inspect::describe(&config, &encoding, &dims, a.len, &options, &device);
         println!("{}", serde_json::to_string(&value)?);
     } else {
         println!(
@@ -440,9 +416,12 @@ fn inspect(a: InspectArgs) -> Result<()> {
                 .collect();
             println!("learned: {}", shown.join(", "));
         }
+        for note in inspect::notes(&config, &encoding, &dims, a.len, &options, &device) {
+            println!("{note}");
+        }
     }
     if let Some(out) = &a.out {
-        let mut files = inspect::plots(&config, &encoding, &dims, a.len, decay_dims, out, &device)?;
+        let mut files = inspect::plots(&config, &encoding, &dims, a.len, &options, out, &device)?;
         if let (Some(run), Some(text)) = (&run, &a.text) {
             files.extend(inspect::attention_plots(run, text, out)?);
         }

@@ -178,14 +178,35 @@ fn check_shift_is_at_float_precision() {
     let (ok, stdout, stderr) = ordo(&[
         "inspect",
         "sinusoidal",
-        "--check-shift",
-        "7",
+        "--figure",
+        "check_shift=7",
         "--len",
         "300",
     ]);
     assert!(ok, "{stderr}");
-    let worst: f64 = stdout.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("max |PE(pos+7) - M_7 PE(pos)| over pos 0..300 = "))
+        .expect(&stdout);
+    let worst: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(worst < 1e-5, "{stdout}");
+    // The same number in --json.
+    let (ok, stdout, stderr) = ordo(&[
+        "inspect",
+        "sinusoidal",
+        "--figure",
+        "check_shift=7",
+        "--len",
+        "300",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["shift_check"]["k"], 7);
+    assert!(
+        (v["shift_check"]["max_abs_error"].as_f64().unwrap() - worst).abs()
+            < 1e-3 * worst.max(1e-9) + 1e-12
+    );
 }
 
 fn png_size(bytes: &[u8]) -> (u32, u32) {
@@ -262,7 +283,14 @@ fn bad_input_gets_a_clear_error_and_no_panic() {
             "encoding `t5`: `init_std` (--set): expected a positive number",
         ),
         (&["inspect", "alibi", "--heads", "3"], "--heads"),
-        (&["inspect", "rope", "--check-shift", "2"], "sinusoidal"),
+        (
+            &["inspect", "rope", "--figure", "check_shift=2"],
+            "--figure check_shift=2: encoding `rope`: unknown figure option `check_shift`; it takes `decay_dims`",
+        ),
+        (
+            &["inspect", "none", "--figure", "decay_dims=8"],
+            "it takes none",
+        ),
         (
             &["eval", "/tmp", "--set", "train.lr=1"],
             "--set train.lr=1: only the run's encoding can change",
@@ -273,7 +301,10 @@ fn bad_input_gets_a_clear_error_and_no_panic() {
         ),
         (&["eval", "/tmp", "--max-factor", "0"], "--max-factor"),
         (&["eval", "/tmp", "--sliding", "0"], "--sliding"),
-        (&["inspect", "rope", "--decay-dims", "7"], "--decay-dims"),
+        (
+            &["inspect", "rope", "--figure", "decay_dims=7"],
+            "--figure decay_dims=7: encoding `rope`: expected an even number",
+        ),
         (
             &[
                 "inspect",

@@ -5,15 +5,36 @@
 use crate::{AttentionMode, EncodingDims};
 use serde_json::Value;
 
-/// What to draw: `len` positions of a model of `dims`.
+/// What to draw: `len` positions of a model of `dims`, with the options of the scheme's figures
+/// that were given (`ordo inspect KIND --figure NAME=VALUE`; each checked against the scheme's
+/// [`FigureOption`]s before the figures are asked for).
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
     /// The scheme's `kind`, which names the files (`rope-decay.svg`).
     pub kind: &'a str,
     pub len: usize,
     pub dims: EncodingDims,
-    /// RoPE's decay curve: drawn at this many dims (`None`: the model's rotated dims).
-    pub decay_dims: Option<usize>,
+    pub options: &'a FigureOptions,
+}
+
+/// Options of a scheme's figures, by name, as given.
+pub type FigureOptions = std::collections::BTreeMap<String, String>;
+
+/// An option a scheme's figures take ([`Positional::figure_options`](crate::Positional::figure_options)).
+#[derive(Debug, Clone, Copy)]
+pub struct FigureOption {
+    pub name: &'static str,
+    /// What it does and what it accepts, for `ordo inspect`'s messages.
+    pub help: &'static str,
+    /// Checks a value; the message says what was expected.
+    pub check: fn(&str) -> Result<(), String>,
+}
+
+impl View<'_> {
+    /// The value given for option `name`, if any.
+    pub fn option(&self, name: &str) -> Option<&str> {
+        self.options.get(name).map(String::as_str)
+    }
 }
 
 /// One figure of a scheme.
@@ -25,6 +46,9 @@ pub enum Figure {
     Heatmap(Heatmap),
     /// Curves against a shared x axis, written as `<file>.svg`/`.png`.
     Lines(Lines),
+    /// A line of text that `ordo inspect` prints under its summary (the numbers behind it go
+    /// in a [`Figure::Data`] for `--json`).
+    Note(String),
 }
 
 #[derive(Debug, Clone)]

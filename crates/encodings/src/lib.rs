@@ -59,7 +59,7 @@ pub mod sinusoidal;
 pub mod t5;
 
 pub use alibi::{Alibi, AlibiDirection};
-pub use figure::{Figure, View};
+pub use figure::{Figure, FigureOption, FigureOptions, View};
 pub use fire::Fire;
 pub use learned::LearnedPositions;
 pub use none::NoPosition;
@@ -208,7 +208,12 @@ pub trait Positional {
     fn learned_scalars(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
     }
-    /// What `ordo inspect` shows of it at `view.len` positions (numbers and pictures).
+    /// The options its figures take (`ordo inspect KIND --figure NAME=VALUE`); none by default.
+    fn figure_options(&self) -> &'static [figure::FigureOption] {
+        &[]
+    }
+    /// What `ordo inspect` shows of it at `view.len` positions (numbers and pictures), with
+    /// the options of [`Positional::figure_options`] given in `view` (already checked).
     fn figures(&self, _view: &View, _device: &Device) -> Vec<Figure> {
         Vec::new()
     }

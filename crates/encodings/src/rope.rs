@@ -33,7 +33,7 @@
 //! apply it as HF does: cos and sin are multiplied by it, so q and k each carry it and the
 //! logits `q·k` carry its square, `1/t`, the paper's logit temperature.
 
-use crate::figure::{Figure, Heatmap, Lines, View};
+use crate::figure::{Figure, FigureOption, Heatmap, Lines, View};
 use crate::{
     EncodingConfigError, EncodingDims, PositionContext, Positional, Positions, Scheme, invalid,
     table_2d,
@@ -588,13 +588,22 @@ impl Positional for Rope {
         }
     }
 
+    fn figure_options(&self) -> &'static [FigureOption] {
+        &[FigureOption {
+            name: "decay_dims",
+            help: "the head size of the long-term decay curve: an even number >= 2, or `model` \
+                   for this model's rotated dims (default 128, RoFormer Figure 2's)",
+            check: |v| decay_dims(v).map(|_| ()),
+        }]
+    }
+
     fn figures(&self, view: &View, _device: &Device) -> Vec<Figure> {
         let (len, half) = (view.len, self.rotated / 2);
         let angles = self.angles(len);
-        let (d, which) = match view.decay_dims {
-            None => (self.rotated, "this model's rotated dims"),
-            Some(ROFORMER_DECAY_DIMS) => (ROFORMER_DECAY_DIMS, "RoFormer Fig. 2's"),
-            Some(d) => (d, "dims"),
+        let (d, which) = match decay_dims(view.option("decay_dims").unwrap_or("128")) {
+            Ok(None) => (self.rotated, "this model's rotated dims"),
+            Ok(Some(ROFORMER_DECAY_DIMS)) | Err(_) => (ROFORMER_DECAY_DIMS, "RoFormer Fig. 2's"),
+            Ok(Some(d)) => (d, "dims"),
         };
         vec![
             Figure::Data {
@@ -647,6 +656,19 @@ impl Positional for Rope {
     }
 }
 
+/// The `decay_dims` figure option: an even number of dims >= 2, or `model` (`None`: the
+/// model's rotated dims).
+pub fn decay_dims(text: &str) -> Result<Option<usize>, String> {
+    if text == "model" {
+        return Ok(None);
+    }
+    text.parse()
+        .ok()
+        .filter(|&d: &usize| d >= 2 && d.is_multiple_of(2))
+        .map(Some)
+        .ok_or_else(|| format!("expected an even number of dims >= 2 or `model`, got {text:?}"))
+}
+
 /// RoFormer §3.4.3 long-term decay: the bound `(1/(d/2)) Σ_{j=1}^{d/2} |S_j|` on the relative
 /// score at distance `m`, with `S_j = Σ_{k<j} e^{i m θ_k}`, for distances `0..len`.
 pub fn decay(base: f64, d_head: usize, len: usize) -> Vec<(f64, f64)> {
@@ -678,6 +700,41 @@ pub const ROFORMER_DECAY_DIMS: usize = 128;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rope_decay_reproduces_roformer_figure_2_at_128_dims() {
+        // Values of RoFormer's Figure 2 (arXiv 2104.09864v5), read from the curve's vector path
+        // in the PDF: axis ticks 50-250 and 8-20 give the scale; each value is the path
+        // linearly interpolated at the integer distance.
+        let figure = [
+            (50, 12.628),
+            (100, 10.225),
+            (150, 7.589),
+            (200, 7.245),
+            (250, 6.549),
+        ];
+        let curve = decay(10000.0, ROFORMER_DECAY_DIMS, 256);
+        for (m, want) in figure {
+            let (x, got) = curve[m];
+            assert_eq!(x, m as f64);
+            assert!((got - want).abs() < 0.01, "distance {m}: {got} vs {want}");
+        }
+        // Distance 0: |S_j| = j, so the mean is (d/2 + 1)/2.
+        assert_eq!(curve[0].1, 32.5);
+        // Half the size is far off the figure.
+        let small = decay(10000.0, 64, 256);
+        assert!((small[50].1 - 12.628).abs() > 1.0, "{}", small[50].1);
+    }
+
+    #[test]
+    fn decay_dims_parse() {
+        assert_eq!(decay_dims("128").unwrap(), Some(128));
+        assert_eq!(decay_dims("model").unwrap(), None);
+        for bad in ["7", "0", "x", ""] {
+            let err = decay_dims(bad).unwrap_err();
+            assert!(err.contains("even"), "{bad}: {err}");
+        }
+    }
     use burn::tensor::Distribution;
 
     fn vec4(t: Tensor<4>) -> Vec<f32> {

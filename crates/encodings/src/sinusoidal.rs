@@ -10,7 +10,7 @@
 //! rotations that do not depend on `pos` ([`shift_matrix`]). The table is computed for any
 //! length: past the training length the model sees unseen absolute phases.
 
-use crate::figure::{self, Figure, View};
+use crate::figure::{self, Figure, FigureOption, View};
 use crate::{EncodingConfigError, EncodingDims, Positional, Positions, Scheme, invalid, table_2d};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -152,10 +152,55 @@ impl Positional for Sinusoidal {
         x + pe.unsqueeze::<3>() // [b, t, d]
     }
 
+    fn figure_options(&self) -> &'static [FigureOption] {
+        &[FigureOption {
+            name: "check_shift",
+            help: "K: check PE(pos+K) = M_K PE(pos) over the positions shown, with M_K from the \
+                   closed form (a positive integer)",
+            check: |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|&k| k > 0)
+                    .map(|_| ())
+                    .ok_or_else(|| format!("expected a positive integer K, got {v:?}"))
+            },
+        }]
+    }
+
     fn figures(&self, view: &View, _device: &Device) -> Vec<Figure> {
         let table = sinusoid_table(view.len, self.d_model, self.base);
-        figure::absolute_table(view, "sinusoid table", &table)
+        let mut out = figure::absolute_table(view, "sinusoid table", &table);
+        if let Some(k) = view.option("check_shift").and_then(|k| k.parse().ok()) {
+            let worst = check_shift(k, view.len, self.d_model, self.base);
+            out.push(Figure::Data {
+                key: "shift_check",
+                value: serde_json::json!({ "k": k, "max_abs_error": worst }),
+            });
+            out.push(Figure::Note(format!(
+                "max |PE(pos+{k}) - M_{k} PE(pos)| over pos 0..{} = {worst:.3e}",
+                view.len
+            )));
+        }
+        out
     }
+}
+
+/// Largest `|PE(pos + k) - M_k PE(pos)|` over `pos` in `0..len`, with `M_k` from the closed form
+/// ([`shift_matrix`]).
+pub fn check_shift(k: usize, len: usize, d_model: usize, base: f64) -> f64 {
+    let table = sinusoid_table(len + k, d_model, base);
+    let m = shift_matrix(k as i64, d_model, base);
+    let mut worst: f64 = 0.0;
+    for pos in 0..len {
+        for r in 0..d_model {
+            let predicted: f64 = (0..d_model)
+                .map(|c| m[r * d_model + c] * table[pos * d_model + c] as f64)
+                .sum();
+            let actual = table[(pos + k) * d_model + r] as f64;
+            worst = worst.max((predicted - actual).abs());
+        }
+    }
+    worst
 }
 
 #[cfg(test)]

@@ -6,12 +6,12 @@
 
 use burn::prelude::*;
 use ordo_encodings::figure::Figure;
-use ordo_encodings::sinusoidal::{shift_matrix, sinusoid_table};
-use ordo_encodings::{EncodingDims, PositionalEncoding, PositionalEncodingConfig, View};
+use ordo_encodings::{
+    EncodingDims, FigureOptions, PositionalEncoding, PositionalEncodingConfig, View,
+};
 use serde_json::{Value, json};
 
 pub use ordo_encodings::figure::dot_products;
-pub use ordo_encodings::rope::{ROFORMER_DECAY_DIMS, decay as rope_decay};
 
 fn tensor_rows<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
     let dims = t.dims().to_vec();
@@ -24,16 +24,73 @@ fn figures(
     encoding: &PositionalEncoding,
     dims: &EncodingDims,
     len: usize,
-    decay_dims: Option<usize>,
+    options: &FigureOptions,
     device: &Device,
 ) -> Vec<Figure> {
     let view = View {
         kind: config.kind(),
         len,
         dims: *dims,
-        decay_dims,
+        options,
     };
     encoding.scheme().figures(&view, device)
+}
+
+/// Reads `--figure NAME=VALUE` settings and checks each against the options the scheme's figures
+/// take ([`ordo_encodings::Positional::figure_options`]).
+pub fn figure_options(
+    encoding: &PositionalEncoding,
+    settings: &[String],
+) -> Result<FigureOptions, InspectError> {
+    let known = encoding.scheme().figure_options();
+    let list = || {
+        if known.is_empty() {
+            "it takes none".to_string()
+        } else {
+            let each: Vec<String> = known
+                .iter()
+                .map(|o| format!("`{}` ({})", o.name, o.help))
+                .collect();
+            format!("it takes {}", each.join("; "))
+        }
+    };
+    let mut options = FigureOptions::new();
+    for setting in settings {
+        let fail = |message: String| InspectError::FigureOption {
+            kind: encoding.kind().to_string(),
+            setting: setting.clone(),
+            message,
+        };
+        let (name, value) = setting
+            .split_once('=')
+            .ok_or_else(|| fail("expected NAME=VALUE".into()))?;
+        let (name, value) = (name.trim(), value.trim());
+        let option = known
+            .iter()
+            .find(|o| o.name == name)
+            .ok_or_else(|| fail(format!("unknown figure option `{name}`; {}", list())))?;
+        (option.check)(value).map_err(fail)?;
+        options.insert(name.to_string(), value.to_string());
+    }
+    Ok(options)
+}
+
+/// The scheme's notes ([`Figure::Note`]): lines for the text summary.
+pub fn notes(
+    config: &PositionalEncodingConfig,
+    encoding: &PositionalEncoding,
+    dims: &EncodingDims,
+    len: usize,
+    options: &FigureOptions,
+    device: &Device,
+) -> Vec<String> {
+    figures(config, encoding, dims, len, options, device)
+        .into_iter()
+        .filter_map(|f| match f {
+            Figure::Note(line) => Some(line),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The JSON description of an encoding module at `len` positions: the config, the dimensions
@@ -43,6 +100,7 @@ pub fn describe(
     encoding: &PositionalEncoding,
     dims: &EncodingDims,
     len: usize,
+    options: &FigureOptions,
     device: &Device,
 ) -> Value {
     let mut out = json!({
@@ -54,7 +112,7 @@ pub fn describe(
         "mode": dims.mode,
     });
     let obj = out.as_object_mut().expect("object");
-    for figure in figures(config, encoding, dims, len, None, device) {
+    for figure in figures(config, encoding, dims, len, options, device) {
         if let Figure::Data { key, value } = figure {
             obj.insert(key.into(), value);
         }
@@ -62,42 +120,16 @@ pub fn describe(
     out
 }
 
-/// Largest `|PE(pos + k) - M_k PE(pos)|` over `pos` in `0..len`, with `M_k` from the closed form.
-pub fn check_shift(k: usize, len: usize, d_model: usize, base: f64) -> f64 {
-    let table = sinusoid_table(len + k, d_model, base);
-    let m = shift_matrix(k as i64, d_model, base);
-    let mut worst: f64 = 0.0;
-    for pos in 0..len {
-        for r in 0..d_model {
-            let predicted: f64 = (0..d_model)
-                .map(|c| m[r * d_model + c] * table[pos * d_model + c] as f64)
-                .sum();
-            let actual = table[(pos + k) * d_model + r] as f64;
-            worst = worst.max((predicted - actual).abs());
-        }
-    }
-    worst
-}
-
-/// Parses `--decay-dims`: an even number of dims, or `model` for the model's rotated dims
-/// (`None`).
-pub fn parse_decay_dims(text: &str) -> Result<Option<usize>, InspectError> {
-    if text == "model" {
-        return Ok(None);
-    }
-    text.parse()
-        .ok()
-        .filter(|&d: &usize| d >= 2 && d.is_multiple_of(2))
-        .map(Some)
-        .ok_or_else(|| InspectError::DecayDims(text.to_string()))
-}
-
 /// What `ordo inspect` cannot show.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    /// `--decay-dims`, as written.
-    #[error("expected an even number of dims >= 2 or `model`, got {0:?}")]
-    DecayDims(String),
+    /// A `--figure NAME=VALUE` the scheme's figures do not take, or with a value they refuse.
+    #[error("--figure {setting}: encoding `{kind}`: {message}")]
+    FigureOption {
+        kind: String,
+        setting: String,
+        message: String,
+    },
     /// A `key=value` setting that is not an assignment.
     #[error(transparent)]
     Set(#[from] ordo_train::config::ConfigError),
@@ -185,22 +217,21 @@ fn matrix(values: &[f32], cols: usize) -> Vec<Vec<f64>> {
 }
 
 /// Draws every picture of the scheme's figures into `out`; returns the files written.
-/// RoPE's decay curve is drawn for `decay_dims` dims (`None`: the model's rotated dims).
 pub fn plots(
     config: &PositionalEncodingConfig,
     encoding: &PositionalEncoding,
     dims: &EncodingDims,
     len: usize,
-    decay_dims: Option<usize>,
+    options: &FigureOptions,
     out: &std::path::Path,
     device: &Device,
 ) -> Result<Vec<std::path::PathBuf>, InspectError> {
     use crate::plot::{ColorMap, Heatmap, LinePlot, heatmap, line_plot};
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let mut files = Vec::new();
-    for figure in figures(config, encoding, dims, len, decay_dims, device) {
+    for figure in figures(config, encoding, dims, len, options, device) {
         match figure {
-            Figure::Data { .. } => {}
+            Figure::Data { .. } | Figure::Note(_) => {}
             Figure::Heatmap(h) => files.extend(heatmap(
                 &out.join(&h.file),
                 &Heatmap {
@@ -295,44 +326,4 @@ pub fn attention_plots(
         }
     }
     Ok(files)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rope_decay_reproduces_roformer_figure_2_at_128_dims() {
-        // Values of RoFormer's Figure 2 (arXiv 2104.09864v5), read from the curve's vector path
-        // in the PDF: axis ticks 50-250 and 8-20 give the scale; each value is the path
-        // linearly interpolated at the integer distance.
-        let figure = [
-            (50, 12.628),
-            (100, 10.225),
-            (150, 7.589),
-            (200, 7.245),
-            (250, 6.549),
-        ];
-        let curve = rope_decay(10000.0, ROFORMER_DECAY_DIMS, 256);
-        for (m, want) in figure {
-            let (x, got) = curve[m];
-            assert_eq!(x, m as f64);
-            assert!((got - want).abs() < 0.01, "distance {m}: {got} vs {want}");
-        }
-        // Distance 0: |S_j| = j, so the mean is (d/2 + 1)/2.
-        assert_eq!(curve[0].1, 32.5);
-        // Half the size is far off the figure.
-        let small = rope_decay(10000.0, 64, 256);
-        assert!((small[50].1 - 12.628).abs() > 1.0, "{}", small[50].1);
-    }
-
-    #[test]
-    fn decay_dims_parse() {
-        assert_eq!(parse_decay_dims("128").unwrap(), Some(128));
-        assert_eq!(parse_decay_dims("model").unwrap(), None);
-        for bad in ["7", "0", "x", ""] {
-            let err = parse_decay_dims(bad).unwrap_err().to_string();
-            assert!(err.contains("even"), "{bad}: {err}");
-        }
-    }
 }

@@ -7,8 +7,9 @@
 //! Text uses DejaVu Sans, embedded in the binary (`data/fonts/`, license beside it) and registered
 //! with plotters' `ab_glyph` renderer as `sans-serif`: no system font or fontconfig is needed.
 //!
-//! A series keeps its colour across plots: the seven encodings of ordo have fixed colours
-//! ([`encoding_colour`]); other names take the remaining colours of the palette in order.
+//! A series keeps its colour across plots: each encoding of ordo has a fixed colour, by its place
+//! in the `schemes!` list ([`encoding_colour`]); other names take the remaining colours of the
+//! palette in order.
 
 use ordo_model::checkpoint::write_atomic;
 use plotters::coord::Shift;
