@@ -411,6 +411,8 @@ pub enum EvalError {
     Checkpoint(#[from] ordo_model::CheckpointError),
     #[error(transparent)]
     RunDir(#[from] RunDirError),
+    #[error(transparent)]
+    Open(#[from] ordo_train::open::OpenError),
 }
 
 fn run_err(path: &Path, message: impl std::fmt::Display) -> EvalError {
@@ -446,18 +448,16 @@ pub fn load_run_with(
     device: Option<&str>,
     overrides: &[String],
 ) -> Result<LoadedRun, EvalError> {
-    let run = RunDir::new(dir);
-    if !run.is_run() {
-        return Err(run_err(dir, "not a run directory (no config.toml)"));
-    }
-    run.check_inputs()?;
-    let (config, generator) =
-        ordo_train::trainer::load_run_config_with(&run, overrides).map_err(|e| run_err(dir, e))?;
-    let vocab = Vocab::load(&run.tokenizer()).map_err(|e| run_err(dir, e))?;
-    let (step, stem) = ordo_train::trainer::last_checkpoint(&run)?;
-    let device_name = device.unwrap_or(&config.device);
+    let open = RunDir::new(dir).open(overrides)?;
+    let device_name = device.unwrap_or(&open.config.device);
     let device = ordo_train::device::parse(device_name).map_err(|e| run_err(dir, e))?;
-    let model = ordo_model::load_model(&config.model, vocab.len(), &stem, &device)?;
+    let (step, model) = open.load_model(&device)?;
+    let ordo_train::open::OpenRun {
+        config,
+        generator,
+        vocab,
+        ..
+    } = open;
     Ok(LoadedRun {
         dir: dir.to_path_buf(),
         config,
@@ -576,8 +576,6 @@ fn evaluate_on_this_thread(
 ) -> Result<EvalReport, EvalError> {
     let cfg = &run.config;
     let generator = &run.generator;
-    ordo_train::trainer::check_vocab(generator, cfg, &RunDir::new(&run.dir), &run.vocab)
-        .map_err(|e| run_err(&run.dir, e))?;
     let (min_len, max_len) = cfg.task.train_lengths();
     let headline = generator.headline();
     let lengths: Vec<usize> = match &options.lengths {

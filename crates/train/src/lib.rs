@@ -3,6 +3,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod metrics;
+pub mod open;
 pub mod rng;
 pub mod run_dir;
 pub mod tasks;

@@ -49,6 +49,8 @@ pub enum TrainError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Checkpoint(#[from] ordo_model::CheckpointError),
+    #[error(transparent)]
+    Open(#[from] crate::open::OpenError),
     #[error(
         "{dir} already holds a finished or started run; use `ordo train --resume {dir}` to continue it or choose another `name`"
     )]
@@ -355,17 +357,20 @@ pub fn resume_locked(
     progress: Progress,
     device: Option<&str>,
 ) -> Result<Summary, TrainError> {
-    let run = lock.dir().clone();
+    let crate::open::OpenRun {
+        dir: run,
+        mut config,
+        generator,
+        vocab,
+        checkpoint,
+    } = lock.dir().open(&[])?;
     let dir = run.path().to_path_buf();
-    run.check_inputs()?;
-    let (mut config, generator) = load_run_config(&run)?;
     if let Some(device) = device {
         crate::device::parse(device).map_err(|e| file_err(&dir, format!("--device: {e}")))?;
         config.device = device.to_string();
     }
-    let vocab = Vocab::load(&run.tokenizer()).map_err(|e| file_err(&dir, e))?;
     run.record_session("resume", &config.task.builtin_inputs())?;
-    let state: State = match run.last_checkpoint()? {
+    let state: State = match checkpoint {
         Some(_) => run.read_json(&run.state())?,
         None => State {
             // Killed before the first checkpoint: start over from step 0.
@@ -393,51 +398,9 @@ pub fn resume_locked(
         (model, optim)
     };
     truncate_metrics(&run.metrics(), state.step)?;
-    check_vocab(&generator, &config, &run, &vocab).map_err(|e| file_err(&dir, e))?;
     let setup = Setup::new(config, run, vocab, generator, lock.held());
     let summary = run_training(setup, model, optim, state, progress, None)?;
     Ok(summary.expect("a run without a stop step finishes"))
-}
-
-/// The config of an existing run and its task, loaded once, reading the run's own
-/// `tokenizer.json` (never a retrained BPE or the tokenizer file the config named): a run
-/// resumes and evaluates with exactly the vocabulary it was trained with.
-pub fn load_run_config(run: &RunDir) -> Result<(RunConfig, Generator), crate::config::ConfigError> {
-    load_run_config_with(run, &[])
-}
-
-/// [`load_run_config`] with `--set` style `overrides` applied to the run's config before it is
-/// checked (`ordo eval --set model.encoding....`).
-pub fn load_run_config_with(
-    run: &RunDir,
-    overrides: &[String],
-) -> Result<(RunConfig, Generator), crate::config::ConfigError> {
-    // Relative to the run directory, where the config's input paths start (the run directory
-    // itself may be a relative path).
-    let tokenizer = run.tokenizer();
-    let tokenizer = tokenizer.strip_prefix(run.path()).unwrap_or(&tokenizer);
-    crate::config::load_with_task(&run.config(), overrides, Some(tokenizer))
-}
-
-/// Checks that the run's vocabulary has every token its task emits.
-pub fn check_vocab(
-    generator: &Generator,
-    config: &RunConfig,
-    run: &RunDir,
-    vocab: &Vocab,
-) -> Result<(), crate::vocab::VocabError> {
-    let (_, longest) = config.task.train_lengths();
-    if let Some(token) = generator
-        .symbols(longest)
-        .into_iter()
-        .find(|s| !vocab.contains(s))
-    {
-        return Err(crate::vocab::VocabError::TaskToken {
-            path: run.tokenizer(),
-            token,
-        });
-    }
-    Ok(())
 }
 
 /// How [`step`] steps.
@@ -879,17 +842,6 @@ fn run_steps(
     Ok(Some(summary))
 }
 
-/// The step of a run's last checkpoint and its model stem (`<stem>.bpk`, `<stem>.json`), or an
-/// error saying there is none yet.
-pub fn last_checkpoint(run: &RunDir) -> Result<(usize, PathBuf), RunDirError> {
-    match run.last_checkpoint()? {
-        Some(step) => Ok((step, run.model_stem(step))),
-        None => Err(RunDirError::Invalid {
-            path: run.path().to_path_buf(),
-            message: "no checkpoint yet (training has not reached its first checkpoint)".into(),
-        }),
-    }
-}
 /// `config` as its run directory stores it in `config.toml`: input paths (relative ones are
 /// relative to `base_dir`, the config file's directory) rewritten relative to the run directory.
 pub fn stored_config(config: &RunConfig, base_dir: &Path) -> RunConfig {

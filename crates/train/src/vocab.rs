@@ -25,7 +25,7 @@ pub enum VocabError {
     NotATokenizer(tokenizers::Error),
     #[error("cannot add special tokens: {0}")]
     AddSpecial(tokenizers::Error),
-    /// A run's vocabulary lacks a token its task emits ([`crate::trainer::check_vocab`]).
+    /// A run's vocabulary lacks a token its task emits (checked by [`crate::run_dir::RunDir::open`]).
     #[error(
         "{}: the run's vocabulary has no token {token:?}, which its task emits; the tokenizer or \
          the task's inputs changed since training",

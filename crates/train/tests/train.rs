@@ -674,7 +674,11 @@ checkpoint_every = 10
     assert!(relative.is_relative() && relative.join("config.toml").exists());
 
     let run = ordo_train::run_dir::RunDir::new(&relative);
-    let (stored, generator) = trainer::load_run_config(&run).unwrap();
+    let ordo_train::open::OpenRun {
+        config: stored,
+        generator,
+        ..
+    } = run.open(&[]).unwrap();
     // The config keeps the task as written; the task reads the run's tokenizer (no BPE trained).
     assert_eq!(stored.task, trainer::stored_config(&cfg, &dir.0).task);
     let corpus = generator.corpus().expect("an lm task");
