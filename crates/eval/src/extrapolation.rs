@@ -4,8 +4,9 @@
 //! `examples` new examples (seeded by the run's seed and `n`, so every encoding of a study sees
 //! the same data) and we measure exact match, token accuracy and loss. Lengths a model cannot
 //! represent (a learned table too short, a vocabulary without the needed tokens) are recorded
-//! as n/a with the reason. Means are reported over three buckets: in-distribution `[min, L]`,
-//! near `(L, 2L]` and far `(2L, 4L]`.
+//! as n/a with the reason. Means are reported over three buckets ([`Bucket`]): in-distribution
+//! `[min, L]`, near `(L, 2L]` and far `(2L, F·L]`, `F` the evaluation's `max_factor` (4 by
+//! default).
 //!
 //! Each length also keeps what a bootstrap over its examples needs ([`Outcomes`]): the count of
 //! exactly right examples (exact match is Bernoulli per example, so the count is enough) and,
@@ -264,6 +265,38 @@ pub struct Outcomes {
     pub block: Option<usize>,
 }
 
+/// The exact-match buckets of an evaluation with training lengths `[min, L]` and reach
+/// `max_factor` F: in-distribution `[min, L]`, near `(L, 2L]`, far `(2L, F·L]` (empty for
+/// F <= 2). One definition for `eval.json`'s bucket means and the report's columns and score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    InDistribution,
+    Near,
+    Far,
+}
+
+/// What a bucket's edges follow: the training lengths `[min, l]` and the reach `factor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edges {
+    pub min: usize,
+    pub l: usize,
+    pub factor: usize,
+}
+
+impl Bucket {
+    pub const ALL: [Bucket; 3] = [Bucket::InDistribution, Bucket::Near, Bucket::Far];
+
+    /// Whether length `n` falls in this bucket.
+    pub fn contains(self, edges: Edges, n: usize) -> bool {
+        let Edges { min, l, factor } = edges;
+        match self {
+            Bucket::InDistribution => n >= min && n <= l,
+            Bucket::Near => n > l && n <= 2 * l,
+            Bucket::Far => n > 2 * l && n <= factor.saturating_mul(l),
+        }
+    }
+}
+
 /// Means over the lengths of a bucket that were evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BucketMean {
@@ -395,6 +428,19 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
+    /// Its buckets' edges: the training lengths and the evaluation's `max_factor` (4 in files
+    /// of older versions, which had no other).
+    pub fn edges(&self) -> Edges {
+        Edges {
+            min: self.train_min_len,
+            l: self.train_max_len,
+            factor: self
+                .options
+                .as_ref()
+                .map_or(DEFAULT_MAX_FACTOR, |o| o.max_factor),
+        }
+    }
+
     /// The headline metric (for an `eval.json` written before it was recorded, see
     /// [`Headline::of_unrecorded`]).
     pub fn headline(&self) -> Headline {
@@ -720,10 +766,15 @@ fn evaluate_on_this_thread(
             scored_tokens,
         });
     }
+    let edges = Edges {
+        min: min_len,
+        l: max_len,
+        factor: options.max_factor(),
+    };
     let buckets = Buckets {
-        in_distribution: bucket(&results, |l| l >= min_len && l <= max_len),
-        near: bucket(&results, |l| l > max_len && l <= 2 * max_len),
-        far: bucket(&results, |l| l > 2 * max_len && l <= 4 * max_len),
+        in_distribution: bucket(&results, |l| Bucket::InDistribution.contains(edges, l)),
+        near: bucket(&results, |l| Bucket::Near.contains(edges, l)),
+        far: bucket(&results, |l| Bucket::Far.contains(edges, l)),
     };
     Ok(EvalReport {
         run: cfg.name.clone(),

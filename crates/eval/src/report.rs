@@ -5,7 +5,7 @@
 //! What a table is about follows each evaluation's [`Headline`], which the evaluator decides from
 //! the data a task is evaluated on; nothing here tests a task's name:
 //! - **Exact match**: the bucket means in-distribution `[min, L]`, near `(L, 2L]` and far
-//!   `(2L, 4L]`, each header naming the lengths actually measured (`far (32, 48]` when the
+//!   `(2L, F·L]` (F the evaluation's `max_factor`, [`Bucket`]), each header naming the lengths actually measured (`far (32, 48]` when the
 //!   longest length tested is 48).
 //! - **Perplexity**: the perplexity at each context length measured, and its ratio to the
 //!   perplexity at the training context L.
@@ -20,7 +20,7 @@
 //!   (left out of the mean). Cells from an `eval.json` without per-example outcomes (written
 //!   before they were recorded) show no interval.
 //! - The score of a seed: for exact match, its mean exact match over every out-of-distribution
-//!   length `(L, 4L]` (near and far pooled by length count, a length the scheme cannot represent
+//!   length `(L, F·L]` (near and far pooled by length count, a length the scheme cannot represent
 //!   counting as 0; n/a only when every such length is n/a); higher is better. For perplexity,
 //!   the geometric mean over the measured lengths beyond L of `ppl(n) / ppl(L)` (n/a when L or
 //!   any of them is n/a); lower is better.
@@ -99,29 +99,9 @@ impl Stat {
     }
 }
 
-/// The exact-match buckets, by their training lengths `[min, L]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bucket {
-    /// `[min, L]`
-    InDistribution,
-    /// `(L, 2L]`
-    Near,
-    /// `(2L, 4L]`
-    Far,
-}
+pub use crate::extrapolation::{Bucket, Edges};
 
 impl Bucket {
-    pub const ALL: [Bucket; 3] = [Bucket::InDistribution, Bucket::Near, Bucket::Far];
-
-    /// Whether length `n` falls in this bucket for training lengths `[min, l]`.
-    pub fn contains(self, min: usize, l: usize, n: usize) -> bool {
-        match self {
-            Bucket::InDistribution => n >= min && n <= l,
-            Bucket::Near => n > l && n <= 2 * l,
-            Bucket::Far => n > 2 * l && n <= 4 * l,
-        }
-    }
-
     /// The column header naming the lengths measured (`lengths`: those of the bucket, non-empty):
     /// `in-distribution [1, 8]`, `near (8, 16]`, `far (16, 24]`.
     pub fn header(self, l: usize, lengths: &[usize]) -> String {
@@ -134,12 +114,16 @@ impl Bucket {
         }
     }
 
-    /// The header when the rows of a table were trained on different lengths.
-    fn symbolic_header(self) -> &'static str {
+    /// The header when the rows of a table were trained on different lengths: the far
+    /// bucket's edge in multiples of L when the rows share their `max_factor`.
+    fn symbolic_header(self, factor: Option<usize>) -> String {
         match self {
-            Bucket::InDistribution => "in-distribution [min, L]",
-            Bucket::Near => "near (L, 2L]",
-            Bucket::Far => "far (2L, 4L]",
+            Bucket::InDistribution => "in-distribution [min, L]".into(),
+            Bucket::Near => "near (L, 2L]".into(),
+            Bucket::Far => match factor {
+                Some(f) => format!("far (2L, {f}L]"),
+                None => "far (2L, max_factor·L]".into(),
+            },
         }
     }
 }
@@ -180,6 +164,8 @@ pub struct Row {
     pub seeds: usize,
     /// Training lengths `[min, L]` (of the row's first cell).
     pub train_min_len: usize,
+    /// Its buckets' edges (of the row's first cell).
+    pub edges: Edges,
     pub train_max_len: usize,
     /// What the row's tables and score are about (of the row's first cell).
     pub headline: Headline,
@@ -189,7 +175,7 @@ pub struct Row {
     pub in_distribution: BucketStat,
     /// `(L, 2L]`.
     pub near: BucketStat,
-    /// `(2L, 4L]`.
+    /// `(2L, F·L]`, F the evaluation's `max_factor`.
     pub far: BucketStat,
     /// The headline at every length of `lengths`: exact match, or perplexity.
     pub points: Vec<Point>,
@@ -256,7 +242,7 @@ fn bucket_value(eval: &EvalReport, values: &[Option<f64>], b: Bucket) -> Option<
 fn bucket_sum(eval: &EvalReport, values: &[Option<f64>], b: Bucket) -> (f64, usize, usize) {
     let (mut sum, mut evaluated, mut lengths) = (0.0f64, 0usize, 0usize);
     for (r, v) in eval.lengths.iter().zip(values) {
-        if b.contains(eval.train_min_len, eval.train_max_len, r.length) {
+        if b.contains(eval.edges(), r.length) {
             lengths += 1;
             if let Some(v) = v {
                 sum += v;
@@ -305,7 +291,7 @@ fn seed_score(eval: &EvalReport, values: &[Option<f64>]) -> Option<f64> {
 }
 
 /// The score of one evaluation: for exact match, the mean exact match over every length in
-/// `(L, 4L]`, n/a lengths counting as 0 (`None` when every such length is n/a, or there is
+/// `(L, max_factor·L]` (near and far), n/a lengths counting as 0 (`None` when every such length is n/a, or there is
 /// none); for perplexity, the geometric-mean ratio to L (see the module docs).
 pub fn extrapolation_score(eval: &EvalReport) -> Option<f64> {
     seed_score(eval, &observed(eval))
@@ -573,11 +559,7 @@ fn points(
 }
 
 fn bucket_stat(cells: &[CellDraws], row: &RowDraws, b: Bucket) -> BucketStat {
-    let floor = pooled_wilson(
-        cells,
-        &|e, l| b.contains(e.train_min_len, e.train_max_len, l),
-        false,
-    );
+    let floor = pooled_wilson(cells, &|e, l| b.contains(e.edges(), l), false);
     let s = over_seeds(
         cells,
         row,
@@ -592,7 +574,7 @@ fn bucket_stat(cells: &[CellDraws], row: &RowDraws, b: Bucket) -> BucketStat {
             let inside: Vec<bool> = e
                 .lengths
                 .iter()
-                .filter(|r| b.contains(e.train_min_len, e.train_max_len, r.length))
+                .filter(|r| b.contains(e.edges(), r.length))
                 .map(|r| r.metrics.is_some())
                 .collect();
             (inside.len(), inside.iter().filter(|x| !**x).count())
@@ -667,10 +649,11 @@ fn row_of(of_row: &[&CellResult]) -> Row {
         Headline::ExactMatch => Domain::Fraction,
         Headline::Perplexity => Domain::Positive,
     };
-    // The score pools every length beyond L up to 4L, n/a lengths counting as wrong.
+    // The score pools every length of the near and far buckets (beyond L up to max_factor·L),
+    // n/a lengths counting as wrong.
     let score_floor = pooled_wilson(
         &cells,
-        &|e, l| l > e.train_max_len && l <= 4 * e.train_max_len,
+        &|e, l| Bucket::Near.contains(e.edges(), l) || Bucket::Far.contains(e.edges(), l),
         true,
     );
     let score = over_seeds(&cells, row, score_domain, &seed_score, score_floor);
@@ -683,6 +666,7 @@ fn row_of(of_row: &[&CellResult]) -> Row {
         randomized_positions: first.eval.randomized_positions,
         seeds: of_row.len(),
         train_min_len: first.eval.train_min_len,
+        edges: first.eval.edges(),
         train_max_len: first.eval.train_max_len,
         headline,
         lengths,
@@ -1029,13 +1013,18 @@ fn bucket_columns(of_group: &[&Row]) -> Vec<(Bucket, String)> {
                     r.lengths
                         .iter()
                         .copied()
-                        .filter(|&n| b.contains(r.train_min_len, r.train_max_len, n))
+                        .filter(|&n| b.contains(r.edges, n))
                 })
                 .collect();
+            let factor = of_group[0].edges.factor;
+            let factor = of_group
+                .iter()
+                .all(|r| r.edges.factor == factor)
+                .then_some(factor);
             match (measured.is_empty(), same) {
                 (true, _) => None,
                 (false, true) => Some((b, b.header(l, &measured))),
-                (false, false) => Some((b, b.symbolic_header().to_string())),
+                (false, false) => Some((b, b.symbolic_header(factor))),
             }
         })
         .collect()
@@ -1168,13 +1157,24 @@ fn conventions(md: &mut String, rows: &[Row], cells: usize) {
     let has = |h: Headline| rows.iter().any(|r| r.headline == h);
     let _ = writeln!(md, "{cells} finished cells.\n");
     if has(Headline::ExactMatch) {
+        // The far bucket's edge follows the evaluation's max_factor (Bucket).
+        let exact: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.headline == Headline::ExactMatch)
+            .collect();
+        let factor = exact[0].edges.factor;
+        let far = if exact.iter().all(|r| r.edges.factor == factor) {
+            format!("{factor}L")
+        } else {
+            "max_factor·L".to_string()
+        };
         let _ = writeln!(
             md,
             "Exact-match tables give the fraction of examples whose whole answer is right, for \
              every encoding, as the mean ± the sample standard deviation over seeds of each \
              seed's mean over the lengths of a bucket: in-distribution (the training lengths, up \
-             to L, the longest), near `(L, 2L]` and far `(2L, 4L]`; each header names the lengths \
-             measured. A single seed shows no ±. `n/a`: the scheme cannot represent any length of \
+             to L, the longest), near `(L, 2L]` and far `(2L, {far}]`; each header names the \
+             lengths measured. A single seed shows no ±. `n/a`: the scheme cannot represent any length of \
              the bucket (e.g. a learned table too short); `†`: some lengths of the bucket were \
              n/a and are left out of its mean. The score is each seed's mean exact match over \
              every measured length beyond L (near and far pooled by length count, an n/a length \

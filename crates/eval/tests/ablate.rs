@@ -1114,3 +1114,37 @@ fn jobs_beyond_the_thread_limit_run_with_the_workers_that_started() {
     );
     assert_eq!(ablate::start_workers(0, limit(9), || ran_here += 1), 1);
 }
+
+#[test]
+fn the_far_bucket_reaches_max_factor_times_l() {
+    use ordo_eval::extrapolation::{Bucket, Edges};
+    let edges = |factor| Edges {
+        min: 1,
+        l: 8,
+        factor,
+    };
+    // F = 8: lengths past 4L are scored (they were measured but left out before).
+    assert!(Bucket::Far.contains(edges(8), 64) && !Bucket::Far.contains(edges(8), 65));
+    assert!(Bucket::Far.contains(edges(4), 32) && !Bucket::Far.contains(edges(4), 33));
+    // F = 2: no far bucket; near is (L, 2L] whatever F.
+    assert!((1..=64).all(|n| !Bucket::Far.contains(edges(2), n)));
+    assert!(Bucket::Near.contains(edges(2), 16) && !Bucket::Near.contains(edges(8), 17));
+    assert!(
+        Bucket::InDistribution.contains(edges(8), 1)
+            && !Bucket::InDistribution.contains(edges(8), 9)
+    );
+    // Each length of 1..=F·L falls in exactly one bucket.
+    for factor in [1, 2, 4, 8] {
+        for n in 1..=factor * 8 {
+            let hits = Bucket::ALL
+                .iter()
+                .filter(|b| b.contains(edges(factor), n))
+                .count();
+            assert_eq!(
+                hits,
+                usize::from(n <= 16 || factor > 2),
+                "F {factor}, n {n}"
+            );
+        }
+    }
+}
