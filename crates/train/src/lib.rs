@@ -2,6 +2,7 @@ pub mod budget;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod hooks;
 pub mod metrics;
 pub mod open;
 pub mod rng;

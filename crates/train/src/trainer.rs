@@ -19,7 +19,6 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use ordo_model::{Transformer, masked_cross_entropy};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -546,19 +545,6 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
     ordo_model::checkpoint::write_atomic(path, kept.as_bytes()).map_err(|e| file_err(path, e))
 }
 
-struct Log {
-    file: std::fs::File,
-    path: PathBuf,
-}
-
-impl Log {
-    fn write(&mut self, value: serde_json::Value) -> Result<(), TrainError> {
-        writeln!(self.file, "{value}")
-            .and_then(|_| self.file.flush())
-            .map_err(|e| file_err(&self.path, e))
-    }
-}
-
 fn save_checkpoint(
     setup: &Setup,
     model: &Transformer,
@@ -642,6 +628,9 @@ fn run_training(
     crate::device::on_compute_pool(|| run_steps(setup, model, optim, state, progress, stop_at))
 }
 
+/// The training loop: sample a batch, [`step`], and hand what happened to the hooks (the
+/// metrics log and the progress display, [`crate::hooks`]); evaluate the held-out set and
+/// checkpoint when due; stop with an error at the first non-finite value.
 fn run_steps(
     setup: Setup,
     mut model: Transformer,
@@ -650,174 +639,96 @@ fn run_steps(
     progress: Progress,
     stop_at: Option<usize>,
 ) -> Result<Option<Summary>, TrainError> {
-    let cfg = &setup.config;
-    let t = &cfg.train;
-    let device = crate::device::parse(&cfg.device)
-        .expect("validated")
-        .autodiff();
-    let eval_device = crate::device::parse(&cfg.device).expect("validated");
-    let metrics_path = setup.run.metrics();
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&metrics_path)
-        .map_err(|e| file_err(&metrics_path, e))?;
-    let mut log = Log {
-        file,
-        path: metrics_path,
-    };
-    let bar = match progress {
-        Progress::Bar => {
-            let bar = indicatif::ProgressBar::new(t.steps as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(cfg.name.clone());
-            bar.set_position(state.step as u64);
-            Some(bar)
-        }
-        _ => None,
-    };
-    let say = |line: String| match progress {
-        Progress::Bar => bar.as_ref().expect("bar").println(line),
-        Progress::Lines => println!("{line}"),
-        Progress::Quiet => {}
-    };
-
+    use crate::hooks::{Display, Event, Hook, MetricsLog, TrainLine, Window};
+    let (cfg, t) = (&setup.config, &setup.config.train);
+    let device = crate::device::parse(&cfg.device).expect("validated");
+    let train_device = device.clone().autodiff();
     let warnings: Vec<String> = cfg.model.encoder_warning().into_iter().collect();
-    for warning in &warnings {
-        let line = format!("warning: {}: {warning}", cfg.name);
-        match &bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
-        }
-    }
-
-    let started = Instant::now();
-    let seconds_before = state.seconds;
-    let (mut window_tokens, mut window_loss, mut window_steps) = (0usize, 0.0f64, 0usize);
-    let mut window_start = Instant::now();
+    let mut hooks: Vec<Box<dyn Hook>> = vec![
+        Box::new(MetricsLog::open(setup.run.metrics())?),
+        Box::new(Display::new(
+            progress, &cfg.name, t.steps, state.step, &warnings,
+        )),
+    ];
+    let mut emit = |event: Event| hooks.iter_mut().try_for_each(|h| h.on(&event));
+    let (started, seconds_before) = (Instant::now(), state.seconds);
+    let elapsed = || seconds_before + started.elapsed().as_secs_f64();
+    let (mut window, mut total_tokens) = (Window::default(), 0usize);
     let nan_gradient_at = fault::nan_gradient_step(setup.run.path());
     let mut last_valid: Option<Metrics> = None;
-    let mut total_tokens = 0usize;
     let eval_now = |model: &Transformer| {
+        let batch = t.batch_size.max(64);
         evaluate(
             &model.valid(),
             &setup.valid,
-            t.batch_size.max(64),
+            batch,
             setup.vocab.pad,
-            &eval_device,
+            &device,
         )
     };
-
+    let due = |every: usize, step: usize| step.is_multiple_of(every) || step == t.steps;
     while state.step < t.steps {
         if stop_at.is_some_and(|stop| state.step >= stop) {
-            if let Some(bar) = &bar {
-                bar.abandon();
-            }
+            emit(Event::Abandoned)?;
             return Ok(None);
         }
-        let step = state.step;
-        let lr = learning_rate(step, t);
-        let items = data::training_batch(
-            &setup.generator,
-            &mut state.rng,
-            t.batch_size,
-            cfg.task.train_lengths(),
-            cfg.batch_lengths(),
-            cfg.model.mode,
-            &setup.vocab,
-        );
-        let tokens: usize = items.iter().map(Encoded::tokens).sum();
-        let batch = data::collate(&items, setup.vocab.pad, &device);
+        let (lr, batch, tokens) = sample(&setup, &mut state, &train_device);
         let options = StepOptions {
             lr,
             grad_clip: t.grad_clip,
             // Dropout masks depend on (seed, step) only, so a resumed run matches.
-            dropout_seed: (cfg.model.dropout > 0.0)
-                .then(|| cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)),
-            poison_gradients: nan_gradient_at == Some(step + 1),
+            dropout_seed: (cfg.model.dropout > 0.0).then(|| {
+                cfg.seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(state.step as u64)
+            }),
+            poison_gradients: nan_gradient_at == Some(state.step + 1),
         };
-        let (next, outcome) = match self::step(model, &mut optim, &batch, &options) {
+        let outcome;
+        (model, outcome) = match self::step(model, &mut optim, &batch, &options) {
             Ok(stepped) => stepped,
             Err(Diverged { what, value }) => {
-                if let Some(bar) = &bar {
-                    bar.abandon();
-                }
-                return Err(non_finite(what, value, step + 1, &setup.run));
+                emit(Event::Abandoned)?;
+                return Err(non_finite(what, value, state.step + 1, &setup.run));
             }
         };
-        model = next;
-        let (loss_value, grad_norm) = (outcome.loss, outcome.grad_norm);
         state.step += 1;
-
-        window_tokens += tokens;
-        total_tokens += tokens;
-        window_loss += loss_value as f64;
-        window_steps += 1;
         let step = state.step;
-        if let Some(bar) = &bar {
-            bar.set_position(step as u64);
+        window.add(tokens, outcome.loss as f64);
+        total_tokens += tokens;
+        emit(Event::Stepped { step })?;
+        if due(t.log_every, step) {
+            let (loss, tokens_per_second) = window.take();
+            let line = TrainLine {
+                step,
+                loss,
+                lr,
+                grad_norm: outcome.grad_norm,
+                tokens_per_second,
+                elapsed: elapsed(),
+            };
+            emit(Event::Logged(&line))?;
         }
-
-        if step.is_multiple_of(t.log_every) || step == t.steps {
-            let elapsed = window_start.elapsed().as_secs_f64();
-            let tps = window_tokens as f64 / elapsed.max(1e-9);
-            let mean_loss = window_loss / window_steps as f64;
-            log.write(serde_json::json!({
-                "kind": "train", "step": step, "loss": mean_loss, "lr": lr,
-                "grad_norm": grad_norm, "tokens_per_second": tps,
-                "elapsed": seconds_before + started.elapsed().as_secs_f64(),
-            }))?;
-            let acc = last_valid
-                .map(|m| format!(" valid_em {:.3}", m.exact_match))
-                .unwrap_or_default();
-            match &bar {
-                Some(bar) => bar.set_message(format!("loss {mean_loss:.4}{acc} {tps:.0} tok/s")),
-                None => say(format!(
-                    "{} step {step}/{} loss {mean_loss:.4}{acc} lr {lr:.2e} {tps:.0} tok/s",
-                    cfg.name, t.steps
-                )),
+        if due(t.eval_every, step) {
+            let metrics = eval_now(&model);
+            if !metrics.loss.is_finite() {
+                emit(Event::Abandoned)?;
+                return Err(non_finite("held-out loss", metrics.loss, step, &setup.run));
             }
-            (window_tokens, window_loss, window_steps) = (0, 0.0, 0);
-            window_start = Instant::now();
+            emit(Event::Evaluated {
+                step,
+                metrics: &metrics,
+            })?;
+            last_valid = Some(metrics);
+            window.restart_clock();
         }
-        if step.is_multiple_of(t.eval_every) || step == t.steps {
-            let m = eval_now(&model);
-            if !m.loss.is_finite() {
-                if let Some(bar) = &bar {
-                    bar.abandon();
-                }
-                return Err(non_finite("held-out loss", m.loss, step, &setup.run));
-            }
-            log.write(serde_json::json!({
-                "kind": "eval", "step": step, "loss": m.loss, "perplexity": m.perplexity(),
-                "token_accuracy": m.token_accuracy, "exact_match": m.exact_match,
-                "examples": m.examples,
-            }))?;
-            say(format!(
-                "{} eval step {step}: loss {:.4} token_acc {:.4} exact_match {:.4}",
-                cfg.name, m.loss, m.token_accuracy, m.exact_match
-            ));
-            last_valid = Some(m);
-            window_start = Instant::now();
-        }
-        if step.is_multiple_of(t.checkpoint_every) || step == t.steps {
-            state.seconds = seconds_before + started.elapsed().as_secs_f64();
+        if due(t.checkpoint_every, step) {
+            state.seconds = elapsed();
             save_checkpoint(&setup, &model, &optim, &state)?;
         }
     }
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let valid = match last_valid {
-        Some(m) => m,
-        None => eval_now(&model),
-    };
+    emit(Event::Finished)?;
+    let valid = last_valid.unwrap_or_else(|| eval_now(&model));
     // summary.json never holds a non-finite number (serde would write null, unreadable later).
     if !valid.loss.is_finite() {
         return Err(non_finite(
@@ -827,19 +738,36 @@ fn run_steps(
             &setup.run,
         ));
     }
-    let seconds = seconds_before + started.elapsed().as_secs_f64();
     let summary = Summary {
         name: cfg.name.clone(),
         encoding: cfg.model.encoding.kind().into(),
         task: cfg.task.kind().into(),
         steps: t.steps,
-        seconds,
+        seconds: elapsed(),
         tokens_per_second: total_tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
         valid,
         warnings,
     };
     setup.run.write_json(&setup.run.summary(), &summary)?;
     Ok(Some(summary))
+}
+
+/// The next training batch of the run (drawn from `state`'s generator), its learning rate and
+/// its token count.
+fn sample(setup: &Setup, state: &mut State, device: &Device) -> (f64, data::Tensors, usize) {
+    let (cfg, t) = (&setup.config, &setup.config.train);
+    let items = data::training_batch(
+        &setup.generator,
+        &mut state.rng,
+        t.batch_size,
+        cfg.task.train_lengths(),
+        cfg.batch_lengths(),
+        cfg.model.mode,
+        &setup.vocab,
+    );
+    let tokens = items.iter().map(Encoded::tokens).sum();
+    let batch = data::collate(&items, setup.vocab.pad, device);
+    (learning_rate(state.step, t), batch, tokens)
 }
 
 /// `config` as its run directory stores it in `config.toml`: input paths (relative ones are
