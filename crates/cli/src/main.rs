@@ -161,7 +161,11 @@ fn run(cli: Cli) -> Result<()> {
                 Progress::auto()
             };
             if let Some(dir) = resume {
-                let summary = trainer::resume_on(&dir, progress, device.as_deref())?;
+                let options = trainer::TrainOptions {
+                    device,
+                    ..trainer::TrainOptions::new(progress)
+                };
+                let summary = trainer::resume(&dir, options)?;
                 print_summary(&summary, &dir);
                 return Ok(());
             }
@@ -191,8 +195,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             let base_dir = path.parent().unwrap_or(Path::new("."));
             let dir = config.run_dir();
-            let summary = trainer::train_with(config, generator, base_dir, progress)
-                .with_context(|| format!("training {}", path.display()))?;
+            let summary = trainer::train_with(
+                config,
+                Some(generator),
+                base_dir,
+                trainer::TrainOptions::new(progress),
+            )
+            .map(|s| s.expect("a run without a stop step finishes"))
+            .with_context(|| format!("training {}", path.display()))?;
             print_summary(&summary, &dir);
             Ok(())
         }

@@ -1195,16 +1195,17 @@ pub fn run_cell(
             ));
         }
         Status::Todo => {
-            trainer::train_locked(
+            trainer::Trainer::start(
                 &lock,
                 cell.config.clone(),
-                &cell.base_dir,
-                Progress::Quiet,
                 None,
-            )?;
+                &cell.base_dir,
+                trainer::TrainOptions::new(Progress::Quiet),
+            )?
+            .run()?;
         }
         Status::Started => {
-            trainer::resume_locked(&lock, Progress::Quiet, None)?;
+            trainer::Trainer::resume(&lock, trainer::TrainOptions::new(Progress::Quiet))?.run()?;
         }
         Status::Trained | Status::Stale(_) | Status::StaleEvaluation(_) => {}
     }

@@ -296,11 +296,14 @@ fn an_interrupted_ablation_resumes_without_touching_finished_cells() {
         .iter()
         .find(|c| c.status(&wanted) == Status::Todo)
         .unwrap();
-    let stopped = ordo_train::trainer::train_until(
+    let stopped = ordo_train::trainer::train_with(
         partial.config.clone(),
+        None,
         &partial.base_dir,
-        ordo_train::trainer::Progress::Quiet,
-        Some(10),
+        ordo_train::trainer::TrainOptions {
+            stop_at: Some(10),
+            ..ordo_train::trainer::TrainOptions::new(ordo_train::trainer::Progress::Quiet)
+        },
     )
     .unwrap();
     assert!(stopped.is_none());

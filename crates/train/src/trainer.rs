@@ -213,61 +213,113 @@ impl Setup {
     }
 }
 
-/// Starts a new run from a validated config. `base_dir` resolves relative paths in the config.
+/// How a run is driven, new or resumed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOptions {
+    pub progress: Progress,
+    /// Stop after this many steps, as a kill at that moment would (tests of resumption).
+    pub stop_at: Option<usize>,
+    /// Train on this device instead of the config's (`cpu`, `ndarray`, `wgpu`): checkpoints do
+    /// not depend on the backend, so a run resumes on another one. The run's config keeps its
+    /// device.
+    pub device: Option<String>,
+}
+
+impl TrainOptions {
+    pub fn new(progress: Progress) -> Self {
+        Self {
+            progress,
+            stop_at: None,
+            device: None,
+        }
+    }
+}
+
+/// One run ready to train: a new one ([`Trainer::start`]) or an existing one reopened at its
+/// last checkpoint ([`Trainer::resume`]); [`Trainer::run`] trains it to the end (or to
+/// `stop_at`). The caller holds the run's lock.
+pub struct Trainer {
+    setup: Setup,
+    model: Transformer,
+    optim: burn::optim::ModuleOptimizer,
+    state: State,
+    options: TrainOptions,
+}
+
+impl Trainer {
+    /// A new run from a validated config (`base_dir`, the config file's directory, resolves
+    /// its relative paths), with its task already loaded by
+    /// [`crate::config::load_with_task`] or, `None`, loaded here. Writes the run directory's
+    /// config, tokenizer and inputs.
+    pub fn start(
+        lock: &RunLock,
+        config: RunConfig,
+        generator: Option<Generator>,
+        base_dir: &Path,
+        options: TrainOptions,
+    ) -> Result<Self, TrainError> {
+        start(lock, config, generator, base_dir, options)
+    }
+
+    /// The run in `lock`'s directory, reopened ([`RunDir::open`]) at its last checkpoint.
+    pub fn resume(lock: &RunLock, options: TrainOptions) -> Result<Self, TrainError> {
+        resume_in(lock, options)
+    }
+
+    /// Trains to the end; `None` for a run stopped at `stop_at`.
+    pub fn run(self) -> Result<Option<Summary>, TrainError> {
+        let Trainer {
+            setup,
+            model,
+            optim,
+            state,
+            options,
+        } = self;
+        crate::device::on_compute_pool(|| run_steps(setup, model, optim, state, options))
+    }
+}
+
+/// Trains a new run from a validated config to the end, taking its lock (`base_dir` resolves
+/// relative paths in the config).
 pub fn train(
     config: RunConfig,
     base_dir: &Path,
     progress: Progress,
 ) -> Result<Summary, TrainError> {
-    let summary = train_until(config, base_dir, progress, None)?;
+    let summary = train_with(config, None, base_dir, TrainOptions::new(progress))?;
     Ok(summary.expect("a run without a stop step finishes"))
 }
 
-/// Like [`train`], but stops after `stop_at` steps (if given), as a kill at that moment would;
-/// `None` is returned for a run stopped early. Used to test resumption.
-pub fn train_until(
-    config: RunConfig,
-    base_dir: &Path,
-    progress: Progress,
-    stop_at: Option<usize>,
-) -> Result<Option<Summary>, TrainError> {
-    let lock = RunDir::new(config.run_dir()).lock("training")?;
-    train_locked(&lock, config, base_dir, progress, stop_at)
-}
-
-/// [`train`] with the task already loaded by [`crate::config::load_with_task`] (from the same
-/// config file, whose directory is `base_dir`), so that the run loads its task once.
+/// [`train`] with every option, and the task if already loaded; `None` for a run stopped at
+/// `stop_at`.
 pub fn train_with(
     config: RunConfig,
-    generator: Generator,
+    generator: Option<Generator>,
     base_dir: &Path,
-    progress: Progress,
-) -> Result<Summary, TrainError> {
+    options: TrainOptions,
+) -> Result<Option<Summary>, TrainError> {
     let lock = RunDir::new(config.run_dir()).lock("training")?;
-    let summary = train_in(&lock, config, Some(generator), base_dir, progress, None)?;
+    Trainer::start(&lock, config, generator, base_dir, options)?.run()
+}
+
+/// Continues the run in `dir` from its last checkpoint, taking its lock.
+pub fn resume(dir: &Path, options: TrainOptions) -> Result<Summary, TrainError> {
+    let run = RunDir::new(dir);
+    if !run.is_run() {
+        return Err(file_err(dir, "not a run directory (no config.toml)"));
+    }
+    let lock = run.lock("resuming")?;
+    let summary = Trainer::resume(&lock, options)?.run()?;
     Ok(summary.expect("a run without a stop step finishes"))
 }
 
-/// [`train_until`] in a run directory whose lock the caller holds (`ordo ablate`).
-pub fn train_locked(
-    lock: &RunLock,
-    config: RunConfig,
-    base_dir: &Path,
-    progress: Progress,
-    stop_at: Option<usize>,
-) -> Result<Option<Summary>, TrainError> {
-    train_in(lock, config, None, base_dir, progress, stop_at)
-}
-
-/// [`train_locked`], loading the task unless `generator` is given.
-fn train_in(
+fn start(
     lock: &RunLock,
     config: RunConfig,
     generator: Option<Generator>,
     base_dir: &Path,
-    progress: Progress,
-    stop_at: Option<usize>,
-) -> Result<Option<Summary>, TrainError> {
+    options: TrainOptions,
+) -> Result<Trainer, TrainError> {
     let run = lock.dir().clone();
     let dir = run.path().to_path_buf();
     // A directory that holds files but no run is someone else's: never train into it.
@@ -316,46 +368,32 @@ fn train_in(
     run.write(&run.config(), config.to_toml().as_bytes())?;
     std::fs::File::create(run.metrics()).map_err(|e| file_err(&run.metrics(), e))?;
 
+    let mut config = config;
+    if let Some(device) = &options.device {
+        crate::device::parse(device).map_err(|e| file_err(&dir, format!("--device: {e}")))?;
+        config.device = device.clone();
+    }
     let device = crate::device::parse(&config.device)
         .expect("validated")
         .autodiff();
     let model = init_model(&config, vocab.len(), &device);
     let optim = optimizer(&config);
-    let setup = Setup::new(config.clone(), run, vocab, generator, lock.held());
     let state = State {
         step: 0,
         rng: Rng::derive(config.seed, "train"),
         seconds: 0.0,
     };
-    run_training(setup, model, optim, state, progress, stop_at)
+    let setup = Setup::new(config, run, vocab, generator, lock.held());
+    Ok(Trainer {
+        setup,
+        model,
+        optim,
+        state,
+        options,
+    })
 }
 
-/// Continues the run in `dir` from its last checkpoint.
-pub fn resume(dir: &Path, progress: Progress) -> Result<Summary, TrainError> {
-    resume_on(dir, progress, None)
-}
-
-/// [`resume`] on another device than the one the run started on (`cpu`, `ndarray`, `wgpu`):
-/// checkpoints do not depend on the backend. The run's config keeps its device.
-pub fn resume_on(
-    dir: &Path,
-    progress: Progress,
-    device: Option<&str>,
-) -> Result<Summary, TrainError> {
-    let run = RunDir::new(dir);
-    if !run.is_run() {
-        return Err(file_err(dir, "not a run directory (no config.toml)"));
-    }
-    let lock = run.lock("resuming")?;
-    resume_locked(&lock, progress, device)
-}
-
-/// [`resume_on`] in a run directory whose lock the caller holds.
-pub fn resume_locked(
-    lock: &RunLock,
-    progress: Progress,
-    device: Option<&str>,
-) -> Result<Summary, TrainError> {
+fn resume_in(lock: &RunLock, options: TrainOptions) -> Result<Trainer, TrainError> {
     let crate::open::OpenRun {
         dir: run,
         mut config,
@@ -364,9 +402,9 @@ pub fn resume_locked(
         checkpoint,
     } = lock.dir().open(&[])?;
     let dir = run.path().to_path_buf();
-    if let Some(device) = device {
+    if let Some(device) = &options.device {
         crate::device::parse(device).map_err(|e| file_err(&dir, format!("--device: {e}")))?;
-        config.device = device.to_string();
+        config.device = device.clone();
     }
     run.record_session("resume", &config.task.builtin_inputs())?;
     let state: State = match checkpoint {
@@ -398,8 +436,13 @@ pub fn resume_locked(
     };
     truncate_metrics(&run.metrics(), state.step)?;
     let setup = Setup::new(config, run, vocab, generator, lock.held());
-    let summary = run_training(setup, model, optim, state, progress, None)?;
-    Ok(summary.expect("a run without a stop step finishes"))
+    Ok(Trainer {
+        setup,
+        model,
+        optim,
+        state,
+        options,
+    })
 }
 
 /// How [`step`] steps.
@@ -617,17 +660,6 @@ fn non_finite(what: &'static str, value: f64, step: usize, run: &RunDir) -> Trai
     }
 }
 
-fn run_training(
-    setup: Setup,
-    model: Transformer,
-    optim: burn::optim::ModuleOptimizer,
-    state: State,
-    progress: Progress,
-    stop_at: Option<usize>,
-) -> Result<Option<Summary>, TrainError> {
-    crate::device::on_compute_pool(|| run_steps(setup, model, optim, state, progress, stop_at))
-}
-
 /// The training loop: sample a batch, [`step`], and hand what happened to the hooks (the
 /// metrics log and the progress display, [`crate::hooks`]); evaluate the held-out set and
 /// checkpoint when due; stop with an error at the first non-finite value.
@@ -636,9 +668,11 @@ fn run_steps(
     mut model: Transformer,
     mut optim: burn::optim::ModuleOptimizer,
     mut state: State,
-    progress: Progress,
-    stop_at: Option<usize>,
+    options: TrainOptions,
 ) -> Result<Option<Summary>, TrainError> {
+    let TrainOptions {
+        progress, stop_at, ..
+    } = options;
     use crate::hooks::{Display, Event, Hook, MetricsLog, TrainLine, Window};
     let (cfg, t) = (&setup.config, &setup.config.train);
     let device = crate::device::parse(&cfg.device).expect("validated");

@@ -237,9 +237,9 @@ fn a_short_copy_run_learns_and_resume_matches_an_uninterrupted_run() {
 
     // Killed at step 50 (last checkpoint at 40), then resumed.
     let split = tiny(&dir, "split", &["train.steps=120"]);
-    let stopped = trainer::train_until(split.clone(), &dir.0, Progress::Quiet, Some(50)).unwrap();
+    let stopped = trainer::train_with(split.clone(), None, &dir.0, stop_at(50)).unwrap();
     assert!(stopped.is_none());
-    let resumed = trainer::resume(&split.run_dir(), Progress::Quiet).unwrap();
+    let resumed = trainer::resume(&split.run_dir(), quiet()).unwrap();
     assert_eq!(resumed.valid, summary.valid);
     assert_eq!(eval_lines(&split.run_dir()), eval_lines(&run));
 }
@@ -253,8 +253,8 @@ fn a_run_with_randomized_positions_resumes_exactly() {
     let whole = tiny(&dir, "whole", &set);
     let summary = trainer::train(whole.clone(), &dir.0, Progress::Quiet).unwrap();
     let split = tiny(&dir, "split", &set);
-    trainer::train_until(split.clone(), &dir.0, Progress::Quiet, Some(30)).unwrap();
-    let resumed = trainer::resume(&split.run_dir(), Progress::Quiet).unwrap();
+    trainer::train_with(split.clone(), None, &dir.0, stop_at(30)).unwrap();
+    let resumed = trainer::resume(&split.run_dir(), quiet()).unwrap();
     assert_eq!(resumed.valid, summary.valid);
     assert_eq!(losses(&split.run_dir()), losses(&whole.run_dir()));
     // And the option changes training: the same run without it logs other losses.
@@ -494,7 +494,7 @@ fn a_run_directory_stands_alone_and_names_a_changed_or_missing_input() {
     let out = format!("out_dir={}", dir.0.join("exp/runs").display());
     let cfg = config::load(&path, &[out]).unwrap();
     let run = ordo_train::run_dir::RunDir::new(cfg.run_dir());
-    trainer::train_until(cfg.clone(), &dir.0, Progress::Quiet, Some(5)).unwrap();
+    trainer::train_with(cfg.clone(), None, &dir.0, stop_at(5)).unwrap();
     // The stored config points at the corpus relative to the run directory.
     let stored = std::fs::read_to_string(run.config()).unwrap();
     assert!(
@@ -504,7 +504,7 @@ fn a_run_directory_stands_alone_and_names_a_changed_or_missing_input() {
 
     let original = std::fs::read(&corpus).unwrap();
     std::fs::write(&corpus, b"the dog saw the cat\n".repeat(120)).unwrap();
-    let err = trainer::resume(run.path(), Progress::Quiet)
+    let err = trainer::resume(run.path(), quiet())
         .unwrap_err()
         .to_string();
     assert!(
@@ -512,7 +512,7 @@ fn a_run_directory_stands_alone_and_names_a_changed_or_missing_input() {
         "{err}"
     );
     std::fs::remove_file(&corpus).unwrap();
-    let err = trainer::resume(run.path(), Progress::Quiet)
+    let err = trainer::resume(run.path(), quiet())
         .unwrap_err()
         .to_string();
     assert!(
@@ -525,7 +525,7 @@ fn a_run_directory_stands_alone_and_names_a_changed_or_missing_input() {
     let moved = TempDir::new("inputs-moved");
     std::fs::remove_dir_all(&moved.0).unwrap();
     std::fs::rename(&dir.0, &moved.0).unwrap();
-    let summary = trainer::resume(&moved.0.join("exp/runs/lm"), Progress::Quiet).unwrap();
+    let summary = trainer::resume(&moved.0.join("exp/runs/lm"), quiet()).unwrap();
     assert_eq!(summary.steps, 10);
     assert!(summary.valid.loss.is_finite());
 }
@@ -591,14 +591,14 @@ fn a_run_resumes_on_another_device_and_an_unknown_device_is_refused() {
     let whole = tiny(&dir, "whole", &["train.steps=60"]);
     let summary = trainer::train(whole, &dir.0, Progress::Quiet).unwrap();
     let moved = tiny(&dir, "moved", &["train.steps=60"]);
-    trainer::train_until(moved.clone(), &dir.0, Progress::Quiet, Some(25)).unwrap();
-    let err = trainer::resume_on(&moved.run_dir(), Progress::Quiet, Some("tpu"))
+    trainer::train_with(moved.clone(), None, &dir.0, stop_at(25)).unwrap();
+    let err = trainer::resume(&moved.run_dir(), on("tpu"))
         .unwrap_err()
         .to_string();
     assert!(err.contains("--device") && err.contains("tpu"), "{err}");
     // Started on flex, finished on ndarray: the checkpoint carries over; the other backend's
     // arithmetic differs in the last bits, not in what was learned.
-    let resumed = trainer::resume_on(&moved.run_dir(), Progress::Quiet, Some("ndarray")).unwrap();
+    let resumed = trainer::resume(&moved.run_dir(), on("ndarray")).unwrap();
     assert!(
         (resumed.valid.loss - summary.valid.loss).abs() < 0.02 * summary.valid.loss,
         "{:?} vs {:?}",
@@ -662,7 +662,7 @@ checkpoint_every = 10
     let path = dir.write("bpe.toml", &text);
     let out = format!("out_dir={}", dir.0.join("runs").display());
     let cfg = config::load(&path, &[out, "name=bpe".into()]).unwrap();
-    trainer::train_until(cfg.clone(), &dir.0, Progress::Quiet, Some(15)).unwrap();
+    trainer::train_with(cfg.clone(), None, &dir.0, stop_at(15)).unwrap();
 
     // The same run directory, named relative to the working directory.
     let cwd = std::env::current_dir().unwrap();
@@ -691,7 +691,7 @@ checkpoint_every = 10
             .chain(&corpus.valid)
             .all(|t| vocab.contains(t))
     );
-    let summary = trainer::resume(&relative, Progress::Quiet).unwrap();
+    let summary = trainer::resume(&relative, quiet()).unwrap();
     assert_eq!(summary.steps, 20);
 }
 
@@ -841,4 +841,24 @@ fn training_into_a_directory_of_other_files_is_refused_and_leaves_them() {
         "mine"
     );
     assert!(!run.join("config.toml").exists());
+}
+
+fn quiet() -> trainer::TrainOptions {
+    trainer::TrainOptions::new(Progress::Quiet)
+}
+
+/// Quiet, stopping after `steps` steps as a kill then would.
+fn stop_at(steps: usize) -> trainer::TrainOptions {
+    trainer::TrainOptions {
+        stop_at: Some(steps),
+        ..quiet()
+    }
+}
+
+/// Quiet, on `device`.
+fn on(device: &str) -> trainer::TrainOptions {
+    trainer::TrainOptions {
+        device: Some(device.into()),
+        ..quiet()
+    }
 }
