@@ -354,9 +354,8 @@ fn start(
     let vocab = generator
         .vocab(max_eval_len)
         .map_err(|e| file_err(&dir, e))?;
-    vocab
-        .save(&run.tokenizer())
-        .map_err(|e| file_err(&run.tokenizer(), e))?;
+    let tokenizer = vocab.to_json().map_err(|e| file_err(&run.tokenizer(), e))?;
+    run.write(&run.tokenizer(), tokenizer.as_bytes())?;
     // Input paths are stored relative to the run directory, with their content hashes, so the
     // run directory stands alone (moved together with its data, it still resumes and evaluates;
     // a changed input is an error, not a silently different run).

@@ -225,6 +225,10 @@ impl Loaded {
 }
 
 impl Generate for Loaded {
+    fn corpus(&self) -> Option<&Corpus> {
+        Some(&self.corpus)
+    }
+
     fn example(&self, rng: &mut Rng, len: usize) -> Example {
         self.corpus.window(rng, len, false)
     }
@@ -300,10 +304,6 @@ impl Generate for Loaded {
         let stride = sliding.map_or(len, |s| s.clamp(1, len));
         self.corpus
             .held_out_windows(len, stride, self.scored_tokens(count))
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 
@@ -624,8 +624,8 @@ mod tests {
     }
 
     fn lines() -> Vec<String> {
-        let lexicon = crate::tasks::Lexicon::builtin();
-        crate::tasks::corpus(&lexicon, 1, 400, 5, 12)
+        let lexicon = crate::Lexicon::builtin();
+        crate::corpus(&lexicon, 1, 400, 5, 12)
             .lines()
             .map(str::to_string)
             .collect()

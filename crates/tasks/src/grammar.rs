@@ -31,7 +31,7 @@ use super::SEP;
 use super::sentence::{AGENT, ORIGINAL, PATIENT, SWAPPED};
 
 /// The built-in lexicon (`data/lexicon.toml`).
-pub const BUILTIN_LEXICON: &str = include_str!("../../../../data/lexicon.toml");
+pub const BUILTIN_LEXICON: &str = include_str!("../../../data/lexicon.toml");
 
 /// The fewest words of a sentence: `Det Animal V Det Animal`.
 pub const MIN_WORDS: usize = 5;

@@ -111,10 +111,6 @@ impl Generate for Drawn {
     fn vocab_estimate(&self, _max_eval_len: usize) -> u64 {
         self.symbols as u64
     }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// `copy`, `reverse` and `sort` differ only in the answer they draw for the same symbols.
@@ -202,10 +198,6 @@ impl Generate for Position {
 
     fn vocab_estimate(&self, max_eval_len: usize) -> u64 {
         self.symbols as u64 + self.index_tokens.max(max_eval_len) as u64
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 

@@ -3,13 +3,14 @@
 //! Task vocabularies are word-level: the special tokens, then every symbol the task can emit
 //! (up to the longest evaluation length), in a fixed order, so ids never depend on the data seen.
 
-use ordo_model::checkpoint::write_atomic;
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
 pub const PAD: &str = "[PAD]";
 pub const UNK: &str = "[UNK]";
 pub const MASK: &str = "[MASK]";
+/// The separator between the input and the question/answer part of a prompt.
+pub const SEP: &str = "[SEP]";
 
 /// A tokenizer ordo cannot use.
 ///
@@ -25,7 +26,7 @@ pub enum VocabError {
     NotATokenizer(tokenizers::Error),
     #[error("cannot add special tokens: {0}")]
     AddSpecial(tokenizers::Error),
-    /// A run's vocabulary lacks a token its task emits (checked by [`crate::run_dir::RunDir::open`]).
+    /// A run's vocabulary lacks a token its task emits (checked when a run is reopened).
     #[error(
         "{}: the run's vocabulary has no token {token:?}, which its task emits; the tokenizer or \
          the task's inputs changed since training",
@@ -58,7 +59,7 @@ impl std::fmt::Debug for Vocab {
 impl Vocab {
     /// A word-level vocabulary: `[PAD] [UNK] [SEP] [MASK]` then `symbols` in order.
     pub fn word_level(symbols: &[String]) -> Self {
-        let mut words: Vec<&str> = vec![PAD, UNK, crate::tasks::SEP, MASK];
+        let mut words: Vec<&str> = vec![PAD, UNK, SEP, MASK];
         // A set beside the list: `contains` on the list made 200,000 symbols quadratic.
         let mut seen: std::collections::HashSet<&str> = words.iter().copied().collect();
         for s in symbols {
@@ -128,12 +129,11 @@ impl Vocab {
         Self::from_tokenizer(tokenizer).map_err(in_file)
     }
 
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let text = self
-            .tokenizer
+    /// The vocabulary as a Hugging Face `tokenizer.json` (what a run directory stores).
+    pub fn to_json(&self) -> std::io::Result<String> {
+        self.tokenizer
             .to_string(true)
-            .map_err(std::io::Error::other)?;
-        write_atomic(path, text.as_bytes())
+            .map_err(std::io::Error::other)
     }
 
     pub fn len(&self) -> usize {
@@ -184,7 +184,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ordo-vocab-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tokenizer.json");
-        v.save(&path).unwrap();
+        std::fs::write(&path, v.to_json().unwrap()).unwrap();
         let back = Vocab::load(&path).unwrap();
         assert_eq!(back.id("s3"), 7);
         // Unknown tokens map to [UNK] instead of panicking.

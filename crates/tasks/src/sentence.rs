@@ -168,10 +168,6 @@ impl Generate for Loaded {
     fn vocab_estimate(&self, _max_eval_len: usize) -> u64 {
         self.lexicon.words().len() as u64 + 2
     }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// Answer of `bigram_shift` when two words were swapped.

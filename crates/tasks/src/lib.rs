@@ -1,4 +1,7 @@
-//! Word-order tasks, generated deterministically from a seed.
+//! Word-order tasks, generated deterministically from a seed: the `ordo-tasks` crate, which
+//! depends on no tensor library (its tests build and run without burn), beside `ordo-train`
+//! as `burn-dataset` is beside `burn-train`. It also holds the vocabulary ([`vocab`]) and the
+//! seeded generator ([`rng`]) the tasks draw from.
 //!
 //! Every task turns `(rng, length)` into an [`Example`]: a prompt the model reads and an answer
 //! it must produce. "Length" is the task's own measure of size (the number of symbols for
@@ -20,7 +23,7 @@
 //!
 //! # Adding a task
 //!
-//! 1. A new file `crates/train/src/tasks/NAME.rs` with
+//! 1. A new file `crates/tasks/src/NAME.rs` with
 //!    - the config struct: `#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]`,
 //!      `#[serde(deny_unknown_fields)]`, a `#[serde(default = ...)]` on every field that has
 //!      one ([`sentence::Agent`] is a small example);
@@ -30,7 +33,7 @@
 //!      loaded task), and those of the defaulted methods that apply (input files to hash,
 //!      headline, sliding windows);
 //!    - the loaded struct and `impl Generate` for it: [`Generate::example`],
-//!      [`Generate::symbols`], [`Generate::vocab_estimate`] and `as_any`, plus the defaulted
+//!      [`Generate::symbols`] and [`Generate::vocab_estimate`], plus the defaulted
 //!      methods that differ (shortest length, held-out data, evaluation lengths and sets);
 //!    - its own tests: hand-checked examples.
 //! 2. Two lines in this file: `pub mod NAME;` and one line in the `tasks!` list,
@@ -48,6 +51,9 @@
 use crate::rng::Rng;
 use crate::vocab::{Vocab, VocabError};
 use serde::{Deserialize, Serialize};
+
+pub mod rng;
+pub mod vocab;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -59,8 +65,7 @@ pub mod symbols;
 pub use grammar::{Lexicon, corpus};
 pub use lm::LmTokenizer;
 
-/// The separator between the input and the question/answer part of a prompt.
-pub const SEP: &str = "[SEP]";
+pub use vocab::SEP;
 
 /// One example.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,9 +241,10 @@ pub trait Generate: std::fmt::Debug + Send + Sync {
         (0..count).map(|_| (self.example(rng, len), 0)).collect()
     }
 
-    /// The loaded task as [`std::any::Any`], for typed access to what a task loaded (see
-    /// [`Generator::corpus`]).
-    fn as_any(&self) -> &dyn std::any::Any;
+    /// The text an `lm` task loaded; `None` for every other task.
+    fn corpus(&self) -> Option<&lm::Corpus> {
+        None
+    }
 }
 
 /// Generates [`TaskConfig`] (one variant per task, `kind` its name) and its dispatch from one
@@ -491,10 +497,7 @@ impl Generator {
 
     /// The language-model corpus, for `lm`.
     pub fn corpus(&self) -> Option<&lm::Corpus> {
-        self.task
-            .as_any()
-            .downcast_ref::<lm::Loaded>()
-            .map(|l| &*l.corpus)
+        self.task.corpus()
     }
 }
 
@@ -503,6 +506,31 @@ pub(crate) fn one() -> usize {
 }
 pub(crate) fn sixteen() -> usize {
     16
+}
+
+/// Reads a whole input file as text, refusing anything but a regular file first: a FIFO would
+/// block forever and a device could be endless (`--check` must answer at once).
+pub fn read_input(path: &std::path::Path) -> std::io::Result<String> {
+    check_regular(path)?;
+    std::fs::read_to_string(path)
+}
+
+/// An error unless `path` is a regular file (after following symlinks).
+pub fn check_regular(path: &std::path::Path) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_file() {
+        Ok(())
+    } else {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, socket or device)"
+        };
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{what}; expected a regular file"),
+        ))
+    }
 }
 
 #[cfg(test)]
