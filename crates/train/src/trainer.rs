@@ -113,6 +113,33 @@ struct State {
     seconds: f64,
 }
 
+impl State {
+    /// Step 0 of a run with this seed.
+    fn fresh(seed: u64) -> State {
+        State {
+            step: 0,
+            rng: Rng::derive(seed, "train"),
+            seconds: 0.0,
+        }
+    }
+}
+
+/// Applies `--device` (checked here, so a bad name is an error naming the run) and returns the
+/// device the run trains on.
+fn training_device(
+    config: &mut RunConfig,
+    options: &TrainOptions,
+    dir: &Path,
+) -> Result<Device, TrainError> {
+    if let Some(device) = &options.device {
+        crate::device::parse(device).map_err(|e| file_err(dir, format!("--device: {e}")))?;
+        config.device = device.clone();
+    }
+    Ok(crate::device::parse(&config.device)
+        .expect("validated")
+        .autodiff())
+}
+
 /// Learning rate at `step` (0-based): linear warm-up, then cosine decay to `lr * final_lr_fraction`.
 pub fn learning_rate(step: usize, cfg: &crate::config::TrainConfig) -> f64 {
     let warmup = cfg.warmup_steps.min(cfg.steps);
@@ -368,20 +395,10 @@ fn start(
     std::fs::File::create(run.metrics()).map_err(|e| file_err(&run.metrics(), e))?;
 
     let mut config = config;
-    if let Some(device) = &options.device {
-        crate::device::parse(device).map_err(|e| file_err(&dir, format!("--device: {e}")))?;
-        config.device = device.clone();
-    }
-    let device = crate::device::parse(&config.device)
-        .expect("validated")
-        .autodiff();
+    let device = training_device(&mut config, &options, &dir)?;
     let model = init_model(&config, vocab.len(), &device);
     let optim = optimizer(&config);
-    let state = State {
-        step: 0,
-        rng: Rng::derive(config.seed, "train"),
-        seconds: 0.0,
-    };
+    let state = State::fresh(config.seed);
     let setup = Setup::new(config, run, vocab, generator, lock.held());
     Ok(Trainer {
         setup,
@@ -401,23 +418,13 @@ fn resume_in(lock: &RunLock, options: TrainOptions) -> Result<Trainer, TrainErro
         checkpoint,
     } = lock.dir().open(&[])?;
     let dir = run.path().to_path_buf();
-    if let Some(device) = &options.device {
-        crate::device::parse(device).map_err(|e| file_err(&dir, format!("--device: {e}")))?;
-        config.device = device.clone();
-    }
+    let device = training_device(&mut config, &options, &dir)?;
     run.record_session("resume", &config.task.builtin_inputs())?;
     let state: State = match checkpoint {
         Some(_) => run.read_json(&run.state())?,
-        None => State {
-            // Killed before the first checkpoint: start over from step 0.
-            step: 0,
-            rng: Rng::derive(config.seed, "train"),
-            seconds: 0.0,
-        },
+        // Killed before the first checkpoint: start over from step 0.
+        None => State::fresh(config.seed),
     };
-    let device = crate::device::parse(&config.device)
-        .expect("validated")
-        .autodiff();
     let (model, optim) = if state.step == 0 {
         (
             init_model(&config, vocab.len(), &device),
