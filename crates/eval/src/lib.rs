@@ -5,6 +5,7 @@ pub mod extrapolation;
 pub mod plot;
 pub mod report;
 pub mod stats;
+pub mod summary;
 
 pub use extrapolation::{EvalOptions, EvalReport, evaluate_run};
 pub mod ablate;
