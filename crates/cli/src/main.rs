@@ -386,19 +386,18 @@ fn inspect(a: InspectArgs) -> Result<()> {
                 encoding: config.clone(),
                 ..ordo_model::ModelConfig::default()
             };
-            model
-                .validate()
-                .map_err(|e| match e.field.strip_prefix("encoding.") {
-                    // A parameter given with --set (checked against the model's sizes).
-                    Some(field) => anyhow::anyhow!(
-                        "encoding `{}`: `{field}` (--set): {} (with --d-model {} --heads {})",
-                        a.kind,
-                        e.message,
-                        a.d_model,
-                        a.heads
-                    ),
-                    None => anyhow::anyhow!("--d-model {} --heads {}: {e}", a.d_model, a.heads),
-                })?;
+            model.validate().map_err(|e| match e {
+                // A parameter given with --set (checked against the model's sizes).
+                ordo_model::ModelConfigError::Encoding(e) => anyhow::anyhow!(
+                    "encoding `{}`: `{}` (--set): {} (with --d-model {} --heads {})",
+                    a.kind,
+                    e.field,
+                    e.message,
+                    a.d_model,
+                    a.heads
+                ),
+                e => anyhow::anyhow!("--d-model {} --heads {}: {e}", a.d_model, a.heads),
+            })?;
             let dims = model.dims();
             (config.clone(), config.init(&dims, &device), dims)
         }

@@ -39,7 +39,7 @@ use crate::extrapolation::{EvalOptions, EvalRecord, EvalReport, evaluate_locked}
 use crate::report::{CellResult, ReportError, ReportSpec, write_report};
 use ordo_model::checkpoint::write_atomic;
 use ordo_train::config::{self, RunConfig};
-use ordo_train::run_dir::{RunDir, RunDirError, RunLock};
+use ordo_train::run_dir::{AtPath, RunDir, RunDirError, RunLock, WithPath};
 use ordo_train::trainer::{self, Progress};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -97,31 +97,22 @@ pub enum EncodingEntry {
 
 impl EncodingEntry {
     /// The scheme's kind, checked to be one ordo knows.
-    fn kind(&self) -> Result<&str, String> {
+    fn kind(&self) -> Result<&str, EncodingEntryError> {
         let kind = match self {
             EncodingEntry::Kind(kind) => kind.as_str(),
             EncodingEntry::Table(table) => match table.get("kind") {
                 Some(toml::Value::String(kind)) => kind.as_str(),
-                Some(other) => {
-                    return Err(format!(
-                        "`encodings`: expected `kind` to be a string, got {other}"
-                    ));
-                }
+                Some(other) => return Err(EncodingEntryError::KindNotString(other.to_string())),
                 None => {
-                    return Err(format!(
-                        "`encodings`: the entry {} has no `kind`",
-                        toml_value(&toml::Value::Table(table.clone()))
-                    ));
+                    let entry = toml_value(&toml::Value::Table(table.clone()));
+                    return Err(EncodingEntryError::NoKind(entry));
                 }
             },
         };
         if ordo_model::PositionalEncodingConfig::KINDS.contains(&kind) {
             Ok(kind)
         } else {
-            Err(format!(
-                "`encodings`: unknown encoding {kind:?}; expected one of {}",
-                ordo_model::PositionalEncodingConfig::KINDS.join(", ")
-            ))
+            Err(EncodingEntryError::Unknown(kind.to_string()))
         }
     }
 
@@ -406,6 +397,20 @@ fn err(path: &Path, message: impl std::fmt::Display) -> ExperimentError {
     }
 }
 
+/// An entry of `encodings` that names no scheme ordo knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodingEntryError {
+    #[error("`encodings`: expected `kind` to be a string, got {0}")]
+    KindNotString(String),
+    #[error("`encodings`: the entry {0} has no `kind`")]
+    NoKind(String),
+    #[error(
+        "`encodings`: unknown encoding {0:?}; expected one of {kinds}",
+        kinds = ordo_model::PositionalEncodingConfig::KINDS.join(", ")
+    )]
+    Unknown(String),
+}
+
 /// An experiment file that cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
@@ -417,6 +422,10 @@ pub enum ExperimentError {
     /// What is wrong in the file, naming the key.
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Encoding(WithPath<EncodingEntryError>),
+    #[error(transparent)]
+    Eval(WithPath<crate::extrapolation::InvalidOption>),
     /// A cell's config (the base config with the cell's overrides) is invalid.
     #[error("cell {id}: {error}")]
     Cell {
@@ -454,9 +463,10 @@ pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
     }
     spec.eval
         .validate(&|key| format!("`eval.{key}`"))
-        .map_err(|e| err(path, e))?;
+        .at(path)
+        .map_err(ExperimentError::Eval)?;
     for e in &spec.encodings {
-        e.kind().map_err(|message| err(path, message))?;
+        e.kind().at(path).map_err(ExperimentError::Encoding)?;
     }
     let name = path
         .file_stem()

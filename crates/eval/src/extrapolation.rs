@@ -19,7 +19,7 @@ use ordo_train::config::RunConfig;
 use ordo_train::data;
 use ordo_train::metrics::{Metrics, evaluate_examples};
 use ordo_train::rng::Rng;
-use ordo_train::run_dir::{EvalVariant, RunDir, RunDirError, RunLock};
+use ordo_train::run_dir::{AtPath, EvalVariant, RunDir, RunDirError, RunLock, WithPath};
 use ordo_train::vocab::Vocab;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -126,50 +126,37 @@ impl EvalOptions {
     /// [`MAX_EXAMPLES`]), a positive stride, overrides under [`OVERRIDE_PREFIX`] (not its
     /// `kind`). `name` spells a field as its source does (`--max-factor`,
     /// `` `eval.max_factor` ``).
-    pub fn validate(&self, name: &dyn Fn(&str) -> String) -> Result<(), String> {
+    pub fn validate(&self, name: &dyn Fn(&str) -> String) -> Result<(), InvalidOption> {
         for (key, value, most) in [
             ("max_factor", self.max_factor(), MAX_FACTOR),
             ("examples", self.examples, MAX_EXAMPLES),
             ("batch_size", self.batch_size, MAX_EXAMPLES),
         ] {
             if value == 0 {
-                return Err(format!("{}: expected a positive integer, got 0", name(key)));
+                return Err(InvalidOption::Zero { field: name(key) });
             }
             if value > most {
-                return Err(format!(
-                    "{}: expected at most {most}, got {value}",
-                    name(key)
-                ));
+                return Err(InvalidOption::TooLarge {
+                    field: name(key),
+                    most,
+                    got: value,
+                });
             }
         }
         if self.sliding == Some(0) {
-            return Err(format!(
-                "{}: the stride must be at least 1",
-                name("sliding")
-            ));
+            return Err(InvalidOption::ZeroStride {
+                field: name("sliding"),
+            });
         }
         for assignment in &self.overrides {
-            let key = assignment.split_once('=').map(|(k, _)| k.trim());
-            match key {
-                None => {
-                    return Err(format!(
-                        "{} {assignment:?}: expected KEY=VALUE",
-                        name("set")
-                    ));
-                }
+            let (field, assignment) = (name("set"), assignment.clone());
+            match assignment.split_once('=').map(|(k, _)| k.trim()) {
+                None => return Err(InvalidOption::NotAssignment { field, assignment }),
                 Some(key) if !key.starts_with(OVERRIDE_PREFIX) => {
-                    return Err(format!(
-                        "{} {assignment}: only the run's encoding can change at evaluation (the \
-                         weights are the run's); expected a key under `{OVERRIDE_PREFIX}`",
-                        name("set")
-                    ));
+                    return Err(InvalidOption::NotEncoding { field, assignment });
                 }
                 Some(key) if key == format!("{OVERRIDE_PREFIX}kind") => {
-                    return Err(format!(
-                        "{} {assignment}: the encoding's kind is the run's (its weights were \
-                         trained with it); change its parameters instead",
-                        name("set")
-                    ));
+                    return Err(InvalidOption::Kind { field, assignment });
                 }
                 Some(_) => {}
             }
@@ -451,21 +438,41 @@ impl EvalReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("{path}: {message}")]
-    Run { path: PathBuf, message: String },
+    #[error(transparent)]
+    Device(WithPath<ordo_train::device::DeviceError>),
+    #[error(transparent)]
+    Option(WithPath<InvalidOption>),
+    #[error(
+        "{}: --max-factor: this run's task (`{kind}`) evaluates fixed multiples of its context \
+         and does not use it (give --lengths instead)",
+        dir.display()
+    )]
+    UnusedMaxFactor { dir: PathBuf, kind: &'static str },
+    #[error(
+        "{}: --sliding applies to tasks evaluated on a held-out text only; this run's task is \
+         `{kind}`",
+        dir.display()
+    )]
+    NotSliding { dir: PathBuf, kind: &'static str },
+    #[error("{}: --lengths/--max-factor: {}", .0.path.display(), .0.error)]
+    Memory(WithPath<ordo_train::budget::BudgetError>),
+    #[error(
+        "{}: --examples {examples} at length {longest} would generate {} tokens; expected at \
+         most {MAX_EVAL_TOKENS} (fewer examples, or shorter lengths)",
+        dir.display(),
+        examples.saturating_mul(*longest)
+    )]
+    TooManyTokens {
+        dir: PathBuf,
+        examples: usize,
+        longest: usize,
+    },
     #[error(transparent)]
     Checkpoint(#[from] ordo_model::CheckpointError),
     #[error(transparent)]
     RunDir(#[from] RunDirError),
     #[error(transparent)]
     Open(#[from] ordo_train::open::OpenError),
-}
-
-fn run_err(path: &Path, message: impl std::fmt::Display) -> EvalError {
-    EvalError::Run {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
 }
 
 /// A trained run loaded for evaluation.
@@ -496,7 +503,9 @@ pub fn load_run_with(
 ) -> Result<LoadedRun, EvalError> {
     let open = RunDir::new(dir).open(overrides)?;
     let device_name = device.unwrap_or(&open.config.device);
-    let device = ordo_train::device::parse(device_name).map_err(|e| run_err(dir, e))?;
+    let device = ordo_train::device::parse(device_name)
+        .at(dir)
+        .map_err(EvalError::Device)?;
     let (step, model) = open.load_model(&device)?;
     let ordo_train::open::OpenRun {
         config,
@@ -521,7 +530,7 @@ pub fn load_run_with(
 pub fn evaluate_run(dir: &Path, options: &EvalOptions) -> Result<EvalReport, EvalError> {
     let run = RunDir::new(dir);
     if !run.is_run() {
-        return Err(run_err(dir, "not a run directory (no config.toml)"));
+        return Err(ordo_train::open::OpenError::NotARun(dir.to_path_buf()).into());
     }
     let lock = run.lock("evaluating")?;
     evaluate_locked(&lock, options)
@@ -532,27 +541,20 @@ pub fn evaluate_locked(lock: &RunLock, options: &EvalOptions) -> Result<EvalRepo
     let dir = lock.dir().path();
     options
         .validate(&|key| format!("--{}", key.replace('_', "-")))
-        .map_err(|e| run_err(dir, e))?;
+        .at(dir)
+        .map_err(EvalError::Option)?;
     let run = load_run_with(dir, options.device.as_deref(), &options.overrides)?;
     if options.max_factor.is_some() && !run.config.task.uses_max_factor() {
-        return Err(run_err(
-            dir,
-            format!(
-                "--max-factor: this run's task (`{}`) evaluates fixed multiples of its context \
-                 and does not use it (give --lengths instead)",
-                run.config.task.kind()
-            ),
-        ));
+        return Err(EvalError::UnusedMaxFactor {
+            dir: dir.to_path_buf(),
+            kind: run.config.task.kind(),
+        });
     }
     if options.sliding.is_some() && !run.config.task.sliding_windows() {
-        return Err(run_err(
-            dir,
-            format!(
-                "--sliding applies to tasks evaluated on a held-out text only; this run's task \
-                 is `{}`",
-                run.config.task.kind()
-            ),
-        ));
+        return Err(EvalError::NotSliding {
+            dir: dir.to_path_buf(),
+            kind: run.config.task.kind(),
+        });
     }
     let mut report = evaluate_loaded(&run, options)?;
     report.options = Some(options.record());
@@ -633,20 +635,17 @@ fn evaluate_on_this_thread(
     // (Loading the config checked the default reach, EVAL_FACTOR times the training length.)
     if longest > max_len.saturating_mul(ordo_train::config::EVAL_FACTOR) {
         cfg.check_memory(generator, longest.div_ceil(max_len.max(1)))
-            .map_err(|e| run_err(&run.dir, format!("--lengths/--max-factor: {e}")))?;
+            .at(&run.dir)
+            .map_err(EvalError::Memory)?;
     }
     if headline == Headline::ExactMatch
         && options.examples.saturating_mul(longest) > MAX_EVAL_TOKENS
     {
-        return Err(run_err(
-            &run.dir,
-            format!(
-                "--examples {} at length {longest} would generate {} tokens; expected at most \
-                 {MAX_EVAL_TOKENS} (fewer examples, or shorter lengths)",
-                options.examples,
-                options.examples.saturating_mul(longest)
-            ),
-        ));
+        return Err(EvalError::TooManyTokens {
+            dir: run.dir.clone(),
+            examples: options.examples,
+            longest,
+        });
     }
     let mut results = Vec::with_capacity(lengths.len());
     for &len in &lengths {
@@ -837,6 +836,34 @@ pub fn to_csv(report: &EvalReport) -> String {
         out.push_str(&format!("{},{},{cells},{why}\n", r.length, r.tokens));
     }
     out
+}
+
+/// An evaluation option out of its range ([`EvalOptions::validate`]); `field` is spelled as its
+/// source spells it (`--max-factor`, `` `eval.max_factor` ``).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidOption {
+    #[error("{field}: expected a positive integer, got 0")]
+    Zero { field: String },
+    #[error("{field}: expected at most {most}, got {got}")]
+    TooLarge {
+        field: String,
+        most: usize,
+        got: usize,
+    },
+    #[error("{field}: the stride must be at least 1")]
+    ZeroStride { field: String },
+    #[error("{field} {assignment:?}: expected KEY=VALUE")]
+    NotAssignment { field: String, assignment: String },
+    #[error(
+        "{field} {assignment}: only the run's encoding can change at evaluation (the weights \
+         are the run's); expected a key under `{OVERRIDE_PREFIX}`"
+    )]
+    NotEncoding { field: String, assignment: String },
+    #[error(
+        "{field} {assignment}: the encoding's kind is the run's (its weights were trained with \
+         it); change its parameters instead"
+    )]
+    Kind { field: String, assignment: String },
 }
 
 /// An `ordo eval` option ([`parse_lengths`]) that cannot be read; each

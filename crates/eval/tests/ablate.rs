@@ -1,7 +1,7 @@
 //! `ordo eval` on a tiny trained model and `ordo ablate` resumption.
 
 use ordo_eval::ablate::{self, AblateOptions, Status};
-use ordo_eval::extrapolation::Lengths;
+use ordo_eval::extrapolation::{InvalidOption, Lengths};
 use ordo_eval::{EvalOptions, evaluate_run};
 use std::path::{Path, PathBuf};
 
@@ -205,7 +205,7 @@ fn eval_overrides_are_named_canonically_and_only_the_encoding_may_change() {
         (&["model.encoding.kind=alibi"][..], "kind is the run's"),
         (&["model.encoding.base"][..], "KEY=VALUE"),
     ] {
-        let err = with(sets).validate(&flag).unwrap_err();
+        let err = with(sets).validate(&flag).unwrap_err().to_string();
         assert!(
             err.contains(needle) && err.contains("--set"),
             "{sets:?}: {err}"
@@ -218,13 +218,21 @@ fn eval_overrides_are_named_canonically_and_only_the_encoding_may_change() {
     };
     assert_eq!(
         zero.validate(&|k| format!("`eval.{k}`")).unwrap_err(),
-        "`eval.examples`: expected a positive integer, got 0"
+        InvalidOption::Zero {
+            field: "`eval.examples`".into()
+        }
     );
     let far = EvalOptions {
         max_factor: Some(ordo_eval::extrapolation::MAX_FACTOR + 1),
         ..EvalOptions::default()
     };
-    assert!(far.validate(&flag).unwrap_err().starts_with("--max_factor"));
+    let err = far.validate(&flag).unwrap_err();
+    assert!(matches!(&err, InvalidOption::TooLarge { field, .. } if field == "--max_factor"));
+    assert!(
+        err.to_string()
+            .starts_with("--max_factor: expected at most"),
+        "{err}"
+    );
     // Files of older versions, which named a RoPE scaling, still read.
     let old: ordo_eval::extrapolation::EvalRecord = serde_json::from_str(
         r#"{"lengths":null,"max_factor":4,"examples":128,"scaling":"none","sliding":null}"#,

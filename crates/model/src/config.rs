@@ -85,12 +85,37 @@ impl Default for ModelConfig {
     }
 }
 
-/// A field of `[model]` (dotted, e.g. `encoding.fraction`) and what was expected.
+/// What is wrong in `[model]`: a field of its own, or one of its encoding's (kept as the
+/// scheme's error, so a caller that names encoding parameters its own way can).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("`{field}`: {message}")]
-pub struct ModelConfigError {
-    pub field: String,
-    pub message: String,
+pub enum ModelConfigError {
+    #[error("`{field}`: {message}")]
+    Field {
+        field: &'static str,
+        message: String,
+    },
+    #[error("`encoding.{}`: {}", .0.field, .0.message)]
+    Encoding(ordo_encodings::EncodingConfigError),
+}
+
+impl ModelConfigError {
+    /// The field relative to `[model]`, dotted (`encoding.fraction`).
+    pub fn field(&self) -> String {
+        match self {
+            ModelConfigError::Field { field, .. } => field.to_string(),
+            ModelConfigError::Encoding(e) => format!("encoding.{}", e.field),
+        }
+    }
+
+    /// What was expected.
+    pub fn message(&self) -> &str {
+        match self {
+            ModelConfigError::Field { message, .. }
+            | ModelConfigError::Encoding(ordo_encodings::EncodingConfigError { message, .. }) => {
+                message
+            }
+        }
+    }
 }
 
 impl ModelConfig {
@@ -136,12 +161,8 @@ impl ModelConfig {
 
     /// Checks every constraint before anything is built.
     pub fn validate(&self) -> Result<(), ModelConfigError> {
-        let err = |field: &str, message: String| {
-            Err(ModelConfigError {
-                field: field.to_string(),
-                message,
-            })
-        };
+        let err =
+            |field: &'static str, message: String| Err(ModelConfigError::Field { field, message });
         for (field, value) in [
             ("d_model", self.d_model),
             ("n_heads", self.n_heads),
@@ -178,9 +199,6 @@ impl ModelConfig {
         }
         self.encoding
             .validate(&self.dims())
-            .map_err(|e| ModelConfigError {
-                field: format!("encoding.{}", e.field),
-                message: e.message,
-            })
+            .map_err(ModelConfigError::Encoding)
     }
 }

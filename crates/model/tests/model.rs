@@ -379,7 +379,7 @@ fn embedding_std_defaults_to_one_unwritten_and_must_be_positive() {
             embedding_std: bad,
             ..ModelConfig::default()
         };
-        assert_eq!(config.validate().unwrap_err().field, "embedding_std");
+        assert_eq!(config.validate().unwrap_err().field(), "embedding_std");
     }
 }
 
@@ -463,7 +463,7 @@ fn qk_bias_std_redraws_only_the_query_and_key_biases() {
             qk_bias_std: Some(bad),
             ..ModelConfig::default()
         };
-        assert_eq!(config.validate().unwrap_err().field, "qk_bias_std");
+        assert_eq!(config.validate().unwrap_err().field(), "qk_bias_std");
     }
 }
 

@@ -337,7 +337,7 @@ impl RunConfig {
             .map_err(|e| invalid(&format!("model.encoding.{}", e.field), e.message))?;
         self.model
             .validate()
-            .map_err(|e| invalid(&format!("model.{}", e.field), e.message))?;
+            .map_err(|e| invalid(&format!("model.{}", e.field()), e.message().to_string()))?;
         self.train
             .validate()
             .map_err(|(k, m)| invalid(&format!("train.{k}"), m))?;

@@ -4,6 +4,7 @@
 //! only reacts to what happened.
 
 use crate::metrics::Metrics;
+use crate::run_dir::AtPath;
 use crate::trainer::{Progress, TrainError};
 use std::io::Write;
 use std::path::PathBuf;
@@ -55,20 +56,15 @@ impl MetricsLog {
             .append(true)
             .create(true)
             .open(&path)
-            .map_err(|e| TrainError::File {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            .at(&path)?;
         Ok(Self { file, path })
     }
 
     fn write(&mut self, value: serde_json::Value) -> Result<(), TrainError> {
         writeln!(self.file, "{value}")
             .and_then(|_| self.file.flush())
-            .map_err(|e| TrainError::File {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })
+            .at(&self.path)
+            .map_err(TrainError::from)
     }
 }
 

@@ -80,6 +80,29 @@ pub enum RunDirError {
     },
 }
 
+/// An error about one file or directory that keeps its own type beside the path (as ripgrep's
+/// `WithPath`): shown as `PATH: ERROR`, matched on by its `error`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {error}", path.display())]
+pub struct WithPath<E: std::error::Error> {
+    pub path: PathBuf,
+    pub error: E,
+}
+
+/// `result.at(path)`: the error of `result`, kept with `path` ([`WithPath`]).
+pub trait AtPath<T, E: std::error::Error> {
+    fn at(self, path: &Path) -> Result<T, WithPath<E>>;
+}
+
+impl<T, E: std::error::Error> AtPath<T, E> for Result<T, E> {
+    fn at(self, path: &Path) -> Result<T, WithPath<E>> {
+        self.map_err(|error| WithPath {
+            path: path.to_path_buf(),
+            error,
+        })
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunDirError + '_ {
     move |cause| RunDirError::Io {
         path: path.to_path_buf(),

@@ -11,7 +11,7 @@ use crate::config::RunConfig;
 use crate::data::{self, Encoded};
 use crate::metrics::{Metrics, evaluate};
 use crate::rng::Rng;
-use crate::run_dir::{RunDir, RunDirError, RunLock};
+use crate::run_dir::{AtPath, RunDir, RunDirError, RunLock, WithPath};
 use crate::tasks::Generator;
 use crate::vocab::Vocab;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
@@ -25,8 +25,19 @@ use std::time::Instant;
 /// Errors a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
+    #[error(transparent)]
+    Io(#[from] WithPath<std::io::Error>),
+    #[error(transparent)]
+    Json(#[from] WithPath<serde_json::Error>),
+    #[error(transparent)]
+    Vocab(#[from] WithPath<crate::vocab::VocabError>),
+    /// The optimizer's state could not be written or read back.
+    #[error(transparent)]
+    Optimizer(#[from] WithPath<burn::store::RecordError>),
+    #[error("{}: --device: {}", .0.path.display(), .0.error)]
+    Device(WithPath<crate::device::DeviceError>),
+    #[error("{}: task.{}: {}", .0.path.display(), .0.error.field, .0.error.message)]
+    Task(WithPath<crate::tasks::TaskConfigError>),
     #[error(
         "the {what} became {value} at step {step}; stopped. {}. Lower `train.lr` or raise `train.warmup_steps`.",
         match kept {
@@ -59,13 +70,6 @@ pub enum TrainError {
          `out_dir`, or move them away"
     )]
     NotARun { dir: PathBuf, found: String },
-}
-
-fn file_err(path: &Path, message: impl std::fmt::Display) -> TrainError {
-    TrainError::File {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
 }
 
 /// How progress is shown.
@@ -132,7 +136,9 @@ fn training_device(
     dir: &Path,
 ) -> Result<Device, TrainError> {
     if let Some(device) = &options.device {
-        crate::device::parse(device).map_err(|e| file_err(dir, format!("--device: {e}")))?;
+        crate::device::parse(device)
+            .at(dir)
+            .map_err(TrainError::Device)?;
         config.device = device.clone();
     }
     Ok(crate::device::parse(&config.device)
@@ -333,7 +339,7 @@ pub fn train_with(
 pub fn resume(dir: &Path, options: TrainOptions) -> Result<Summary, TrainError> {
     let run = RunDir::new(dir);
     if !run.is_run() {
-        return Err(file_err(dir, "not a run directory (no config.toml)"));
+        return Err(crate::open::OpenError::NotARun(dir.to_path_buf()).into());
     }
     let lock = run.lock("resuming")?;
     let summary = Trainer::resume(&lock, options)?.run()?;
@@ -368,20 +374,19 @@ fn start(
     if run.is_run() {
         return Err(TrainError::Exists { dir });
     }
-    std::fs::create_dir_all(run.checkpoint_dir()).map_err(|e| file_err(&dir, e))?;
+    std::fs::create_dir_all(run.checkpoint_dir()).at(&dir)?;
     // The vocabulary covers every evaluation the config was checked for (positions' index tokens).
     let max_eval_len = crate::config::EVAL_FACTOR * config.task.train_lengths().1;
-    let task_err = |e: crate::tasks::TaskConfigError| {
-        file_err(&dir, format!("task.{}: {}", e.field, e.message))
-    };
     let generator = match generator {
         Some(generator) => generator,
-        None => config.task.generator(base_dir).map_err(task_err)?,
+        None => config
+            .task
+            .generator(base_dir)
+            .at(&dir)
+            .map_err(TrainError::Task)?,
     };
-    let vocab = generator
-        .vocab(max_eval_len)
-        .map_err(|e| file_err(&dir, e))?;
-    let tokenizer = vocab.to_json().map_err(|e| file_err(&run.tokenizer(), e))?;
+    let vocab = generator.vocab(max_eval_len).at(&dir)?;
+    let tokenizer = vocab.to_json().at(&run.tokenizer())?;
     run.write(&run.tokenizer(), tokenizer.as_bytes())?;
     // Input paths are stored relative to the run directory, with their content hashes, so the
     // run directory stands alone (moved together with its data, it still resumes and evaluates;
@@ -392,7 +397,7 @@ fn start(
     run.record_inputs(&inputs)?;
     run.record_session("train", &config.task.builtin_inputs())?;
     run.write(&run.config(), config.to_toml().as_bytes())?;
-    std::fs::File::create(run.metrics()).map_err(|e| file_err(&run.metrics(), e))?;
+    std::fs::File::create(run.metrics()).at(&run.metrics())?;
 
     let mut config = config;
     let device = training_device(&mut config, &options, &dir)?;
@@ -434,10 +439,10 @@ fn resume_in(lock: &RunLock, options: TrainOptions) -> Result<Trainer, TrainErro
         let stem = run.model_stem(state.step);
         let model = ordo_model::load_model(&config.model, vocab.len(), &stem, &device)?;
         let optim_path = run.optimizer(state.step);
-        let bytes = std::fs::read(&optim_path).map_err(|e| file_err(&optim_path, e))?;
+        let bytes = std::fs::read(&optim_path).at(&optim_path)?;
         let optim = optimizer(&config)
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-            .map_err(|e| file_err(&optim_path, format!("{e:?}")))?;
+            .at(&optim_path)?;
         (model, optim)
     };
     truncate_metrics(&run.metrics(), state.step)?;
@@ -579,7 +584,10 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(file_err(path, e)),
+        Err(error) => {
+            let path = path.to_path_buf();
+            return Err(WithPath { path, error }.into());
+        }
     };
     let kept: String = text
         .lines()
@@ -591,7 +599,7 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    ordo_model::checkpoint::write_atomic(path, kept.as_bytes()).map_err(|e| file_err(path, e))
+    Ok(ordo_model::checkpoint::write_atomic(path, kept.as_bytes()).at(path)?)
 }
 
 fn save_checkpoint(
@@ -621,9 +629,7 @@ fn save_checkpoint(
         &run.model_stem(state.step),
     )?;
     let optim_path = run.optimizer(state.step);
-    let bytes = optim
-        .into_bytes()
-        .map_err(|e| file_err(&optim_path, format!("{e:?}")))?;
+    let bytes = optim.into_bytes().at(&optim_path)?;
     run.write(&optim_path, &bytes)?;
     run.write_json(&run.state(), state)?;
     // Only now that state.json points at the new files may older ones go.
