@@ -37,8 +37,8 @@
 
 use crate::extrapolation::{EvalOptions, EvalRecord, EvalReport, evaluate_locked};
 use crate::report::{CellResult, ReportError, ReportSpec, write_report};
-use ordo_model::checkpoint::write_atomic;
 use ordo_train::config::{self, RunConfig};
+use ordo_train::run_dir::write_atomic;
 use ordo_train::run_dir::{AtPath, RunDir, RunDirError, RunLock, WithPath};
 use ordo_train::trainer::{self, Progress};
 use serde::{Deserialize, Serialize};

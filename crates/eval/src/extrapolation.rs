@@ -609,7 +609,7 @@ fn keep_previous(
         std::fs::rename(&csv, with_suffix(&csv, n)).map_err(io(&csv))?;
     }
     std::fs::rename(&json, with_suffix(&json, n)).map_err(io(&json))?;
-    ordo_model::checkpoint::sync_parent(&json);
+    ordo_train::run_dir::atomic::sync_parent(&json);
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Every figure is drawn twice by plotters, once into an RGB buffer that is encoded as PNG and
 //! once into an SVG string, and each file is written atomically
-//! (`ordo_model::checkpoint::write_atomic`: a temporary file of a unique name, then a rename).
+//! (`ordo_train::run_dir::write_atomic`: a temporary file of a unique name, then a rename).
 //! Text uses DejaVu Sans, embedded in the binary (`data/fonts/`, license beside it) and registered
 //! with plotters' `ab_glyph` renderer as `sans-serif`: no system font or fontconfig is needed.
 //!
@@ -11,7 +11,7 @@
 //! in the `schemes!` list ([`encoding_colour`]); other names take the remaining colours of the
 //! palette in order.
 
-use ordo_model::checkpoint::write_atomic;
+use ordo_train::run_dir::write_atomic;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;

@@ -8,7 +8,7 @@ pub mod config;
 pub mod loss;
 pub mod transformer;
 
-pub use checkpoint::{CheckpointError, load_model, save_model};
+pub use checkpoint::{CheckpointError, checkpoint_files, load_model};
 pub use config::{ModelConfig, ModelConfigError};
 pub use loss::masked_cross_entropy;
 pub use ordo_encodings::{AttentionMode, PositionalEncodingConfig};

@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
-use ordo_encodings::{AlibiDirection, PositionalEncoding, SchemeConfig};
+use ordo_encodings::{AlibiDirection, SchemeConfig};
 use ordo_model::{
     AttentionMode, Batch, ModelConfig, PositionalEncodingConfig, Transformer, masked_cross_entropy,
 };
@@ -281,35 +281,49 @@ fn every_scheme_overfits_a_tiny_batch_in_both_modes() {
     assert!(failures.is_empty(), "did not overfit: {failures:?}");
 }
 
+/// Every parameter of every scheme (learned tables, T5's buckets, Shaw's, FIRE's MLP, ...)
+/// receives a gradient from the loss: none is left out of the graph.
 #[test]
-fn gradients_reach_the_learned_t5_and_shaw_tables() {
+fn gradients_reach_every_parameter_of_every_scheme() {
+    use burn::module::{Module, ModuleVisitor, Param};
+    struct Norms<'a> {
+        grads: &'a burn::tensor::Gradients,
+        norms: Vec<Option<f32>>,
+    }
+    impl ModuleVisitor for Norms<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let grad = param.val().grad(self.grads);
+            self.norms
+                .push(grad.map(|g| g.abs().sum().into_scalar::<f32>()));
+        }
+    }
     let dev = Device::flex().autodiff();
-    for kind in ["learned", "t5", "shaw"] {
+    let mut with_parameters = 0;
+    for kind in PositionalEncodingConfig::KINDS {
         let model = config(kind, AttentionMode::Causal).init(VOCAB, &dev);
         let b = batch(&[vec![1, 2, 3, 4, 5], vec![5, 4, 3, 2, 1]], &dev);
         let logits = model.forward(&b);
         let targets = tokens(&[vec![2, 3, 4, 5, 6], vec![4, 3, 2, 1, 0]], &dev);
         let loss = masked_cross_entropy(logits, targets, Tensor::ones([2, 5], &dev));
         let grads = loss.backward();
-        fn norm<const D: usize>(t: Tensor<D>, grads: &burn::tensor::Gradients) -> f32 {
-            let g = t.grad(grads).expect("table has a gradient");
-            g.abs().sum().into_scalar()
-        }
-        let norms: Vec<f32> = match model.encoding() {
-            PositionalEncoding::Learned(l) => vec![norm(l.table.val(), &grads)],
-            PositionalEncoding::T5(t) => vec![norm(t.table.val(), &grads)],
-            PositionalEncoding::Shaw(s) => {
-                let mut v = vec![norm(s.keys.val(), &grads)];
-                v.extend(s.values.iter().map(|p| norm(p.val(), &grads)));
-                v
-            }
-            other => panic!("unexpected scheme {other:?}"),
+        let mut visitor = Norms {
+            grads: &grads,
+            norms: Vec::new(),
         };
-        assert_eq!(norms.len(), if kind == "shaw" { 2 } else { 1 });
-        for n in norms {
-            assert!(n > 0.0, "{kind}: zero gradient");
+        model.encoding().visit(&mut visitor);
+        with_parameters += usize::from(!visitor.norms.is_empty());
+        for (i, norm) in visitor.norms.iter().enumerate() {
+            assert!(
+                norm.is_some_and(|n| n > 0.0),
+                "{kind}: parameter {i} of the scheme gets gradient {norm:?}"
+            );
         }
     }
+    // Not vacuous: learned, t5, shaw and fire at least have parameters.
+    assert!(
+        with_parameters >= 4,
+        "{with_parameters} schemes with parameters"
+    );
 }
 
 #[test]
@@ -322,7 +336,9 @@ fn checkpoint_round_trip_and_scheme_mismatch() {
         let cfg = config(kind, AttentionMode::Causal);
         let model = cfg.init(VOCAB, &dev);
         let stem = dir.join(kind);
-        ordo_model::save_model(&model, &cfg, VOCAB, &stem).unwrap();
+        for (path, bytes) in ordo_model::checkpoint_files(&model, &cfg, VOCAB, &stem).unwrap() {
+            std::fs::write(path, bytes).unwrap();
+        }
         let loaded = ordo_model::load_model(&cfg, VOCAB, &stem, &dev).unwrap();
         assert_eq!(
             values(model.forward(&input)),

@@ -770,6 +770,17 @@ mod tests {
             e.message.len() > "invalid lexicon file `broken.toml`: ".len() + 20,
             "{e}"
         );
+        // A word the sentence tasks use themselves (an answer of bigram_shift) is refused,
+        // naming the file, the list and the word.
+        let reserved = grammar::BUILTIN_LEXICON.replacen("\"cat\"", "\"swapped\"", 1);
+        std::fs::write(dir.0.join("reserved.toml"), reserved).unwrap();
+        let c: TaskConfig =
+            toml::from_str("kind = \"agent\"\nlexicon = \"reserved.toml\"").unwrap();
+        let e = c.validate(&dir.0).unwrap_err();
+        assert_eq!(e.field, "lexicon");
+        for needle in ["reserved.toml", "animals", "\"swapped\"", "reserved"] {
+            assert!(e.message.contains(needle), "{needle}: {e}");
+        }
     }
 
     /// The measure `len` of an example, read back from the prompt.

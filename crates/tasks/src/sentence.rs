@@ -79,8 +79,20 @@ fn load(
 ) -> Result<Arc<dyn Generate>, TaskConfigError> {
     let lexicon = match path {
         None => Lexicon::from_toml(grammar::BUILTIN_LEXICON)
+            .and_then(|l| l.refuse_reserved(&RESERVED).map(|()| l))
             .map_err(|e| format!("invalid built-in lexicon: {e}")),
-        Some(path) => Lexicon::load(&base_dir.join(path)).map_err(|e| e.to_string()),
+        Some(path) => {
+            let path = base_dir.join(path);
+            Lexicon::load(&path)
+                .and_then(|l| match l.refuse_reserved(&RESERVED) {
+                    Ok(()) => Ok(l),
+                    Err(e) => Err(grammar::LexiconError::InFile {
+                        path,
+                        error: Box::new(e),
+                    }),
+                })
+                .map_err(|e| e.to_string())
+        }
     }
     .map_err(|message| error("lexicon", message))?;
     Ok(Arc::new(Loaded {
@@ -178,6 +190,10 @@ pub const ORIGINAL: &str = "original";
 pub const AGENT: &str = "agent";
 /// Question of `agent` asking for the main object.
 pub const PATIENT: &str = "patient";
+
+/// The words these tasks use themselves, which a lexicon may not hold: the separator, the
+/// answers of `bigram_shift` and the questions of `agent`.
+const RESERVED: [&str; 5] = [SEP, SWAPPED, ORIGINAL, AGENT, PATIENT];
 
 /// The positions `i` at which swapping words `i` and `i + 1` is allowed (see the module docs).
 pub fn swap_candidates(sentence: &Sentence) -> Vec<usize> {

@@ -13,7 +13,7 @@
 //! to plan a run to the megabyte. `ORDO_MEMORY_LIMIT` overrides the limit: a size (`64G`,
 //! `512M`, bytes) or `off`.
 
-use crate::config::RunConfig;
+use ordo_model::ModelConfig;
 use std::path::{Path, PathBuf};
 
 /// What a config costs, in parameters and bytes.
@@ -35,10 +35,12 @@ impl Estimate {
     }
 }
 
-/// The sizes an estimate needs besides the config: the vocabulary, and the model positions of
-/// the longest training and evaluated sequences (`None`: too large to count).
+/// The sizes an estimate needs besides the model's config: the training batch, the vocabulary,
+/// and the model positions of the longest training and evaluated sequences (`None`: too large
+/// to count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sizes {
+    pub batch_size: usize,
     pub vocab: u64,
     pub train_positions: Option<u64>,
     pub eval_positions: Option<u64>,
@@ -48,14 +50,14 @@ const F32: u64 = 4;
 /// Examples per forward pass in evaluation (`ordo eval`'s and ablate's default batch).
 const EVAL_BATCH: u64 = 128;
 
-/// Estimates the cost of `config`; `None` if a product overflows (which is itself absurd).
-pub fn estimate(config: &RunConfig, sizes: Sizes) -> Option<Estimate> {
-    let m = &config.model;
+/// Estimates the cost of a model `m` trained and evaluated at `sizes`; `None` if a product
+/// overflows (which is itself absurd).
+pub fn estimate(m: &ModelConfig, sizes: Sizes) -> Option<Estimate> {
     let (d, h, l) = (m.d_model as u64, m.n_heads as u64, m.n_layers as u64);
     let f = m.d_ff() as u64;
     let v = sizes.vocab;
     let (t, te) = (sizes.train_positions?, sizes.eval_positions?);
-    let b = config.train.batch_size as u64;
+    let b = sizes.batch_size as u64;
     let valid_b = b.max(64);
 
     // Parameters: embeddings (and an untied head), per block 4 projections, the MLP, two
@@ -245,13 +247,9 @@ pub fn show_bytes(bytes: u64) -> String {
     }
 }
 
-/// Refuses `config` if its estimate exceeds `limit` (or cannot be computed).
-pub fn check(
-    config: &RunConfig,
-    sizes: Sizes,
-    limit: Option<u64>,
-) -> Result<Estimate, BudgetError> {
-    let Some(estimate) = estimate(config, sizes) else {
+/// Refuses a model `m` at `sizes` if its estimate exceeds `limit` (or cannot be computed).
+pub fn check(m: &ModelConfig, sizes: Sizes, limit: Option<u64>) -> Result<Estimate, BudgetError> {
+    let Some(estimate) = estimate(m, sizes) else {
         return Err(BudgetError::Uncountable(sizes));
     };
     if let Some(limit) = limit
@@ -260,7 +258,7 @@ pub fn check(
         return Err(BudgetError::TooLarge {
             estimate,
             limit,
-            batch_size: config.train.batch_size,
+            batch_size: sizes.batch_size,
         });
     }
     Ok(estimate)
@@ -310,7 +308,7 @@ pub enum BudgetError {
 mod tests {
     use super::*;
 
-    fn config() -> RunConfig {
+    fn config() -> crate::config::RunConfig {
         crate::config::from_table(
             "[model]\nd_model = 64\nn_heads = 4\nn_layers = 4\n[task]\nkind = \"copy\"\n"
                 .parse()
@@ -333,11 +331,12 @@ mod tests {
             let device = burn::prelude::Device::flex();
             let model = config.model.init(20, &device);
             let sizes = Sizes {
+                batch_size: config.train.batch_size,
                 vocab: 20,
                 train_positions: Some(32),
                 eval_positions: Some(128),
             };
-            let e = estimate(&config, sizes).unwrap();
+            let e = estimate(&config.model, sizes).unwrap();
             assert_eq!(e.parameters, model.num_params() as u64, "tie {tie}, {kind}");
         }
     }
@@ -346,11 +345,12 @@ mod tests {
     fn absurd_sizes_are_refused_and_overflow_is_caught() {
         let config = config();
         let sane = Sizes {
+            batch_size: config.train.batch_size,
             vocab: 20,
             train_positions: Some(33),
             eval_positions: Some(132),
         };
-        let e = check(&config, sane, Some(1 << 30)).unwrap();
+        let e = check(&config.model, sane, Some(1 << 30)).unwrap();
         assert!(e.peak() < 200 << 20, "{e:?}");
         // A sequence of 10^12 positions: the b·h·t² term alone overflows 64 bits.
         let huge = Sizes {
@@ -358,7 +358,9 @@ mod tests {
             eval_positions: Some(8_000_000_000_004),
             ..sane
         };
-        let err = check(&config, huge, Some(1 << 40)).unwrap_err().to_string();
+        let err = check(&config.model, huge, Some(1 << 40))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("too large to even count"), "{err}");
         // Large but countable: refused with the numbers, accepted without a limit.
         let big = Sizes {
@@ -366,10 +368,12 @@ mod tests {
             eval_positions: Some(400_000),
             ..sane
         };
-        let err = check(&config, big, Some(24 << 30)).unwrap_err().to_string();
+        let err = check(&config.model, big, Some(24 << 30))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("exceeds the 24.0 GiB available"), "{err}");
         assert!(err.contains("ORDO_MEMORY_LIMIT"), "{err}");
-        assert!(check(&config, big, None).is_ok());
+        assert!(check(&config.model, big, None).is_ok());
     }
 
     #[test]

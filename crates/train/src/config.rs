@@ -365,13 +365,14 @@ impl RunConfig {
         let mode = self.model.mode;
         let eval_len = max_len.checked_mul(eval_factor);
         let sizes = crate::budget::Sizes {
+            batch_size: self.train.batch_size,
             vocab: generator.vocab_estimate(eval_len.unwrap_or(usize::MAX)),
             train_positions: crate::data::positions_at(&self.task, max_len, mode).map(|t| t as u64),
             eval_positions: eval_len
                 .and_then(|len| crate::data::positions_at(&self.task, len, mode))
                 .map(|t| t as u64),
         };
-        crate::budget::check(self, sizes, crate::budget::limit()?)
+        crate::budget::check(&self.model, sizes, crate::budget::limit()?)
     }
 
     /// The run directory.

@@ -599,7 +599,7 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    Ok(ordo_model::checkpoint::write_atomic(path, kept.as_bytes()).at(path)?)
+    Ok(crate::run_dir::write_atomic(path, kept.as_bytes()).at(path)?)
 }
 
 fn save_checkpoint(
@@ -622,12 +622,12 @@ fn save_checkpoint(
     if !largest.is_finite() {
         return Err(non_finite("parameters", largest, state.step, run));
     }
-    ordo_model::save_model(
-        model,
-        &setup.config.model,
-        setup.vocab.len(),
-        &run.model_stem(state.step),
-    )?;
+    let stem = run.model_stem(state.step);
+    for (path, bytes) in
+        ordo_model::checkpoint_files(model, &setup.config.model, setup.vocab.len(), &stem)?
+    {
+        run.write(&path, &bytes)?;
+    }
     let optim_path = run.optimizer(state.step);
     let bytes = optim.into_bytes().at(&optim_path)?;
     run.write(&optim_path, &bytes)?;

@@ -58,7 +58,7 @@ pub use rows::{Bucket, BucketStat, Edges, Point, Row, Stat, extrapolation_score,
 use crate::extrapolation::EvalReport;
 use crate::plot;
 use markdown::order_index;
-use ordo_model::checkpoint::write_atomic;
+use ordo_train::run_dir::write_atomic;
 use plots::group_plot;
 use ranking::groups_of;
 use rows::distinct;

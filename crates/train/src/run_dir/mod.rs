@@ -34,7 +34,9 @@
 //!   machine, in this PID namespace, by a process that no longer exists (or before this
 //!   machine's last boot); otherwise once its heartbeat is older than [`STALE_AFTER`].
 
-use ordo_model::checkpoint::write_atomic;
+pub mod atomic;
+
+pub use atomic::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -195,7 +197,7 @@ impl RunDir {
             ordo_version: env!("CARGO_PKG_VERSION").to_string(),
             git_commit: env!("ORDO_GIT_COMMIT").to_string(),
             kernel_tier: ordo_kernels::cpu::tier().to_string(),
-            host: ordo_model::checkpoint::host_name(),
+            host: atomic::host_name(),
             since: unix_now(),
             builtin_inputs: builtin
                 .iter()
@@ -466,7 +468,7 @@ pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(300)
 /// What a claim file says about its holder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimInfo {
-    /// Unique to the claiming process and call ([`ordo_model::checkpoint::unique_tag`]).
+    /// Unique to the claiming process and call ([`atomic::unique_tag`]).
     pub tag: String,
     pub host: String,
     pub pid: u32,
@@ -487,8 +489,8 @@ impl ClaimInfo {
     fn ours(purpose: &str) -> ClaimInfo {
         let pid = std::process::id();
         ClaimInfo {
-            tag: ordo_model::checkpoint::unique_tag(),
-            host: ordo_model::checkpoint::host_name(),
+            tag: atomic::unique_tag(),
+            host: atomic::host_name(),
             pid,
             boot_id: boot_id(),
             pid_ns: pid_namespace(),
@@ -543,8 +545,7 @@ fn claimant_gone(info: &ClaimInfo, age: std::time::Duration) -> Option<String> {
         }
         return None;
     }
-    if !boot.is_empty() && info.host == ordo_model::checkpoint::host_name() && info.boot_id != boot
-    {
+    if !boot.is_empty() && info.host == atomic::host_name() && info.boot_id != boot {
         return Some("this machine has rebooted since".into());
     }
     (age > STALE_AFTER).then(|| {
@@ -615,7 +616,7 @@ impl Claim {
                     file.write_all(text.as_bytes())
                         .and_then(|_| file.sync_all())
                         .map_err(io(path))?;
-                    ordo_model::checkpoint::sync_parent(path);
+                    atomic::sync_parent(path);
                     return Ok(Claim::start(path, ours.tag, every));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
