@@ -78,46 +78,52 @@ impl Attention {
         let scale = (dh as f64).powf(-0.5);
 
         let relative = scheme.relative();
-        if pass.path == AttentionPath::Kernel {
-            // On flex the kernel computes the relative terms itself; elsewhere the key term is
-            // added to the bias (the kernel path then has no value term: see `choose`).
-            let (tables, key_term) = match relative {
-                // No one-hot map in the context: the kernel computes the terms itself.
-                Some(r) if ctx.relative.is_none() => (Some(r.tables(layer)), None),
-                // Linear in q: scaled afterwards.
-                Some(r) => (None, Some(r.key_scores(&q, layer, ctx).mul_scalar(scale))), // [b, h, t, t]
-                None => (None, None),
-            };
+        // The fused and explicit paths: 1/√dh applied to q [b, h, t, dh] rather than to the
+        // larger scores [b, h, t, t], then the relative key term (linear in q) and the bias.
+        let scaled = |q: Tensor<4>| {
+            let q = q.mul_scalar(scale);
+            let key_term = relative.map(|r| r.key_scores(&q, layer, ctx)); // [b, h, t, t]
             let bias = plus_bias(key_term, pass.bias);
-            let causal = pass.mode == AttentionMode::Causal;
-            let out = attention_core(q, k, v, bias, tables, scale as f32, causal); // [b, t, d]
-            return (self.out.forward(out), None);
+            (q, bias)
+        };
+        match pass.path {
+            AttentionPath::Kernel => {
+                // On flex the kernel computes the relative terms itself; elsewhere the key term
+                // is added to the bias (the kernel path then has no value term: see `choose`).
+                let (tables, key_term) = match relative {
+                    // No one-hot map in the context: the kernel computes the terms itself.
+                    Some(r) if ctx.relative.is_none() => (Some(r.tables(layer)), None),
+                    // Linear in q: scaled afterwards.
+                    Some(r) => (None, Some(r.key_scores(&q, layer, ctx).mul_scalar(scale))), // [b, h, t, t]
+                    None => (None, None),
+                };
+                let bias = plus_bias(key_term, pass.bias);
+                let causal = pass.mode == AttentionMode::Causal;
+                let out = attention_core(q, k, v, bias, tables, scale as f32, causal); // [b, t, d]
+                (self.out.forward(out), None)
+            }
+            AttentionPath::BurnFused => {
+                let (q, bias) = scaled(q);
+                let out = fused_attention(q, k, v, bias, pass.mode); // [b, h, t, dh]
+                let out = out.swap_dims(1, 2).reshape([b, t, d]); // [b, t, d]
+                (self.out.forward(out), None)
+            }
+            AttentionPath::Explicit => {
+                let (q, bias) = scaled(q);
+                let mut scores = q.matmul(k.swap_dims(2, 3)); // [b, h, t, t]
+                if let Some(bias) = bias {
+                    scores = scores + bias;
+                }
+                let probs = softmax(scores); // [b, h, t, t]
+                let dropped = self.dropout.forward(probs.clone());
+                let mut out = dropped.clone().matmul(v); // [b, h, t, dh]
+                if let Some(term) = relative.and_then(|r| r.value_term(&dropped, layer, ctx)) {
+                    out = out + term; // [b, h, t, dh]
+                }
+                let out = out.swap_dims(1, 2).reshape([b, t, d]); // [b, t, d]
+                (self.out.forward(out), Some(probs))
+            }
         }
-
-        // 1/√dh applied to q [b, h, t, dh] rather than to the larger scores [b, h, t, t].
-        let q = q.mul_scalar(scale);
-        let key_term = relative.map(|r| r.key_scores(&q, layer, ctx)); // [b, h, t, t]
-        let bias = plus_bias(key_term, pass.bias);
-
-        if pass.path == AttentionPath::BurnFused {
-            let out = fused_attention(q, k, v, bias, pass.mode); // [b, h, t, dh]
-            return (
-                self.out.forward(out.swap_dims(1, 2).reshape([b, t, d])),
-                None,
-            );
-        }
-        let mut scores = q.matmul(k.swap_dims(2, 3)); // [b, h, t, t]
-        if let Some(bias) = bias {
-            scores = scores + bias;
-        }
-        let probs = softmax(scores); // [b, h, t, t]
-        let dropped = self.dropout.forward(probs.clone());
-        let mut out = dropped.clone().matmul(v); // [b, h, t, dh]
-        if let Some(term) = relative.and_then(|r| r.value_term(&dropped, layer, ctx)) {
-            out = out + term; // [b, h, t, dh]
-        }
-        let out = out.swap_dims(1, 2).reshape([b, t, d]); // [b, t, d]
-        (self.out.forward(out), Some(probs))
     }
 }
 

@@ -841,7 +841,7 @@ fn relocate_inputs(task: &mut crate::tasks::TaskConfig, base_dir: &Path, run_dir
 
 /// Fault injection for tests of the divergence path: a NaN in the gradients at a chosen step of
 /// a chosen run, as a real overflow in the backward pass would leave them. Registered per run
-/// directory by in-process tests ([`inject_nan_gradient`]), or for a whole `ordo` process by the
+/// directory by in-process tests (`inject_nan_gradient`, in test builds only), or for a whole `ordo` process by the
 /// environment variable `ORDO_INJECT_NAN_GRADIENT_AT_STEP` (used by the command-line tests; read
 /// only in builds with the `test-hooks` feature, never in a user's binary).
 pub mod fault {
