@@ -459,7 +459,7 @@ fn eval(run_dir: PathBuf, options: ordo_eval::EvalOptions) -> Result<()> {
         report.train_max_len,
         report.overrides
     );
-    println!("{}", ordo_eval::report::eval_summary(&report));
+    println!("{}", ordo_eval::summary::eval_summary(&report));
     let written = ordo_train::run_dir::RunDir::new(&run_dir).eval_json(&options.variant());
     println!("wrote {}", written.display());
     Ok(())

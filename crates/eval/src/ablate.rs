@@ -35,6 +35,7 @@
 //! `--rerun-stale` moves such a run directory to `stale/` and trains it again (or re-evaluates
 //! it, if only `[eval]` changed).
 
+pub use crate::experiment_dir::ExperimentDir;
 use crate::extrapolation::{EvalOptions, EvalRecord, EvalReport, evaluate_locked};
 use crate::report::{CellResult, ReportError, ReportSpec, write_report};
 use ordo_train::config::{self, RunConfig};
@@ -996,7 +997,7 @@ pub fn run(experiment: &Experiment, options: AblateOptions) -> Result<AblateOutc
                             "[{n}/{total}] {} done in {:.0}s: {}",
                             cell.info.id,
                             started.elapsed().as_secs_f64(),
-                            crate::report::cell_summary(&report),
+                            crate::summary::cell_summary(&report),
                         );
                     }
                 }
@@ -1278,61 +1279,6 @@ fn archive_stale(
         target.display()
     );
     Ok(fresh)
-}
-
-/// One type for an experiment directory: every name in it. Nobody else spells them.
-///
-/// ```text
-/// experiments/<name>/
-///   experiment.json   the report settings and the grid's cell ids (written by every shard)
-///   runs/<cell id>/   one run directory per cell (see `ordo_train::run_dir`)
-///   stale/<id>-<n>/   run directories `--rerun-stale` replaced
-///   report.md, plots/ the report
-///   .report.lock      held while a process rebuilds the report (OS file lock) ...
-///   .report.claim     ... and its claim file (see `ordo_train::run_dir::Hold`)
-///   .report.pending   made by every process that finished cells, removed by the rebuild
-///                     that starts after it (see [`rebuild_report_after`])
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExperimentDir {
-    path: PathBuf,
-}
-
-impl ExperimentDir {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
-    }
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-    pub fn spec(&self) -> PathBuf {
-        self.path.join("experiment.json")
-    }
-    pub fn runs(&self) -> PathBuf {
-        self.path.join("runs")
-    }
-    /// The run directory of the cell `id`.
-    pub fn run(&self, id: &str) -> PathBuf {
-        self.runs().join(id)
-    }
-    pub fn stale(&self) -> PathBuf {
-        self.path.join("stale")
-    }
-    pub fn report_lock(&self) -> PathBuf {
-        self.path.join(".report.lock")
-    }
-    pub fn report_claim(&self) -> PathBuf {
-        self.path.join(".report.claim")
-    }
-    pub fn report_pending(&self) -> PathBuf {
-        self.path.join(".report.pending")
-    }
-    pub fn report(&self) -> PathBuf {
-        self.path.join("report.md")
-    }
-    pub fn plots(&self) -> PathBuf {
-        self.path.join("plots")
-    }
 }
 
 /// The report settings `ordo report` needs, kept in `experiments/NAME/experiment.json`.

@@ -1,6 +1,7 @@
 //! Evaluation of trained runs, separate from training: length extrapolation (`ordo eval`),
 //! ablation grids (`ordo ablate`) and their reports (`ordo report`).
 
+pub mod experiment_dir;
 pub mod extrapolation;
 pub mod plot;
 pub mod report;

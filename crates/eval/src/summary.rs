@@ -2,10 +2,10 @@
 
 use crate::extrapolation::EvalReport;
 use crate::extrapolation::Headline;
-use crate::report::CellResult;
-use crate::report::Row;
 use crate::report::markdown::{bucket_columns, bucket_of};
-use crate::report::rows::{Bucket, Stat, bucket_value, observed, row_of, value_at};
+use crate::report::rows::{
+    Bucket, CellResult, Row, Stat, bucket_value, observed, row_of, value_at,
+};
 use crate::stats::Interval;
 use std::fmt::Write as _;
 

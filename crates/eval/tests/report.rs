@@ -3,9 +3,10 @@
 use ordo_eval::extrapolation::{Buckets, EvalReport, Headline, LengthResult, Outcomes, bucket};
 use ordo_eval::plot::{self, ColorMap, Heatmap, LinePlot, encoding_colour};
 use ordo_eval::report::{
-    CellResult, ReportSpec, Row, Stat, cell_summary, eval_summary, extrapolation_score, mrr,
-    ranking_intervals, ranks, summarize, write_report,
+    CellResult, ReportSpec, Row, Stat, extrapolation_score, mrr, ranking_intervals, ranks,
+    summarize, write_report,
 };
+use ordo_eval::summary::{cell_summary, eval_summary};
 use ordo_model::AttentionMode;
 use ordo_train::metrics::Metrics;
 use std::collections::HashSet;

@@ -13,6 +13,7 @@
 //! ```
 //! Every error names the file (or the `--set` override), the dotted key and what was expected.
 
+pub use crate::data::BatchLengths;
 use crate::tasks::TaskConfig;
 use ordo_model::ModelConfig;
 use serde::{Deserialize, Serialize};
@@ -86,33 +87,6 @@ pub struct TrainConfig {
     /// configs and runs from before the option are unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_lengths: Option<BatchLengths>,
-}
-
-/// How the lengths of a training batch's examples are drawn.
-///
-/// A forward pass places all rows of its batch on one draw of randomized positions, sized for
-/// the longest row; in a batch of mixed lengths a short row then sits on the smallest of the
-/// positions drawn for the longest (reverse, lengths 1-8, batch 32: a length-2 row on the
-/// bottom of ~17 draws from `0..N`, spacing ~N/17), while in evaluation, one length per
-/// forward pass, the same row spreads over all of `0..N`. One length per batch, as Ruoss et
-/// al.'s training loop draws it (`experiments/training.py`: one length per step from the
-/// curriculum, uniform over `1..L`), makes the distributions the same.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BatchLengths {
-    /// Each example's length is drawn on its own, uniformly from the training lengths.
-    Mixed,
-    /// One length per batch, drawn uniformly from the training lengths, shared by its examples.
-    Single,
-}
-
-impl BatchLengths {
-    pub fn name(&self) -> &'static str {
-        match self {
-            BatchLengths::Mixed => "mixed",
-            BatchLengths::Single => "single",
-        }
-    }
 }
 
 impl Default for TrainConfig {

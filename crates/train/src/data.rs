@@ -7,13 +7,40 @@
 //! Either way, exact match on the answer positions under teacher forcing equals greedy decoding
 //! of the answer: the first wrong token is the same in both.
 
-use crate::config::BatchLengths;
 use crate::rng::Rng;
 use crate::tasks::{Example, Generator, TaskConfig, TaskConfigError};
 use crate::vocab::Vocab;
 use burn::prelude::*;
 use ordo_model::{AttentionMode, Batch};
+use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// How the lengths of a training batch's examples are drawn.
+///
+/// A forward pass places all rows of its batch on one draw of randomized positions, sized for
+/// the longest row; in a batch of mixed lengths a short row then sits on the smallest of the
+/// positions drawn for the longest (reverse, lengths 1-8, batch 32: a length-2 row on the
+/// bottom of ~17 draws from `0..N`, spacing ~N/17), while in evaluation, one length per
+/// forward pass, the same row spreads over all of `0..N`. One length per batch, as Ruoss et
+/// al.'s training loop draws it (`experiments/training.py`: one length per step from the
+/// curriculum, uniform over `1..L`), makes the distributions the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchLengths {
+    /// Each example's length is drawn on its own, uniformly from the training lengths.
+    Mixed,
+    /// One length per batch, drawn uniformly from the training lengths, shared by its examples.
+    Single,
+}
+
+impl BatchLengths {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BatchLengths::Mixed => "mixed",
+            BatchLengths::Single => "single",
+        }
+    }
+}
 
 /// One example as ids: `input`, `target` and `weight` have the same length.
 #[derive(Debug, Clone, PartialEq)]

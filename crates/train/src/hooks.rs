@@ -3,9 +3,9 @@
 //! nothing). The loop in [`crate::trainer`] samples, steps, evaluates and checkpoints; each hook
 //! only reacts to what happened.
 
+use crate::error::TrainError;
 use crate::metrics::Metrics;
 use crate::run_dir::AtPath;
-use crate::trainer::{Progress, TrainError};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -41,6 +41,28 @@ pub struct TrainLine {
 /// Something that reacts to the loop's events.
 pub trait Hook {
     fn on(&mut self, event: &Event) -> Result<(), TrainError>;
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// An indicatif bar (stdout is a terminal).
+    Bar,
+    /// Plain log lines on stdout.
+    Lines,
+    /// Nothing (tests).
+    Quiet,
+}
+
+impl Progress {
+    pub fn auto() -> Self {
+        use std::io::IsTerminal;
+        if std::io::stdout().is_terminal() {
+            Self::Bar
+        } else {
+            Self::Lines
+        }
+    }
 }
 
 /// The run's `metrics.jsonl`: one JSON line per `Logged` and `Evaluated` event, flushed at once.

@@ -20,6 +20,7 @@ pub mod budget;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod error;
 pub mod hooks;
 pub mod metrics;
 pub mod open;

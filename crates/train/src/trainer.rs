@@ -9,6 +9,8 @@
 
 use crate::config::RunConfig;
 use crate::data::{self, Encoded};
+pub use crate::error::TrainError;
+pub use crate::hooks::Progress;
 use crate::metrics::{Metrics, evaluate};
 use crate::rng::Rng;
 use crate::run_dir::{AtPath, RunDir, RunDirError, RunLock, WithPath};
@@ -21,78 +23,6 @@ use ordo_model::{Transformer, masked_cross_entropy};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Errors a user can act on.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Io(#[from] WithPath<std::io::Error>),
-    #[error(transparent)]
-    Json(#[from] WithPath<serde_json::Error>),
-    #[error(transparent)]
-    Vocab(#[from] WithPath<crate::vocab::VocabError>),
-    /// The optimizer's state could not be written or read back.
-    #[error(transparent)]
-    Optimizer(#[from] WithPath<burn::store::RecordError>),
-    #[error("{}: --device: {}", .0.path.display(), .0.error)]
-    Device(WithPath<crate::device::DeviceError>),
-    #[error("{}: task.{}: {}", .0.path.display(), .0.error.field, .0.error.message)]
-    Task(WithPath<crate::tasks::TaskConfigError>),
-    #[error(
-        "the {what} became {value} at step {step}; stopped. {}. Lower `train.lr` or raise `train.warmup_steps`.",
-        match kept {
-            Some(kept) => format!("The last good checkpoint (step {kept}) is kept in {}", dir.display()),
-            None => format!("No checkpoint was written yet in {}", dir.display()),
-        }
-    )]
-    NonFinite {
-        /// `training loss`, `gradient norm`, `held-out loss` or `parameters`.
-        what: &'static str,
-        value: f64,
-        step: usize,
-        kept: Option<usize>,
-        dir: PathBuf,
-    },
-    #[error(transparent)]
-    RunDir(#[from] RunDirError),
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    Checkpoint(#[from] ordo_model::CheckpointError),
-    #[error(transparent)]
-    Open(#[from] crate::open::OpenError),
-    #[error(
-        "{dir} already holds a finished or started run; use `ordo train --resume {dir}` to continue it or choose another `name`"
-    )]
-    Exists { dir: PathBuf },
-    #[error(
-        "{dir} exists and holds files that are not a run ({found}); choose another `name` or \
-         `out_dir`, or move them away"
-    )]
-    NotARun { dir: PathBuf, found: String },
-}
-
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
-    /// An indicatif bar (stdout is a terminal).
-    Bar,
-    /// Plain log lines on stdout.
-    Lines,
-    /// Nothing (tests).
-    Quiet,
-}
-
-impl Progress {
-    pub fn auto() -> Self {
-        use std::io::IsTerminal;
-        if std::io::stdout().is_terminal() {
-            Self::Bar
-        } else {
-            Self::Lines
-        }
-    }
-}
 
 /// What a finished run reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,23 +1,27 @@
 //! `report.md`: one table per (task, variant), the conventions, the ranking and the paired
 //! comparisons, as text.
 
-use super::ReportSpec;
 use super::plots::{plot_stem, plot_title};
 use super::ranking::GroupRanks;
 use super::ranking::{TIE_TOLERANCE, mrr_of, paired_differences, ranking_intervals, ranks};
 use super::rows::{Bucket, BucketStat, Row, Stat};
-use super::rows::{Point, distinct, mean_of};
+use super::rows::{Point, distinct, group_title, mean_of, variant_label};
 use crate::extrapolation::Headline;
 use crate::stats::{self, Interval, REPLICATES};
 use std::fmt::Write as _;
 
-/// `model.mode=bidirectional, task.x=3`; empty for no variant.
-pub fn variant_label(variant: &[(String, String)]) -> String {
-    variant
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// What the report says about the grid and the order of its rows and tables.
+#[derive(Debug, Clone)]
+pub struct ReportSpec {
+    pub name: String,
+    /// A markdown paragraph describing the grid.
+    pub description: String,
+    /// Row order of the tables (encodings not listed follow in order of appearance).
+    pub encodings_order: Vec<String>,
+    /// Table order (tasks not listed follow in order of appearance).
+    pub tasks_order: Vec<String>,
+    /// Run directories the report leaves out, each with why (printed under the grid).
+    pub left_out: Vec<String>,
 }
 
 /// `0.812 ± 0.031 [0.770, 0.850]`, `0.812 [0.770, 0.850]` (one seed), without the interval when
@@ -61,15 +65,6 @@ fn md_escape(text: &str) -> String {
 
 pub(crate) fn order_index(order: &[String], name: &str) -> usize {
     order.iter().position(|o| o == name).unwrap_or(order.len())
-}
-
-pub(crate) fn group_title(task: &str, variant: &[(String, String)]) -> String {
-    let label = variant_label(variant);
-    if label.is_empty() {
-        task.to_string()
-    } else {
-        format!("{task} ({label})")
-    }
 }
 
 /// The exact-match columns of a group: `(bucket, header)` for every bucket some row measured a

@@ -47,51 +47,23 @@ pub mod plots;
 pub mod ranking;
 pub mod rows;
 
-pub use crate::summary::{cell_summary, eval_summary};
-pub use markdown::{format_bucket, format_stat, format_value, render_markdown, variant_label};
+pub use markdown::{ReportSpec, format_bucket, format_stat, format_value, render_markdown};
 pub use plots::plot_stem;
 pub use ranking::{
     GroupRanks, RankingIntervals, TIE_TOLERANCE, mrr, paired_differences, ranking_intervals, ranks,
 };
-pub use rows::{Bucket, BucketStat, Edges, Point, Row, Stat, extrapolation_score, summarize};
+pub use rows::{
+    Bucket, BucketStat, CellResult, Edges, Point, Row, Stat, extrapolation_score, summarize,
+    variant_label,
+};
 
-use crate::extrapolation::EvalReport;
 use crate::plot;
 use markdown::order_index;
 use ordo_train::run_dir::write_atomic;
 use plots::group_plot;
 use ranking::groups_of;
 use rows::distinct;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// One finished cell of a grid.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CellResult {
-    /// e.g. "copy".
-    pub task: String,
-    /// The label of the experiment's encoding, e.g. "rope" or "t5(init_std=3.0)"; the scheme's
-    /// kind is `eval.encoding`.
-    pub encoding: String,
-    pub seed: u64,
-    /// Values of the grid's extra axes, e.g. `[("model.mode", "bidirectional")]`; empty if none.
-    pub variant: Vec<(String, String)>,
-    pub eval: EvalReport,
-}
-
-/// What the report says about the grid and the order of its rows and tables.
-#[derive(Debug, Clone)]
-pub struct ReportSpec {
-    pub name: String,
-    /// A markdown paragraph describing the grid.
-    pub description: String,
-    /// Row order of the tables (encodings not listed follow in order of appearance).
-    pub encodings_order: Vec<String>,
-    /// Table order (tasks not listed follow in order of appearance).
-    pub tasks_order: Vec<String>,
-    /// Run directories the report leaves out, each with why (printed under the grid).
-    pub left_out: Vec<String>,
-}
 
 /// Writes `dir/report.md` and `dir/plots/<task>[-<variant>].png|svg`; returns the report's path.
 pub fn write_report(
@@ -120,7 +92,7 @@ pub fn write_report(
     });
     let cells: Vec<CellResult> = sorted.into_iter().cloned().collect();
     let rows = summarize(&cells);
-    let layout = crate::ablate::ExperimentDir::new(dir);
+    let layout = crate::experiment_dir::ExperimentDir::new(dir);
     let plots = layout.plots();
     std::fs::create_dir_all(&plots).map_err(io_err(&plots))?;
     for of_group in groups_of(&rows) {

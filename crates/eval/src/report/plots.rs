@@ -1,8 +1,7 @@
 //! The report's figures: one plot per (task, variant) of the headline metric against length,
 //! with its 95 % band.
 
-use super::markdown::group_title;
-use super::rows::Row;
+use super::rows::{Row, group_title};
 use crate::extrapolation::Headline;
 use crate::plot::{self, LinePlot};
 use std::path::Path;

@@ -1,10 +1,23 @@
 //! Rows of the report: the cells of one (task, variant, encoding) pooled over seeds into bucket
 //! statistics, points against length and the extrapolation score, with their intervals.
 
-use super::CellResult;
-use super::markdown::variant_label;
 use crate::extrapolation::{EvalReport, Headline, LengthResult};
 use crate::stats::{self, Domain, Interval, REPLICATES};
+use serde::{Deserialize, Serialize};
+
+/// One finished cell of a grid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellResult {
+    /// e.g. "copy".
+    pub task: String,
+    /// The label of the experiment's encoding, e.g. "rope" or "t5(init_std=3.0)"; the scheme's
+    /// kind is `eval.encoding`.
+    pub encoding: String,
+    pub seed: u64,
+    /// Values of the grid's extra axes, e.g. `[("model.mode", "bidirectional")]`; empty if none.
+    pub variant: Vec<(String, String)>,
+    pub eval: EvalReport,
+}
 
 /// Mean and sample standard deviation of the values of some seeds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -658,4 +671,23 @@ pub fn summarize(cells: &[CellResult]) -> Vec<Row> {
         }
     }
     rows
+}
+
+/// `model.mode=bidirectional, task.x=3`; empty for no variant.
+pub fn variant_label(variant: &[(String, String)]) -> String {
+    variant
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `task (model.mode=bidirectional)`: a group's title in tables and plots.
+pub(crate) fn group_title(task: &str, variant: &[(String, String)]) -> String {
+    let label = variant_label(variant);
+    if label.is_empty() {
+        task.to_string()
+    } else {
+        format!("{task} ({label})")
+    }
 }
