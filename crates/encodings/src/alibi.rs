@@ -57,6 +57,14 @@ impl Scheme for AlibiConfig {
         Alibi::new(dims.n_heads, dims.mode, self.direction)
     }
 
+    fn order_seen(&self) -> crate::OrderSeen {
+        if self.direction.is_symmetric() {
+            crate::OrderSeen::Distance
+        } else {
+            crate::OrderSeen::Full
+        }
+    }
+
     fn encoder_note(&self) -> Option<&'static str> {
         Some(
             "`alibi` is the symmetric `-m|i-j|` unless `direction = \"asymmetric\"`; with only \

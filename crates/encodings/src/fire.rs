@@ -156,6 +156,10 @@ impl Scheme for FireConfig {
         }
     }
 
+    fn order_seen(&self) -> crate::OrderSeen {
+        crate::OrderSeen::Distance
+    }
+
     fn encoder_note(&self) -> Option<&'static str> {
         Some(
             "`fire` reads `|i-j|` in an encoder, as its reference code; with only it a model \

@@ -145,6 +145,18 @@ pub(crate) fn settings(list: &[&str]) -> String {
         .join(" and ")
 }
 
+/// What an encoder (bidirectional model) with only a scheme's position signal can tell of word
+/// order. A decoder gets order from its causal mask whatever the scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderSeen {
+    /// Nothing: permuting the input permutes the outputs (no position signal at all).
+    Nothing,
+    /// Only distances `|i - j|`: reversing the input reverses the outputs (no left from right).
+    Distance,
+    /// Order: neither a permutation nor the reversal of the input is mirrored in the outputs.
+    Full,
+}
+
 /// A scheme's config: what builds, checks and sizes it. One implementation per scheme file.
 pub trait Scheme {
     /// The module it builds.
@@ -168,6 +180,11 @@ pub trait Scheme {
     /// anything (e.g. that it cannot tell left from right).
     fn encoder_note(&self) -> Option<&'static str> {
         None
+    }
+    /// What an encoder whose only position signal is this scheme can tell of word order
+    /// (the model's property tests hold every scheme to what it declares here).
+    fn order_seen(&self) -> OrderSeen {
+        OrderSeen::Full
     }
     /// In an encoder (bidirectional model) with these settings, whether the scheme's position
     /// signal starts too weak for attention to tell neighbouring positions apart, so that a
@@ -288,6 +305,9 @@ macro_rules! schemes {
             pub fn encoder_note(&self) -> Option<&'static str> {
                 match self { $(Self::$variant(c) => c.encoder_note(),)* }
             }
+            pub fn order_seen(&self) -> OrderSeen {
+                match self { $(Self::$variant(c) => c.order_seen(),)* }
+            }
             pub fn encoder_weak_start(&self, init: &InitScales) -> Option<String> {
                 match self { $(Self::$variant(c) => c.encoder_weak_start(init),)* }
             }
@@ -371,6 +391,11 @@ impl PositionalEncodingConfig {
     /// The config `kind` string of this scheme.
     pub fn kind(&self) -> &'static str {
         self.scheme.kind()
+    }
+
+    /// What an encoder with only this scheme can tell of word order ([`OrderSeen`]).
+    pub fn order_seen(&self) -> OrderSeen {
+        self.scheme.order_seen()
     }
 
     /// The default configuration of a scheme given by its `kind`, sized for sequences of up

@@ -21,6 +21,9 @@ impl Scheme for NoneConfig {
     fn init(&self, _dims: &EncodingDims, _device: &Device) -> NoPosition {
         NoPosition::new()
     }
+    fn order_seen(&self) -> crate::OrderSeen {
+        crate::OrderSeen::Nothing
+    }
 }
 
 /// The null object: every hook keeps its default no-op.

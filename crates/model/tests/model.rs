@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
-use ordo_encodings::{AlibiDirection, SchemeConfig};
+use ordo_encodings::{AlibiDirection, OrderSeen, SchemeConfig};
 use ordo_model::{
     AttentionMode, Batch, ModelConfig, PositionalEncodingConfig, Transformer, masked_cross_entropy,
 };
@@ -78,25 +78,28 @@ fn permutation_gap(kind: &str) -> f32 {
     )
 }
 
+/// Each scheme is held to what it declares ([`OrderSeen`]): without a position signal an
+/// encoder is permutation-equivariant, and every scheme with one is not.
 #[test]
-fn encoder_without_positions_is_permutation_equivariant_and_every_other_scheme_is_not() {
-    assert!(
-        permutation_gap("none") < 1e-4,
-        "none: {}",
-        permutation_gap("none")
-    );
-    // Every scheme of the `schemes!` list but the control.
-    for &kind in PositionalEncodingConfig::KINDS
-        .iter()
-        .filter(|&&k| k != "none")
-    {
+fn encoder_is_permutation_equivariant_exactly_for_schemes_that_see_nothing() {
+    let mut nothing = 0;
+    for &kind in PositionalEncodingConfig::KINDS {
+        let seen = PositionalEncodingConfig::from_kind(kind, 32)
+            .unwrap()
+            .order_seen();
         let gap = permutation_gap(kind);
-        assert!(gap > 1e-3, "{kind} is permutation-equivariant (gap {gap})");
+        if seen == OrderSeen::Nothing {
+            nothing += 1;
+            assert!(gap < 1e-4, "{kind} declares no order but has gap {gap}");
+        } else {
+            assert!(gap > 1e-3, "{kind} is permutation-equivariant (gap {gap})");
+        }
     }
+    assert!(nothing >= 1, "the control (no position signal) is missing");
 }
 
 #[test]
-fn encoder_with_symmetric_alibi_is_reversal_equivariant() {
+fn encoder_is_reversal_equivariant_exactly_for_schemes_that_see_only_distances() {
     // Symmetric ALiBi's bias `-m |i - j|` is unchanged by i -> t-1-i, j -> t-1-j, so an encoder
     // with only this signal gives the reversed outputs for a reversed input: it cannot tell a
     // sequence from its mirror image. The asymmetric variant and every other scheme can.
@@ -108,24 +111,24 @@ fn encoder_with_symmetric_alibi_is_reversal_equivariant() {
     assert!(symmetric < 1e-4, "symmetric alibi: {symmetric}");
     let asymmetric = gap_under(alibi(AlibiDirection::Asymmetric), &reversed);
     assert!(asymmetric > 1e-3, "asymmetric alibi: {asymmetric}");
-    // FIRE as its reference writes it reads |i - j| too.
-    let fire = gap_under(
-        PositionalEncodingConfig::from_kind("fire", 32).unwrap(),
-        &reversed,
-    );
-    assert!(fire < 1e-4, "fire: {fire}");
-    // Every other scheme of the `schemes!` list tells a sequence from its mirror image (a new
-    // scheme is held to this unless it reads only |i - j| and is named above).
-    for &kind in PositionalEncodingConfig::KINDS
-        .iter()
-        .filter(|&&k| !["none", "alibi", "fire"].contains(&k))
-    {
-        let gap = gap_under(
-            PositionalEncodingConfig::from_kind(kind, 32).unwrap(),
-            &reversed,
-        );
-        assert!(gap > 1e-3, "{kind} is reversal-equivariant (gap {gap})");
+    // Every scheme in its default config: reversal-equivariant exactly when it declares that it
+    // reads only distances (symmetric ALiBi, FIRE as its reference writes it) or nothing.
+    let mut distance = 0;
+    for &kind in PositionalEncodingConfig::KINDS {
+        let config = PositionalEncodingConfig::from_kind(kind, 32).unwrap();
+        let seen = config.order_seen();
+        let gap = gap_under(config, &reversed);
+        if seen == OrderSeen::Full {
+            assert!(gap > 1e-3, "{kind} is reversal-equivariant (gap {gap})");
+        } else {
+            distance += usize::from(seen == OrderSeen::Distance);
+            assert!(
+                gap < 1e-4,
+                "{kind} declares {seen:?} but has reversal gap {gap}"
+            );
+        }
     }
+    assert!(distance >= 1, "no distance-only scheme was checked");
 }
 
 #[test]
