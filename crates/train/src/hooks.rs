@@ -245,6 +245,19 @@ impl Window {
         (mean, tps)
     }
 
+    /// The log line of `step` from this window ([`Window::take`]).
+    pub fn take_line(&mut self, step: usize, lr: f64, grad_norm: f64, elapsed: f64) -> TrainLine {
+        let (loss, tokens_per_second) = self.take();
+        TrainLine {
+            step,
+            loss,
+            lr,
+            grad_norm,
+            tokens_per_second,
+            elapsed,
+        }
+    }
+
     pub fn restart_clock(&mut self) {
         self.start = Instant::now();
     }

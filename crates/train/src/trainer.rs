@@ -386,6 +386,20 @@ fn resume_in(lock: &RunLock, options: TrainOptions) -> Result<Trainer, TrainErro
     })
 }
 
+impl StepOptions {
+    /// The options of step `step` (0-based) of a run: its clipping, and dropout masks that
+    /// depend on (seed, step) only, so that a resumed run matches an uninterrupted one.
+    fn of_run(cfg: &RunConfig, lr: f64, step: usize, poison_gradients: bool) -> StepOptions {
+        StepOptions {
+            lr,
+            grad_clip: cfg.train.grad_clip,
+            dropout_seed: (cfg.model.dropout > 0.0)
+                .then(|| cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)),
+            poison_gradients,
+        }
+    }
+}
+
 /// How [`step`] steps.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepOptions {
@@ -615,7 +629,7 @@ fn run_steps(
     let TrainOptions {
         progress, stop_at, ..
     } = options;
-    use crate::hooks::{Display, Event, Hook, MetricsLog, TrainLine, Window};
+    use crate::hooks::{Display, Event, Hook, MetricsLog, Window};
     let (cfg, t) = (&setup.config, &setup.config.train);
     let device = crate::device::parse(&cfg.device).expect("validated");
     let train_device = device.clone().autodiff();
@@ -649,17 +663,8 @@ fn run_steps(
             return Ok(None);
         }
         let (lr, batch, tokens) = sample(&setup, &mut state, &train_device);
-        let options = StepOptions {
-            lr,
-            grad_clip: t.grad_clip,
-            // Dropout masks depend on (seed, step) only, so a resumed run matches.
-            dropout_seed: (cfg.model.dropout > 0.0).then(|| {
-                cfg.seed
-                    .wrapping_mul(1_000_003)
-                    .wrapping_add(state.step as u64)
-            }),
-            poison_gradients: nan_gradient_at == Some(state.step + 1),
-        };
+        let poison = nan_gradient_at == Some(state.step + 1);
+        let options = StepOptions::of_run(cfg, lr, state.step, poison);
         let outcome;
         (model, outcome) = match self::step(model, &mut optim, &batch, &options) {
             Ok(stepped) => stepped,
@@ -674,15 +679,7 @@ fn run_steps(
         total_tokens += tokens;
         emit(Event::Stepped { step })?;
         if due(t.log_every, step) {
-            let (loss, tokens_per_second) = window.take();
-            let line = TrainLine {
-                step,
-                loss,
-                lr,
-                grad_norm: outcome.grad_norm,
-                tokens_per_second,
-                elapsed: elapsed(),
-            };
+            let line = window.take_line(step, lr, outcome.grad_norm, elapsed());
             emit(Event::Logged(&line))?;
         }
         if due(t.eval_every, step) {
