@@ -1,17 +1,30 @@
 //! What the training loop hands its events to (minGPT's callbacks, burn-train's event
 //! processor): the metrics log (`metrics.jsonl`) and the progress display (a bar, lines, or
-//! nothing). The loop in [`crate::trainer`] samples, steps, evaluates and checkpoints; each hook
-//! only reacts to what happened.
+//! nothing) here, the divergence check and the checkpointer beside the trainer. The loop in
+//! [`crate::trainer`] samples, steps and evaluates; each hook only reacts to what happened, and
+//! a hook's error ends the run.
 
 use crate::error::TrainError;
 use crate::metrics::Metrics;
+use crate::rng::Rng;
 use crate::run_dir::AtPath;
+use ordo_model::Transformer;
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// The loop's state as a checkpoint keeps it (`checkpoint/state.json`): the steps done, the
+/// data generator's random state, the training seconds so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub step: usize,
+    pub rng: Rng,
+    pub seconds: f64,
+}
+
 /// One thing that happened in the loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum Event<'a> {
     /// An optimizer step finished: the step count after it.
     Stepped { step: usize },
@@ -20,6 +33,13 @@ pub enum Event<'a> {
     Logged(&'a TrainLine),
     /// The held-out set was evaluated after `step` steps.
     Evaluated { step: usize, metrics: &'a Metrics },
+    /// A checkpoint is due (every `train.checkpoint_every` steps and at the end): the model,
+    /// the optimizer and the loop's state after `state.step` steps.
+    Checkpoint {
+        model: &'a Transformer,
+        optim: &'a burn::optim::ModuleOptimizer,
+        state: &'a TrainState,
+    },
     /// The run finished.
     Finished,
     /// The loop stops early (a stop step, a divergence): nothing more comes.
@@ -205,6 +225,7 @@ impl Hook for Display {
                     bar.abandon();
                 }
             }
+            Event::Checkpoint { .. } => {}
         }
         Ok(())
     }

@@ -40,12 +40,7 @@ pub struct Summary {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct State {
-    step: usize,
-    rng: Rng,
-    seconds: f64,
-}
+use crate::hooks::TrainState as State;
 
 impl State {
     /// Step 0 of a run with this seed.
@@ -616,6 +611,41 @@ fn non_finite(what: &'static str, value: f64, step: usize, run: &RunDir) -> Trai
     }
 }
 
+/// Stops the run at the first non-finite held-out loss, before the metrics log or a checkpoint
+/// sees it.
+struct DivergenceCheck<'a> {
+    run: &'a RunDir,
+}
+
+impl crate::hooks::Hook for DivergenceCheck<'_> {
+    fn on(&mut self, event: &crate::hooks::Event) -> Result<(), TrainError> {
+        match *event {
+            crate::hooks::Event::Evaluated { step, metrics } if !metrics.loss.is_finite() => {
+                Err(non_finite("held-out loss", metrics.loss, step, self.run))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Writes a checkpoint when the loop says one is due ([`save_checkpoint`]).
+struct Checkpointer<'a> {
+    setup: &'a Setup,
+}
+
+impl crate::hooks::Hook for Checkpointer<'_> {
+    fn on(&mut self, event: &crate::hooks::Event) -> Result<(), TrainError> {
+        match *event {
+            crate::hooks::Event::Checkpoint {
+                model,
+                optim,
+                state,
+            } => save_checkpoint(self.setup, model, optim, state),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The training loop: sample a batch, [`step`], and hand what happened to the hooks (the
 /// metrics log and the progress display, [`crate::hooks`]); evaluate the held-out set and
 /// checkpoint when due; stop with an error at the first non-finite value.
@@ -634,13 +664,22 @@ fn run_steps(
     let device = crate::device::parse(&cfg.device).expect("validated");
     let train_device = device.clone().autodiff();
     let warnings: Vec<String> = cfg.model.encoder_warning().into_iter().collect();
-    let mut hooks: Vec<Box<dyn Hook>> = vec![
+    let mut hooks: Vec<Box<dyn Hook + '_>> = vec![
+        Box::new(DivergenceCheck { run: &setup.run }),
         Box::new(MetricsLog::open(setup.run.metrics())?),
         Box::new(Display::new(
             progress, &cfg.name, t.steps, state.step, &warnings,
         )),
+        Box::new(Checkpointer { setup: &setup }),
     ];
-    let mut emit = |event: Event| hooks.iter_mut().try_for_each(|h| h.on(&event));
+    // A hook's error ends the run: every hook then hears that nothing more comes.
+    let mut emit = |event: Event| {
+        let result = hooks.iter_mut().try_for_each(|h| h.on(&event));
+        if result.is_err() {
+            hooks.iter_mut().for_each(|h| drop(h.on(&Event::Abandoned)));
+        }
+        result
+    };
     let (started, seconds_before) = (Instant::now(), state.seconds);
     let elapsed = || seconds_before + started.elapsed().as_secs_f64();
     let (mut window, mut total_tokens) = (Window::default(), 0usize);
@@ -684,10 +723,6 @@ fn run_steps(
         }
         if due(t.eval_every, step) {
             let metrics = eval_now(&model);
-            if !metrics.loss.is_finite() {
-                emit(Event::Abandoned)?;
-                return Err(non_finite("held-out loss", metrics.loss, step, &setup.run));
-            }
             emit(Event::Evaluated {
                 step,
                 metrics: &metrics,
@@ -697,7 +732,11 @@ fn run_steps(
         }
         if due(t.checkpoint_every, step) {
             state.seconds = elapsed();
-            save_checkpoint(&setup, &model, &optim, &state)?;
+            emit(Event::Checkpoint {
+                model: &model,
+                optim: &optim,
+                state: &state,
+            })?;
         }
     }
     emit(Event::Finished)?;
