@@ -861,3 +861,44 @@ pub mod fault {
         model.visit(&mut First { grads, done: false });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::{Event, Hook};
+
+    #[test]
+    fn the_divergence_check_stops_at_a_non_finite_held_out_loss_only() {
+        let dir = crate::testing::TempDir::new("divergence-hook");
+        let run = RunDir::new(&dir.0);
+        let mut check = DivergenceCheck { run: &run };
+        let metrics = |loss| Metrics {
+            loss,
+            token_accuracy: 0.5,
+            exact_match: 0.25,
+            examples: 4,
+        };
+        let finite = metrics(1.5);
+        let event = Event::Evaluated {
+            step: 7,
+            metrics: &finite,
+        };
+        assert!(check.on(&event).is_ok());
+        assert!(check.on(&Event::Stepped { step: 7 }).is_ok());
+        for loss in [f64::NAN, f64::INFINITY] {
+            let bad = metrics(loss);
+            let event = Event::Evaluated {
+                step: 8,
+                metrics: &bad,
+            };
+            match check.on(&event) {
+                Err(TrainError::NonFinite {
+                    what, step, kept, ..
+                }) => {
+                    assert_eq!((what, step, kept), ("held-out loss", 8, None));
+                }
+                other => panic!("{loss}: expected NonFinite, got {other:?}"),
+            }
+        }
+    }
+}
