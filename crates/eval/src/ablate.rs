@@ -1471,6 +1471,38 @@ fn current_experiment(dir: &Path, spec: &ReportSpecFile) -> Option<Experiment> {
 
 /// The report of the cells under `dir/runs` that `spec` lists (or, where the experiment file
 /// could be read again, `current` lists and finds up to date).
+/// What the report's tables read of a finished run besides its evaluation. Best effort: a
+/// file that cannot be read leaves its columns empty (the run's evaluation, which the report
+/// needs, was read already).
+fn cell_facts(run: &RunDir, id: &str) -> crate::report::CellFacts {
+    let config = std::fs::read_to_string(run.config())
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .map(|t| crate::report::tables::flatten(&t))
+        .unwrap_or_default();
+    let summary: Option<trainer::Summary> = run.read_json(&run.summary()).ok();
+    let final_train_loss = std::fs::read_to_string(run.metrics())
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .rev()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v.get("kind").and_then(|k| k.as_str()) == Some("train"))
+                .and_then(|v| v.get("loss")?.as_f64())
+        });
+    crate::report::CellFacts {
+        id: id.to_string(),
+        config,
+        steps: summary.as_ref().map(|s| s.steps),
+        seconds: summary.as_ref().map(|s| s.seconds),
+        tokens_per_second: summary.as_ref().map(|s| s.tokens_per_second),
+        valid_loss: summary.as_ref().map(|s| s.valid.loss),
+        valid_token_accuracy: summary.as_ref().map(|s| s.valid.token_accuracy),
+        valid_exact_match: summary.as_ref().map(|s| s.valid.exact_match),
+        final_train_loss,
+    }
+}
+
 fn build_report(
     dir: &Path,
     spec: &ReportSpecFile,
@@ -1567,6 +1599,7 @@ fn build_report(
             continue;
         }
         cells.push(CellResult {
+            facts: Some(cell_facts(&run, &info.id)),
             task: info.task,
             encoding: info.encoding,
             seed: info.seed,

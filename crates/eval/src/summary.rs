@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 /// A row for one evaluation on its own (its intervals resample only its examples).
 fn single_row(eval: &EvalReport) -> Row {
     row_of(&[&CellResult {
+        facts: None,
         task: eval.task.clone(),
         encoding: eval.encoding.clone(),
         seed: eval.seed,

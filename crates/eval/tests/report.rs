@@ -3,8 +3,8 @@
 use ordo_eval::extrapolation::{Buckets, EvalReport, Headline, LengthResult, Outcomes, bucket};
 use ordo_eval::plot::{self, ColorMap, Heatmap, LinePlot, encoding_colour};
 use ordo_eval::report::{
-    CellResult, ReportSpec, Row, Stat, extrapolation_score, mrr, ranking_intervals, ranks,
-    summarize, write_report,
+    CellFacts, CellResult, ReportSpec, Row, Stat, extrapolation_score, mrr, ranking_intervals,
+    ranks, summarize, write_report,
 };
 use ordo_eval::summary::{cell_summary, eval_summary};
 use ordo_model::AttentionMode;
@@ -79,6 +79,7 @@ fn cell(
 ) -> CellResult {
     let l = 4;
     CellResult {
+        facts: None,
         task: task.into(),
         encoding: encoding.into(),
         seed,
@@ -267,6 +268,7 @@ fn score_pools_out_of_distribution_lengths_and_is_na_only_when_all_are() {
     assert!(close(extrapolation_score(&e).unwrap(), 2.0 / 12.0));
     assert!(
         summarize(&[CellResult {
+            facts: None,
             task: "copy".into(),
             encoding: "learned".into(),
             seed: 1,
@@ -322,6 +324,7 @@ fn plots_per_task_and_variant_are_valid_pngs_and_svgs_with_every_encoding() {
                     let learned = encoding == "learned";
                     let l = 4;
                     cells.push(CellResult {
+                        facts: None,
                         task: task.into(),
                         encoding: encoding.into(),
                         seed,
@@ -636,6 +639,7 @@ fn missing_cells_and_partly_na_buckets_are_marked_in_the_report() {
     // a has no cell in t2; b's near bucket is n/a at lengths 7 and 8 (of 5..=8).
     cells.retain(|c| !(c.task == "t2" && c.encoding == "a"));
     cells.push(CellResult {
+        facts: None,
         task: "t3".into(),
         encoding: "b".into(),
         seed: 1,
@@ -714,6 +718,7 @@ fn counted(
         far: bucket(&e.lengths, |n| n > 2 * l && n <= 4 * l),
     };
     CellResult {
+        facts: None,
         task: task.into(),
         encoding: encoding.into(),
         seed,
@@ -759,6 +764,7 @@ fn lm_cell(encoding: &str, seed: u64, l: usize, loss: impl Fn(usize) -> Option<f
         far: bucket(&lengths, |n| n > 2 * l && n <= 4 * l),
     };
     CellResult {
+        facts: None,
         task: "lm".into(),
         encoding: encoding.into(),
         seed,
@@ -1027,12 +1033,23 @@ fn the_report_is_byte_identical_on_every_rebuild() {
     let names: Vec<&str> = a.iter().map(|f| f.0.as_str()).collect();
     assert_eq!(
         names,
-        ["report.md", "copy.png", "copy.svg", "lm.png", "lm.svg"]
+        [
+            "cells.csv",
+            "report.md",
+            "results.csv",
+            "copy.csv",
+            "copy.png",
+            "copy.svg",
+            "lm.csv",
+            "lm.png",
+            "lm.svg"
+        ]
     );
     for (x, y) in a.iter().zip(&b) {
         assert!(x == y, "{} differs between two builds", x.0);
     }
-    let md = String::from_utf8(a[0].1.clone()).unwrap();
+    let md = a.iter().find(|f| f.0 == "report.md").unwrap();
+    let md = String::from_utf8(md.1.clone()).unwrap();
     // Both headlines in one study: each table speaks of its own.
     assert!(md.contains("Exact-match tables") && md.contains("Perplexity tables"));
     assert!(md.contains("| # | encoding | MRR | 95 % interval | vs. next | copy | lm |"));
@@ -1104,6 +1121,7 @@ fn an_eval_json_without_the_new_fields_still_loads_and_reports_without_intervals
     assert!(old.lengths.iter().all(|r| r.outcomes.is_none()));
     let dir = TempDir::new("old");
     let cell = CellResult {
+        facts: None,
         task: "copy".into(),
         encoding: "rope".into(),
         seed: 0,
@@ -1321,6 +1339,7 @@ fn encoder_notes_follow_the_cells_mode_and_the_encodings_kind() {
     ] {
         for encoding in ["none", "alibi(direction=asymmetric)"] {
             cells.push(CellResult {
+                facts: None,
                 task: task.into(),
                 encoding: encoding.into(),
                 seed: 0,
@@ -1390,6 +1409,7 @@ fn the_report_prints_learned_scalars_and_config_warnings() {
             eval.warnings = vec!["this `rope` encoder's position signal starts too weak".into()];
         }
         cells.push(CellResult {
+            facts: None,
             task: "copy".into(),
             encoding: encoding.into(),
             seed,
@@ -1398,6 +1418,7 @@ fn the_report_prints_learned_scalars_and_config_warnings() {
         });
     }
     cells.push(CellResult {
+        facts: None,
         task: "copy".into(),
         encoding: "fire".into(),
         seed: 0,
@@ -1564,5 +1585,183 @@ fn variants_of_a_task_are_compared_paired_by_seed() {
              s0 +0.047, s1 +0.062, s2 +0.078 |"
         ),
         "{md}"
+    );
+}
+
+/// RFC 4180 fields of one CSV text (quotes doubled inside quoted fields), by row.
+fn read_csv(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    rows
+}
+
+/// `results.csv`, `cells.csv` and `plots/<stem>.csv` say what the evaluations and the plots
+/// say: a row per cell x length whose numbers are the `eval.json` ones, a row per cell, a grid
+/// axis and every encoding parameter as their own columns, and awkward text quoted.
+#[test]
+fn the_csv_tables_agree_with_the_evaluations_they_come_from() {
+    let dir = TempDir::new("csv-tables");
+    let mut cells = Vec::new();
+    for (encoding, seed, layers) in [("rope", 0, "2"), ("rope", 1, "2"), ("alibi", 0, "4")] {
+        let mut c = cell(
+            "copy",
+            encoding,
+            seed,
+            &[("model.n_layers", layers)],
+            (1.0, Some(0.5), None),
+        );
+        for r in &mut c.eval.lengths {
+            if let Some(m) = r.metrics {
+                let k = (m.exact_match * m.examples as f64).round() as usize;
+                r.outcomes = Some(Outcomes {
+                    exact: k,
+                    loss: vec![],
+                    tokens: vec![],
+                    block: None,
+                });
+            }
+        }
+        let mut config = std::collections::BTreeMap::new();
+        config.insert("model.encoding.kind".to_string(), encoding.to_string());
+        config.insert("model.n_layers".to_string(), layers.to_string());
+        config.insert("train.lr".to_string(), "0.001".to_string());
+        if encoding == "rope" {
+            config.insert("model.encoding.base".to_string(), "10000.0".to_string());
+        }
+        c.facts = Some(CellFacts {
+            id: format!("copy-{encoding}-s{seed}"),
+            config,
+            steps: Some(100),
+            seconds: Some(2.5),
+            valid_exact_match: Some(0.75),
+            final_train_loss: Some(0.125),
+            ..CellFacts::default()
+        });
+        cells.push(c);
+    }
+    let mut spec = spec(&["rope", "alibi"], &["copy"]);
+    spec.name = "study, \"quoted\"".into();
+    write_report(&dir.0, &spec, &cells).unwrap();
+
+    let results = read_csv(&std::fs::read_to_string(dir.0.join("results.csv")).unwrap());
+    let header = &results[0];
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+    };
+    assert!(results.iter().all(|r| r.len() == header.len()), "ragged");
+    let total: usize = cells.iter().map(|c| c.eval.lengths.len()).sum();
+    assert_eq!(results.len() - 1, total);
+    for row in &results[1..] {
+        assert_eq!(row[col("experiment")], "study, \"quoted\"");
+        let c = cells
+            .iter()
+            .find(|c| c.facts.as_ref().unwrap().id == row[col("cell")])
+            .unwrap();
+        assert_eq!(row[col("encoding")], c.encoding);
+        assert_eq!(row[col("seed")], c.seed.to_string());
+        assert_eq!(row[col("model.n_layers")], c.variant[0].1);
+        let expected_base = if c.encoding == "rope" { "10000.0" } else { "" };
+        assert_eq!(row[col("encoding.base")], expected_base);
+        let n: usize = row[col("length")].parse().unwrap();
+        let r = c.eval.lengths.iter().find(|r| r.length == n).unwrap();
+        assert_eq!(row[col("tokens")], r.tokens.to_string());
+        let bucket = match n {
+            n if n <= 4 => "in_distribution",
+            n if n <= 8 => "near",
+            _ => "far",
+        };
+        assert_eq!(row[col("bucket")], bucket, "length {n}");
+        match r.metrics {
+            Some(m) => {
+                let em: f64 = row[col("exact_match")].parse().unwrap();
+                assert_eq!(em, m.exact_match);
+                let loss: f64 = row[col("loss")].parse().unwrap();
+                assert_eq!(loss, m.loss);
+                let ppl: f64 = row[col("perplexity")].parse().unwrap();
+                assert!((ppl - m.loss.exp()).abs() < 1e-12);
+                let (lo, hi): (f64, f64) = (
+                    row[col("interval_lo")].parse().unwrap(),
+                    row[col("interval_hi")].parse().unwrap(),
+                );
+                assert!(lo <= em && em <= hi && hi - lo > 0.0, "{lo} {em} {hi}");
+                assert_eq!(row[col("unsupported")], "");
+            }
+            None => {
+                assert_eq!(row[col("exact_match")], "");
+                assert_eq!(row[col("interval_lo")], "");
+                assert_eq!(row[col("unsupported")], "too long");
+            }
+        }
+    }
+
+    let table = read_csv(&std::fs::read_to_string(dir.0.join("cells.csv")).unwrap());
+    let col = |name: &str| table[0].iter().position(|h| h == name);
+    assert_eq!(table.len() - 1, cells.len());
+    // Keys that vary between cells are columns; `train.lr`, the same everywhere, is not.
+    assert!(col("model.encoding.kind").is_some() && col("model.encoding.base").is_some());
+    assert!(col("train.lr").is_none(), "{:?}", table[0]);
+    for (row, c) in table[1..].iter().zip(&cells) {
+        let f = c.facts.as_ref().unwrap();
+        assert_eq!(row[col("cell").unwrap()], f.id);
+        assert_eq!(row[col("steps").unwrap()], "100");
+        assert_eq!(row[col("valid_exact_match").unwrap()], "0.75");
+        assert_eq!(row[col("final_train_loss").unwrap()], "0.125");
+        assert_eq!(row[col("valid_loss").unwrap()], "");
+        let score: f64 = row[col("score").unwrap()].parse().unwrap();
+        assert_eq!(Some(score), extrapolation_score(&c.eval));
+    }
+
+    // The plot's table holds the points the plot draws: the mean over seeds at each length.
+    let plot = read_csv(
+        &std::fs::read_to_string(dir.0.join("plots/copy-2.csv")).unwrap_or_else(|_| {
+            let names: Vec<_> = std::fs::read_dir(dir.0.join("plots"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            panic!("plots/: {names:?}")
+        }),
+    );
+    assert_eq!(
+        plot[0],
+        [
+            "encoding",
+            "length",
+            "mean",
+            "std",
+            "seeds",
+            "interval_lo",
+            "interval_hi"
+        ]
+    );
+    let at_6: Vec<&Vec<String>> = plot[1..].iter().filter(|r| r[1] == "6").collect();
+    assert_eq!(at_6.len(), 1);
+    assert_eq!(
+        (
+            at_6[0][0].as_str(),
+            at_6[0][2].as_str(),
+            at_6[0][4].as_str()
+        ),
+        ("rope", "0.5", "2")
     );
 }

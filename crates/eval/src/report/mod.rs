@@ -46,6 +46,7 @@ pub mod markdown;
 pub mod plots;
 pub mod ranking;
 pub mod rows;
+pub mod tables;
 
 pub use markdown::{ReportSpec, format_bucket, format_stat, format_value, render_markdown};
 pub use plots::plot_stem;
@@ -53,8 +54,8 @@ pub use ranking::{
     GroupRanks, RankingIntervals, TIE_TOLERANCE, mrr, paired_differences, ranking_intervals, ranks,
 };
 pub use rows::{
-    Bucket, BucketStat, CellResult, Edges, Point, Row, Stat, extrapolation_score, summarize,
-    variant_label,
+    Bucket, BucketStat, CellFacts, CellResult, Edges, Point, Row, Stat, extrapolation_score,
+    summarize, variant_label,
 };
 
 use crate::plot;
@@ -97,12 +98,18 @@ pub fn write_report(
     std::fs::create_dir_all(&plots).map_err(io_err(&plots))?;
     for of_group in groups_of(&rows) {
         let (task, variant) = (&of_group[0].task, &of_group[0].variant);
-        group_plot(
-            &plots.join(plot_stem(task, variant)),
-            task,
-            variant,
-            &of_group,
-        )?;
+        let stem = plot_stem(task, variant);
+        group_plot(&plots.join(&stem), task, variant, &of_group)?;
+        let csv = plots.join(format!("{stem}.csv"));
+        write_atomic(&csv, tables::plot_csv(&of_group).as_bytes()).map_err(io_err(&csv))?;
+    }
+    // The tidy tables first: the report names them, and its rename is the last write.
+    for (name, text) in [
+        ("results.csv", tables::results_csv(&spec.name, &cells)),
+        ("cells.csv", tables::cells_csv(&spec.name, &cells)),
+    ] {
+        let path = dir.join(name);
+        write_atomic(&path, text.as_bytes()).map_err(io_err(&path))?;
     }
     let md = render_markdown(spec, &rows, cells.len());
     let path = layout.report();

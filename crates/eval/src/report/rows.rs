@@ -17,6 +17,29 @@ pub struct CellResult {
     /// Values of the grid's extra axes, e.g. `[("model.mode", "bidirectional")]`; empty if none.
     pub variant: Vec<(String, String)>,
     pub eval: EvalReport,
+    /// What the report's tables read besides the evaluation (absent: those columns empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<CellFacts>,
+}
+
+/// What the tables read of a cell besides its evaluation: its run directory's resolved config
+/// (flattened) and what training recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CellFacts {
+    /// The run directory's name under `runs/`.
+    pub id: String,
+    /// The run's `config.toml`, flattened to dotted keys (`model.encoding.base`), each value as
+    /// TOML writes it (strings without quotes).
+    pub config: std::collections::BTreeMap<String, String>,
+    /// From `summary.json`: absent while the run has none.
+    pub steps: Option<usize>,
+    pub seconds: Option<f64>,
+    pub tokens_per_second: Option<f64>,
+    pub valid_loss: Option<f64>,
+    pub valid_token_accuracy: Option<f64>,
+    pub valid_exact_match: Option<f64>,
+    /// The loss of the last `train` line of `metrics.jsonl`.
+    pub final_train_loss: Option<f64>,
 }
 
 /// Mean and sample standard deviation of the values of some seeds.
@@ -690,4 +713,32 @@ pub(crate) fn group_title(task: &str, variant: &[(String, String)]) -> String {
     } else {
         format!("{task} ({label})")
     }
+}
+
+/// Each evaluated length's 95 % interval of the headline within this one cell, aligned with
+/// `cell.eval.lengths`: Wilson's for exact match (from the count of exact answers), the
+/// percentile interval of the cell's bootstrap replicates for perplexity; `None` for an n/a
+/// length or without per-example outcomes.
+pub fn length_intervals(cell: &CellResult) -> Vec<Option<Interval>> {
+    let draws = cell_draws(cell);
+    let headline = cell.eval.headline();
+    let one = |i: usize, r: &LengthResult| -> Option<Interval> {
+        match headline {
+            Headline::ExactMatch => {
+                let (m, o) = (r.metrics?, r.outcomes.as_ref()?);
+                stats::wilson(o.exact as u64, m.examples as u64)
+            }
+            Headline::Perplexity => {
+                let column = draws.columns.get(i)?.as_ref()?;
+                let ppl: Vec<f64> = column.iter().map(|x| x.exp()).collect();
+                stats::percentile_interval(&ppl, stats::LEVEL)
+            }
+        }
+    };
+    cell.eval
+        .lengths
+        .iter()
+        .enumerate()
+        .map(|(i, r)| one(i, r))
+        .collect()
 }
