@@ -158,7 +158,7 @@ fn identity_header(grid: &[String]) -> Vec<String> {
     header
 }
 
-fn config_of<'a>(cell: &'a CellResult) -> Option<&'a BTreeMap<String, String>> {
+fn config_of(cell: &CellResult) -> Option<&BTreeMap<String, String>> {
     cell.facts.as_ref().map(|f| &f.config)
 }
 
