@@ -22,6 +22,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train one model from a config file (or resume a run).
+    #[command(after_help = "Examples:
+  ordo train configs/copy.toml
+  ordo train configs/copy.toml --set model.encoding.kind=alibi --set name=copy-alibi
+  ordo train configs/copy.toml --check
+  ordo train --resume runs/copy")]
     Train {
         /// The run config (TOML). Not needed with --resume.
         config: Option<PathBuf>,
@@ -43,6 +48,10 @@ enum Command {
         quiet: bool,
     },
     /// Measure length extrapolation of a trained run: writes eval.json and eval.csv into it.
+    #[command(after_help = "Examples:
+  ordo eval runs/copy
+  ordo eval runs/copy --lengths 1-16,32,64 --examples 256
+  ordo eval runs/copy-rope --set model.encoding.scaling.kind=yarn --set model.encoding.scaling.factor=4")]
     Eval {
         /// A run directory written by `ordo train`.
         run_dir: PathBuf,
@@ -50,6 +59,11 @@ enum Command {
         options: ordo_eval::EvalOptions,
     },
     /// Train and evaluate a grid (tasks x encodings x seeds x ...), resumably, then write a report.
+    #[command(after_help = "Examples:
+  ordo ablate experiments/quick.toml
+  ordo ablate experiments/word_order.toml --dry-run
+  ordo ablate experiments/word_order.toml --shard 2/4 --jobs 2
+  sbatch --array=1-8 experiments/slurm.sbatch   # each task runs --shard slurm")]
     Ablate {
         /// An experiment file, e.g. experiments/quick.toml.
         experiment: PathBuf,
@@ -67,16 +81,38 @@ enum Command {
         #[arg(long)]
         rerun_stale: bool,
     },
-    /// Rebuild an experiment's report.md and plots from its finished cells.
+    /// Rebuild an experiment's report.md, plots and tables (results.csv, cells.csv) from its
+    /// finished cells.
+    #[command(after_help = "Examples:
+  ordo report experiments/quick
+  ordo report experiments/word_order   # after gathering the shards of a job array
+  python3 -c 'import pandas as pd; print(pd.read_csv(\"experiments/quick/results.csv\").head())'")]
     Report {
         /// The experiment directory, e.g. experiments/quick.
         dir: PathBuf,
     },
     /// Show and export what an encoding looks like (tables, biases, angles, decay curves).
+    #[command(after_help = "Examples:
+  ordo inspect rope --len 256 --out pics
+  ordo inspect sinusoidal --figure check_shift=5
+  ordo inspect learned --checkpoint runs/copy-learned --text \"s1 s2 [SEP]\" --out pics")]
     Inspect(InspectArgs),
     /// Measure training and evaluation throughput and peak memory.
+    #[command(after_help = "Examples:
+  ordo bench
+  ordo bench --shapes small --encodings rope,alibi --eval-shapes none
+  ordo bench --shapes tiny --json --out bench.json")]
     Bench(bench::BenchArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    #[command(after_help = "Examples:
+  ordo completions bash > ~/.local/share/bash-completion/completions/ordo
+  ordo completions zsh > ~/.zfunc/_ordo   # with fpath+=(~/.zfunc) before compinit
+  ordo completions fish > ~/.config/fish/completions/ordo.fish")]
+    Completions { shell: clap_complete::Shell },
     /// Print a corpus generated from the grammar (how data/corpus.txt was made).
+    #[command(after_help = "Examples:
+  ordo corpus > data/corpus.txt
+  ordo corpus --sentences 100 --seed 3 --max-len 12")]
     Corpus {
         #[arg(long, default_value_t = 20000)]
         sentences: usize,
@@ -221,6 +257,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect(args) => inspect(args),
         Command::Bench(args) => bench::run(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "ordo", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Corpus {
             sentences,
             seed,
@@ -479,4 +521,65 @@ fn print_summary(s: &trainer::Summary, dir: &Path) {
         s.valid.loss,
         dir.display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::{CommandFactory, Parser};
+
+    /// Words of a command line as a shell splits them (double quotes group), up to a
+    /// redirection, a pipe or a comment.
+    fn words(line: &str) -> Vec<String> {
+        let (mut out, mut word, mut quoted) = (Vec::new(), String::new(), false);
+        for c in line.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                c if c.is_whitespace() && !quoted => {
+                    if ["<", ">", "|"].contains(&word.as_str()) || word.starts_with('#') {
+                        return out;
+                    }
+                    if !word.is_empty() {
+                        out.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() && !["<", ">", "|"].contains(&word.as_str()) {
+            out.push(word);
+        }
+        out
+    }
+
+    /// Every subcommand's help ends with examples, and every example that runs `ordo` is a
+    /// command line `ordo` accepts.
+    #[test]
+    fn every_subcommand_shows_examples_that_parse() {
+        let command = Cli::command();
+        let mut checked = 0;
+        for sub in command.get_subcommands() {
+            let name = sub.get_name();
+            let help = sub
+                .get_after_help()
+                .unwrap_or_else(|| panic!("`ordo {name} --help` has no examples"))
+                .to_string();
+            assert!(help.starts_with("Examples:"), "{name}: {help}");
+            let lines: Vec<&str> = help
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("ordo "))
+                .collect();
+            assert!(lines.len() >= 2, "{name}: fewer than two examples");
+            for line in lines {
+                let argv = words(line);
+                assert_eq!(argv[1], name, "{line}");
+                if let Err(e) = Cli::try_parse_from(&argv) {
+                    panic!("{line}: {e}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 16, "{checked} examples");
+    }
 }
