@@ -1035,6 +1035,7 @@ fn the_report_is_byte_identical_on_every_rebuild() {
         names,
         [
             "cells.csv",
+            "report.html",
             "report.md",
             "results.csv",
             "copy.csv",
@@ -1764,4 +1765,47 @@ fn the_csv_tables_agree_with_the_evaluations_they_come_from() {
         ),
         ("rope", "0.5", "2")
     );
+}
+
+/// `report.html` stands alone: every table of `report.md` as a table, every plot inline as SVG,
+/// nothing fetched from anywhere (no `src`, no stylesheet link, no URL but the SVG namespace).
+#[test]
+fn the_html_report_is_self_contained() {
+    let dir = TempDir::new("html-report");
+    let cells: Vec<CellResult> = ["rope", "alibi"]
+        .iter()
+        .flat_map(|e| (0..2).map(move |s| cell("copy", e, s, &[], (1.0, Some(0.5), Some(0.25)))))
+        .collect();
+    let mut spec = spec(&["rope", "alibi"], &["copy"]);
+    spec.name = "a <study> & more".into();
+    write_report(&dir.0, &spec, &cells).unwrap();
+    let md = std::fs::read_to_string(dir.0.join("report.md")).unwrap();
+    let html = std::fs::read_to_string(dir.0.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(
+        html.contains("<title>a &lt;study&gt; &amp; more</title>"),
+        "title escaped"
+    );
+    // One HTML table per markdown table (each has one delimiter line, `|---|:--|`).
+    let md_tables = md
+        .lines()
+        .filter(|l| l.starts_with('|') && l.chars().all(|c| "|-: ".contains(c)))
+        .count();
+    assert!(md_tables >= 2, "{md_tables}");
+    assert_eq!(html.matches("<table>").count(), md_tables);
+    // Every plot inline: as many SVGs as the markdown shows PNGs.
+    let (inline, pngs) = (html.matches("<svg").count(), md.matches(".png)").count());
+    assert!(inline >= 1 && inline == pngs, "{inline} SVGs, {pngs} plots");
+    assert!(!html.contains("<img"), "an image left as a link");
+    assert!(!html.contains(" src="), "something is fetched");
+    assert!(!html.contains("<link"), "a linked stylesheet");
+    let urls: Vec<&str> = html
+        .match_indices("http")
+        .map(|(i, _)| &html[i..(i + 40).min(html.len())])
+        .filter(|u| !u.starts_with("http://www.w3.org/"))
+        .collect();
+    assert!(urls.is_empty(), "{urls:?}");
+    // The numbers are the report's: a table cell of report.md is in the page.
+    let cell_text = "1.000";
+    assert!(md.contains(cell_text) && html.contains(cell_text));
 }

@@ -42,6 +42,7 @@
 //! [`ranking`] ranks the encodings, [`markdown`] writes `report.md` and [`plots`] the figures;
 //! this module reads nothing itself and writes the report's files.
 
+pub mod html;
 pub mod markdown;
 pub mod plots;
 pub mod ranking;
@@ -112,6 +113,9 @@ pub fn write_report(
         write_atomic(&path, text.as_bytes()).map_err(io_err(&path))?;
     }
     let md = render_markdown(spec, &rows, cells.len());
+    let page = html::render_html(&spec.name, &md, dir);
+    let html_path = dir.join("report.html");
+    write_atomic(&html_path, page.as_bytes()).map_err(io_err(&html_path))?;
     let path = layout.report();
     write_atomic(&path, md.as_bytes()).map_err(io_err(&path))?;
     Ok(path)
