@@ -103,6 +103,14 @@ enum Command {
   ordo bench --shapes small --encodings rope,alibi --eval-shapes none
   ordo bench --shapes tiny --json --out bench.json")]
     Bench(bench::BenchArgs),
+    /// Export an experiment's results for other tools (TensorBoard).
+    #[command(after_help = "Examples:
+  ordo export tensorboard experiments/quick
+  ordo export tensorboard experiments/quick --out /tmp/tb   # then: tensorboard --logdir /tmp/tb")]
+    Export {
+        #[command(subcommand)]
+        what: Export,
+    },
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     #[command(after_help = "Examples:
   ordo completions bash > ~/.local/share/bash-completion/completions/ordo
@@ -122,6 +130,19 @@ enum Command {
         min_len: usize,
         #[arg(long, default_value_t = 20)]
         max_len: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum Export {
+    /// Training curves of every finished cell and the grid as TensorBoard HParams, in
+    /// EXPERIMENT_DIR/tensorboard (or --out): `tensorboard --logdir` it.
+    Tensorboard {
+        /// The experiment directory, e.g. experiments/quick.
+        dir: PathBuf,
+        /// Where to write the event files (default: DIR/tensorboard).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -257,6 +278,20 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect(args) => inspect(args),
         Command::Bench(args) => bench::run(args),
+        Command::Export {
+            what: Export::Tensorboard { dir, out },
+        } => {
+            let (_, cells) = ordo_eval::ablate::finished_cells(&dir)?;
+            let done = ordo_eval::tensorboard::export(&dir, &cells, out.as_deref())?;
+            println!(
+                "wrote {} ({} runs, {} scalars): tensorboard --logdir {}",
+                done.dir.display(),
+                done.sessions,
+                done.scalars,
+                done.dir.display()
+            );
+            Ok(())
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

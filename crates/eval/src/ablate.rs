@@ -1508,6 +1508,24 @@ fn build_report(
     spec: &ReportSpecFile,
     current: Option<&Experiment>,
 ) -> Result<PathBuf, ReportError> {
+    let (report_spec, cells) = gather_cells(dir, spec, current)?;
+    write_report(dir, &report_spec, &cells)
+}
+
+/// The finished cells of the experiment in `dir` as the report reads them, with the report's
+/// settings (what it leaves out, and why, among them); read-only, without the report's lock
+/// (for exports of a finished experiment: `ordo export tensorboard`).
+pub fn finished_cells(dir: &Path) -> Result<(ReportSpec, Vec<CellResult>), ReportError> {
+    let spec = read_spec(dir)?;
+    let current = current_experiment(dir, &spec);
+    gather_cells(dir, &spec, current.as_ref())
+}
+
+fn gather_cells(
+    dir: &Path,
+    spec: &ReportSpecFile,
+    current: Option<&Experiment>,
+) -> Result<(ReportSpec, Vec<CellResult>), ReportError> {
     let layout = ExperimentDir::new(dir);
     let spec = current.map_or_else(|| spec.clone(), Experiment::report_spec_file);
     let current_cells: std::collections::HashMap<&str, &Cell> = current
@@ -1645,5 +1663,5 @@ fn build_report(
         tasks_order: spec.tasks_order,
         left_out,
     };
-    write_report(dir, &report_spec, &cells)
+    Ok((report_spec, cells))
 }

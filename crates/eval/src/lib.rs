@@ -7,6 +7,7 @@ pub mod plot;
 pub mod report;
 pub mod stats;
 pub mod summary;
+pub mod tensorboard;
 
 pub use extrapolation::{EvalOptions, EvalReport, evaluate_run};
 pub mod ablate;
