@@ -373,6 +373,18 @@ fn inspect_draws_a_trained_models_attention_and_its_learned_table() {
             assert!(png_size(&png).0 >= 400);
         }
     }
+    // All of them on one figure: 2 layers (rows) x 2 heads (columns) of 520 x 420 panels.
+    let grid = std::fs::read(pics.join("attention-grid.png")).unwrap();
+    assert_eq!(png_size(&grid), (2 * 520, 2 * 420 + 40));
+    let svg = std::fs::read_to_string(pics.join("attention-grid.svg")).unwrap();
+    for layer in 0..2 {
+        for head in 0..2 {
+            assert!(
+                svg.contains(&format!("layer {layer}, head {head}")),
+                "panel {layer},{head}"
+            );
+        }
+    }
     // The JSON table is the trained one: 8 rows of 16, read from the checkpoint.
     let v = json(&[
         "inspect",

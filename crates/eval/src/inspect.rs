@@ -265,8 +265,9 @@ pub fn plots(
     Ok(files)
 }
 
-/// A trained model's attention maps for `text` (tokens split on whitespace), one heatmap per
-/// layer and head.
+/// A trained model's attention maps for `text` (tokens split on whitespace): one heatmap per
+/// layer and head (`attention-layer<L>-head<H>`), and all of them on one figure
+/// (`attention-grid`: a row per layer, a column per head, one colour scale).
 pub fn attention_plots(
     run: &crate::extrapolation::LoadedRun,
     text: &str,
@@ -303,27 +304,62 @@ pub fn attention_plots(
         lengths: vec![t],
     };
     let (_, maps) = run.model.forward_with_attention(&batch);
-    let mut files = Vec::new();
+    // Every (layer, head) map: its values and title.
+    let mut all: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
+    let mut heads = 1;
     for (layer, probs) in maps.into_iter().enumerate() {
         let [_, h, _, _] = probs.dims();
+        heads = h;
         let (_, v) = tensor_rows(probs);
         for head in 0..h {
             let values = matrix(&v[head * t * t..(head + 1) * t * t], t);
-            let title = format!("{}: layer {layer}, head {head}", run.config.name);
-            files.extend(heatmap(
-                &out.join(format!("attention-layer{layer}-head{head}")),
-                &Heatmap {
-                    title: &title,
-                    x_label: "key position",
-                    y_label: "query position",
-                    values: &values,
-                    value_label: "attention",
-                    range: Some((0.0, 1.0)),
-                    color_map: crate::plot::ColorMap::Sequential,
-                    ..Heatmap::default()
-                },
-            )?);
+            all.push((format!("layer {layer}, head {head}"), values));
         }
     }
+    let mut files = Vec::new();
+    for (i, (name, values)) in all.iter().enumerate() {
+        let (layer, head) = (i / heads, i % heads);
+        let title = format!("{}: {name}", run.config.name);
+        files.extend(heatmap(
+            &out.join(format!("attention-layer{layer}-head{head}")),
+            &Heatmap {
+                title: &title,
+                x_label: "key position",
+                y_label: "query position",
+                values,
+                value_label: "attention",
+                range: Some((0.0, 1.0)),
+                color_map: crate::plot::ColorMap::Sequential,
+                ..Heatmap::default()
+            },
+        )?);
+    }
+    // All of them on one figure: a row per layer, a column per head, one scale (0 to 1).
+    let panels: Vec<Heatmap> = all
+        .iter()
+        .map(|(name, values)| Heatmap {
+            title: name,
+            x_label: "key",
+            y_label: "query",
+            values,
+            value_label: "attention",
+            range: Some((0.0, 1.0)),
+            color_map: crate::plot::ColorMap::Sequential,
+            ..Heatmap::default()
+        })
+        .collect();
+    let title = format!(
+        "{}: attention, every layer (rows) x head (columns)",
+        run.config.name
+    );
+    files.extend(crate::plot::heatmap_grid(
+        &out.join("attention-grid"),
+        &crate::plot::HeatmapGrid {
+            title: &title,
+            panels: &panels,
+            cols: heads,
+            panel_size: (520, 420),
+        },
+    )?);
     Ok(files)
 }

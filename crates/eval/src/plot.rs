@@ -209,6 +209,51 @@ pub fn line_plot(path_without_ext: &Path, plot: &LinePlot) -> Result<Vec<PathBuf
     write_figure(path_without_ext, plot.size, plot)
 }
 
+/// Heatmaps side by side on one figure: `panels` in row-major order, `cols` to a row (every
+/// layer x head of a model's attention, one layer a row).
+pub struct HeatmapGrid<'a> {
+    pub title: &'a str,
+    pub panels: &'a [Heatmap<'a>],
+    pub cols: usize,
+    /// The size of one panel.
+    pub panel_size: (u32, u32),
+}
+
+impl Figure for HeatmapGrid<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError> {
+        let rows = self.panels.len().div_ceil(self.cols);
+        let area = root
+            .margin(10, 0, 0, 0)
+            .titled(self.title, font(26.0))
+            .map_err(err)?;
+        let cells = area.split_evenly((rows, self.cols));
+        for (panel, cell) in self.panels.iter().zip(&cells) {
+            panel.draw(cell)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the grid as `<path_without_ext>.png` and `.svg`; returns both paths.
+pub fn heatmap_grid(
+    path_without_ext: &Path,
+    grid: &HeatmapGrid,
+) -> Result<Vec<PathBuf>, PlotError> {
+    if grid.panels.is_empty() || grid.cols == 0 {
+        return Err(PlotError::NotRectangular(grid.title.to_string()));
+    }
+    for map in grid.panels {
+        let cols = map.values.first().map_or(0, Vec::len);
+        if cols == 0 || map.values.iter().any(|r| r.len() != cols) {
+            return Err(PlotError::NotRectangular(map.title.to_string()));
+        }
+    }
+    let rows = grid.panels.len().div_ceil(grid.cols) as u32;
+    let (w, h) = grid.panel_size;
+    let size = (w * grid.cols as u32, h * rows + 40);
+    write_figure(path_without_ext, size, grid)
+}
+
 /// Writes `<path_without_ext>.png` and `.svg`; returns both paths.
 pub fn heatmap(path_without_ext: &Path, map: &Heatmap) -> Result<Vec<PathBuf>, PlotError> {
     let cols = map.values.first().map_or(0, Vec::len);
