@@ -58,6 +58,18 @@ enum Command {
         #[command(flatten)]
         options: ordo_eval::EvalOptions,
     },
+    /// Measure each attention head's mean distance against sequence length over the test set:
+    /// writes analysis.json, analysis.csv and analysis.png/.svg into the run.
+    #[command(after_help = "Examples:
+  ordo analyze runs/copy
+  ordo analyze runs/copy --lengths 4,8,16,32 --examples 128
+  ordo analyze runs/copy-rope --set model.encoding.scaling.kind=yarn --set model.encoding.scaling.factor=4")]
+    Analyze {
+        /// A run directory written by `ordo train`.
+        run_dir: PathBuf,
+        #[command(flatten)]
+        options: ordo_eval::EvalOptions,
+    },
     /// Train and evaluate a grid (tasks x encodings x seeds x ...), resumably, then write a report.
     #[command(after_help = "Examples:
   ordo ablate experiments/quick.toml
@@ -290,6 +302,14 @@ fn run(cli: Cli) -> Result<()> {
                 done.scalars,
                 done.dir.display()
             );
+            Ok(())
+        }
+        Command::Analyze { run_dir, options } => {
+            let (analysis, files) = ordo_eval::analyze::analyze_run(&run_dir, &options)?;
+            print!("{}", ordo_eval::analyze::analysis_table(&analysis));
+            for f in files {
+                println!("wrote {}", f.display());
+            }
             Ok(())
         }
         Command::Completions { shell } => {

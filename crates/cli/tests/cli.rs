@@ -385,6 +385,36 @@ fn inspect_draws_a_trained_models_attention_and_its_learned_table() {
             );
         }
     }
+    // Each head's mean attention distance at each length: 2 layers x 2 heads, between 0 and
+    // the longest distance in the example, written into the run with its table and plot.
+    let (ok, stdout, stderr) = ordo(&[
+        "analyze",
+        run.to_str().unwrap(),
+        "--lengths",
+        "1-4",
+        "--examples",
+        "8",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("L1H1"), "{stdout}");
+    let analysis: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("analysis.json")).unwrap()).unwrap();
+    let lengths = analysis["lengths"].as_array().unwrap();
+    assert_eq!(lengths.len(), 4);
+    for l in lengths {
+        let tokens = l["tokens"].as_f64().unwrap();
+        let rows = l["mean_distance"].as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        for d in rows.iter().flat_map(|r| r.as_array().unwrap()) {
+            let d = d.as_f64().unwrap();
+            assert!((0.0..=tokens - 1.0).contains(&d), "{d} at {tokens} tokens");
+        }
+    }
+    let csv = std::fs::read_to_string(run.join("analysis.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4 * 2 * 2);
+    assert!(png_size(&std::fs::read(run.join("analysis.png")).unwrap()).0 >= 400);
+    let (ok, _, stderr) = ordo(&["analyze", run.to_str().unwrap(), "--sliding", "2"]);
+    assert!(!ok && stderr.contains("--sliding"), "{stderr}");
     // The JSON table is the trained one: 8 rows of 16, read from the checkpoint.
     let v = json(&[
         "inspect",

@@ -441,6 +441,10 @@ pub enum EvalError {
     #[error(transparent)]
     Device(WithPath<ordo_train::device::DeviceError>),
     #[error(transparent)]
+    Io(#[from] WithPath<std::io::Error>),
+    #[error(transparent)]
+    Plot(WithPath<crate::plot::PlotError>),
+    #[error(transparent)]
     Option(WithPath<InvalidOption>),
     #[error(
         "{}: --max-factor: this run's task (`{kind}`) evaluates fixed multiples of its context \
@@ -864,6 +868,8 @@ pub enum InvalidOption {
          it); change its parameters instead"
     )]
     Kind { field: String, assignment: String },
+    #[error("{field}: not an option of the attention analysis (it reads whole examples)")]
+    NotAnalyzed { field: String },
 }
 
 /// An `ordo eval` option ([`parse_lengths`]) that cannot be read; each

@@ -11,4 +11,5 @@ pub mod tensorboard;
 
 pub use extrapolation::{EvalOptions, EvalReport, evaluate_run};
 pub mod ablate;
+pub mod analyze;
 pub mod inspect;
