@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod bench;
+mod init;
 
 #[derive(Parser)]
 #[command(
@@ -122,6 +123,15 @@ enum Command {
     Export {
         #[command(subcommand)]
         what: Export,
+    },
+    /// Write the shipped configs, experiment files and data into DIR (missing files only), so
+    /// that an installed `ordo` runs the README's commands there.
+    #[command(after_help = "Examples:
+  ordo init my-study   # then: cd my-study && ordo ablate experiments/quick.toml
+  ordo init .")]
+    Init {
+        /// Where to write configs/, experiments/ and data/.
+        dir: PathBuf,
     },
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     #[command(after_help = "Examples:
@@ -310,6 +320,23 @@ fn run(cli: Cli) -> Result<()> {
             for f in files {
                 println!("wrote {}", f.display());
             }
+            Ok(())
+        }
+        Command::Init { dir } => {
+            let done = init::init(&dir)?;
+            println!(
+                "{}: wrote {} files, {} already there as shipped",
+                dir.display(),
+                done.written,
+                done.same
+            );
+            for rel in &done.kept {
+                println!("kept {rel} (it differs from the shipped one; not replaced)");
+            }
+            println!(
+                "next: cd {} && ordo ablate experiments/quick.toml",
+                dir.display()
+            );
             Ok(())
         }
         Command::Completions { shell } => {

@@ -656,3 +656,75 @@ fn fire_reports_its_learned_threshold_and_c() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Every shipped config, experiment file and data file under the checkout, relative to it.
+fn shipped_files() -> Vec<String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut out = Vec::new();
+    let mut stack = vec![
+        root.join("configs"),
+        root.join("data"),
+        root.join("experiments"),
+    ];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            let rel = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let in_experiments = rel.starts_with("experiments/");
+            if path.is_dir() {
+                // An experiment's directory holds results, not inputs.
+                if !in_experiments {
+                    stack.push(path);
+                }
+            } else if !rel.starts_with("configs/") || rel.ends_with(".toml") {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `ordo init DIR` writes every shipped file as it is in the checkout, so that an installed
+/// binary runs the README's commands there; a second run replaces nothing, a changed file is
+/// kept.
+#[test]
+fn init_writes_the_shipped_files_and_replaces_none() {
+    let dir = std::env::temp_dir().join(format!("ordo-init-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let (ok, stdout, stderr) = ordo(&["init", dir.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let files = shipped_files();
+    assert!(files.len() > 20, "{files:?}");
+    for rel in &files {
+        let written = std::fs::read(dir.join(rel)).unwrap_or_else(|_| panic!("{rel} missing"));
+        assert_eq!(written, std::fs::read(root.join(rel)).unwrap(), "{rel}");
+    }
+    assert!(
+        stdout.contains(&format!("wrote {} files", files.len())),
+        "{stdout}"
+    );
+    // The shipped experiment resolves its task configs from there (checked, not trained).
+    let (ok, _, stderr) = ordo(&[
+        "ablate",
+        dir.join("experiments/quick.toml").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(ok, "{stderr}");
+    // Again, with one file changed by the user: nothing is replaced.
+    let mine = dir.join("configs/copy.toml");
+    std::fs::write(&mine, "# mine\n").unwrap();
+    let (ok, stdout, stderr) = ordo(&["init", dir.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("wrote 0 files") && stdout.contains("kept configs/copy.toml"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "# mine\n");
+    std::fs::remove_dir_all(&dir).ok();
+}
