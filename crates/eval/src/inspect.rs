@@ -265,6 +265,24 @@ pub fn plots(
     Ok(files)
 }
 
+/// One attention map: probabilities on a fixed 0-1 scale.
+fn attention_map<'a>(
+    title: &'a str,
+    values: &'a [Vec<f64>],
+    (x_label, y_label): (&'a str, &'a str),
+) -> crate::plot::Heatmap<'a> {
+    crate::plot::Heatmap {
+        title,
+        x_label,
+        y_label,
+        values,
+        value_label: "attention",
+        range: Some((0.0, 1.0)),
+        color_map: crate::plot::ColorMap::Sequential,
+        ..crate::plot::Heatmap::default()
+    }
+}
+
 /// A trained model's attention maps for `text` (tokens split on whitespace): one heatmap per
 /// layer and head (`attention-layer<L>-head<H>`), and all of them on one figure
 /// (`attention-grid`: a row per layer, a column per head, one colour scale).
@@ -320,33 +338,16 @@ pub fn attention_plots(
     for (i, (name, values)) in all.iter().enumerate() {
         let (layer, head) = (i / heads, i % heads);
         let title = format!("{}: {name}", run.config.name);
+        let axes = ("key position", "query position");
         files.extend(heatmap(
             &out.join(format!("attention-layer{layer}-head{head}")),
-            &Heatmap {
-                title: &title,
-                x_label: "key position",
-                y_label: "query position",
-                values,
-                value_label: "attention",
-                range: Some((0.0, 1.0)),
-                color_map: crate::plot::ColorMap::Sequential,
-                ..Heatmap::default()
-            },
+            &attention_map(&title, values, axes),
         )?);
     }
     // All of them on one figure: a row per layer, a column per head, one scale (0 to 1).
     let panels: Vec<Heatmap> = all
         .iter()
-        .map(|(name, values)| Heatmap {
-            title: name,
-            x_label: "key",
-            y_label: "query",
-            values,
-            value_label: "attention",
-            range: Some((0.0, 1.0)),
-            color_map: crate::plot::ColorMap::Sequential,
-            ..Heatmap::default()
-        })
+        .map(|(name, values)| attention_map(name, values, ("key", "query")))
         .collect();
     let title = format!(
         "{}: attention, every layer (rows) x head (columns)",
