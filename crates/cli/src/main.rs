@@ -116,8 +116,9 @@ enum Command {
   ordo bench --shapes small --encodings rope,alibi --eval-shapes none
   ordo bench --shapes tiny --json --out bench.json")]
     Bench(bench::BenchArgs),
-    /// Export an experiment's results for other tools (TensorBoard).
+    /// Export a run's weights (safetensors) or an experiment's results (TensorBoard).
     #[command(after_help = "Examples:
+  ordo export model runs/copy   # runs/copy/export/model.safetensors, config.json, tokenizer.json
   ordo export tensorboard experiments/quick
   ordo export tensorboard experiments/quick --out /tmp/tb   # then: tensorboard --logdir /tmp/tb")]
     Export {
@@ -157,6 +158,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Export {
+    /// A run's weights as model.safetensors (PyTorch's layouts) with config.json and
+    /// tokenizer.json, in RUN_DIR/export (or --out).
+    Model {
+        /// A run directory written by `ordo train`.
+        run_dir: PathBuf,
+        /// Where to write the files (default: RUN_DIR/export).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Training curves of every finished cell and the grid as TensorBoard HParams, in
     /// EXPERIMENT_DIR/tensorboard (or --out): `tensorboard --logdir` it.
     Tensorboard {
@@ -300,6 +310,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect(args) => inspect(args),
         Command::Bench(args) => bench::run(args),
+        Command::Export {
+            what: Export::Model { run_dir, out },
+        } => {
+            for f in ordo_eval::export::export_model(&run_dir, out.as_deref())? {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
         Command::Export {
             what: Export::Tensorboard { dir, out },
         } => {

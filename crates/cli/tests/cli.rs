@@ -413,6 +413,43 @@ fn inspect_draws_a_trained_models_attention_and_its_learned_table() {
     let csv = std::fs::read_to_string(run.join("analysis.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4 * 2 * 2);
     assert!(png_size(&std::fs::read(run.join("analysis.png")).unwrap()).0 >= 400);
+    // The weights out, in PyTorch's layouts: a safetensors header naming every tensor, the
+    // MLP's up projection [out = 4 d_model, in = d_model], the layer norms' weight and bias.
+    let (ok, _, stderr) = ordo(&["export", "model", run.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let bytes = std::fs::read(run.join("export/model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    assert_eq!(
+        header["blocks.0.mlp.up.weight"]["shape"],
+        serde_json::json!([64, 16])
+    );
+    assert_eq!(
+        header["blocks.1.ln_mlp.weight"]["shape"],
+        serde_json::json!([16])
+    );
+    assert_eq!(header["pos.table"]["shape"][1], 16);
+    assert_eq!(header["__metadata__"]["encoding"], "learned");
+    let floats: usize = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(_, v)| {
+            v["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .product::<usize>()
+        })
+        .sum();
+    assert_eq!(bytes.len(), 8 + n + 4 * floats);
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("export/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["model"]["encoding"]["kind"], "learned");
+    assert!(run.join("export/tokenizer.json").is_file());
     let (ok, _, stderr) = ordo(&["analyze", run.to_str().unwrap(), "--sliding", "2"]);
     assert!(!ok && stderr.contains("--sliding"), "{stderr}");
     // The JSON table is the trained one: 8 rows of 16, read from the checkpoint.

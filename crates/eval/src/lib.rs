@@ -2,6 +2,7 @@
 //! ablation grids (`ordo ablate`) and their reports (`ordo report`).
 
 pub mod experiment_dir;
+pub mod export;
 pub mod extrapolation;
 pub mod plot;
 pub mod report;
