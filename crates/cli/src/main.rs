@@ -94,8 +94,8 @@ enum Command {
         #[arg(long)]
         rerun_stale: bool,
     },
-    /// Rebuild an experiment's report.md, plots and tables (results.csv, cells.csv) from its
-    /// finished cells.
+    /// Rebuild an experiment's report.md, report.html, plots and tables (results.csv,
+    /// cells.csv) from its finished cells.
     #[command(after_help = "Examples:
   ordo report experiments/quick
   ordo report experiments/word_order   # after gathering the shards of a job array
