@@ -450,6 +450,15 @@ fn inspect_draws_a_trained_models_attention_and_its_learned_table() {
             .unwrap();
     assert_eq!(config["model"]["encoding"]["kind"], "learned");
     assert!(run.join("export/tokenizer.json").is_file());
+    // ordo's own logits for one held-out example: [tokens][vocab].
+    let sample: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("export/sample.json")).unwrap())
+            .unwrap();
+    let t = sample["tokens"].as_array().unwrap().len();
+    assert!(t > 1);
+    assert_eq!(sample["logits"].as_array().unwrap().len(), t);
+    let vocab = config["vocab_size"].as_u64().unwrap() as usize;
+    assert_eq!(sample["logits"][0].as_array().unwrap().len(), vocab);
     let (ok, _, stderr) = ordo(&["analyze", run.to_str().unwrap(), "--sliding", "2"]);
     assert!(!ok && stderr.contains("--sliding"), "{stderr}");
     // The JSON table is the trained one: 8 rows of 16, read from the checkpoint.

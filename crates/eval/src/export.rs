@@ -12,7 +12,9 @@
 //!
 //! `config.json` holds the run's model config as ordo reads it (`model`: sizes, mode, the
 //! encoding and its parameters), the vocabulary size, the training lengths, the checkpoint step
-//! and the naming conventions above; `tokenizer.json` is copied beside it.
+//! and the naming conventions above; `tokenizer.json` is copied beside it, and `sample.json`
+//! holds one held-out example's tokens and ordo's logits for it (`[t][vocab]`), the reference a
+//! reimplementation checks itself against.
 
 use crate::extrapolation::{EvalError, load_run};
 use burn::module::{Module, ModuleVisitor, Param};
@@ -155,6 +157,26 @@ pub fn export_model(dir: &Path, out: Option<&Path>) -> Result<Vec<PathBuf>, Eval
                    LayerNorm weight/bias",
         "tensors": tensors.iter().map(|t| serde_json::json!({"name": t.name, "shape": t.shape})).collect::<Vec<_>>(),
     });
+    // One held-out example of the longest training length and ordo's logits for it, so that a
+    // reimplementation can check itself against ordo on the same input (`scripts/ordo_torch.py`).
+    let mut rng = ordo_train::rng::Rng::derive(cfg.seed, "export-sample");
+    let example = run.generator.held_out(&mut rng, max_len);
+    let item = ordo_train::data::encode(&example, max_len, cfg.model.mode, &run.vocab);
+    let t = item.input.len();
+    let ids: Vec<i64> = item.input.iter().map(|&i| i64::from(i)).collect();
+    let batch = ordo_model::Batch {
+        tokens: Tensor::from_data(TensorData::new(ids, [1, t]), &run.device),
+        lengths: vec![t],
+    };
+    let logits: Vec<f32> = run
+        .model
+        .forward(&batch)
+        .into_data()
+        .try_to_vec()
+        .expect("f32 logits");
+    let v = run.vocab.len();
+    let rows: Vec<&[f32]> = logits.chunks(v).collect();
+    let sample = serde_json::json!({ "tokens": item.input, "logits": rows });
     let mut files = Vec::new();
     let tokenizer = std::fs::read(dir.join("tokenizer.json")).at(&dir.join("tokenizer.json"))?;
     for (name, bytes) in [
@@ -164,6 +186,7 @@ pub fn export_model(dir: &Path, out: Option<&Path>) -> Result<Vec<PathBuf>, Eval
             (serde_json::to_string_pretty(&config).expect("serialises") + "\n").into_bytes(),
         ),
         ("tokenizer.json", tokenizer),
+        ("sample.json", (sample.to_string() + "\n").into_bytes()),
     ] {
         let path = out.join(name);
         write_atomic(&path, &bytes).at(&path)?;
