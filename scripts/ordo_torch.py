@@ -10,10 +10,10 @@ and ordo's logits for it) and prints the largest absolute difference:
 
     python3 scripts/ordo_torch.py runs/copy/export
 
-What it covers today: the positional encodings `none`, `sinusoidal`, `learned`, `rope` (both
-layouts, any `fraction`, no eval-time `scaling`) and `alibi` (symmetric and asymmetric), causal
-and bidirectional, contiguous positions. `t5`, `shaw`, `fire`, RoPE scalings and randomized
-positions are refused with a message (not written yet).
+What it covers today: every positional encoding ordo has (`none`, `sinusoidal`, `learned`,
+`t5`, `shaw` with or without values, `rope` in both layouts with any `fraction`, `alibi` in both
+directions, `fire`), causal and bidirectional, at contiguous positions. RoPE's eval-time
+scalings and randomized positions are refused with a message (not written yet).
 """
 
 import json
@@ -53,6 +53,23 @@ def sinusoid(t, d, base):
     return table.float()
 
 
+def t5_bucket(rel, bidirectional, num_buckets, max_distance):
+    """T5's bucket of the offset `rel = j - i`, its logarithmic part in float32 as the reference."""
+    n, ret = num_buckets, 0
+    if bidirectional:
+        n //= 2
+        ret = n if rel > 0 else 0
+        dist = abs(rel)
+    else:
+        dist = max(-rel, 0)
+    max_exact = n // 2
+    if dist < max_exact:
+        return ret + dist
+    f32 = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
+    ratio = (f32(dist) / f32(max_exact)).log() / (f32(max_distance) / f32(max_exact)).log() * f32(n - max_exact)
+    return ret + min(max_exact + int(ratio.item()), n - 1)
+
+
 def alibi_slopes(n):
     """Press et al.'s geometric slopes (the closest power of two, then every other of 2n)."""
 
@@ -76,7 +93,7 @@ class OrdoTransformer(torch.nn.Module):
         self.causal = m["mode"] == "causal"
         self.encoding = dict(m["encoding"])
         self.kind = self.encoding["kind"]
-        supported = {"none", "sinusoidal", "learned", "rope", "alibi"}
+        supported = {"none", "sinusoidal", "learned", "t5", "shaw", "rope", "alibi", "fire"}
         if self.kind not in supported:
             raise ValueError(f"encoding `{self.kind}`: not in ordo_torch.py yet (it has {sorted(supported)})")
         if self.encoding.get("randomized_positions"):
@@ -113,6 +130,24 @@ class OrdoTransformer(torch.nn.Module):
         return torch.cat((out, rest), dim=-1)
 
     def bias(self, t):
+        if self.kind == "t5":
+            nb = self.encoding.get("num_buckets", 32)
+            md = self.encoding.get("max_distance", 128)
+            buckets = torch.tensor(
+                [[t5_bucket(j - i, not self.causal, nb, md) for j in range(t)] for i in range(t)]
+            )
+            return self.p("pos.table")[buckets].permute(2, 0, 1)  # [h, t, t]
+        if self.kind == "fire":
+            # b_h(i, j) = f(ψ(|i - j|) / (ψ(max(i, |m·L₀|)) + 1e-6)), ψ(x) = log(|c·x| + 1).
+            c, m = self.p("pos.c")[0], self.p("pos.multiplier")[0]
+            psi = lambda x: (x * c).abs().add(1.0).log()  # noqa: E731
+            pos = torch.arange(t, dtype=torch.float32)
+            distance = (pos[:, None] - pos[None, :]).abs()
+            threshold = (m * self.encoding["threshold"]).abs()
+            normaliser = psi(torch.maximum(pos, threshold))[:, None] + 1e-6
+            x = (psi(distance) / normaliser)[..., None]  # [t, t, 1]
+            hidden = F.relu(self.linear(x, "pos.hidden"))
+            return self.linear(hidden, "pos.out").permute(2, 0, 1)  # [h, t, t]
         if self.kind != "alibi":
             return None
         i = torch.arange(t)[:, None]
@@ -123,6 +158,12 @@ class OrdoTransformer(torch.nn.Module):
             distance = torch.where(j < i, distance - 0.5, distance)
         slopes = torch.tensor(alibi_slopes(self.h), dtype=torch.float64)[:, None, None]
         return (-slopes * distance).float()  # [h, t, t]
+
+    def shaw_labels(self, t):
+        k = self.encoding.get("max_distance", 16)
+        i = torch.arange(t)[:, None]
+        j = torch.arange(t)[None, :]
+        return (j - i).clamp(-k, k) + k  # [t, t]
 
     def forward(self, tokens):
         b, t = tokens.shape
@@ -143,12 +184,23 @@ class OrdoTransformer(torch.nn.Module):
             v = heads(self.linear(y, f"{pre}.attn.value"))
             if self.kind == "rope":
                 q, k = self.rope(q, t), self.rope(k, t)
-            scores = q @ k.transpose(-1, -2) / math.sqrt(dh)
+            scores = q @ k.transpose(-1, -2)
+            if self.kind == "shaw":
+                # e_ij = q_i·(k_j + a^K[clip(j - i) + k]) / √dh, one table per layer.
+                labels = self.shaw_labels(t)
+                table = self.p("pos.keys")[layer][labels]  # [t, t, dh]
+                scores = scores + torch.einsum("bhid,ijd->bhij", q, table)
+            scores = scores / math.sqrt(dh)
             if bias is not None:
                 scores = scores + bias
             if mask is not None:
                 scores = scores.masked_fill(mask, float("-inf"))
-            a = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, t, self.d)
+            probs = scores.softmax(-1)
+            z = probs @ v
+            if self.kind == "shaw" and self.encoding.get("values", True):
+                # z_i += Σ_j α_ij a^V[clip(j - i) + k].
+                z = z + torch.einsum("bhij,ijd->bhid", probs, self.p("pos.values")[layer][self.shaw_labels(t)])
+            a = z.transpose(1, 2).reshape(b, t, self.d)
             x = x + self.linear(a, f"{pre}.attn.out")
             y = self.norm(x, f"{pre}.ln_mlp")
             # The exact (erf) GELU.
