@@ -12,8 +12,8 @@ and ordo's logits for it) and prints the largest absolute difference:
 
 What it covers today: every positional encoding ordo has (`none`, `sinusoidal`, `learned`,
 `t5`, `shaw` with or without values, `rope` in both layouts with any `fraction`, `alibi` in both
-directions, `fire`), causal and bidirectional, at contiguous positions. RoPE's eval-time
-scalings and randomized positions are refused with a message (not written yet).
+directions, `fire`), causal and bidirectional, at contiguous or randomized positions (pass the
+positions). RoPE's eval-time scalings are refused with a message (not written yet).
 """
 
 import json
@@ -44,9 +44,9 @@ def read_safetensors(path):
     return tensors, header.get("__metadata__", {})
 
 
-def sinusoid(t, d, base):
-    """ordo's sinusoid table [t, d]: dims 2i and 2i+1 hold sin and cos of p * base^(-2i/d)."""
-    pos = torch.arange(t, dtype=torch.float64)[:, None]
+def sinusoid(positions, d, base):
+    """ordo's sinusoid rows [t, d]: dims 2i and 2i+1 hold sin and cos of p * base^(-2i/d)."""
+    pos = positions.double()[:, None]
     i = torch.arange(d) // 2
     angle = pos * base ** (-(2 * i).double() / d)
     table = torch.where(torch.arange(d) % 2 == 0, angle.sin(), angle.cos())
@@ -96,8 +96,6 @@ class OrdoTransformer(torch.nn.Module):
         supported = {"none", "sinusoidal", "learned", "t5", "shaw", "rope", "alibi", "fire"}
         if self.kind not in supported:
             raise ValueError(f"encoding `{self.kind}`: not in ordo_torch.py yet (it has {sorted(supported)})")
-        if self.encoding.get("randomized_positions"):
-            raise ValueError("randomized positions: not in ordo_torch.py yet")
         scaling = self.encoding.get("scaling", {"kind": "none"})
         if self.kind == "rope" and scaling.get("kind", "none") != "none":
             raise ValueError(f"RoPE scaling `{scaling['kind']}`: not in ordo_torch.py yet")
@@ -113,12 +111,12 @@ class OrdoTransformer(torch.nn.Module):
         # burn's LayerNorm: epsilon 1e-5.
         return F.layer_norm(x, (self.d,), self.p(f"{name}.weight"), self.p(f"{name}.bias"), eps=1e-5)
 
-    def rope(self, x, t):
+    def rope(self, x, pos):
         dh = x.shape[-1]
         r = round(self.encoding.get("fraction", 1.0) * dh)
         base = self.encoding.get("base", 10000.0)
         theta = base ** (-(2 * torch.arange(r // 2)).double() / r)
-        angle = torch.arange(t, dtype=torch.float64)[:, None] * theta  # [t, r/2]
+        angle = pos.double()[:, None] * theta  # [t, r/2]
         cos, sin = angle.cos().float(), angle.sin().float()
         rot, rest = x[..., :r], x[..., r:]
         if self.encoding.get("layout", "interleaved") == "interleaved":
@@ -129,29 +127,27 @@ class OrdoTransformer(torch.nn.Module):
             out = torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)
         return torch.cat((out, rest), dim=-1)
 
-    def bias(self, t):
+    def bias(self, pos):
         if self.kind == "t5":
             nb = self.encoding.get("num_buckets", 32)
             md = self.encoding.get("max_distance", 128)
-            buckets = torch.tensor(
-                [[t5_bucket(j - i, not self.causal, nb, md) for j in range(t)] for i in range(t)]
-            )
+            p = pos.tolist()
+            buckets = torch.tensor([[t5_bucket(j - i, not self.causal, nb, md) for j in p] for i in p])
             return self.p("pos.table")[buckets].permute(2, 0, 1)  # [h, t, t]
         if self.kind == "fire":
             # b_h(i, j) = f(ψ(|i - j|) / (ψ(max(i, |m·L₀|)) + 1e-6)), ψ(x) = log(|c·x| + 1).
             c, m = self.p("pos.c")[0], self.p("pos.multiplier")[0]
             psi = lambda x: (x * c).abs().add(1.0).log()  # noqa: E731
-            pos = torch.arange(t, dtype=torch.float32)
-            distance = (pos[:, None] - pos[None, :]).abs()
+            p = pos.float()
+            distance = (p[:, None] - p[None, :]).abs()
             threshold = (m * self.encoding["threshold"]).abs()
-            normaliser = psi(torch.maximum(pos, threshold))[:, None] + 1e-6
+            normaliser = psi(torch.maximum(p, threshold))[:, None] + 1e-6
             x = (psi(distance) / normaliser)[..., None]  # [t, t, 1]
             hidden = F.relu(self.linear(x, "pos.hidden"))
             return self.linear(hidden, "pos.out").permute(2, 0, 1)  # [h, t, t]
         if self.kind != "alibi":
             return None
-        i = torch.arange(t)[:, None]
-        j = torch.arange(t)[None, :]
+        i, j = pos[:, None], pos[None, :]
         distance = (i - j).clamp(min=0) if self.causal else (i - j).abs()
         distance = distance.double()
         if not self.causal and self.encoding.get("direction", "symmetric") == "asymmetric":
@@ -159,20 +155,25 @@ class OrdoTransformer(torch.nn.Module):
         slopes = torch.tensor(alibi_slopes(self.h), dtype=torch.float64)[:, None, None]
         return (-slopes * distance).float()  # [h, t, t]
 
-    def shaw_labels(self, t):
+    def shaw_labels(self, pos):
         k = self.encoding.get("max_distance", 16)
-        i = torch.arange(t)[:, None]
-        j = torch.arange(t)[None, :]
+        i, j = pos[:, None], pos[None, :]
         return (j - i).clamp(-k, k) + k  # [t, t]
 
-    def forward(self, tokens):
+    def forward(self, tokens, positions=None):
+        """Logits `[b, t, vocab]` for `tokens` `[b, t]` placed at `positions` (`t` ints, shared
+        by the batch; default `0..t`). With randomized positions ordo draws them from the batch's
+        tokens with its own generator: pass the ones it used (`sample.json` has them)."""
         b, t = tokens.shape
+        pos = torch.arange(t) if positions is None else torch.as_tensor(positions)
+        if self.encoding.get("randomized_positions") and positions is None:
+            raise ValueError("this model places tokens at randomized positions: pass `positions`")
         x = F.embedding(tokens, self.p("tok_emb.weight"))
         if self.kind == "learned":
-            x = x + self.p("pos.table")[:t]
+            x = x + self.p("pos.table")[pos]
         elif self.kind == "sinusoidal":
-            x = x + sinusoid(t, self.d, self.encoding.get("base", 10000.0))
-        bias = self.bias(t)
+            x = x + sinusoid(pos, self.d, self.encoding.get("base", 10000.0))
+        bias = self.bias(pos)
         mask = torch.triu(torch.ones(t, t, dtype=torch.bool), 1) if self.causal else None
         dh = self.d // self.h
         for layer in range(self.layers):
@@ -183,11 +184,11 @@ class OrdoTransformer(torch.nn.Module):
             k = heads(self.linear(y, f"{pre}.attn.key"))
             v = heads(self.linear(y, f"{pre}.attn.value"))
             if self.kind == "rope":
-                q, k = self.rope(q, t), self.rope(k, t)
+                q, k = self.rope(q, pos), self.rope(k, pos)
             scores = q @ k.transpose(-1, -2)
             if self.kind == "shaw":
                 # e_ij = q_i·(k_j + a^K[clip(j - i) + k]) / √dh, one table per layer.
-                labels = self.shaw_labels(t)
+                labels = self.shaw_labels(pos)
                 table = self.p("pos.keys")[layer][labels]  # [t, t, dh]
                 scores = scores + torch.einsum("bhid,ijd->bhij", q, table)
             scores = scores / math.sqrt(dh)
@@ -199,7 +200,7 @@ class OrdoTransformer(torch.nn.Module):
             z = probs @ v
             if self.kind == "shaw" and self.encoding.get("values", True):
                 # z_i += Σ_j α_ij a^V[clip(j - i) + k].
-                z = z + torch.einsum("bhij,ijd->bhid", probs, self.p("pos.values")[layer][self.shaw_labels(t)])
+                z = z + torch.einsum("bhij,ijd->bhid", probs, self.p("pos.values")[layer][self.shaw_labels(pos)])
             a = z.transpose(1, 2).reshape(b, t, self.d)
             x = x + self.linear(a, f"{pre}.attn.out")
             y = self.norm(x, f"{pre}.ln_mlp")
@@ -228,7 +229,7 @@ def main():
     sample = json.loads((export_dir / "sample.json").read_text())
     tokens = torch.tensor([sample["tokens"]])
     with torch.no_grad():
-        logits = model(tokens)[0]
+        logits = model(tokens, sample.get("positions"))[0]
     reference = torch.tensor(sample["logits"])
     diff = (logits - reference).abs().max().item()
     agree = (logits.argmax(-1) == reference.argmax(-1)).float().mean().item()

@@ -13,7 +13,8 @@
 //! `config.json` holds the run's model config as ordo reads it (`model`: sizes, mode, the
 //! encoding and its parameters), the vocabulary size, the training lengths, the checkpoint step
 //! and the naming conventions above; `tokenizer.json` is copied beside it, and `sample.json`
-//! holds one held-out example's tokens and ordo's logits for it (`[t][vocab]`), the reference a
+//! holds one held-out example's tokens, the positions ordo placed them at (`0..t`, or its draw
+//! of randomized positions) and ordo's logits for it (`[t][vocab]`), the reference a
 //! reimplementation checks itself against.
 
 use crate::extrapolation::{EvalError, load_run};
@@ -176,7 +177,9 @@ pub fn export_model(dir: &Path, out: Option<&Path>) -> Result<Vec<PathBuf>, Eval
         .expect("f32 logits");
     let v = run.vocab.len();
     let rows: Vec<&[f32]> = logits.chunks(v).collect();
-    let sample = serde_json::json!({ "tokens": item.input, "logits": rows });
+    let positions = run.model.row_positions(&batch).remove(0);
+    let sample =
+        serde_json::json!({ "tokens": item.input, "positions": positions, "logits": rows });
     let mut files = Vec::new();
     let tokenizer = std::fs::read(dir.join("tokenizer.json")).at(&dir.join("tokenizer.json"))?;
     for (name, bytes) in [
