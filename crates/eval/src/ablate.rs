@@ -1492,6 +1492,7 @@ fn cell_facts(run: &RunDir, id: &str) -> crate::report::CellFacts {
         });
     crate::report::CellFacts {
         id: id.to_string(),
+        base_config: None,
         config,
         steps: summary.as_ref().map(|s| s.steps),
         seconds: summary.as_ref().map(|s| s.seconds),
@@ -1617,7 +1618,20 @@ fn gather_cells(
             continue;
         }
         cells.push(CellResult {
-            facts: Some(cell_facts(&run, &info.id)),
+            facts: Some(crate::report::CellFacts {
+                // The task's config file as the experiment file names it (`../configs/copy.toml`).
+                base_config: current_cells.get(info.id.as_str()).map(|c| {
+                    let here =
+                        current.map(|e| e.file.parent().unwrap_or(Path::new(".")).to_path_buf());
+                    let source = &c.source;
+                    here.as_deref()
+                        .and_then(|h| source.strip_prefix(h).ok())
+                        .unwrap_or(source)
+                        .to_string_lossy()
+                        .into_owned()
+                }),
+                ..cell_facts(&run, &info.id)
+            }),
             task: info.task,
             encoding: info.encoding,
             seed: info.seed,

@@ -1648,6 +1648,7 @@ fn the_csv_tables_agree_with_the_evaluations_they_come_from() {
         }
         c.facts = Some(CellFacts {
             id: format!("copy-{encoding}-s{seed}"),
+            base_config: Some("../configs/copy, v2.toml".into()),
             config,
             steps: Some(100),
             seconds: Some(2.5),
@@ -1679,6 +1680,7 @@ fn the_csv_tables_agree_with_the_evaluations_they_come_from() {
             .find(|c| c.facts.as_ref().unwrap().id == row[col("cell")])
             .unwrap();
         assert_eq!(row[col("encoding")], c.encoding);
+        assert_eq!(row[col("base_config")], "../configs/copy, v2.toml");
         assert_eq!(row[col("seed")], c.seed.to_string());
         assert_eq!(row[col("model.n_layers")], c.variant[0].1);
         let expected_base = if c.encoding == "rope" { "10000.0" } else { "" };

@@ -28,6 +28,9 @@ pub struct CellResult {
 pub struct CellFacts {
     /// The run directory's name under `runs/`.
     pub id: String,
+    /// The task's base config file as the experiment file names it (absent when the report is
+    /// rebuilt without the experiment file).
+    pub base_config: Option<String>,
     /// The run's `config.toml`, flattened to dotted keys (`model.encoding.base`), each value as
     /// TOML writes it (strings without quotes).
     pub config: std::collections::BTreeMap<String, String>,

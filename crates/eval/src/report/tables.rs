@@ -8,7 +8,8 @@
 //! `results.csv` columns, in order:
 //! - `experiment`, `cell` (the run directory's name under `runs/`), `task` (the report's task
 //!   label: the kind, with the base config's file stem when two configs share a kind),
-//!   `encoding` (the report's label, `t5(init_std=3.0)`), `kind` (the scheme), `mode`
+//!   `base_config` (the task's config file as the experiment file names it; empty when the
+//!   report is rebuilt without the experiment file), `encoding` (the report's label, `t5(init_std=3.0)`), `kind` (the scheme), `mode`
 //!   (`causal` or `bidirectional`), `seed`;
 //! - one column per grid axis, named by its key (`model.n_layers`), holding the cell's value;
 //! - one column per encoding parameter any cell's resolved config has, `encoding.<key>`
@@ -24,7 +25,8 @@
 //!   interval of the block bootstrap for perplexity; empty without per-example outcomes),
 //!   `unsupported` (why the length is n/a, empty otherwise).
 //!
-//! `cells.csv` columns: `experiment`, `cell`, `task`, `encoding`, `kind`, `mode`, `seed`, the
+//! `cells.csv` columns: `experiment`, `cell`, `task`, `base_config`, `encoding`, `kind`, `mode`,
+//! `seed`, the
 //! grid axes, then every key of the resolved run config whose value differs between cells
 //! (dotted, `train.lr`; the grid's and the encoding's keys among them), then `steps`,
 //! `seconds` (training wall time), `tokens_per_second`, `final_train_loss` (the mean of the
@@ -133,6 +135,10 @@ fn identity(experiment: &str, cell: &CellResult, grid: &[String]) -> Vec<String>
             .map(|f| f.id.clone())
             .unwrap_or_default(),
         cell.task.clone(),
+        cell.facts
+            .as_ref()
+            .and_then(|f| f.base_config.clone())
+            .unwrap_or_default(),
         cell.encoding.clone(),
         cell.eval.encoding.clone(),
         mode_name(cell),
@@ -147,6 +153,7 @@ fn identity_header(grid: &[String]) -> Vec<String> {
         "experiment",
         "cell",
         "task",
+        "base_config",
         "encoding",
         "kind",
         "mode",
