@@ -18,7 +18,8 @@
 //! the values it takes, and the metrics above. Wall times are the run's training seconds
 //! (`elapsed` in `metrics.jsonl`) from the Unix epoch: a rebuild writes the same bytes.
 //!
-//! The format, written here without a protobuf library (no maintained crate writes HParams):
+//! The format, written here without a protobuf library (`tensorboard-rs`, the one crate for it,
+//! last released in 2022, writes scalars, images and histograms, not HParams):
 //! TFRecord framing (a little-endian `u64` length, its masked CRC-32C, the bytes, their masked
 //! CRC-32C) around `tensorflow.Event` messages; scalars as `Summary.Value.simple_value`; HParams
 //! as `Summary.Value`s whose metadata names the `hparams` plugin and carries an
