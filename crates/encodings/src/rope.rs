@@ -183,6 +183,26 @@ pub enum RopeScaling {
         #[serde(default = "yarn_beta")]
         beta: f64,
     },
+    /// Llama 3.1's scaling as HF's `_compute_llama3_parameters` computes it: wavelengths
+    /// `2π/θ_i` shorter than `L / high_freq_factor` keep their frequency, longer than
+    /// `L / low_freq_factor` are divided by `factor`, and in between interpolate with the smooth
+    /// factor `(L / λ_i - low) / (high - low)`; attention factor 1.
+    Llama3 {
+        factor: f64,
+        #[serde(default)]
+        original_max_len: usize,
+        #[serde(default = "llama3_low_freq_factor")]
+        low_freq_factor: f64,
+        #[serde(default = "llama3_high_freq_factor")]
+        high_freq_factor: f64,
+    },
+}
+
+fn llama3_low_freq_factor() -> f64 {
+    1.0
+}
+fn llama3_high_freq_factor() -> f64 {
+    4.0
 }
 
 fn yarn_alpha() -> f64 {
@@ -200,7 +220,8 @@ fn yarn_beta_slow() -> f64 {
 
 impl RopeScaling {
     /// The scalings, by their config `kind` (`model.encoding.scaling.kind`).
-    pub const KINDS: [&'static str; 5] = ["linear", "ntk", "dynamic", "yarn", "yarn_paper"];
+    pub const KINDS: [&'static str; 6] =
+        ["linear", "ntk", "dynamic", "yarn", "yarn_paper", "llama3"];
 
     /// The scaling of config kind `kind` with `factor` and every other parameter at its
     /// default; `original_max_len` is 0, for the caller to fill in (see
@@ -226,6 +247,12 @@ impl RopeScaling {
                 alpha: yarn_alpha(),
                 beta: yarn_beta(),
             },
+            "llama3" => Self::Llama3 {
+                factor,
+                original_max_len,
+                low_freq_factor: llama3_low_freq_factor(),
+                high_freq_factor: llama3_high_freq_factor(),
+            },
             _ => return None,
         })
     }
@@ -239,6 +266,7 @@ impl RopeScaling {
             Self::Dynamic { .. } => "dynamic",
             Self::Yarn { .. } => "yarn",
             Self::YarnPaper { .. } => "yarn_paper",
+            Self::Llama3 { .. } => "llama3",
         }
     }
 
@@ -250,7 +278,8 @@ impl RopeScaling {
             | Self::Ntk { factor }
             | Self::Dynamic { factor, .. }
             | Self::Yarn { factor, .. }
-            | Self::YarnPaper { factor, .. } => *factor,
+            | Self::YarnPaper { factor, .. }
+            | Self::Llama3 { factor, .. } => *factor,
         }
     }
 
@@ -266,6 +295,9 @@ impl RopeScaling {
                 original_max_len, ..
             }
             | Self::YarnPaper {
+                original_max_len, ..
+            }
+            | Self::Llama3 {
                 original_max_len, ..
             } => Some(original_max_len),
         }
@@ -351,6 +383,19 @@ pub(crate) fn validate(
                     format!("expected beta_fast > beta_slow ({beta_slow}), got {beta_fast}"),
                 ));
             }
+        }
+        RopeScaling::Llama3 {
+            low_freq_factor,
+            high_freq_factor,
+            ..
+        } if !(*low_freq_factor > 0.0 && high_freq_factor > low_freq_factor) => {
+            return Err(invalid(
+                "scaling.high_freq_factor",
+                format!(
+                    "expected 0 < low_freq_factor < high_freq_factor, got {low_freq_factor} and \
+                     {high_freq_factor}"
+                ),
+            ));
         }
         RopeScaling::YarnPaper { alpha, beta, .. } if !(alpha < beta) => {
             return Err(invalid(
@@ -487,6 +532,30 @@ impl Rope {
                     (1.0 - gamma) * t / factor + gamma * t
                 })
                 .collect(),
+            RopeScaling::Llama3 {
+                factor,
+                original_max_len,
+                low_freq_factor,
+                high_freq_factor,
+            } => {
+                let l = *original_max_len as f64;
+                let (low_wavelen, high_wavelen) = (l / low_freq_factor, l / high_freq_factor);
+                plain
+                    .iter()
+                    .map(|&t| {
+                        let wavelen = 2.0 * std::f64::consts::PI / t;
+                        if wavelen < high_wavelen {
+                            t
+                        } else if wavelen > low_wavelen {
+                            t / factor
+                        } else {
+                            let smooth = (l / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * t / factor + smooth * t
+                        }
+                    })
+                    .collect()
+            }
         }
     }
 
@@ -882,6 +951,42 @@ mod tests {
         let mut s = RopeScaling::from_kind("yarn_paper", factor).unwrap();
         *s.original_max_len_mut().unwrap() = original_max_len;
         s
+    }
+
+    /// Llama 3.1's scaling against HF's `_compute_llama3_parameters` (run with torch, float32):
+    /// base 10000, 16 rotated dims, factor 8, original context 32, low/high frequency factors
+    /// 1 and 4. Pair 0 (wavelength 6.3 < 8) is kept, pair 1 (19.9, between 8 and 32) is
+    /// smoothed, the rest (> 32) divided by 8.
+    #[test]
+    fn llama3_scaling_matches_hf() {
+        let golden = [
+            1.0,
+            0.095_839_977_264_404_3,
+            0.012_500_000_186_264_515,
+            0.003_952_847_328_037_023_5,
+            0.001_249_999_972_060_322_8,
+            0.000_395_284_732_803_702_35,
+            0.000_125_000_005_937_181_4,
+            3.952_847_328_037_023_5e-5,
+        ];
+        let mut scaling = RopeScaling::from_kind("llama3", 8.0).unwrap();
+        *scaling.original_max_len_mut().unwrap() = 32;
+        let got = freqs(scaling.clone(), 16, 1);
+        for (i, (g, want)) in got.iter().zip(golden).enumerate() {
+            // HF works in float32.
+            assert!(((g - want) / want).abs() < 1e-6, "pair {i}: {g} vs {want}");
+        }
+        assert_eq!(scaling.attention_factor(), 1.0);
+        assert_eq!(scaling.kind(), "llama3");
+        // The frequency factors are checked.
+        let bad = RopeScaling::Llama3 {
+            factor: 8.0,
+            original_max_len: 32,
+            low_freq_factor: 4.0,
+            high_freq_factor: 1.0,
+        };
+        let e = validate(10000.0, 1.0, &bad, 16).unwrap_err();
+        assert_eq!(e.field, "scaling.high_freq_factor");
     }
 
     #[test]
