@@ -196,6 +196,19 @@ pub enum RopeScaling {
         #[serde(default = "llama3_high_freq_factor")]
         high_freq_factor: f64,
     },
+    /// LongRoPE (Phi-3) as HF's `_compute_longrope_parameters` computes it: each `θ_i` divided
+    /// by its own rescale factor, `long_factor[i]` when `factor > 1` (the context is extended
+    /// past `L`), else `short_factor[i]`; cos and sin times `√(1 + ln s / ln L)` (1 for
+    /// `s <= 1`). Both lists hold one positive factor per rotated pair (`r/2`).
+    Longrope {
+        factor: f64,
+        #[serde(default)]
+        original_max_len: usize,
+        #[serde(default)]
+        long_factor: Vec<f64>,
+        #[serde(default)]
+        short_factor: Vec<f64>,
+    },
 }
 
 fn llama3_low_freq_factor() -> f64 {
@@ -220,8 +233,15 @@ fn yarn_beta_slow() -> f64 {
 
 impl RopeScaling {
     /// The scalings, by their config `kind` (`model.encoding.scaling.kind`).
-    pub const KINDS: [&'static str; 6] =
-        ["linear", "ntk", "dynamic", "yarn", "yarn_paper", "llama3"];
+    pub const KINDS: [&'static str; 7] = [
+        "linear",
+        "ntk",
+        "dynamic",
+        "yarn",
+        "yarn_paper",
+        "llama3",
+        "longrope",
+    ];
 
     /// The scaling of config kind `kind` with `factor` and every other parameter at its
     /// default; `original_max_len` is 0, for the caller to fill in (see
@@ -253,6 +273,14 @@ impl RopeScaling {
                 low_freq_factor: llama3_low_freq_factor(),
                 high_freq_factor: llama3_high_freq_factor(),
             },
+            // Its per-pair factors have no default: given with `--set
+            // model.encoding.scaling.long_factor=[..]` (and `short_factor`).
+            "longrope" => Self::Longrope {
+                factor,
+                original_max_len,
+                long_factor: Vec::new(),
+                short_factor: Vec::new(),
+            },
             _ => return None,
         })
     }
@@ -267,6 +295,7 @@ impl RopeScaling {
             Self::Yarn { .. } => "yarn",
             Self::YarnPaper { .. } => "yarn_paper",
             Self::Llama3 { .. } => "llama3",
+            Self::Longrope { .. } => "longrope",
         }
     }
 
@@ -279,7 +308,8 @@ impl RopeScaling {
             | Self::Dynamic { factor, .. }
             | Self::Yarn { factor, .. }
             | Self::YarnPaper { factor, .. }
-            | Self::Llama3 { factor, .. } => *factor,
+            | Self::Llama3 { factor, .. }
+            | Self::Longrope { factor, .. } => *factor,
         }
     }
 
@@ -299,6 +329,9 @@ impl RopeScaling {
             }
             | Self::Llama3 {
                 original_max_len, ..
+            }
+            | Self::Longrope {
+                original_max_len, ..
             } => Some(original_max_len),
         }
     }
@@ -314,6 +347,13 @@ impl RopeScaling {
         match self {
             Self::Yarn { factor, .. } | Self::YarnPaper { factor, .. } if *factor > 1.0 => {
                 0.1 * factor.ln() + 1.0
+            }
+            Self::Longrope {
+                factor,
+                original_max_len,
+                ..
+            } if *factor > 1.0 && *original_max_len > 1 => {
+                (1.0 + factor.ln() / (*original_max_len as f64).ln()).sqrt()
             }
             _ => 1.0,
         }
@@ -396,6 +436,26 @@ pub(crate) fn validate(
                      {high_freq_factor}"
                 ),
             ));
+        }
+        RopeScaling::Longrope {
+            long_factor,
+            short_factor,
+            ..
+        } => {
+            let pairs = (fraction * d_head as f64) as usize / 2;
+            for (field, list) in [
+                ("scaling.long_factor", long_factor),
+                ("scaling.short_factor", short_factor),
+            ] {
+                if list.len() != pairs || !list.iter().all(|&f| f > 0.0 && f.is_finite()) {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "expected {pairs} positive factors (one per rotated pair), got {list:?}"
+                        ),
+                    ));
+                }
+            }
         }
         RopeScaling::YarnPaper { alpha, beta, .. } if !(alpha < beta) => {
             return Err(invalid(
@@ -555,6 +615,19 @@ impl Rope {
                         }
                     })
                     .collect()
+            }
+            RopeScaling::Longrope {
+                factor,
+                long_factor,
+                short_factor,
+                ..
+            } => {
+                let ext = if *factor > 1.0 {
+                    long_factor
+                } else {
+                    short_factor
+                };
+                plain.iter().zip(ext).map(|(t, e)| t / e).collect()
             }
         }
     }
@@ -989,6 +1062,59 @@ mod tests {
         assert_eq!(e.field, "scaling.high_freq_factor");
     }
 
+    /// LongRoPE against HF's `_compute_longrope_parameters` (run with torch, float32): base
+    /// 10000, 8 rotated dims, original context 32; factor 4 takes `long_factor`, factor 1
+    /// `short_factor`; the attention factor `√(1 + ln 4 / ln 32)`.
+    #[test]
+    fn longrope_scaling_matches_hf() {
+        let scaling = |factor: f64| RopeScaling::Longrope {
+            factor,
+            original_max_len: 32,
+            long_factor: vec![1.0, 1.5, 3.0, 4.0],
+            short_factor: vec![1.0, 1.0, 1.25, 1.5],
+        };
+        let long = [
+            1.0,
+            0.066_666_670_143_604_28,
+            0.003_333_333_414_047_956_5,
+            0.000_250_000_011_874_362_8,
+        ];
+        let short = [
+            1.0,
+            0.100_000_001_490_116_12,
+            0.008_000_000_379_979_61,
+            0.000_666_666_659_526_526_9,
+        ];
+        for (factor, golden) in [(4.0, long), (1.0, short)] {
+            let got = freqs(scaling(factor), 8, 1);
+            for (i, (g, want)) in got.iter().zip(golden).enumerate() {
+                assert!(
+                    ((g - want) / want).abs() < 1e-6,
+                    "factor {factor}, pair {i}: {g} vs {want}"
+                );
+            }
+        }
+        assert!((scaling(4.0).attention_factor() - 1.183_215_956_619_923_2).abs() < 1e-12);
+        assert_eq!(scaling(1.0).attention_factor(), 1.0);
+        // One factor per rotated pair, each positive; none given is an error naming the list.
+        let e = validate(
+            10000.0,
+            1.0,
+            &RopeScaling::Longrope {
+                factor: 4.0,
+                original_max_len: 32,
+                long_factor: vec![1.0; 3],
+                short_factor: vec![1.0; 4],
+            },
+            8,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "scaling.long_factor");
+        let mut empty = RopeScaling::from_kind("longrope", 4.0).unwrap();
+        *empty.original_max_len_mut().unwrap() = 32;
+        assert!(validate(10000.0, 1.0, &empty, 8).is_err());
+    }
+
     #[test]
     fn scalings_follow_their_definitions() {
         let plain = freqs(RopeScaling::None, 64, 1);
@@ -1272,6 +1398,16 @@ mod tests {
             if s.original_max_len().is_some() {
                 assert!(validate(10000.0, 1.0, &s, 16).is_err(), "{kind}: L = 0");
                 *s.original_max_len_mut().unwrap() = 16;
+            }
+            // LongRoPE's per-pair factors have no default: one per rotated pair is required.
+            if let RopeScaling::Longrope {
+                long_factor,
+                short_factor,
+                ..
+            } = &mut s
+            {
+                *long_factor = vec![2.0; 8];
+                *short_factor = vec![1.0; 8];
             }
             validate(10000.0, 1.0, &s, 16).unwrap();
             let text = format!(
