@@ -287,12 +287,10 @@ pub fn analyze_run(
         .at(dir)
         .map_err(EvalError::Option)?;
     if options.sliding.is_some() {
-        return Err(EvalError::Option(ordo_train::run_dir::WithPath {
-            path: dir.to_path_buf(),
-            error: crate::extrapolation::InvalidOption::NotAnalyzed {
-                field: "--sliding".into(),
-            },
-        }));
+        let field = "--sliding".into();
+        return Err(crate::extrapolation::InvalidOption::NotAnalyzed { field })
+            .at(dir)
+            .map_err(EvalError::Option);
     }
     let run_dir = RunDir::new(dir);
     if !run_dir.is_run() {
@@ -311,12 +309,11 @@ pub fn analyze_run(
         write_atomic(&path, &bytes).at(&path)?;
         files.push(path);
     }
-    files.extend(plot(&analysis, &dir.join("analysis")).map_err(|e| {
-        EvalError::Plot(ordo_train::run_dir::WithPath {
-            path: dir.join("analysis.png"),
-            error: e,
-        })
-    })?);
+    files.extend(
+        plot(&analysis, &dir.join("analysis"))
+            .at(&dir.join("analysis.png"))
+            .map_err(EvalError::Plot)?,
+    );
     Ok((analysis, files))
 }
 

@@ -605,14 +605,10 @@ fn keep_previous(
     let n = (1..)
         .find(|&n| !with_suffix(&json, n).exists() && !with_suffix(&csv, n).exists())
         .expect("a free name");
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |cause| EvalError::from(ordo_train::run_dir::RunDirError::Io { path, cause })
-    };
     if csv.is_file() {
-        std::fs::rename(&csv, with_suffix(&csv, n)).map_err(io(&csv))?;
+        std::fs::rename(&csv, with_suffix(&csv, n)).at(&csv)?;
     }
-    std::fs::rename(&json, with_suffix(&json, n)).map_err(io(&json))?;
+    std::fs::rename(&json, with_suffix(&json, n)).at(&json)?;
     ordo_train::run_dir::atomic::sync_parent(&json);
     Ok(())
 }
