@@ -298,7 +298,6 @@ impl Cell {
     }
 }
 
-/// `a.b.c` -> value (as TOML text) for every leaf of a table.
 /// Whether two values of an input-path key (`task.corpus`, `task.lexicon`, `task.tokenizer`)
 /// name files of the same content, read from the run directory: the data staged to another
 /// place (node-local scratch) or reached through another path is the same input.
@@ -314,31 +313,12 @@ fn same_input(run: &RunDir, key: &str, was: Option<&String>, now: Option<&String
     matches!((hash(was), hash(now)), (Some(a), Some(b)) if a == b)
 }
 
+/// `a.b.c` -> value (as TOML text) for every leaf of a table.
 fn flatten(table: &toml::Table) -> std::collections::BTreeMap<String, String> {
-    fn walk(
-        prefix: &str,
-        value: &toml::Value,
-        out: &mut std::collections::BTreeMap<String, String>,
-    ) {
-        match value {
-            toml::Value::Table(t) => {
-                for (k, v) in t {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), other.to_string());
-            }
-        }
-    }
-    let mut out = std::collections::BTreeMap::new();
-    walk("", &toml::Value::Table(table.clone()), &mut out);
-    out
+    config::leaves(table)
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -273,6 +273,15 @@ pub struct Edges {
 impl Bucket {
     pub const ALL: [Bucket; 3] = [Bucket::InDistribution, Bucket::Near, Bucket::Far];
 
+    /// Its key in `eval.json`'s `buckets` (and in the exported tables and TensorBoard tags).
+    pub fn key(self) -> &'static str {
+        match self {
+            Bucket::InDistribution => "in_distribution",
+            Bucket::Near => "near",
+            Bucket::Far => "far",
+        }
+    }
+
     /// Whether length `n` falls in this bucket.
     pub fn contains(self, edges: Edges, n: usize) -> bool {
         let Edges { min, l, factor } = edges;
@@ -300,6 +309,17 @@ pub struct Buckets {
     pub in_distribution: BucketMean,
     pub near: BucketMean,
     pub far: BucketMean,
+}
+
+impl Buckets {
+    /// The means of bucket `b`.
+    pub fn get(&self, b: Bucket) -> &BucketMean {
+        match b {
+            Bucket::InDistribution => &self.in_distribution,
+            Bucket::Near => &self.near,
+            Bucket::Far => &self.far,
+        }
+    }
 }
 
 /// The options an evaluation ran with, recorded in `eval.json` so that `ordo ablate` can tell

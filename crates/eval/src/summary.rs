@@ -34,19 +34,15 @@ pub fn cell_summary(eval: &EvalReport) -> String {
         Headline::ExactMatch => {
             // Buckets with no length measured (far with `max_factor = 2`) are left out: `n/a`
             // says a scheme cannot represent a length, not that nobody asked.
-            let buckets = [
-                (
-                    Bucket::InDistribution,
-                    "in-dist",
-                    &eval.buckets.in_distribution,
-                ),
-                (Bucket::Near, "near", &eval.buckets.near),
-                (Bucket::Far, "far", &eval.buckets.far),
-            ];
-            let parts: Vec<String> = buckets
+            let name = |b| match b {
+                Bucket::InDistribution => "in-dist",
+                Bucket::Near => "near",
+                Bucket::Far => "far",
+            };
+            let parts: Vec<String> = Bucket::ALL
                 .into_iter()
-                .filter(|(_, _, mean)| mean.lengths > 0)
-                .map(|(k, name, _)| format!("{name} {}", show(bucket_value(eval, &values, k), 3)))
+                .filter(|&b| eval.buckets.get(b).lengths > 0)
+                .map(|b| format!("{} {}", name(b), show(bucket_value(eval, &values, b), 3)))
                 .collect();
             format!("exact match {}", parts.join(" "))
         }

@@ -25,6 +25,7 @@
 //! as `Summary.Value`s whose metadata names the `hparams` plugin and carries an
 //! `HParamsPluginData` (tensorboard/plugins/hparams/plugin_data.proto, api.proto).
 
+use crate::extrapolation::Bucket;
 use crate::report::{CellResult, ReportError, extrapolation_score, variant_label};
 use ordo_train::run_dir::write_atomic;
 use std::collections::BTreeMap;
@@ -194,9 +195,9 @@ fn metric_tags(cells: &[CellResult]) -> Vec<(String, &'static str)> {
         .iter()
         .any(|c| c.eval.headline() == crate::extrapolation::Headline::ExactMatch)
     {
-        for bucket in ["in_distribution", "near", "far"] {
+        for bucket in Bucket::ALL {
             tags.push((
-                format!("eval/{bucket}/exact_match"),
+                format!("eval/{}/exact_match", bucket.key()),
                 "mean exact match over the bucket's lengths",
             ));
         }
@@ -350,14 +351,9 @@ pub fn export(
             finals.push(scalar("eval/score", score));
         }
         if cell.eval.headline() == crate::extrapolation::Headline::ExactMatch {
-            let b = &cell.eval.buckets;
-            for (name, mean) in [
-                ("in_distribution", b.in_distribution),
-                ("near", b.near),
-                ("far", b.far),
-            ] {
-                if let Some(em) = mean.exact_match {
-                    finals.push(scalar(&format!("eval/{name}/exact_match"), em));
+            for bucket in Bucket::ALL {
+                if let Some(em) = cell.eval.buckets.get(bucket).exact_match {
+                    finals.push(scalar(&format!("eval/{}/exact_match", bucket.key()), em));
                 }
             }
         }

@@ -230,6 +230,33 @@ pub fn friendly(message: &str) -> String {
         .replace("expected f64", "expected a number")
 }
 
+/// Every leaf of a table by its dotted key (`model.encoding.base`), the inverse of the dotted
+/// keys [`apply_override`] takes; tables nest, anything else (arrays included) is a leaf.
+pub fn leaves(table: &toml::Table) -> std::collections::BTreeMap<String, toml::Value> {
+    fn walk(
+        prefix: &str,
+        table: &toml::Table,
+        out: &mut std::collections::BTreeMap<String, toml::Value>,
+    ) {
+        for (key, value) in table {
+            let key = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                toml::Value::Table(t) => walk(&key, t, out),
+                leaf => {
+                    out.insert(key, leaf.clone());
+                }
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk("", table, &mut out);
+    out
+}
+
 /// Applies `a.b.c=value` to `table`. The value is read as TOML (`3`, `1e-3`, `true`, `"x"`,
 /// `[1, 2]`); anything that is not valid TOML is taken as a string (`kind=rope`).
 pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {

@@ -42,29 +42,16 @@ use crate::extrapolation::{Bucket, Headline};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-/// Flattens a TOML table into dotted keys, values as TOML writes them (strings bare).
+/// Flattens a TOML table into dotted keys ([`ordo_train::config::leaves`]), values as TOML
+/// writes them but strings bare.
 pub fn flatten(table: &toml::Table) -> BTreeMap<String, String> {
-    fn walk(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
-        for (key, value) in table {
-            let key = if prefix.is_empty() {
-                key.clone()
-            } else {
-                format!("{prefix}.{key}")
-            };
-            match value {
-                toml::Value::Table(t) => walk(&key, t, out),
-                toml::Value::String(s) => {
-                    out.insert(key, s.clone());
-                }
-                other => {
-                    out.insert(key, other.to_string());
-                }
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk("", table, &mut out);
-    out
+    ordo_train::config::leaves(table)
+        .into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect()
 }
 
 /// A CSV field: quoted only when it must be.
@@ -94,15 +81,6 @@ fn int(x: Option<usize>) -> String {
 
 fn mode_name(cell: &CellResult) -> String {
     format!("{:?}", cell.eval.mode).to_lowercase()
-}
-
-fn bucket_name(b: Option<Bucket>) -> &'static str {
-    match b {
-        Some(Bucket::InDistribution) => "in_distribution",
-        Some(Bucket::Near) => "near",
-        Some(Bucket::Far) => "far",
-        None => "",
-    }
 }
 
 const ENCODING_PREFIX: &str = "model.encoding.";
@@ -236,7 +214,7 @@ pub fn results_csv(experiment: &str, cells: &[CellResult]) -> String {
             fields.extend([
                 r.length.to_string(),
                 r.tokens.to_string(),
-                bucket_name(bucket).to_string(),
+                bucket.map_or("", Bucket::key).to_string(),
                 num(m.map(|m| m.exact_match)),
                 num(m.map(|m| m.token_accuracy)),
                 num(m.map(|m| m.loss)),
