@@ -723,25 +723,25 @@ pub(crate) fn group_title(task: &str, variant: &[(String, String)]) -> String {
 /// percentile interval of the cell's bootstrap replicates for perplexity; `None` for an n/a
 /// length or without per-example outcomes.
 pub fn length_intervals(cell: &CellResult) -> Vec<Option<Interval>> {
-    let draws = cell_draws(cell);
-    let headline = cell.eval.headline();
-    let one = |i: usize, r: &LengthResult| -> Option<Interval> {
-        match headline {
-            Headline::ExactMatch => {
+    let lengths = &cell.eval.lengths;
+    match cell.eval.headline() {
+        Headline::ExactMatch => lengths
+            .iter()
+            .map(|r| {
                 let (m, o) = (r.metrics?, r.outcomes.as_ref()?);
                 stats::wilson(o.exact as u64, m.examples as u64)
-            }
-            Headline::Perplexity => {
-                let column = draws.columns.get(i)?.as_ref()?;
-                let ppl: Vec<f64> = column.iter().map(|x| x.exp()).collect();
-                stats::percentile_interval(&ppl, stats::LEVEL)
-            }
+            })
+            .collect(),
+        // Only perplexity needs the bootstrap (the cell's replicates, as the rows draw them).
+        Headline::Perplexity => {
+            let draws = cell_draws(cell);
+            (0..lengths.len())
+                .map(|i| {
+                    let column = draws.columns.get(i)?.as_ref()?;
+                    let ppl: Vec<f64> = column.iter().map(|x| x.exp()).collect();
+                    stats::percentile_interval(&ppl, stats::LEVEL)
+                })
+                .collect()
         }
-    };
-    cell.eval
-        .lengths
-        .iter()
-        .enumerate()
-        .map(|(i, r)| one(i, r))
-        .collect()
+    }
 }
