@@ -275,7 +275,7 @@ fn bad_input_gets_a_clear_error_and_no_panic() {
             &["ablate", "no/such/experiment.toml"],
             "no/such/experiment.toml",
         ),
-        (&["inspect", "xpos"], "xpos"),
+        (&["inspect", "nope"], "nope"),
         (&["inspect", "rope", "--set", "fraction=0.3"], "fraction"),
         (&["inspect", "rope", "--set", "bogus=1"], "bogus"),
         (

@@ -16,7 +16,14 @@
 //! 4. an additive logit bias after scaling, carried in the context (ALiBi, T5, FIRE);
 //! 5. `relative`: relative terms inside attention, a key term added to `q kᵀ` and a value
 //!    term added to the output, from per-layer tables indexed by the clipped offset (Shaw):
-//!    one hook, which the model hands to ordo's attention kernel or computes term by term.
+//!    one hook, which the model hands to ordo's attention kernel or computes term by term;
+//! 6. `scores`: a term added to one layer's scaled logits, computed from what that layer sees
+//!    ([`LayerInput`]: its input `x`, its rotated queries and keys): the schemes whose position
+//!    signal depends on the content (CoPE counts gates of `q·k`, the forgetting gate reads `x`)
+//!    or on `q` and `k` beyond a table lookup (Transformer-XL's `u·k_j` and `(q_i + v)·W_R R`,
+//!    HF's `relative_key_query` key-side term). Tensors such a scheme builds once per pass
+//!    (Transformer-XL's sinusoids, xPos' key tables) travel in the context's `own` list, which
+//!    only the scheme reads.
 //!
 //! Hooks 1 and 2 receive the [`Positions`] of the tokens (`0..t`, or randomized positions: see
 //! [`positions`]), so no scheme assumes its tokens sit at `0..t`. The transformer calls every
@@ -48,8 +55,10 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub mod alibi;
+pub mod dpb;
 pub mod figure;
 pub mod fire;
+pub mod kerple;
 pub mod learned;
 pub mod none;
 pub mod positions;
@@ -57,10 +66,13 @@ pub mod rope;
 pub mod shaw;
 pub mod sinusoidal;
 pub mod t5;
+pub mod xpos;
 
 pub use alibi::{Alibi, AlibiDirection};
+pub use dpb::Dpb;
 pub use figure::{Figure, FigureOption, FigureOptions, View};
 pub use fire::Fire;
+pub use kerple::Kerple;
 pub use learned::LearnedPositions;
 pub use none::NoPosition;
 pub use positions::{Placement, Positions};
@@ -68,6 +80,7 @@ pub use rope::{Rope, RopeLayout, RopeScaling, RopeTables};
 pub use shaw::{RelativeTerms, Shaw};
 pub use sinusoidal::Sinusoidal;
 pub use t5::T5Bias;
+pub use xpos::Xpos;
 
 /// Whether a query may see keys after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -157,6 +170,19 @@ pub enum OrderSeen {
     Full,
 }
 
+/// What the [`Positional::scores`] hook of one attention layer reads.
+pub struct LayerInput<'a> {
+    /// The layer's index, `0..n_layers`.
+    pub layer: usize,
+    /// The attention input (the block's input after its layer norm), `[b, t, d]`.
+    pub x: &'a Tensor<3>,
+    /// Queries and keys after [`Positional::rotate`], not scaled, `[b, h, t, dh]`.
+    pub q: &'a Tensor<4>,
+    pub k: &'a Tensor<4>,
+    /// The logits' scale `1/√dh`.
+    pub scale: f64,
+}
+
 /// A scheme's config: what builds, checks and sizes it. One implementation per scheme file.
 pub trait Scheme {
     /// The module it builds.
@@ -186,6 +212,17 @@ pub trait Scheme {
     fn order_seen(&self) -> OrderSeen {
         OrderSeen::Full
     }
+    /// Why the scheme is defined for causal attention only, if it is: the config then refuses
+    /// bidirectional mode with this reason.
+    fn causal_only(&self) -> Option<&'static str> {
+        None
+    }
+    /// Whether the scheme counts its positions from the content (CoPE, the forgetting gate)
+    /// rather than reading [`Positions`]: randomized positions cannot reach it, so the config
+    /// refuses them, and the positions property test does not apply.
+    fn positions_from_content(&self) -> bool {
+        false
+    }
     /// In an encoder (bidirectional model) with these settings, whether the scheme's position
     /// signal starts too weak for attention to tell neighbouring positions apart, so that a
     /// task needing local order stays at chance (measured on `bigram_shift`,
@@ -214,6 +251,12 @@ pub trait Positional {
     /// what computes the terms from them ([`RelativeTerms`]). Asking touches no parameter (a
     /// lazily initialised one would draw from the generator out of turn).
     fn relative(&self) -> Option<RelativeTerms<'_>> {
+        None
+    }
+    /// A term `[b or 1, h, t, t]` added to one layer's logits after the `1/√dh` scaling,
+    /// computed from what the layer sees ([`LayerInput`]); it joins the position bias and the
+    /// masks (keys after a causal query and padding stay hidden whatever it adds).
+    fn scores(&self, _input: &LayerInput, _ctx: &PositionContext) -> Option<Tensor<4>> {
         None
     }
     /// Longest sequence the scheme can represent, if bounded.
@@ -248,6 +291,9 @@ pub struct PositionContext {
     /// relative terms are composed from it rather than computed by ordo's kernel (devices
     /// without the kernels, and positions that are not `0..t`).
     pub relative: Option<Tensor<3>>,
+    /// Tensors the scheme built for its own hooks (`rotate`, `scores`), in the order its
+    /// `context` put them; no other code reads them.
+    pub own: Vec<Tensor<4>>,
 }
 
 impl PositionContext {
@@ -257,6 +303,7 @@ impl PositionContext {
             bias: None,
             rope: None,
             relative: None,
+            own: Vec::new(),
         }
     }
 }
@@ -308,6 +355,12 @@ macro_rules! schemes {
             pub fn order_seen(&self) -> OrderSeen {
                 match self { $(Self::$variant(c) => c.order_seen(),)* }
             }
+            pub fn causal_only(&self) -> Option<&'static str> {
+                match self { $(Self::$variant(c) => c.causal_only(),)* }
+            }
+            pub fn positions_from_content(&self) -> bool {
+                match self { $(Self::$variant(c) => c.positions_from_content(),)* }
+            }
             pub fn encoder_weak_start(&self, init: &InitScales) -> Option<String> {
                 match self { $(Self::$variant(c) => c.encoder_weak_start(init),)* }
             }
@@ -343,6 +396,12 @@ schemes! {
     "alibi" => Alibi(alibi::AlibiConfig, Alibi),
     /// FIRE, a learned function of the normalised log distance (Li et al., ICLR 2024).
     "fire" => Fire(fire::FireConfig, Fire),
+    /// KERPLE kernelized relative bias, log or power kernel (Chi et al. 2022).
+    "kerple" => Kerple(kerple::KerpleConfig, Kerple),
+    /// x-transformers' dynamic position bias: an MLP of the (log) offset, per head.
+    "dpb" => Dpb(dpb::DpbConfig, Dpb),
+    /// xPos, rotary with an exponential decay of `q·k` (Sun et al. 2023), causal only.
+    "xpos" => Xpos(xpos::XposConfig, Xpos),
 }
 
 /// The positional encoding, as written in a config file under `[model.encoding]`: the scheme
@@ -391,6 +450,12 @@ impl PositionalEncodingConfig {
     /// The config `kind` string of this scheme.
     pub fn kind(&self) -> &'static str {
         self.scheme.kind()
+    }
+
+    /// Whether the scheme is defined in this attention mode (a causal-only scheme is not, in an
+    /// encoder).
+    pub fn supports_mode(&self, mode: AttentionMode) -> bool {
+        mode == AttentionMode::Causal || self.scheme.causal_only().is_none()
     }
 
     /// What an encoder with only this scheme can tell of word order ([`OrderSeen`]).
@@ -451,6 +516,29 @@ impl PositionalEncodingConfig {
             return Err(invalid(
                 "randomized_positions",
                 format!("expected at most {MAX_RANDOM_RANGE}, got {n}"),
+            ));
+        }
+        if let Some(why) = self.scheme.causal_only()
+            && dims.mode == AttentionMode::Bidirectional
+        {
+            return Err(invalid(
+                "kind",
+                format!(
+                    "`{}` is defined for causal attention only ({why}); use it with \
+                     `model.mode = \"causal\"`",
+                    self.kind()
+                ),
+            ));
+        }
+        if self.random_range().is_some() && self.scheme.positions_from_content() {
+            return Err(invalid(
+                "randomized_positions",
+                format!(
+                    "`{}` counts its positions from the content, not from where the tokens \
+                     sit: randomized positions would not reach it; remove the option (or set \
+                     it to 0)",
+                    self.kind()
+                ),
             ));
         }
         if let Some(n) = self.random_range() {
@@ -558,7 +646,7 @@ mod tests {
             let cfg = PositionalEncodingConfig::from_kind(kind, 64).unwrap();
             assert_eq!(cfg.kind(), kind);
         }
-        assert!(PositionalEncodingConfig::from_kind("xpos", 64).is_none());
+        assert!(PositionalEncodingConfig::from_kind("nope", 64).is_none());
     }
 
     #[test]
@@ -599,6 +687,9 @@ mod tests {
             for &kind in PositionalEncodingConfig::KINDS {
                 let what = format!("{kind} {mode:?}");
                 let config = PositionalEncodingConfig::from_kind(kind, 64).unwrap();
+                if !config.supports_mode(mode) {
+                    continue;
+                }
                 let module = config.init(&dims, &dev);
                 let scheme = module.scheme();
                 let x = Tensor::<3>::random([1, n, 16], burn::tensor::Distribution::Default, &dev);

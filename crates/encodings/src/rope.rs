@@ -518,6 +518,11 @@ impl Rope {
         self.rotated
     }
 
+    /// The head size it was built for.
+    pub fn d_head(&self) -> usize {
+        self.d_head
+    }
+
     /// Replaces the frequency scaling (an eval-time choice; nothing trained depends on it).
     pub fn set_scaling(&mut self, scaling: RopeScaling) {
         self.scaling = scaling;

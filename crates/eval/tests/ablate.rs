@@ -337,7 +337,7 @@ fn experiment_errors_name_the_file_and_the_cell() {
     let tmp = TempDir::new("ablate-errors");
     write_base(&tmp.0);
     let cases = [
-        ("tasks = [\"copy.toml\"]\nencodings = [\"xpos\"]", "xpos"),
+        ("tasks = [\"copy.toml\"]\nencodings = [\"nope\"]", "nope"),
         ("tasks = [\"missing.toml\"]", "missing.toml"),
         ("tasks = [\"copy.toml\"]\nbogus = 1", "bogus"),
         (
@@ -759,7 +759,7 @@ fn encodings_with_parameters_are_cells_of_their_own() {
     for (entries, needle) in [
         ("[{ init_std = 3.0 }]", "no `kind`"),
         ("[{ kind = 3 }]", "`kind` to be a string"),
-        ("[{ kind = \"xpos\" }]", "xpos"),
+        ("[{ kind = \"nope\" }]", "nope"),
         ("[{ kind = \"t5\", bogus = 1 }]", "bogus"),
         ("[{ kind = \"t5\", init_std = -1.0 }]", "init_std"),
     ] {

@@ -19,7 +19,9 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use ordo_encodings::{AttentionMode, Placement, PositionContext, Positional, PositionalEncoding};
+use ordo_encodings::{
+    AttentionMode, LayerInput, Placement, PositionContext, Positional, PositionalEncoding,
+};
 
 /// Additive value that removes a key from the softmax. No row is ever fully masked (every
 /// sequence has a first token, visible to every query), so -inf cannot make a NaN; and unlike a
@@ -73,9 +75,21 @@ impl Attention {
         // would zero-fill and copy a `[b, t, 3d]` gradient three times.
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
-        let v = heads(self.value.forward(x));
+        let v = heads(self.value.forward(x.clone()));
         let (q, k) = scheme.rotate(q, k, ctx);
         let scale = (dh as f64).powf(-0.5);
+        // A content-dependent term of the scheme (CoPE, forgetting gate, Transformer-XL),
+        // joined to the shared bias once for whichever path runs.
+        let input = LayerInput {
+            layer,
+            x: &x,
+            q: &q,
+            k: &k,
+            scale,
+        };
+        let own = scheme.scores(&input, ctx); // [b or 1, h, t, t]
+        let layer_bias = plus_bias(own, pass.bias);
+        let layer_bias = layer_bias.as_ref();
 
         let relative = scheme.relative();
         // The fused and explicit paths: 1/√dh applied to q [b, h, t, dh] rather than to the
@@ -83,7 +97,7 @@ impl Attention {
         let scaled = |q: Tensor<4>| {
             let q = q.mul_scalar(scale);
             let key_term = relative.map(|r| r.key_scores(&q, layer, ctx)); // [b, h, t, t]
-            let bias = plus_bias(key_term, pass.bias);
+            let bias = plus_bias(key_term, layer_bias);
             (q, bias)
         };
         match pass.path {
@@ -97,7 +111,7 @@ impl Attention {
                     Some(r) => (None, Some(r.key_scores(&q, layer, ctx).mul_scalar(scale))), // [b, h, t, t]
                     None => (None, None),
                 };
-                let bias = plus_bias(key_term, pass.bias);
+                let bias = plus_bias(key_term, layer_bias);
                 let causal = pass.mode == AttentionMode::Causal;
                 let out = attention_core(q, k, v, bias, tables, scale as f32, causal); // [b, t, d]
                 (self.out.forward(out), None)

@@ -59,6 +59,10 @@ fn losses(kind: &str, mode: AttentionMode) -> Vec<f32> {
 fn training_steps_with_the_kernels_follow_burns_ops() {
     for mode in [AttentionMode::Causal, AttentionMode::Bidirectional] {
         for kind in PositionalEncodingConfig::KINDS {
+            let config = PositionalEncodingConfig::from_kind(kind, 32).unwrap();
+            if !config.supports_mode(mode) {
+                continue;
+            }
             let fused = losses(kind, mode);
             let composed = with_composed_ops(|| losses(kind, mode));
             let g = gap(&fused, &composed);

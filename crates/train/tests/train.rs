@@ -104,8 +104,8 @@ fn config_errors_name_the_file_the_key_and_what_was_expected() {
         ),
         (
             TINY.to_string(),
-            vec!["model.encoding.kind=xpos"],
-            vec!["model.encoding", "xpos"],
+            vec!["model.encoding.kind=nope"],
+            vec!["model.encoding", "nope"],
         ),
         ("[model\n".to_string(), vec![], vec!["not valid TOML"]),
     ];
