@@ -58,6 +58,7 @@ pub mod alibi;
 pub mod dpb;
 pub mod figure;
 pub mod fire;
+pub mod fox;
 pub mod kerple;
 pub mod learned;
 pub mod none;
@@ -72,6 +73,7 @@ pub use alibi::{Alibi, AlibiDirection};
 pub use dpb::Dpb;
 pub use figure::{Figure, FigureOption, FigureOptions, View};
 pub use fire::Fire;
+pub use fox::Fox;
 pub use kerple::Kerple;
 pub use learned::LearnedPositions;
 pub use none::NoPosition;
@@ -402,6 +404,8 @@ schemes! {
     "dpb" => Dpb(dpb::DpbConfig, Dpb),
     /// xPos, rotary with an exponential decay of `q·k` (Sun et al. 2023), causal only.
     "xpos" => Xpos(xpos::XposConfig, Xpos),
+    /// The Forgetting Transformer's data-dependent decay (Lin et al. 2025), per layer.
+    "fox" => Fox(fox::FoxConfig, Fox),
 }
 
 /// The positional encoding, as written in a config file under `[model.encoding]`: the scheme
@@ -745,6 +749,13 @@ mod tests {
             assert_eq!(cfg.kind(), kind);
             assert_eq!(cfg.placement(), Placement::Randomized { max_position: 64 });
             cfg.fit_to_length(16).unwrap();
+            if cfg.scheme.positions_from_content() {
+                // Refused with a message that says why, naming the option.
+                let err = cfg.validate(&dims).unwrap_err();
+                assert_eq!(err.field, "randomized_positions", "{kind}");
+                assert!(err.message.contains("content"), "{}", err.message);
+                continue;
+            }
             cfg.validate(&dims).unwrap();
             // It round-trips through TOML, and stays out of configs that do not use it.
             assert_eq!(parse(&toml::to_string(&cfg).unwrap()).unwrap(), cfg);
