@@ -55,6 +55,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub mod alibi;
+pub mod cope;
 pub mod dpb;
 pub mod figure;
 pub mod fire;
@@ -70,6 +71,7 @@ pub mod t5;
 pub mod xpos;
 
 pub use alibi::{Alibi, AlibiDirection};
+pub use cope::Cope;
 pub use dpb::Dpb;
 pub use figure::{Figure, FigureOption, FigureOptions, View};
 pub use fire::Fire;
@@ -406,6 +408,8 @@ schemes! {
     "xpos" => Xpos(xpos::XposConfig, Xpos),
     /// The Forgetting Transformer's data-dependent decay (Lin et al. 2025), per layer.
     "fox" => Fox(fox::FoxConfig, Fox),
+    /// CoPE, positions counted by gates of `q·k` (Golovneva et al. 2024), causal only.
+    "cope" => Cope(cope::CopeConfig, Cope),
 }
 
 /// The positional encoding, as written in a config file under `[model.encoding]`: the scheme
