@@ -68,6 +68,7 @@ pub mod rope;
 pub mod shaw;
 pub mod sinusoidal;
 pub mod t5;
+pub mod transformer_xl;
 pub mod xpos;
 
 pub use alibi::{Alibi, AlibiDirection};
@@ -84,6 +85,7 @@ pub use rope::{Rope, RopeLayout, RopeScaling, RopeTables};
 pub use shaw::{RelativeTerms, Shaw};
 pub use sinusoidal::Sinusoidal;
 pub use t5::T5Bias;
+pub use transformer_xl::TransformerXl;
 pub use xpos::Xpos;
 
 /// Whether a query may see keys after it.
@@ -410,6 +412,8 @@ schemes! {
     "fox" => Fox(fox::FoxConfig, Fox),
     /// CoPE, positions counted by gates of `q·k` (Golovneva et al. 2024), causal only.
     "cope" => Cope(cope::CopeConfig, Cope),
+    /// Transformer-XL relative attention (Dai et al. 2019) as DeepMind's `RELATIVE`.
+    "transformer_xl" => TransformerXl(transformer_xl::TransformerXlConfig, TransformerXl),
 }
 
 /// The positional encoding, as written in a config file under `[model.encoding]`: the scheme
@@ -679,6 +683,7 @@ mod tests {
     /// randomized positions would silently not reach it.
     #[test]
     fn every_scheme_reads_the_positions_it_is_given() {
+        use burn::tensor::Distribution;
         let dev = Device::flex();
         let p = Positions::new(vec![1, 4, 5, 9]);
         let full = Positions::contiguous(p.extent());
@@ -710,6 +715,43 @@ mod tests {
                     close(*a, *b, &format!("{what} embed"));
                 }
                 let (cf, cp) = (scheme.context(&full, &dev), scheme.context(&p, &dev));
+                // The scores hook reads the positions (not the other tokens) too: at `p` it is
+                // the rows and columns `p` of the full one, for the queries and keys there.
+                if !config.scheme.positions_from_content() {
+                    let heads = |seed: f64| {
+                        Tensor::<4>::random([1, 2, n, 8], Distribution::Uniform(-seed, seed), &dev)
+                    };
+                    let (q, k) = (heads(1.0), heads(2.0));
+                    let x = Tensor::<3>::random([1, n, 16], Distribution::Default, &dev);
+                    let full_input = LayerInput {
+                        layer: 1,
+                        x: &x,
+                        q: &q,
+                        k: &k,
+                        scale: 0.5,
+                    };
+                    let (q_p, k_p) = (
+                        q.clone().select(2, rows.clone()),
+                        k.clone().select(2, rows.clone()),
+                    );
+                    let x_p = x.clone().select(1, rows.clone());
+                    let p_input = LayerInput {
+                        layer: 1,
+                        x: &x_p,
+                        q: &q_p,
+                        k: &k_p,
+                        scale: 0.5,
+                    };
+                    if let (Some(sf), Some(sp)) = (
+                        scheme.scores(&full_input, &cf),
+                        scheme.scores(&p_input, &cp),
+                    ) {
+                        let sub = sf.select(2, rows.clone()).select(3, rows.clone());
+                        for (a, b) in values(sub).iter().zip(&values(sp)) {
+                            close(*a, *b, &format!("{what} scores"));
+                        }
+                    }
+                }
                 if let (Some(bf), Some(bp)) = (cf.bias, cp.bias) {
                     let sub = bf.select(2, rows.clone()).select(3, rows.clone());
                     for (a, b) in values(sub).iter().zip(&values(bp)) {
