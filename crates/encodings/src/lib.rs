@@ -60,6 +60,7 @@ pub mod dpb;
 pub mod figure;
 pub mod fire;
 pub mod fox;
+pub mod hf_relative;
 pub mod kerple;
 pub mod learned;
 pub mod none;
@@ -77,12 +78,13 @@ pub use dpb::Dpb;
 pub use figure::{Figure, FigureOption, FigureOptions, View};
 pub use fire::Fire;
 pub use fox::Fox;
+pub use hf_relative::HfRelative;
 pub use kerple::Kerple;
 pub use learned::LearnedPositions;
 pub use none::NoPosition;
 pub use positions::{Placement, Positions};
 pub use rope::{Rope, RopeLayout, RopeScaling, RopeTables};
-pub use shaw::{RelativeTerms, Shaw};
+pub use shaw::{RelativeMap, RelativeTerms, Shaw};
 pub use sinusoidal::Sinusoidal;
 pub use t5::T5Bias;
 pub use transformer_xl::TransformerXl;
@@ -293,10 +295,10 @@ pub struct PositionContext {
     pub bias: Option<Tensor<4>>,
     /// RoPE's cos/sin tables and pair rotation.
     pub rope: Option<RopeTables>,
-    /// Shaw's one-hot map from (query, key) to clipped offset label, `[t, t, r]`, when the
-    /// relative terms are composed from it rather than computed by ordo's kernel (devices
-    /// without the kernels, and positions that are not `0..t`).
-    pub relative: Option<Tensor<3>>,
+    /// Shaw's map from (query, key) to clipped offset label ([`RelativeMap`]), when the
+    /// relative terms are composed from burn's ops rather than computed by ordo's kernel
+    /// (devices without the kernels, and positions that are not `0..t`).
+    pub relative: Option<RelativeMap>,
     /// Tensors the scheme built for its own hooks (`rotate`, `scores`), in the order its
     /// `context` put them; no other code reads them.
     pub own: Vec<Tensor<4>>,
@@ -414,6 +416,10 @@ schemes! {
     "cope" => Cope(cope::CopeConfig, Cope),
     /// Transformer-XL relative attention (Dai et al. 2019) as DeepMind's `RELATIVE`.
     "transformer_xl" => TransformerXl(transformer_xl::TransformerXlConfig, TransformerXl),
+    /// Hugging Face's `relative_key`: Shaw's key term, one table per layer.
+    "relative_key" => RelativeKey(hf_relative::RelativeKeyConfig, HfRelative),
+    /// Hugging Face's `relative_key_query` (Huang et al. 2020, method 4): key and query terms.
+    "relative_key_query" => RelativeKeyQuery(hf_relative::RelativeKeyQueryConfig, HfRelative),
 }
 
 /// The positional encoding, as written in a config file under `[model.encoding]`: the scheme
@@ -774,8 +780,14 @@ mod tests {
                         .one_hot_at(&full, &dev)
                         .select(0, rows.clone())
                         .select(1, rows.clone());
-                    let got = cp.relative.expect("one-hot map for randomized positions");
-                    assert_eq!(values(map), values(got), "{what} relative");
+                    let got = cp.relative.expect("label map for randomized positions");
+                    let one_hot = got.one_hot.expect("Shaw's values need the one-hot map");
+                    assert_eq!(values(map), values(one_hot), "{what} relative");
+                    let labels = shaw
+                        .labels_at(&full, &dev)
+                        .select(0, rows.clone())
+                        .select(1, rows.clone());
+                    assert_eq!(labels.into_data(), got.labels.into_data(), "{what} labels");
                 }
             }
         }

@@ -159,6 +159,17 @@ impl Shaw {
             .collect()
     }
 
+    /// The labels `[t, t]` of tokens at `positions`, as a tensor.
+    pub fn labels_at(&self, positions: &Positions, device: &Device) -> Tensor<2, Int> {
+        let t = positions.len();
+        let labels: Vec<i64> = self
+            .label_map_at(positions)
+            .into_iter()
+            .map(|l| l as i64)
+            .collect();
+        Tensor::from_data(TensorData::new(labels, [t, t]), device)
+    }
+
     /// The one-hot `[t, t, 2k+1]` map `O`.
     pub fn one_hot(&self, t: usize, device: &Device) -> Tensor<3> {
         self.one_hot_at(&Positions::contiguous(t), device)
@@ -174,7 +185,8 @@ impl Shaw {
         Tensor::from_data(TensorData::new(values, [t, t, r]), device)
     }
 
-    fn layer_table(table: &Param<Tensor<3>>, layer: usize) -> Tensor<2> {
+    /// `layer`'s `[2k+1, dh]` rows of a `[n_layers, 2k+1, dh]` table.
+    pub fn layer_table(table: &Param<Tensor<3>>, layer: usize) -> Tensor<2> {
         let [_, r, dh] = table.dims();
         table.val().slice_dim(0, layer..layer + 1).reshape([r, dh])
     }
@@ -186,7 +198,13 @@ impl Positional for Shaw {
         // randomized positions) they are composed from the one-hot map.
         let composed = !ordo_kernels::accelerated(device) || !positions.is_contiguous();
         PositionContext {
-            relative: composed.then(|| self.one_hot_at(positions, device)),
+            relative: composed.then(|| RelativeMap {
+                labels: self.labels_at(positions, device),
+                one_hot: self
+                    .values
+                    .is_some()
+                    .then(|| self.one_hot_at(positions, device)),
+            }),
             ..PositionContext::empty(positions.len())
         }
     }
@@ -227,6 +245,17 @@ impl Positional for Shaw {
     }
 }
 
+/// Where the relative terms are composed from burn's ops rather than ordo's kernel (devices
+/// without the kernels, and positions that are not `0..t`): the label of every (query, key)
+/// pair, and, for the value term only, the one-hot map `O[i, j, r] = 1` iff the label is `r`.
+#[derive(Debug, Clone)]
+pub struct RelativeMap {
+    /// `clip(p_j - p_i) + k`, `[tq, tk]`.
+    pub labels: Tensor<2, Int>,
+    /// `[tq, tk, 2k+1]`, present when the scheme has a value term.
+    pub one_hot: Option<Tensor<3>>,
+}
+
 /// Relative terms inside attention: per layer a key table and (optionally) a value table of
 /// `2k + 1` rows of `dh`, indexed by the clipped offset `clip(j - i, -k, k) + k`. Borrowed from
 /// the scheme without touching its parameters.
@@ -259,17 +288,25 @@ impl RelativeTerms<'_> {
     /// Relative-key scores `[b, h, tq, tk]` added to `q kᵀ` before the `1/√dh` scaling. Linear
     /// in `q` (the model passes `q / √dh` and adds the result to the scaled scores).
     pub fn key_scores(&self, q: &Tensor<4>, layer: usize, ctx: &PositionContext) -> Tensor<4> {
+        self.scores_with(q, Shaw::layer_table(self.keys, layer), ctx)
+    }
+
+    /// `(x wᵀ)[i, clip(j - i) + k]`, `[b, h, t, t]`, for `x` `[b, h, t, dh]` and a table `w`
+    /// `[2k+1, dh]`: the key term's contraction with any table (HF's `relative_key_query`
+    /// takes it with the key table reversed for its key-side term).
+    pub fn scores_with(&self, q: &Tensor<4>, w: Tensor<2>, ctx: &PositionContext) -> Tensor<4> {
         let [b, h, t, dh] = q.dims();
-        let w = Shaw::layer_table(self.keys, layer); // [r, dh]
         let r = w.dims()[0];
         let qw = q.clone().reshape([b * h * t, dh]).matmul(w.transpose()); // [b*h*t, r]
-        let Some(one_hot) = ctx.relative.clone() else {
-            let scores = ordo_kernels::relative_gather(qw.reshape([b * h, t, r]), self.clip);
+        let qw = qw.reshape([b * h, t, r]);
+        let Some(map) = &ctx.relative else {
+            let scores = ordo_kernels::relative_gather(qw, self.clip);
             return scores.reshape([b, h, t, t]); // [b, h, tq, tk]
         };
-        let qw = qw.reshape([b * h, t, r]).swap_dims(0, 1); // [t, b*h, r]
-        let scores = qw.matmul(one_hot.swap_dims(1, 2)); // [t, b*h, r] x [t, r, tk] = [t, b*h, tk]
-        scores.swap_dims(0, 1).reshape([b, h, t, t]) // [b, h, tq, tk]
+        // Each score is one element of `q wᵀ`: a gather by label, `[b*h, tq, tk]` (no
+        // `[t, t, r]` one-hot map, which a long table would make large).
+        let labels = map.labels.clone().unsqueeze::<3>().expand([b * h, t, t]);
+        qw.gather(2, labels).reshape([b, h, t, t]) // [b, h, tq, tk]
     }
 
     /// Relative-value term `[b, h, tq, dh]` added to `softmax(..) v` (`None` without values).
@@ -283,7 +320,7 @@ impl RelativeTerms<'_> {
         let [b, h, t, _] = probs.dims();
         let w = Shaw::layer_table(values, layer); // [r, dh]
         let [r, dh] = w.dims();
-        let Some(one_hot) = ctx.relative.clone() else {
+        let Some(one_hot) = ctx.relative.as_ref().and_then(|m| m.one_hot.clone()) else {
             let per_label =
                 ordo_kernels::relative_scatter(probs.clone().reshape([b * h, t, t]), self.clip);
             let out = per_label.reshape([b * h * t, r]).matmul(w); // [b*h*t, dh]
