@@ -128,6 +128,49 @@ impl Cope {
 }
 
 impl Positional for Cope {
+    /// The positions counted when every gate is one half (`q·k = 0`), `(i - j + 1)/2` clamped,
+    /// and the norms of each layer's position embeddings (0 at initialisation).
+    fn figures(&self, view: &crate::View, device: &Device) -> Vec<crate::Figure> {
+        let t = view.len;
+        let positions = crate::values(self.positions(Tensor::zeros([1, 1, t, t], device)));
+        let [_, p, dh] = self.embeddings.dims();
+        let norms: Vec<Vec<f32>> = crate::values(self.embeddings.val())
+            .chunks(p * dh)
+            .map(|layer| {
+                layer
+                    .chunks(dh)
+                    .map(|e| e.iter().map(|x| x * x).sum::<f32>().sqrt())
+                    .collect()
+            })
+            .collect();
+        let mut out = vec![
+            crate::Figure::Data {
+                key: "embedding_norms",
+                value: serde_json::json!(norms),
+            },
+            crate::figure::bias_data("positions_at_half_gates", &positions, t),
+        ];
+        out.push(crate::Figure::Heatmap(crate::figure::Heatmap {
+            file: "cope-positions-half-gates".into(),
+            title: "cope: counted position p_ij with every gate 1/2".into(),
+            x_label: "key position j",
+            y_label: "query position i",
+            value_label: "counted position",
+            values: crate::figure::rows(&positions, t)
+                .into_iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    row.into_iter()
+                        .enumerate()
+                        .map(|(j, v)| if j > i { f64::NAN } else { v })
+                        .collect()
+                })
+                .collect(),
+            sequential: true,
+        }));
+        out
+    }
+
     fn scores(&self, input: &LayerInput, _ctx: &PositionContext) -> Option<Tensor<4>> {
         let logits = input
             .q

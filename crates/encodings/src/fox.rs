@@ -129,6 +129,24 @@ impl Fox {
 }
 
 impl Positional for Fox {
+    /// The decay of layer 0 for a zero input, where every gate is `σ(b)`: ALiBi with slope
+    /// `-log σ(b_h)` per head (the starting point; the content moves it).
+    fn figures(&self, view: &crate::View, device: &Device) -> Vec<crate::Figure> {
+        let x = Tensor::<3>::zeros([1, view.len, view.dims.d_model], device);
+        let decay = crate::values(self.decay(&x, 0));
+        let mut out = vec![crate::figure::bias_data(
+            "decay_at_zero_input_layer0",
+            &decay,
+            view.len,
+        )];
+        out.extend(crate::figure::bias_maps(
+            view,
+            "decay at zero input, layer 0",
+            &decay,
+        ));
+        out
+    }
+
     fn scores(&self, input: &LayerInput, _ctx: &PositionContext) -> Option<Tensor<4>> {
         Some(self.decay(input.x, input.layer))
     }

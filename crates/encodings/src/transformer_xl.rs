@@ -189,6 +189,25 @@ impl Positional for TransformerXl {
         }
     }
 
+    /// The position term with no content (`q = k = 0`): `v·(W_R R(j - i))_h / √dh`, layer 0's
+    /// (at initialisation `v` is small and `W_R` random; with `--checkpoint`, the trained).
+    fn figures(&self, view: &crate::View, device: &Device) -> Vec<crate::Figure> {
+        let (h, dh, t) = (view.dims.n_heads, view.dims.d_head(), view.len);
+        let zeros = Tensor::<4>::zeros([1, h, t, dh], device);
+        let (sin, cos) = self.sinusoids(&Positions::contiguous(t), device);
+        let bias = self
+            .term(&zeros, &zeros, 0, sin, cos)
+            .mul_scalar((dh as f64).powf(-0.5));
+        let bias = crate::values(bias);
+        let mut out = vec![crate::figure::bias_data("position_term_layer0", &bias, t)];
+        out.extend(crate::figure::bias_maps(
+            view,
+            "position term v·W_R R(j-i), layer 0",
+            &bias,
+        ));
+        out
+    }
+
     fn scores(&self, input: &LayerInput, ctx: &PositionContext) -> Option<Tensor<4>> {
         let (sin, cos) = (ctx.own[0].clone(), ctx.own[1].clone());
         Some(

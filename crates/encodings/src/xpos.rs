@@ -20,8 +20,8 @@
 
 use crate::rope::{self, Rope, RopeLayout, RopeScaling, RopeTables};
 use crate::{
-    AttentionMode, EncodingConfigError, EncodingDims, PositionContext, Positional, Positions,
-    Scheme, invalid, table_2d,
+    EncodingConfigError, EncodingDims, PositionContext, Positional, Positions, Scheme, invalid,
+    table_2d,
 };
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -152,6 +152,32 @@ impl Xpos {
 }
 
 impl Positional for Xpos {
+    /// The factor `ζ_k^((i - j)/γ)` that xPos puts on pair `k` of `q_i·k_j`, against the
+    /// distance `i - j`, for the first, middle and last rotated pairs.
+    fn figures(&self, view: &crate::View, _device: &Device) -> Vec<crate::Figure> {
+        let r = self.rope.rotated_dims();
+        let pairs = [0, r / 4, r / 2 - 1];
+        let series = pairs
+            .iter()
+            .map(|&k| {
+                let zeta = (2.0 * k as f64 + 0.4 * r as f64) / (1.4 * r as f64);
+                let points = (0..view.len)
+                    .map(|d| (d as f64, zeta.powf(d as f64 / self.scale_base)))
+                    .collect();
+                (format!("pair {k} (ζ = {zeta:.3})"), points)
+            })
+            .collect();
+        vec![crate::Figure::Lines(crate::figure::Lines {
+            file: "xpos-scale".into(),
+            title: format!("xpos: scale of q_i·k_j per pair, γ = {}", self.scale_base),
+            x_label: "distance i - j",
+            y_label: "ζ^((i - j)/γ)",
+            series,
+            log_y: false,
+            points: false,
+        })]
+    }
+
     /// The queries' tables in `rope`, the keys' cos and sin in `own`.
     fn context(&self, positions: &Positions, device: &Device) -> PositionContext {
         let (queries, keys) = self.tables_at(positions, device);
@@ -176,7 +202,7 @@ impl Positional for Xpos {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{PositionalEncodingConfig, SchemeConfig};
+    use crate::{AttentionMode, PositionalEncodingConfig, SchemeConfig};
 
     fn xpos(d_head: usize) -> Xpos {
         let dims = EncodingDims {
@@ -233,8 +259,7 @@ mod tests {
         0.160884, -0.386156, 0.176920, 0.712152, 0.593185, 0.772671, 0.768811, 0.885766,
     ];
 
-    /// `q'_i·k'_j` depends on `i - j` only (shifting both positions changes nothing), and at a
-    /// fixed content it decays with the distance for the scaled dims.
+    /// `q'_i·k'_j` depends on `i - j` only: shifting both positions changes nothing.
     #[test]
     fn scores_are_shift_invariant() {
         let dev = Device::flex();

@@ -50,7 +50,7 @@ pub const HEATMAP_SIZE: (u32, u32) = (900, 720);
 /// [`PositionalEncodingConfig::KINDS`](ordo_model::PositionalEncodingConfig::KINDS), so a
 /// scheme keeps its colour in every plot and a new scheme gets the next one without an edit
 /// here; other names take the colours after the encodings', in order.
-const PALETTE: [RGBColor; 15] = [
+const PALETTE: [RGBColor; 24] = [
     RGBColor(127, 127, 127),
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -66,6 +66,15 @@ const PALETTE: [RGBColor; 15] = [
     RGBColor(255, 187, 120),
     RGBColor(152, 223, 138),
     RGBColor(197, 176, 213),
+    RGBColor(196, 156, 148),
+    RGBColor(247, 182, 210),
+    RGBColor(158, 218, 229),
+    RGBColor(219, 219, 141),
+    RGBColor(255, 152, 150),
+    RGBColor(174, 199, 232),
+    RGBColor(99, 99, 99),
+    RGBColor(140, 109, 49),
+    RGBColor(82, 84, 163),
 ];
 
 fn kinds() -> &'static [&'static str] {
