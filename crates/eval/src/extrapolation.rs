@@ -713,10 +713,14 @@ fn evaluate_on_this_thread(
                     .iter()
                     .map(|(e, skip)| {
                         let mut item = data::encode(e, len, cfg.model.mode, &run.vocab);
-                        // Unscored predictions: the first `skip` answer tokens.
+                        // Unscored predictions: the first `skip` answer tokens, and those
+                        // past what the task scores (the padding after a termination token).
                         let first = item.weight.iter().position(|&w| w > 0.0).unwrap_or(0);
-                        for w in item.weight.iter_mut().skip(first).take(*skip) {
-                            *w = 0.0;
+                        let scored = generator.scored_answer(e);
+                        for (k, w) in item.weight.iter_mut().skip(first).enumerate() {
+                            if k < *skip || k >= scored {
+                                *w = 0.0;
+                            }
                         }
                         item
                     })
