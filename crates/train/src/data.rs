@@ -149,7 +149,7 @@ pub fn sample(
 ) -> Vec<Encoded> {
     (0..n)
         .map(|_| {
-            let len = rng.range(lo, hi);
+            let len = generator.draw_length(rng, lo, hi);
             let example = match split {
                 Split::Train => generator.example(rng, len),
                 Split::HeldOut => generator.held_out(rng, len),
@@ -175,7 +175,7 @@ pub fn training_batch(
     match batch_lengths {
         BatchLengths::Mixed => sample(generator, rng, n, (lo, hi), Split::Train, mode, vocab),
         BatchLengths::Single => {
-            let len = rng.range(lo, hi);
+            let len = generator.draw_length(rng, lo, hi);
             (0..n)
                 .map(|_| encode(&generator.example(rng, len), len, mode, vocab))
                 .collect()

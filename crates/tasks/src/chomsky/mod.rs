@@ -120,7 +120,8 @@ impl<R: Rule> Generate for Loaded<R> {
         self.0.scored(&example.answer)
     }
 
-    fn answer_for(&self, input: &[String]) -> Option<Vec<String>> {
+    fn answer_for(&self, prompt: &[String]) -> Option<Vec<String>> {
+        let input = prompt.strip_suffix(&[SEP.to_string()]).unwrap_or(prompt);
         Some(self.0.answer(input))
     }
 }
@@ -265,7 +266,9 @@ mod tests {
         for case in &fixture.examples {
             let task: TaskConfig = toml::from_str(&format!("kind = \"{}\"", case.kind)).unwrap();
             let generator = task.generator(std::path::Path::new(".")).unwrap();
-            let got = generator.answer_for(&case.input).expect("a Chomsky task");
+            let mut prompt = case.input.clone();
+            prompt.push(SEP.to_string());
+            let got = generator.answer_for(&prompt).expect("a Chomsky task");
             assert_eq!(got, case.output, "{} on {:?}", case.kind, case.input);
             // ordo draws inputs of the reference's length over the same alphabet.
             let len = case.input.len();
