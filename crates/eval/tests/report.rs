@@ -195,6 +195,20 @@ fn report_tables_show_hand_computed_means_and_stds() {
         md.contains("| alibi | 0.750 | 0.625 | 0.500 | 0.542 | 1 | 1 |"),
         "{md}"
     );
+    // Beside it, per-token accuracy by bucket (these cells' token accuracy is their exact
+    // match): the same means and stds, no score or rank.
+    let tokens = md
+        .find("Per-token accuracy")
+        .expect("the token accuracy table");
+    let token_table = &md[tokens..];
+    assert!(
+        token_table.contains("| rope | 1.000 ± 0.000 | 0.700 ± 0.200 | 0.300 ± 0.265 |\n"),
+        "{md}"
+    );
+    assert!(
+        token_table.contains("| learned | 0.850 ± 0.071 | 0.300 ± 0.141 | n/a |\n"),
+        "{md}"
+    );
     let (a, l, r) = (
         md.find("| alibi |").unwrap(),
         md.find("| learned |").unwrap(),

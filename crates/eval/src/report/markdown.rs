@@ -141,6 +141,34 @@ fn exact_match_table(md: &mut String, g: &GroupRanks, of_group: &[&Row], encodin
     }
 }
 
+/// Per-token accuracy by bucket beside an exact-match table: the metric of Ruoss et al. 2023
+/// and Delétang et al. 2023 (answer tokens right under teacher forcing, up to a termination
+/// token where the task says so), mean ± std over seeds, without intervals or ranks.
+fn token_accuracy_table(md: &mut String, of_group: &[&Row], encodings: &[String]) {
+    let columns = bucket_columns(of_group);
+    let mut header = "| encoding |".to_string();
+    let mut rule = "|---|".to_string();
+    for (_, name) in &columns {
+        let _ = write!(header, " {name} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(
+        md,
+        "\nPer-token accuracy (answer tokens right under teacher forcing; Ruoss et al.'s metric):\n\n{header}\n{rule}"
+    );
+    for encoding in encodings {
+        let Some(row) = of_group.iter().find(|r| &r.encoding == encoding) else {
+            continue;
+        };
+        let _ = write!(md, "| {} |", md_escape(encoding));
+        for (b, _) in &columns {
+            let i = Bucket::ALL.iter().position(|x| x == b).unwrap_or(0);
+            let _ = write!(md, " {} |", format_stat(row.token_accuracy[i].as_ref()));
+        }
+        md.push('\n');
+    }
+}
+
 /// The two tables of a perplexity group: perplexity at each length (with score and rank), and
 /// the ratio to L at each length beyond L.
 fn perplexity_tables(md: &mut String, g: &GroupRanks, of_group: &[&Row], encodings: &[String]) {
@@ -451,7 +479,10 @@ pub fn render_markdown(spec: &ReportSpec, rows: &[Row], cells: usize) -> String 
             );
         }
         match g.headline {
-            Headline::ExactMatch => exact_match_table(&mut md, g, &of_group, &encodings),
+            Headline::ExactMatch => {
+                exact_match_table(&mut md, g, &of_group, &encodings);
+                token_accuracy_table(&mut md, &of_group, &encodings);
+            }
             Headline::Perplexity => perplexity_tables(&mut md, g, &of_group, &encodings),
         }
         paired_tables(&mut md, g, &of_group);
