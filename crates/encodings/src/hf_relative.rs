@@ -209,10 +209,14 @@ mod tests {
         }
     }
 
+    // Printed by torch with 6 decimals, as they are.
+    #[allow(clippy::excessive_precision)]
     const GOLDEN_KEY: [f32; 18] = [
         0.261630, 0.134350, 0.007071, 0.021213, 0.007071, -0.007071, 0.007071, 0.106066, 0.205061,
         0.077782, 0.007071, -0.063640, 0.007071, 0.049497, 0.091924, 0.162635, 0.318198, 0.473762,
     ];
+    // Printed by torch with 6 decimals, as they are.
+    #[allow(clippy::excessive_precision)]
     const GOLDEN_KEY_QUERY: [f32; 18] = [
         0.233345, 0.148492, -0.162635, -0.134350, 0.007071, -0.077782, -0.275772, 0.091924,
         0.233345, 0.063640, -0.021213, -0.332340, -0.077782, 0.063640, -0.021213, 0.007071,

@@ -246,15 +246,23 @@ mod tests {
         }
     }
 
+    // Printed by torch with 6 decimals, as they are.
+    #[allow(clippy::excessive_precision)]
     const GOLDEN_Q0: [f32; 8] = [
         0.187083, 0.374166, 0.440280, 0.587040, 0.623610, 0.748331, 0.772348, 0.882684,
     ];
+    // Printed by torch with 6 decimals, as they are.
+    #[allow(clippy::excessive_precision)]
     const GOLDEN_Q4: [f32; 8] = [
         0.045967, -0.110330, 0.082142, 0.330642, 0.381334, 0.496717, 0.631524, 0.727594,
     ];
+    // Printed by torch with 6 decimals, as they are.
+    #[allow(clippy::excessive_precision)]
     const GOLDEN_K0: [f32; 8] = [
         0.053452, 0.106904, 0.204416, 0.272554, 0.400892, 0.481070, 0.634429, 0.725062,
     ];
+    // Printed by torch with 6 decimals, as they are.
+    #[allow(clippy::excessive_precision)]
     const GOLDEN_K4: [f32; 8] = [
         0.160884, -0.386156, 0.176920, 0.712152, 0.593185, 0.772671, 0.768811, 0.885766,
     ];
