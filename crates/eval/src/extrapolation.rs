@@ -700,15 +700,24 @@ fn evaluate_on_this_thread(
             continue;
         }
         let tokens = data::positions(&generator.held_out(&mut rng.clone(), len), cfg.model.mode);
+        // The examples first: where their sizes vary at one length (addition, SCAN), the
+        // longest of them decides whether the model can represent the length.
+        let examples = (missing.is_none() && run.model.unsupported(tokens).is_none())
+            .then(|| generator.eval_set(&mut rng, len, options.examples, options.sliding));
+        let longest = examples
+            .iter()
+            .flatten()
+            .map(|(e, _)| data::positions(e, cfg.model.mode))
+            .max()
+            .unwrap_or(tokens);
         let unsupported = if let Some(token) = missing {
             Some(format!("the vocabulary has no token {token:?}"))
         } else {
-            run.model.unsupported(tokens)
+            run.model.unsupported(tokens.max(longest))
         };
-        let metrics = match &unsupported {
-            Some(_) => None,
-            None => {
-                let examples = generator.eval_set(&mut rng, len, options.examples, options.sliding);
+        let metrics = match (&unsupported, examples) {
+            (Some(_), _) | (None, None) => None,
+            (None, Some(examples)) => {
                 let items: Vec<_> = examples
                     .iter()
                     .map(|(e, skip)| {

@@ -36,6 +36,48 @@ fn write_base(dir: &Path) -> PathBuf {
     path
 }
 
+/// Tasks whose examples of one length differ in size (addition: the shorter operand's digits)
+/// are n/a at a length where any evaluated example exceeds a learned table, not a crash (the
+/// first example used to decide alone).
+#[test]
+fn a_length_is_na_when_any_of_its_examples_exceeds_the_table() {
+    let tmp = TempDir::new("eval-variable");
+    let base = tmp.0.join("addition.toml");
+    let text = BASE
+        .replace("kind = \"copy\"\nsymbols = 6", "kind = \"addition\"")
+        .replace("max_len = 4", "max_len = 3");
+    std::fs::write(&base, text).unwrap();
+    let config = ordo_train::config::load(
+        &base,
+        &[
+            "model.encoding.kind=learned".to_string(),
+            "train.steps=20".to_string(),
+            "name=addition".to_string(),
+            format!("out_dir={}", tmp.0.join("runs").display()),
+        ],
+    )
+    .unwrap();
+    let dir = config.run_dir();
+    ordo_train::trainer::train(config, &tmp.0, ordo_train::trainer::Progress::Quiet).unwrap();
+    let options = EvalOptions {
+        examples: 32,
+        ..EvalOptions::default()
+    };
+    let report = evaluate_run(&dir, &options).unwrap();
+    // The table holds the longest training example (3 + 1 + 3 digits, [SEP], a 4-digit sum:
+    // 11 tokens, 10 positions); at length 4 some of 32 examples need more.
+    for r in &report.lengths {
+        assert_eq!(r.metrics.is_some(), r.length <= 3, "length {}", r.length);
+    }
+    assert!(
+        report.lengths[3]
+            .unsupported
+            .as_deref()
+            .unwrap()
+            .contains("cannot represent")
+    );
+}
+
 #[test]
 fn eval_of_a_tiny_model_covers_every_length_and_marks_what_the_scheme_cannot_represent() {
     let tmp = TempDir::new("eval");
