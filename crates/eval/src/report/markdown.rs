@@ -108,15 +108,21 @@ pub(crate) fn bucket_of(row: &Row, b: Bucket) -> &BucketStat {
     }
 }
 
-/// The table of an exact-match group.
-fn exact_match_table(md: &mut String, g: &GroupRanks, of_group: &[&Row], encodings: &[String]) {
-    let columns = bucket_columns(of_group);
+/// A table's header and rule up to its bucket columns: `| encoding | in-distribution .. |`.
+fn bucket_header(columns: &[(Bucket, String)]) -> (String, String) {
     let mut header = "| encoding |".to_string();
     let mut rule = "|---|".to_string();
-    for (_, name) in &columns {
+    for (_, name) in columns {
         let _ = write!(header, " {name} |");
         rule.push_str("---:|");
     }
+    (header, rule)
+}
+
+/// The table of an exact-match group.
+fn exact_match_table(md: &mut String, g: &GroupRanks, of_group: &[&Row], encodings: &[String]) {
+    let columns = bucket_columns(of_group);
+    let (header, rule) = bucket_header(&columns);
     let _ = writeln!(md, "{header} score | rank | seeds |\n{rule}---:|---:|---:|");
     // An encoding with no finished cell in this group gets a row of n/a (it ranks last).
     for encoding in encodings {
@@ -146,12 +152,7 @@ fn exact_match_table(md: &mut String, g: &GroupRanks, of_group: &[&Row], encodin
 /// token where the task says so), mean ± std over seeds, without intervals or ranks.
 fn token_accuracy_table(md: &mut String, of_group: &[&Row], encodings: &[String]) {
     let columns = bucket_columns(of_group);
-    let mut header = "| encoding |".to_string();
-    let mut rule = "|---|".to_string();
-    for (_, name) in &columns {
-        let _ = write!(header, " {name} |");
-        rule.push_str("---:|");
-    }
+    let (header, rule) = bucket_header(&columns);
     let _ = writeln!(
         md,
         "\nPer-token accuracy (answer tokens right under teacher forcing; Ruoss et al.'s metric):\n\n{header}\n{rule}"
