@@ -163,8 +163,8 @@ fn token_accuracy_table(md: &mut String, of_group: &[&Row], encodings: &[String]
         };
         let _ = write!(md, "| {} |", md_escape(encoding));
         for (b, _) in &columns {
-            let i = Bucket::ALL.iter().position(|x| x == b).unwrap_or(0);
-            let _ = write!(md, " {} |", format_stat(row.token_accuracy[i].as_ref()));
+            let accuracy = bucket_of(row, *b).token_accuracy;
+            let _ = write!(md, " {} |", format_stat(accuracy.as_ref()));
         }
         md.push('\n');
     }

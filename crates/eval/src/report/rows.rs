@@ -108,6 +108,9 @@ pub struct BucketStat {
     pub interval: Option<Interval>,
     /// Some (not all) lengths of the bucket were n/a for some seed, or some seeds were n/a.
     pub partial: bool,
+    /// Per-token accuracy (teacher forcing, the scored answer tokens): the mean over seeds of
+    /// each seed's mean over the bucket's lengths (Ruoss et al.'s metric); `None` = n/a.
+    pub token_accuracy: Option<Stat>,
 }
 
 /// A value over seeds at one length: the headline, or a perplexity ratio.
@@ -148,10 +151,6 @@ pub struct Row {
     pub near: BucketStat,
     /// `(2L, F·L]`, F the evaluation's `max_factor`.
     pub far: BucketStat,
-    /// Per-token accuracy (teacher forcing, the scored answer tokens) of each bucket, in
-    /// distribution, near and far: the mean over seeds of each seed's mean over the bucket's
-    /// lengths (Ruoss et al.'s metric); `None` = n/a.
-    pub token_accuracy: [Option<Stat>; 3],
     /// The headline at every length of `lengths`: exact match, or perplexity.
     pub points: Vec<Point>,
     /// Perplexity headline: `ppl(n) / ppl(L)` at every length beyond L; empty for exact match.
@@ -561,10 +560,23 @@ fn bucket_stat(cells: &[CellDraws], row: &RowDraws, b: Bucket) -> BucketStat {
             || n_buckets
                 .iter()
                 .any(|&(lengths, na)| na > 0 && na < lengths));
+    let token_accuracy: Vec<f64> = cells
+        .iter()
+        .filter_map(|c| {
+            let values: Vec<Option<f64>> = c
+                .eval
+                .lengths
+                .iter()
+                .map(|r| r.metrics.map(|m| m.token_accuracy))
+                .collect();
+            bucket_value(c.eval, &values, b)
+        })
+        .collect();
     BucketStat {
         exact_match: s.stat,
         interval: s.interval,
         partial,
+        token_accuracy: Stat::of(&token_accuracy),
     }
 }
 
@@ -648,21 +660,6 @@ pub(crate) fn row_of(of_row: &[&CellResult]) -> Row {
         in_distribution: bucket_stat(&cells, row, Bucket::InDistribution),
         near: bucket_stat(&cells, row, Bucket::Near),
         far: bucket_stat(&cells, row, Bucket::Far),
-        token_accuracy: Bucket::ALL.map(|b| {
-            let per_seed: Vec<f64> = of_row
-                .iter()
-                .filter_map(|c| {
-                    let values: Vec<Option<f64>> = c
-                        .eval
-                        .lengths
-                        .iter()
-                        .map(|r| r.metrics.map(|m| m.token_accuracy))
-                        .collect();
-                    bucket_value(&c.eval, &values, b)
-                })
-                .collect();
-            Stat::of(&per_seed)
-        }),
         points,
         ratios,
         score: score.stat,

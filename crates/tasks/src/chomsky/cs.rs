@@ -312,10 +312,7 @@ impl Rule for Binary {
         a
     }
     fn scored(&self, answer: &[String]) -> usize {
-        answer
-            .iter()
-            .position(|t| t == END)
-            .map_or(answer.len(), |i| i + 1)
+        super::up_to_end(answer)
     }
 }
 

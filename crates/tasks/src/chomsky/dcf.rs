@@ -101,10 +101,7 @@ impl Rule for StackManipulation {
         a
     }
     fn scored(&self, answer: &[String]) -> usize {
-        answer
-            .iter()
-            .position(|t| t == END)
-            .map_or(answer.len(), |i| i + 1)
+        super::up_to_end(answer)
     }
 }
 

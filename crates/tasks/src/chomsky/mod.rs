@@ -239,6 +239,15 @@ pub(crate) fn yes() -> bool {
 /// The termination token of the padded outputs (the reference's class `2`).
 pub const END: &str = "end";
 
+/// The answer tokens up to and including the first [`END`] (all without one): what the
+/// reference's `accuracy_mask` scores of a padded output.
+pub(crate) fn up_to_end(answer: &[String]) -> usize {
+    answer
+        .iter()
+        .position(|t| t == END)
+        .map_or(answer.len(), |i| i + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
