@@ -88,7 +88,7 @@ lengths_config!(
 );
 
 /// The prompt up to its `[SEP]`.
-fn before_sep(prompt: &[String]) -> &[String] {
+pub(crate) fn before_sep(prompt: &[String]) -> &[String] {
     let end = prompt.iter().position(|t| t == SEP).unwrap_or(prompt.len());
     &prompt[..end]
 }

@@ -61,6 +61,7 @@ pub mod chomsky;
 pub mod grammar;
 pub mod kazemnejad;
 pub mod lm;
+pub mod pcfg;
 pub mod sentence;
 pub mod symbols;
 
@@ -364,6 +365,8 @@ tasks! {
     "lego" => Lego(kazemnejad::LegoTask),
     /// Lake & Baroni 2018's SCAN, the length split: commands -> actions.
     "scan" => Scan(kazemnejad::ScanTask),
+    /// Hupkes et al. 2020's PCFG SET, the productivity split: string-edit functions -> the string.
+    "pcfg" => Pcfg(pcfg::PcfgTask),
 }
 
 impl TaskConfig {
@@ -709,7 +712,8 @@ mod tests {
                 "polynomial_evaluation",
                 "parity",
                 "lego",
-                "scan"
+                "scan",
+                "pcfg"
             ]
         );
         for c in &configs {
@@ -889,6 +893,14 @@ mod tests {
             "polynomial_evaluation" => return (sep - 4).div_ceil(6),
             "lego" => return ex.prompt[..sep].iter().filter(|t| *t == "=").count(),
             "scan" => return ex.answer.len(),
+            "pcfg" => {
+                let functions = pcfg::UNARY.iter().chain(&pcfg::BINARY);
+                return ex
+                    .prompt
+                    .iter()
+                    .filter(|t| functions.clone().any(|f| f == t))
+                    .count();
+            }
             _ => {}
         }
         if chomsky::KINDS.contains(&kind) {
@@ -919,7 +931,7 @@ mod tests {
                 if generator.eval_unsupported(len, 1).is_some() {
                     continue;
                 }
-                if matches!(cfg.kind(), "addition" | "scan") {
+                if matches!(cfg.kind(), "addition" | "scan" | "pcfg") {
                     // Sizes that vary from example to example: example_size is their bound.
                     let (prompt, answer) = cfg.example_size(len).unwrap();
                     for _ in 0..50 {
@@ -1082,9 +1094,9 @@ mod tests {
             assert!(c.uses_max_factor(), "{}", c.kind());
             let g = c.generator(here()).unwrap();
             assert_eq!(g.headline(), Headline::ExactMatch);
-            if matches!(c.kind(), "lego" | "scan") {
+            if matches!(c.kind(), "lego" | "scan" | "pcfg") {
                 // Bounded tasks: lego's 26 letters, SCAN's populated lengths (tested in
-                // kazemnejad.rs).
+                // kazemnejad.rs), PCFG SET's 35 functions (tested in pcfg.rs).
                 assert!(g.eval_unsupported(1000, 1).is_some(), "{}", c.kind());
                 continue;
             }
