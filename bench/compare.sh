@@ -9,6 +9,11 @@
 #   --eval-shapes small  --eval-factors 1,4,8  --eval-tokens 8192  --steps 10  --warmup 2  --seed 0
 # e.g. `bench/compare.sh --shapes tiny --encodings rope,alibi --steps 5`.
 #
+# Both also time matrix products (`--gemm`: the square 2048³ limit and each shape's dense products,
+# PyTorch in fp32 and bfloat16), and PyTorch's training is measured in every variant a PyTorch
+# user picks: TRAIN_VARIANTS (default math,fused,compile,bf16,bf16-compile; see
+# bench/README.md). torch.compile takes ~0.5-1 min per model on 2 cores.
+#
 # Environment: OUT_DIR (default runs/bench: ordo.json, pytorch.json, compare.txt),
 # CARGO_TARGET_DIR (default $HOME/.cache/ordo-target, as CI), PYTHON (default python3, to create
 # the virtual environment), ORDO (an ordo executable to use instead of building one),
@@ -60,7 +65,11 @@ if [[ " $* " != *" --encodings "* && " $* " != *" --encodings="* ]]; then
     set -- --encodings none,sinusoidal,learned,t5,shaw,rope,alibi "$@"
 fi
 
+TRAIN_VARIANTS=${TRAIN_VARIANTS:-math,fused,compile,bf16,bf16-compile}
+set -- --gemm "$@"
+
 mkdir -p "$OUT_DIR"
+grep -m1 '^model name' /proc/cpuinfo >&2 || true
 # 3. One after the other, never side by side: each wants every core.
 if [[ -z "${SKIP_ORDO:-}" ]]; then
     echo "== ordo bench --json $*" >&2
@@ -69,7 +78,8 @@ if [[ -z "${SKIP_ORDO:-}" ]]; then
 fi
 if [[ -z "${SKIP_PYTORCH:-}" ]]; then
     echo "== bench/pytorch_bench.py --json $*" >&2
-    "${PRIO[@]}" "$VENV/bin/python" bench/pytorch_bench.py --json --out "$OUT_DIR/pytorch.json" "$@" >/dev/null \
+    "${PRIO[@]}" "$VENV/bin/python" bench/pytorch_bench.py --json --out "$OUT_DIR/pytorch.json" \
+        --train-variants "$TRAIN_VARIANTS" "$@" >/dev/null \
         || echo "== pytorch_bench.py reported failures (see above); comparing what it measured" >&2
 fi
 

@@ -4,17 +4,21 @@ x-transformers (and plain PyTorch for Shaw, which x-transformers lacks).
 
     python bench/pytorch_bench.py [--shapes tiny,small,medium] [--encodings rope,alibi]
         [--eval-shapes small] [--eval-factors 1,4,8] [--eval-tokens 8192]
-        [--steps 10] [--warmup 2] [--threads 2] [--train-attention math|fused|both]
-        [--json] [--out FILE]
+        [--steps 10] [--warmup 2] [--threads 2]
+        [--train-variants math,fused,compile,bf16,bf16-compile] [--gemm] [--json] [--out FILE]
     python bench/pytorch_bench.py --compare ORDO.json PYTORCH.json
 
 Every measurement runs in a child process (this script re-invoked with `--single JOB`) so that
 its peak resident set (VmHWM) is its own, as in `ordo bench`. Training: forward, cross-entropy
 over every position (weighted mean, as ordo's masked cross-entropy), backward,
 `clip_grad_norm_(1.0)`, AdamW (lr 1e-3, betas 0.9/0.98, eps 1e-8, weight decay 0.01: ordo's
-defaults). Evaluation: forward only under `torch.inference_mode()`, with x-transformers'
-attention written out ("math") and with `attn_flash=True` ("fused":
-`F.scaled_dot_product_attention`). See bench/README.md for the encoding mapping.
+defaults). Training is measured in the variants a PyTorch user picks (`--train-variants`):
+"math" (x-transformers' attention written out, its default), "fused" (`attn_flash=True`:
+`F.scaled_dot_product_attention`), "compile" (`torch.compile` of the fused model, of the math
+one where fused cannot run), "bf16" (the fused model under CPU autocast to bfloat16, loss in
+fp32) and "bf16-compile" (both). Evaluation: forward only under `torch.inference_mode()`, math
+and fused. `--gemm` times `torch.mm` (fp32 and bfloat16) on the products `ordo bench --gemm`
+times. See bench/README.md for the encoding mapping.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ SHAPES = {
     "medium": dict(d_model=256, n_layers=4, n_heads=8, seq_len=256, batch=16, vocab=1024),
 }
 ENCODINGS = ["none", "sinusoidal", "learned", "t5", "shaw", "rope", "alibi"]
+# Training variants: attention written out or fused, compiled or not, fp32 or autocast bf16.
+VARIANTS = ["math", "fused", "compile", "bf16", "bf16-compile"]
+FP32_VARIANTS = ["math", "fused", "compile"]
+BF16_VARIANTS = ["bf16", "bf16-compile"]
 SHAW_K = 16  # ordo's default clipping distance
 
 # AdamW and clipping: ordo's `[train]` defaults.
@@ -191,18 +199,109 @@ def ShawLM(shape):  # noqa: N802 - a factory that keeps torch imports lazy
 def parse_job(job: str) -> dict:
     parts = job.split(":")
     if parts[0] == "train" and len(parts) == 4:
-        mode, shape, encoding, attention = parts
+        mode, shape, encoding, variant = parts
         factor = 1
     elif parts[0] == "eval" and len(parts) == 5:
-        mode, shape, encoding, factor, attention = parts
+        mode, shape, encoding, factor, variant = parts
         factor = int(factor)
     else:
         raise SystemExit(
-            f"--single {job!r}: expected train:SHAPE:ENC:ATTN or eval:SHAPE:ENC:FACTOR:ATTN"
+            f"--single {job!r}: expected train:SHAPE:ENC:VARIANT or eval:SHAPE:ENC:FACTOR:ATTN"
         )
-    if shape not in SHAPES or encoding not in ENCODINGS or attention not in ("math", "fused"):
-        raise SystemExit(f"--single {job!r}: unknown shape, encoding or attention")
-    return dict(mode=mode, shape=shape, encoding=encoding, factor=factor, attention=attention)
+    allowed = VARIANTS if mode == "train" else ["math", "fused"]
+    if shape not in SHAPES or encoding not in ENCODINGS or variant not in allowed:
+        raise SystemExit(f"--single {job!r}: unknown shape, encoding or variant")
+    return dict(mode=mode, shape=shape, encoding=encoding, factor=factor, variant=variant)
+
+
+def attention_of(variant: str, encoding: str) -> str:
+    """The attention a variant runs: fused unless it is "math" or the encoding has no fused
+    path (T5, Shaw: those compile and autocast the math model)."""
+    return "math" if variant == "math" or fused_supported(encoding) else "fused"
+
+
+def variant_of(record: dict) -> str | None:
+    """A training record's variant (reports written before variants: its attention); None for
+    ordo's records."""
+    return record.get("variant") or record.get("attention")
+
+
+# --------------------------------------------------------------------------------------------
+# Matrix products (--gemm): the products `ordo bench --gemm` times, through torch.mm
+
+
+def step_products(shape: dict) -> list[dict]:
+    """The dense products of one training step, as `crates/bench/src/gemm.rs` lists them."""
+    rows, d, layers = shape["batch"] * shape["seq_len"], shape["d_model"], shape["n_layers"]
+    out = []
+    for name, i, o, count in [
+        ("q k v out", d, d, 4 * layers),
+        ("mlp up", d, 4 * d, layers),
+        ("mlp down", 4 * d, d, layers),
+        ("head", d, shape["vocab"], 1),
+    ]:
+        out.append(dict(name=f"{name} x w", m=rows, k=i, n=o, lhs_t=False, rhs_t=False, count=count))
+        out.append(dict(name=f"{name} dy wᵀ", m=rows, k=o, n=i, lhs_t=False, rhs_t=True, count=count))
+        out.append(dict(name=f"{name} xᵀ dy", m=i, k=rows, n=o, lhs_t=True, rhs_t=False, count=count))
+    return out
+
+
+def time_mm(p: dict, dtype) -> float:
+    """Median seconds of one `torch.mm` with `p`'s shape and layout (as ordo's: one untimed run,
+    then runs for 0.25 s, at least 3)."""
+    import torch
+
+    def operand(rows, cols, transposed):
+        return torch.ones(cols, rows, dtype=dtype).t() if transposed else torch.ones(rows, cols, dtype=dtype)
+
+    a, b = operand(p["m"], p["k"], p["lhs_t"]), operand(p["k"], p["n"], p["rhs_t"])
+    torch.mm(a, b)
+    times, start = [], time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - start < 0.25:
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def measure_gemm(args) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    report = {}
+    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        square = dict(name="square", m=2048, k=2048, n=2048, lhs_t=False, rhs_t=False, count=1)
+        square["seconds"] = time_mm(square, dtype)
+        shapes = []
+        for s in args.shapes:
+            products = step_products(SHAPES[s])
+            for p in products:
+                p["seconds"] = time_mm(p, dtype)
+            shapes.append(dict(shape=s, products=products))
+        report[label] = dict(square=square, shapes=shapes)
+        print(f"gemm {label}: square {gflops(square):.0f} GFLOP/s", file=sys.stderr, flush=True)
+    return report
+
+
+def gflops(p: dict) -> float:
+    return 2.0 * p["m"] * p["k"] * p["n"] / p["seconds"] / 1e9
+
+
+def dense_total(shape: dict) -> tuple[float, float]:
+    """(GFLOP, seconds) of a shape's dense products per step."""
+    flops = sum(2.0 * p["m"] * p["k"] * p["n"] * p["count"] for p in shape["products"])
+    return flops / 1e9, sum(p["seconds"] * p["count"] for p in shape["products"])
+
+
+def gemm_table(gemm: dict) -> str:
+    out = []
+    for label, g in gemm.items():
+        out.append(f"torch.mm {label}: square 2048³ {gflops(g['square']):.0f} GFLOP/s")
+        for s in g["shapes"]:
+            gf, sec = dense_total(s)
+            out.append(f"  {s['shape']:<7} dense products of a step: {gf:.2f} GFLOP in "
+                       f"{sec * 1e3:.1f} ms, {gf / sec:.0f} GFLOP/s")  # fmt: skip
+    return "\n".join(out)
 
 
 def summarise(times):
@@ -220,13 +319,17 @@ def measure(job: dict, args) -> dict:
     torch.manual_seed(args.seed)
     start_rss = proc_status_mib("VmRSS")
     shape = SHAPES[job["shape"]]
-    fused = job["attention"] == "fused"
+    variant = job["variant"]
+    attention = attention_of(variant, job["encoding"]) if job["mode"] == "train" else variant
+    fused = attention == "fused"
     gen = torch.Generator().manual_seed(args.seed)
     times, losses = [], []
     if job["mode"] == "train":
         t, b = shape["seq_len"], shape["batch"]
         model = build_model(shape, job["encoding"], t, fused)
         model.train()
+        forward = torch.compile(model) if variant.endswith("compile") else model
+        bf16 = variant.startswith("bf16")
         rows = torch.randint(0, shape["vocab"], (b, t + 1), generator=gen)
         tokens, targets = rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
         weights = torch.ones(b, t)
@@ -235,9 +338,10 @@ def measure(job: dict, args) -> dict:
         )
         for i in range(args.warmup + args.steps):
             started = time.perf_counter()
-            logits = model(tokens)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = forward(tokens)
             nll = F.cross_entropy(
-                logits.reshape(b * t, -1), targets.reshape(-1), reduction="none"
+                logits.float().reshape(b * t, -1), targets.reshape(-1), reduction="none"
             ).view(b, t)
             loss = (nll * weights).sum() / weights.sum().clamp(min=1.0)
             losses.append(loss.item())
@@ -267,7 +371,8 @@ def measure(job: dict, args) -> dict:
         shape=job["shape"],
         encoding=job["encoding"],
         implementation=implementation_of(job["encoding"]),
-        attention=job["attention"],
+        attention=attention,
+        variant=variant,
         device="cpu",
         factor=job["factor"],
         seq_len=t,
@@ -292,13 +397,12 @@ def measure(job: dict, args) -> dict:
 
 
 def jobs_of(args) -> tuple[list[str], list[dict]]:
-    train_attn = ["math", "fused"] if args.train_attention == "both" else [args.train_attention]
     jobs, skipped = [], []
     for s in args.shapes:
         for e in args.encodings:
-            for a in train_attn:
-                job = f"train:{s}:{e}:{a}"
-                if a == "fused" and fused_supported(e):
+            for v in args.train_variants:
+                job = f"train:{s}:{e}:{v}"
+                if v == "fused" and fused_supported(e):
                     skipped.append(dict(job=job, reason=fused_supported(e)))
                 else:
                     jobs.append(job)
@@ -362,12 +466,12 @@ def table(report: dict) -> str:
     if train:
         out += ["", "training (forward + backward + clip + AdamW)"]
         out.append(
-            f"{'shape':<7} {'encoding':<11} {'attn':<6} {'params':>9} {'batch×T':>9} "
+            f"{'shape':<7} {'encoding':<11} {'variant':<12} {'params':>9} {'batch×T':>9} "
             f"{'step ms':>10} {'tok/s':>10} {'peak MiB':>9}"
         )
         for r in train:
             out.append(
-                f"{r['shape']:<7} {r['encoding']:<11} {r['attention']:<6} {r['params']:>9} "
+                f"{r['shape']:<7} {r['encoding']:<11} {variant_of(r):<12} {r['params']:>9} "
                 f"{str(r['batch']) + '×' + str(r['seq_len']):>9} {r['step_seconds'] * 1e3:>10.1f} "
                 f"{r['tokens_per_second']:>10.0f} {r['peak_rss_mib'] or 0:>9.0f}"
             )
@@ -385,6 +489,8 @@ def table(report: dict) -> str:
                 f"{r['step_seconds'] * 1e3:>10.1f} {r['tokens_per_second']:>10.0f} "
                 f"{r['peak_rss_mib'] or 0:>9.0f}"
             )
+    if report.get("gemm"):
+        out += ["", gemm_table(report["gemm"])]
     if report["skipped"]:
         out += ["", "not measured"] + [f"{s['job']}: {s['reason']}" for s in report["skipped"]]
     if report["failures"]:
@@ -396,6 +502,14 @@ def table(report: dict) -> str:
 # ordo vs PyTorch
 
 
+def describe_machine(machine: dict | None) -> str:
+    """The CPU and its instruction sets, as ordo recorded them."""
+    if not machine or not machine.get("cpu"):
+        return "not recorded"
+    isa = " ".join(machine.get("isa", []))
+    return f"{machine['cpu']} ({isa})" if isa else machine["cpu"]
+
+
 def compare(ordo_path: str, torch_path: str) -> str:
     with open(ordo_path) as f:
         ordo = json.load(f)
@@ -403,7 +517,8 @@ def compare(ordo_path: str, torch_path: str) -> str:
         pt = json.load(f)
 
     def index(records):
-        return {(r["mode"], r["shape"], r["encoding"], r["factor"], r.get("attention")): r
+        return {(r["mode"], r["shape"], r["encoding"], r["factor"],
+                 variant_of(r) if r["mode"] == "train" else r.get("attention")): r
                 for r in records}  # fmt: skip
 
     o, p = index(ordo["records"]), index(pt["records"])
@@ -433,11 +548,12 @@ def compare(ordo_path: str, torch_path: str) -> str:
         f"ordo {ordo.get('version', '?')} ({ordo['options']['device']}) vs PyTorch "
         f"{pt['versions']['torch']} + x-transformers {pt['versions']['x_transformers']}; "
         f"load average at start: ordo {load(ordo)}, PyTorch {load(pt)}",
+        "CPU: " + describe_machine(ordo.get("machine")),
         "ratio = ordo / PyTorch (tokens/s: >1 means ordo is faster; memory: <1 means ordo uses less)",
         "peak = peak RSS of the measuring process (MiB); +model = peak minus the RSS before the "
         "model was built (the runtime's own baseline, e.g. ~0.5 GiB for importing torch, left out)",
         "",
-        "training tokens/s and memory",
+        "training tokens/s and memory (PyTorch: x-transformers' default, attention written out)",
         f"{'shape':<7} {'encoding':<11} {'ordo':>9} {'pytorch':>9} {'ratio':>6}   "
         f"{'ordo peak':>9} {'pt peak':>8} {'ordo +model':>11} {'pt +model':>9}",
     ]
@@ -449,13 +565,29 @@ def compare(ordo_path: str, torch_path: str) -> str:
             f"{k[1]:<7} {k[2]:<11} {tps(a):>9} {tps(b):>9} {ratio(a, b):>6}   "
             f"{mib(a):>9} {mib(b):>8} {grown(a):>11} {grown(b):>9}"
         )
-    fused_train = [k for k in p if k[0] == "train" and k[4] == "fused"]
-    if fused_train:
-        lines += ["", "training with PyTorch's fused attention (attn_flash=True)",
-                  f"{'shape':<7} {'encoding':<11} {'ordo':>9} {'fused':>9} {'ratio':>6}"]  # fmt: skip
-        for k in sorted(fused_train, key=lambda k: (list(SHAPES).index(k[1]), ENCODINGS.index(k[2]))):
-            a, b = o.get(k[:4] + (None,)), p[k]
-            lines.append(f"{k[1]:<7} {k[2]:<11} {tps(a):>9} {tps(b):>9} {ratio(a, b):>6}")
+    measured = [v for v in VARIANTS if any(k[0] == "train" and k[4] == v for k in p)]
+    if measured != ["math"] and measured:
+        lines += [
+            "",
+            "training tokens/s against every PyTorch variant measured; best fp32 = the fastest of "
+            "math, fused and compile, best bf16 = of bf16 and bf16-compile (autocast)",
+            f"{'shape':<7} {'encoding':<11} {'ordo':>9} "
+            + " ".join(f"{v:>12}" for v in measured)
+            + f" {'/best fp32':>10} {'/best bf16':>10}",
+        ]
+        for k in keys:
+            a = o.get(k + (None,))
+            row = [p.get(k + (v,)) for v in measured]
+
+            def best(group):
+                rs = [r for v, r in zip(measured, row) if v in group and r]
+                return max(rs, key=lambda r: r["tokens_per_second"]) if rs else None
+
+            lines.append(
+                f"{k[1]:<7} {k[2]:<11} {tps(a):>9} "
+                + " ".join(f"{tps(r):>12}" for r in row)
+                + f" {ratio(a, best(FP32_VARIANTS)):>10} {ratio(a, best(BF16_VARIANTS)):>10}"
+            )
     ekeys = sorted({k[:4] for k in o if k[0] == "eval"} | {k[:4] for k in p if k[0] == "eval"},
                    key=lambda k: (list(SHAPES).index(k[1]), ENCODINGS.index(k[2]), k[3]))  # fmt: skip
     if ekeys:
@@ -472,6 +604,44 @@ def compare(ordo_path: str, torch_path: str) -> str:
                 f"{k[1]:<7} {k[2]:<11} {str(k[3]) + 'x':>6} {tps(a):>9} {tps(m):>9} "
                 f"{ratio(a, m):>6} {tps(f):>9} {ratio(a, f):>6}   {grown(a):>11} {grown(m):>11}"
             )
+    og, pg = ordo.get("gemm"), pt.get("gemm")
+    if og or pg:
+        lines += ["", "matrix products, GFLOP/s (f32 unless marked; dense = every product of one "
+                  "training step outside the attention core, at its own size and layout)"]  # fmt: skip
+        header = f"{'':<22} {'ordo (gemm)':>12} {'torch fp32':>11} {'ratio':>6} {'torch bf16':>11}"
+        lines.append(header)
+
+        def rate(g, shape=None):
+            if not g:
+                return None
+            if shape is None:
+                sq = g["square"]
+                return 2.0 * sq["m"] * sq["k"] * sq["n"] / sq["seconds"] / 1e9
+            for s in g["shapes"]:
+                if s["shape"] == shape:
+                    gf, sec = dense_total(s)
+                    return gf / sec
+            return None
+
+        def fmt(x):
+            return "n/a" if x is None else f"{x:.0f}"
+
+        shapes = [s["shape"] for s in (og or pg["fp32"])["shapes"]]
+        for label, shape in [("square 2048³", None)] + [(f"{s} dense", s) for s in shapes]:
+            a = rate(og, shape)
+            b = rate(pg and pg.get("fp32"), shape)
+            c = rate(pg and pg.get("bf16"), shape)
+            r = "n/a" if a is None or b is None else f"{a / b:.2f}"
+            lines.append(f"{label:<22} {fmt(a):>12} {fmt(b):>11} {r:>6} {fmt(c):>11}")
+        if og:
+            for s in og["shapes"]:
+                step = o.get(("train", s["shape"], "none", 1, None))
+                if step:
+                    _, sec = dense_total(s)
+                    lines.append(
+                        f"ordo {s['shape']}: dense products at these rates take "
+                        f"{100 * sec / step['step_seconds']:.0f} % of its measured step (none)"
+                    )
     notes = [f"{f['job']}: {f['error']}" for f in ordo.get("failures", []) + pt.get("failures", [])]
     if notes:
         lines += ["", "failed"] + notes
@@ -502,11 +672,19 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu only (accepted for ordo's options)")
     ap.add_argument(
+        "--train-variants",
+        type=csv(str),
+        default=None,
+        help=f"training variants measured, of {','.join(VARIANTS)} (default: math)",
+    )
+    ap.add_argument(
         "--train-attention",
         choices=["math", "fused", "both"],
-        default="math",
-        help="attention used for training (default: x-transformers' default, written out)",
+        default=None,
+        help="older spelling: --train-variants math, fused or math,fused",
     )
+    ap.add_argument("--gemm", action="store_true",
+                    help="also time torch.mm (fp32, bf16) on the products ordo bench --gemm times")  # fmt: skip
     ap.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
     ap.add_argument("--out", help="also write the JSON report to this file")
     ap.add_argument("--single", help=argparse.SUPPRESS)
@@ -532,6 +710,12 @@ def main(argv=None) -> int:
         if e not in ENCODINGS:
             ap.error(f"unknown encoding {e!r}; expected one of {', '.join(ENCODINGS)}")
     args.max_eval_factor = max(args.eval_factors, default=1)
+    if args.train_variants is None:
+        older = {None: ["math"], "math": ["math"], "fused": ["fused"], "both": ["math", "fused"]}
+        args.train_variants = older[args.train_attention]
+    for v in args.train_variants:
+        if v not in VARIANTS:
+            ap.error(f"unknown training variant {v!r}; expected one of {', '.join(VARIANTS)}")
 
     if args.single:
         record = measure(parse_job(args.single), args)
@@ -570,9 +754,10 @@ def main(argv=None) -> int:
         max_eval_factor=args.max_eval_factor,
         seed=args.seed,
         threads=args.threads,
-        train_attention=args.train_attention,
+        train_variants=args.train_variants,
         omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
     )
+    gemm = measure_gemm(args) if args.gemm else None
     report = dict(
         implementation="pytorch",
         versions=versions(),
@@ -582,11 +767,14 @@ def main(argv=None) -> int:
         records=records,
         skipped=skipped,
         failures=failures,
+        gemm=gemm,
     )
     text = json.dumps(report, indent=2)
     if args.out:
-        with open(args.out, "w") as f:
+        tmp = f"{args.out}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
             f.write(text + "\n")
+        os.replace(tmp, args.out)  # atomic: a killed run leaves the last report whole
     if args.json:
         print(text)
     else:

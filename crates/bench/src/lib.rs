@@ -17,6 +17,8 @@
 //! says how: `ordo bench` re-invokes itself with a hidden `--single JOB`), and each child prints
 //! its [`Record`] as one JSON line on stdout, which the parent collects.
 
+pub mod gemm;
+
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
@@ -609,6 +611,72 @@ pub struct Report {
     pub load_average: Option<f64>,
     pub records: Vec<Record>,
     pub failures: Vec<Failure>,
+    /// The CPU the figures were measured on (absent from reports written before it was).
+    #[serde(default)]
+    pub machine: Machine,
+    /// `--gemm`: the machine's matrix-product speed, and each shape's dense products.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gemm: Option<gemm::GemmReport>,
+}
+
+/// The CPU a benchmark ran on: its model name and the vector and matrix instruction sets that
+/// decide which kernels run (from `/proc/cpuinfo` on Linux; empty elsewhere).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpu: Option<String>,
+    /// Of `avx2`, `fma`, `avx512f`, `avx512_bf16`, `avx512_fp16`, `amx_bf16`, `amx_tile`, those
+    /// the CPU has.
+    pub isa: Vec<String>,
+}
+
+/// The instruction sets [`Machine::isa`] looks for, as `/proc/cpuinfo` names them.
+const ISA_FLAGS: [&str; 7] = [
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_tile",
+];
+
+impl Machine {
+    /// This machine, from `/proc/cpuinfo`.
+    pub fn detect() -> Machine {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .map(|text| Machine::from_cpuinfo(&text))
+            .unwrap_or_default()
+    }
+
+    /// The first processor's model name and flags in a `/proc/cpuinfo` text.
+    pub fn from_cpuinfo(text: &str) -> Machine {
+        let field = |key: &str| {
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == key).then(|| v.trim().to_string())
+            })
+        };
+        let flags = field("flags").unwrap_or_default();
+        let flags: Vec<&str> = flags.split_whitespace().collect();
+        Machine {
+            cpu: field("model name"),
+            isa: ISA_FLAGS
+                .iter()
+                .filter(|f| flags.contains(f))
+                .map(|f| f.to_string())
+                .collect(),
+        }
+    }
+
+    /// `Intel Xeon .. (avx2 fma avx512f ..)`, or `unknown CPU`.
+    pub fn describe(&self) -> String {
+        let cpu = self.cpu.as_deref().unwrap_or("unknown CPU");
+        if self.isa.is_empty() {
+            cpu.to_string()
+        } else {
+            format!("{cpu} ({})", self.isa.join(" "))
+        }
+    }
 }
 
 impl Report {
@@ -653,6 +721,7 @@ impl Report {
             o.warmup
         )
         .ok();
+        writeln!(out, "CPU: {}", self.machine.describe()).ok();
         let train: Vec<&Record> = self
             .records
             .iter()
@@ -719,6 +788,19 @@ impl Report {
                 .ok();
             }
         }
+        if let Some(gemm) = &self.gemm {
+            // The step the dense products are read against: `none`'s, else the first measured.
+            let step = |shape: &str| {
+                self.train(shape, "none")
+                    .or_else(|| {
+                        self.records
+                            .iter()
+                            .find(|r| r.mode == Mode::Train && r.shape == shape)
+                    })
+                    .map(|r| r.step_seconds)
+            };
+            writeln!(out, "\n{}", gemm.table(step)).ok();
+        }
         if !self.failures.is_empty() {
             writeln!(out, "\nfailed").ok();
             for f in &self.failures {
@@ -771,6 +853,8 @@ pub fn run_jobs(
         load_average: load,
         records,
         failures,
+        machine: Machine::detect(),
+        gemm: None,
     }
 }
 
@@ -840,6 +924,46 @@ mod tests {
     fn median_of_even_and_odd_counts() {
         assert_eq!(summarise(&[3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
         assert_eq!(summarise(&[4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+    }
+
+    #[test]
+    fn machine_reads_the_model_and_the_isa_from_cpuinfo() {
+        let text = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n\
+                    flags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 amx_tile amx_bf16\n\n\
+                    processor\t: 1\nmodel name\t: other\n";
+        let m = Machine::from_cpuinfo(text);
+        assert_eq!(m.cpu.as_deref(), Some("Intel(R) Xeon(R) Processor"));
+        assert_eq!(
+            m.isa,
+            [
+                "avx2",
+                "fma",
+                "avx512f",
+                "avx512_bf16",
+                "amx_bf16",
+                "amx_tile"
+            ]
+        );
+        assert_eq!(
+            m.describe(),
+            "Intel(R) Xeon(R) Processor (avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile)"
+        );
+        let none = Machine::from_cpuinfo("flags : sse2\n");
+        assert_eq!((none.cpu, none.isa.len()), (None, 0));
+    }
+
+    /// A step's dense products do 6 flops per weight of its linear layers per token (2 forward,
+    /// 4 backward), and nothing else.
+    #[test]
+    fn dense_products_count_six_flops_per_weight_and_token() {
+        for shape in SHAPES {
+            let products = gemm::step_products(&shape);
+            let flops: f64 = products.iter().map(|p| p.flops() * p.count as f64).sum();
+            let d = shape.d_model;
+            let weights = shape.n_layers * (4 * d * d + 2 * d * 4 * d) + d * shape.vocab;
+            let tokens = shape.batch * shape.seq_len;
+            assert_eq!(flops, 6.0 * (weights * tokens) as f64, "{}", shape.name);
+        }
     }
 
     #[test]

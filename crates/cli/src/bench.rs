@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// softmax, GELU, LayerNorm and the loss (to measure what the kernels gain).
     #[arg(long)]
     composed_ops: bool,
+    /// Also measure matrix products: the square 2048³ limit, and every dense product of each
+    /// measured shape's training step at its own size and layout (a few seconds per shape).
+    #[arg(long)]
+    gemm: bool,
     /// Print the report as JSON on stdout instead of a table (progress still goes to stderr).
     #[arg(long)]
     json: bool,
@@ -114,7 +118,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         eval_factors: args.eval_factors.clone(),
     };
     let jobs = plan.jobs()?;
-    if jobs.is_empty() {
+    if jobs.is_empty() && !args.gemm {
         bail!("nothing to measure: give --shapes or --eval-shapes, and --encodings");
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -168,9 +172,27 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
         },
     );
+    let mut report = report;
+    if args.gemm {
+        // After the steps, in this process, alone as they were.
+        let device = ordo_train::device::parse(&args.device)
+            .map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+        let shapes: Vec<bench::Shape> =
+            plan.shapes.iter().filter_map(|s| bench::shape(s)).collect();
+        report.gemm = Some(bench::gemm::measure(&shapes, &device, |p| {
+            eprintln!(
+                "gemm {} {}×{}×{}: {:.0} GFLOP/s",
+                p.name,
+                p.m,
+                p.k,
+                p.n,
+                p.gflops()
+            )
+        }));
+    }
     let json = report.to_json();
     if let Some(path) = &args.out {
-        std::fs::write(path, format!("{json}\n"))
+        ordo_train::run_dir::write_atomic(path, format!("{json}\n").as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.json {

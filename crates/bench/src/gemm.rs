@@ -1,0 +1,247 @@
+//! `ordo bench --gemm`: how fast this machine multiplies matrices the way ordo asks it to, so
+//! that a training step's speed can be read against the machine's limit.
+//!
+//! Two figures, both through burn's `matmul` on the benchmark's device (on `cpu`, burn-flex and
+//! the `gemm` crate), with the operands laid out as the step lays them out:
+//! - the **square limit**: `2048 x 2048 x 2048` in f32, contiguous operands (the size at which a
+//!   BLAS reaches its peak; `bench/pytorch_bench.py --gemm` measures the same in PyTorch);
+//! - each shape's **dense products**: every matrix product of one training step outside the
+//!   attention core (the q, k, v and output projections, the MLP's two layers and the output
+//!   head), forward and backward (`dx = dy wᵀ`, `dw = xᵀ dy`, transposed operands read through
+//!   their strides), each timed on its own, summed with its count per step. Their time is what
+//!   the step would spend in matrix products at the measured rates, and their GFLOP/s against
+//!   the square limit says how much the shapes, not the kernels, lose.
+//!
+//! Each product: one untimed run, then runs until 0.25 s have passed (at least 3); the figure is
+//! the median.
+
+use crate::Shape;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// One matrix product `[m, k] x [k, n]` of a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    /// What it computes, e.g. `mlp up dw`.
+    pub name: String,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// Whether the left operand is read transposed (`xᵀ` of a weight gradient).
+    pub lhs_transposed: bool,
+    /// Whether the right operand is read transposed (`wᵀ` of an input gradient).
+    pub rhs_transposed: bool,
+    /// How many times one step runs it.
+    pub count: usize,
+    /// Median seconds of one product (filled in when measured).
+    pub seconds: f64,
+}
+
+impl Product {
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.m * self.k * self.n) as f64
+    }
+
+    pub fn gflops(&self) -> f64 {
+        self.flops() / self.seconds / 1e9
+    }
+}
+
+/// A shape's dense products, measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShapeProducts {
+    pub shape: String,
+    pub products: Vec<Product>,
+}
+
+impl ShapeProducts {
+    /// Floating-point operations of the dense products of one step.
+    pub fn flops(&self) -> f64 {
+        self.products
+            .iter()
+            .map(|p| p.flops() * p.count as f64)
+            .sum()
+    }
+
+    /// Seconds one step spends in them at the measured rates.
+    pub fn seconds(&self) -> f64 {
+        self.products
+            .iter()
+            .map(|p| p.seconds * p.count as f64)
+            .sum()
+    }
+
+    pub fn gflops(&self) -> f64 {
+        self.flops() / self.seconds() / 1e9
+    }
+}
+
+/// What `--gemm` found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GemmReport {
+    /// `2048³`, contiguous.
+    pub square: Product,
+    pub shapes: Vec<ShapeProducts>,
+}
+
+/// The product `[m, k] x [k, n]` named `name`, with its operands' layout and count.
+fn product(name: &str, (m, k, n): (usize, usize, usize), t: (bool, bool), count: usize) -> Product {
+    Product {
+        name: name.to_string(),
+        m,
+        k,
+        n,
+        lhs_transposed: t.0,
+        rhs_transposed: t.1,
+        count,
+        seconds: f64::NAN,
+    }
+}
+
+/// The dense products of one training step of `shape` (a linear layer `y = x w`, `x`
+/// `[rows, i]`, `w` `[i, o]`, runs `x w`, then backward `dy wᵀ` and `xᵀ dy`).
+pub fn step_products(shape: &Shape) -> Vec<Product> {
+    let rows = shape.batch * shape.seq_len;
+    let d = shape.d_model;
+    let layers = shape.n_layers;
+    let mut out = Vec::new();
+    for (name, i, o, count) in [
+        ("q k v out", d, d, 4 * layers),
+        ("mlp up", d, 4 * d, layers),
+        ("mlp down", 4 * d, d, layers),
+        ("head", d, shape.vocab, 1),
+    ] {
+        out.push(product(
+            &format!("{name} x w"),
+            (rows, i, o),
+            (false, false),
+            count,
+        ));
+        out.push(product(
+            &format!("{name} dy wᵀ"),
+            (rows, o, i),
+            (false, true),
+            count,
+        ));
+        out.push(product(
+            &format!("{name} xᵀ dy"),
+            (i, rows, o),
+            (true, false),
+            count,
+        ));
+    }
+    out
+}
+
+/// Median seconds of `p` on `device`.
+fn time(p: &Product, device: &Device) -> f64 {
+    let operand = |rows: usize, cols: usize, transposed: bool| -> Tensor<2> {
+        if transposed {
+            Tensor::<2>::ones([cols, rows], device).transpose()
+        } else {
+            Tensor::<2>::ones([rows, cols], device)
+        }
+    };
+    let lhs = operand(p.m, p.k, p.lhs_transposed);
+    let rhs = operand(p.k, p.n, p.rhs_transposed);
+    let run = || {
+        let start = Instant::now();
+        let out = lhs.clone().matmul(rhs.clone());
+        // Reading one element waits for a device that computes asynchronously (wgpu).
+        let _ = out.slice([0..1, 0..1]).into_data();
+        start.elapsed().as_secs_f64()
+    };
+    run();
+    let mut times = Vec::new();
+    let budget = Instant::now();
+    while times.len() < 3 || budget.elapsed().as_secs_f64() < 0.25 {
+        times.push(run());
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Measures the square limit and the dense products of `shapes` on `device`, on the compute
+/// pool as the benchmark's steps run. `progress` hears each product as it is measured.
+pub fn measure(
+    shapes: &[Shape],
+    device: &Device,
+    mut progress: impl FnMut(&Product) + Send,
+) -> GemmReport {
+    ordo_train::device::on_compute_pool(|| {
+        let mut square = product("square", (2048, 2048, 2048), (false, false), 1);
+        square.seconds = time(&square, device);
+        progress(&square);
+        let shapes = shapes
+            .iter()
+            .map(|s| {
+                let mut products = step_products(s);
+                for p in &mut products {
+                    p.seconds = time(p, device);
+                    progress(p);
+                }
+                ShapeProducts {
+                    shape: s.name.to_string(),
+                    products,
+                }
+            })
+            .collect();
+        GemmReport { square, shapes }
+    })
+}
+
+impl GemmReport {
+    /// A human-readable table; `step_seconds(shape)` is the measured training step, if any.
+    pub fn table(&self, step_seconds: impl Fn(&str) -> Option<f64>) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        writeln!(
+            out,
+            "matrix products (f32): square 2048³ {:.0} GFLOP/s",
+            self.square.gflops()
+        )
+        .ok();
+        writeln!(
+            out,
+            "{:<7} {:<20} {:>16} {:>6} {:>8} {:>9}",
+            "shape", "product", "m×k×n", "count", "GFLOP/s", "% square"
+        )
+        .ok();
+        for s in &self.shapes {
+            for p in &s.products {
+                writeln!(
+                    out,
+                    "{:<7} {:<20} {:>16} {:>6} {:>8.0} {:>8.0}%",
+                    s.shape,
+                    p.name,
+                    format!("{}×{}×{}", p.m, p.k, p.n),
+                    p.count,
+                    p.gflops(),
+                    100.0 * p.gflops() / self.square.gflops()
+                )
+                .ok();
+            }
+            let step = step_seconds(&s.shape)
+                .map(|t| {
+                    format!(
+                        "; {:.0} % of the measured step ({:.1} ms)",
+                        100.0 * s.seconds() / t,
+                        t * 1e3
+                    )
+                })
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{:<7} all dense products: {:.2} GFLOP in {:.1} ms, {:.0} GFLOP/s ({:.0} % of square){step}",
+                s.shape,
+                s.flops() / 1e9,
+                s.seconds() * 1e3,
+                s.gflops(),
+                100.0 * s.gflops() / self.square.gflops()
+            )
+            .ok();
+        }
+        out
+    }
+}
