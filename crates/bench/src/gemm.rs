@@ -23,7 +23,7 @@ use std::time::Instant;
 /// One matrix product `[m, k] x [k, n]` of a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Product {
-    /// What it computes, e.g. `mlp up dw`.
+    /// What it computes, e.g. `mlp up xᵀ dy` (the up projection's weight gradient).
     pub name: String,
     pub m: usize,
     pub k: usize,

@@ -84,7 +84,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.eval_factors.contains(&0) {
         bail!("--eval-factors must be positive");
     }
-    ordo_train::device::parse(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    let device =
+        ordo_train::device::parse(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
     let options = Options {
         steps: args.steps,
         warmup: args.warmup,
@@ -131,7 +132,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let factors: Vec<String> = args.eval_factors.iter().map(|f| f.to_string()).collect();
     let total = jobs.len();
     let mut done = 0usize;
-    let report = bench::run_jobs(
+    let mut report = bench::run_jobs(
         &jobs,
         &options,
         |job| {
@@ -172,11 +173,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
         },
     );
-    let mut report = report;
     if args.gemm {
         // After the steps, in this process, alone as they were.
-        let device = ordo_train::device::parse(&args.device)
-            .map_err(|e| anyhow::anyhow!("--device: {e}"))?;
         let shapes: Vec<bench::Shape> =
             plan.shapes.iter().filter_map(|s| bench::shape(s)).collect();
         report.gemm = Some(bench::gemm::measure(&shapes, &device, |p| {

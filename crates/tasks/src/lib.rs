@@ -893,14 +893,7 @@ mod tests {
             "polynomial_evaluation" => return (sep - 4).div_ceil(6),
             "lego" => return ex.prompt[..sep].iter().filter(|t| *t == "=").count(),
             "scan" => return ex.answer.len(),
-            "pcfg" => {
-                let functions = pcfg::UNARY.iter().chain(&pcfg::BINARY);
-                return ex
-                    .prompt
-                    .iter()
-                    .filter(|t| functions.clone().any(|f| f == t))
-                    .count();
-            }
+            "pcfg" => return ex.prompt.iter().filter(|t| pcfg::is_function(t)).count(),
             _ => {}
         }
         if chomsky::KINDS.contains(&kind) {

@@ -31,14 +31,12 @@
 //!   (ordo's bound, 128 by default: 0.1 % of the released sources of 1-22 functions have a
 //!   longer target; its longest has 736), else drawn again.
 //!
-//! The golden test holds ordo's sources of each count to the released ones' mean length and
-//! binary share.
-//!
 //! Training lengths are drawn as often as the released productivity data has them
 //! ([`Generate::draw_length`], [`RELEASED_COUNTS`]): 3 and 4 functions most, 1 rarely.
 //! At most [`MAX_FUNCTIONS`] functions (the productivity test's most; past it a source of at
 //! most 71 tokens is too rare to draw). The golden test (`crates/tasks/tests/pcfg.rs`) holds
-//! the interpreter to examples of the released data and ordo's sources to its lengths.
+//! the interpreter to examples of the released data, and ordo's sources of each count to the
+//! released ones' mean length and binary share.
 
 use crate::rng::Rng;
 use crate::{Example, Generate, SEP, Task, TaskConfigError, error, one};
@@ -245,7 +243,8 @@ impl Meaning for Length {
     }
 }
 
-fn is_function(t: &str) -> bool {
+/// Whether `t` is one of the ten function names.
+pub fn is_function(t: &str) -> bool {
     UNARY.contains(&t) || BINARY.contains(&t)
 }
 
