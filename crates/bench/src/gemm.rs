@@ -36,6 +36,11 @@ pub struct Product {
     pub count: usize,
     /// Median seconds of one product (filled in when measured).
     pub seconds: f64,
+    /// Median seconds of the same product in bf16 with fp32 sums (`train.precision = "bf16"`,
+    /// [`ordo_model::kernels::bf16::matmul`], its operand packing included), where the CPU
+    /// runs it.
+    #[serde(default)]
+    pub bf16_seconds: Option<f64>,
 }
 
 impl Product {
@@ -45,6 +50,10 @@ impl Product {
 
     pub fn gflops(&self) -> f64 {
         self.flops() / self.seconds / 1e9
+    }
+
+    pub fn bf16_gflops(&self) -> Option<f64> {
+        self.bf16_seconds.map(|t| self.flops() / t / 1e9)
     }
 }
 
@@ -75,6 +84,14 @@ impl ShapeProducts {
     pub fn gflops(&self) -> f64 {
         self.flops() / self.seconds() / 1e9
     }
+
+    /// Seconds one step would spend in them in bf16, where every one was measured in bf16.
+    pub fn bf16_seconds(&self) -> Option<f64> {
+        self.products
+            .iter()
+            .map(|p| p.bf16_seconds.map(|t| t * p.count as f64))
+            .sum()
+    }
 }
 
 /// What `--gemm` found.
@@ -96,6 +113,7 @@ fn product(name: &str, (m, k, n): (usize, usize, usize), t: (bool, bool), count:
         rhs_transposed: t.1,
         count,
         seconds: f64::NAN,
+        bf16_seconds: None,
     }
 }
 
@@ -134,6 +152,49 @@ pub fn step_products(shape: &Shape) -> Vec<Product> {
     out
 }
 
+/// The median of `run`'s seconds: one untimed run, then runs until 0.25 s have passed (at
+/// least 3).
+fn median(mut run: impl FnMut() -> f64) -> f64 {
+    run();
+    let mut times = Vec::new();
+    let budget = Instant::now();
+    while times.len() < 3 || budget.elapsed().as_secs_f64() < 0.25 {
+        times.push(run());
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Median seconds of `p` in bf16 on this CPU, or `None` where it has no bf16 unit.
+fn time_bf16(p: &Product) -> Option<f64> {
+    use ordo_model::kernels::bf16::{self, View};
+    bf16::unit().ok()?;
+    let lhs = vec![1.0f32; p.m * p.k];
+    let rhs = vec![1.0f32; p.k * p.n];
+    // A transposed operand is stored as its transpose and read through strides, as the
+    // backward pass reads it.
+    fn view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> View<'_> {
+        if transposed {
+            View::transposed(data, rows)
+        } else {
+            View::rows(data, cols)
+        }
+    }
+    let mut out = vec![0.0f32; p.m * p.n];
+    Some(median(|| {
+        let start = Instant::now();
+        bf16::matmul(
+            view(&lhs, p.m, p.k, p.lhs_transposed),
+            view(&rhs, p.k, p.n, p.rhs_transposed),
+            &mut out,
+            p.m,
+            p.n,
+            p.k,
+        );
+        start.elapsed().as_secs_f64()
+    }))
+}
+
 /// Median seconds of `p` on `device`.
 fn time(p: &Product, device: &Device) -> f64 {
     let operand = |rows: usize, cols: usize, transposed: bool| -> Tensor<2> {
@@ -145,21 +206,13 @@ fn time(p: &Product, device: &Device) -> f64 {
     };
     let lhs = operand(p.m, p.k, p.lhs_transposed);
     let rhs = operand(p.k, p.n, p.rhs_transposed);
-    let run = || {
+    median(|| {
         let start = Instant::now();
         let out = lhs.clone().matmul(rhs.clone());
         // Reading one element waits for a device that computes asynchronously (wgpu).
         let _ = out.slice([0..1, 0..1]).into_data();
         start.elapsed().as_secs_f64()
-    };
-    run();
-    let mut times = Vec::new();
-    let budget = Instant::now();
-    while times.len() < 3 || budget.elapsed().as_secs_f64() < 0.25 {
-        times.push(run());
-    }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    })
 }
 
 /// Measures the square limit and the dense products of `shapes` on `device`, on the compute
@@ -172,6 +225,7 @@ pub fn measure(
     ordo_train::device::on_compute_pool(|| {
         let mut square = product("square", (2048, 2048, 2048), (false, false), 1);
         square.seconds = time(&square, device);
+        square.bf16_seconds = time_bf16(&square);
         progress(&square);
         let shapes = shapes
             .iter()
@@ -179,6 +233,7 @@ pub fn measure(
                 let mut products = step_products(s);
                 for p in &mut products {
                     p.seconds = time(p, device);
+                    p.bf16_seconds = time_bf16(p);
                     progress(p);
                 }
                 ShapeProducts {
@@ -196,29 +251,36 @@ impl GemmReport {
     pub fn table(&self, step_seconds: impl Fn(&str) -> Option<f64>) -> String {
         use std::fmt::Write;
         let mut out = String::new();
+        let bf16 = |p: &Product| {
+            p.bf16_gflops()
+                .map(|g| format!("{g:.0}"))
+                .unwrap_or_else(|| "-".into())
+        };
         writeln!(
             out,
-            "matrix products (f32): square 2048³ {:.0} GFLOP/s",
-            self.square.gflops()
+            "matrix products: square 2048³ f32 {:.0} GFLOP/s, bf16 {} GFLOP/s",
+            self.square.gflops(),
+            bf16(&self.square)
         )
         .ok();
         writeln!(
             out,
-            "{:<7} {:<20} {:>16} {:>6} {:>8} {:>9}",
-            "shape", "product", "m×k×n", "count", "GFLOP/s", "% square"
+            "{:<7} {:<20} {:>16} {:>6} {:>8} {:>9} {:>8}",
+            "shape", "product", "m×k×n", "count", "GFLOP/s", "% square", "bf16"
         )
         .ok();
         for s in &self.shapes {
             for p in &s.products {
                 writeln!(
                     out,
-                    "{:<7} {:<20} {:>16} {:>6} {:>8.0} {:>8.0}%",
+                    "{:<7} {:<20} {:>16} {:>6} {:>8.0} {:>8.0}% {:>8}",
                     s.shape,
                     p.name,
                     format!("{}×{}×{}", p.m, p.k, p.n),
                     p.count,
                     p.gflops(),
-                    100.0 * p.gflops() / self.square.gflops()
+                    100.0 * p.gflops() / self.square.gflops(),
+                    bf16(p)
                 )
                 .ok();
             }
@@ -231,9 +293,13 @@ impl GemmReport {
                     )
                 })
                 .unwrap_or_default();
+            let in_bf16 = s
+                .bf16_seconds()
+                .map(|t| format!("; in bf16 {:.1} ms", t * 1e3))
+                .unwrap_or_default();
             writeln!(
                 out,
-                "{:<7} all dense products: {:.2} GFLOP in {:.1} ms, {:.0} GFLOP/s ({:.0} % of square){step}",
+                "{:<7} all dense products: {:.2} GFLOP in {:.1} ms, {:.0} GFLOP/s ({:.0} % of square){step}{in_bf16}",
                 s.shape,
                 s.flops() / 1e9,
                 s.seconds() * 1e3,

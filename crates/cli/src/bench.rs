@@ -179,12 +179,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
             plan.shapes.iter().filter_map(|s| bench::shape(s)).collect();
         report.gemm = Some(bench::gemm::measure(&shapes, &device, |p| {
             eprintln!(
-                "gemm {} {}×{}×{}: {:.0} GFLOP/s",
+                "gemm {} {}×{}×{}: {:.0} GFLOP/s{}",
                 p.name,
                 p.m,
                 p.k,
                 p.n,
-                p.gflops()
+                p.gflops(),
+                p.bf16_gflops()
+                    .map(|g| format!(", bf16 {g:.0}"))
+                    .unwrap_or_default()
             )
         }));
     }

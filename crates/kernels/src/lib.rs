@@ -35,7 +35,9 @@
 //! it as `ordo_model::kernels`.
 
 pub mod attention;
+pub mod bf16;
 pub mod cpu;
+mod dense;
 mod gelu;
 mod layer_norm;
 mod loss;
@@ -44,6 +46,7 @@ mod routing;
 mod softmax;
 
 pub use attention::{RelativeTables, attention};
+pub use dense::{Precision, bf16_runs_on, dense, linear, precision, with_precision};
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 pub use loss::{cross_entropy, fused_cross_entropy};
