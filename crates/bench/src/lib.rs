@@ -356,6 +356,7 @@ impl TrainBench {
                 grad_clip: t.grad_clip,
                 dropout_seed: None,
                 poison_gradients: false,
+                precision: ordo_train::config::Precision::Fp32,
             },
         })
     }

@@ -41,6 +41,11 @@ enum Command {
         /// continues the run on this device.
         #[arg(long)]
         device: Option<String>,
+        /// Number format of the dense matrix products: fp32 or bf16 (bf16 operands, fp32 sums
+        /// and master weights; needs AVX512-BF16). Same as --set train.precision=...; with
+        /// --resume, continues the run in this precision.
+        #[arg(long)]
+        precision: Option<ordo_train::config::Precision>,
         /// Continue the run in RUN_DIR from its last checkpoint.
         #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "overrides", "check"])]
         resume: Option<PathBuf>,
@@ -241,6 +246,7 @@ fn run(cli: Cli) -> Result<()> {
             mut overrides,
             check,
             device,
+            precision,
             resume,
             quiet,
         } => {
@@ -252,6 +258,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(dir) = resume {
                 let options = trainer::TrainOptions {
                     device,
+                    precision,
                     ..trainer::TrainOptions::new(progress)
                 };
                 let summary = trainer::resume(&dir, options)?;
@@ -263,6 +270,9 @@ fn run(cli: Cli) -> Result<()> {
             };
             if let Some(device) = device {
                 overrides.push(format!("device={device}"));
+            }
+            if let Some(precision) = precision {
+                overrides.push(format!("train.precision={}", precision.name()));
             }
             let (config, generator) = ordo_train::config::load_with_task(&path, &overrides, None)?;
             if check {

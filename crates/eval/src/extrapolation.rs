@@ -14,8 +14,9 @@
 //! written before these fields existed still load; their reports show no interval.
 
 use burn::prelude::*;
+use ordo_model::kernels::with_precision;
 use ordo_model::{AttentionMode, Transformer};
-use ordo_train::config::RunConfig;
+use ordo_train::config::{Precision, RunConfig};
 use ordo_train::data;
 use ordo_train::metrics::{Metrics, evaluate_examples};
 use ordo_train::rng::Rng;
@@ -84,6 +85,11 @@ pub struct EvalOptions {
     #[arg(long)]
     #[serde(skip)]
     pub device: Option<String>,
+    /// Number format of the dense products, fp32 or bf16 (default: the run's
+    /// `train.precision`); recorded in `eval.json`.
+    #[arg(long)]
+    #[serde(skip)]
+    pub precision: Option<Precision>,
 }
 
 impl Default for EvalOptions {
@@ -96,6 +102,7 @@ impl Default for EvalOptions {
             overrides: Vec::new(),
             sliding: None,
             device: None,
+            precision: None,
         }
     }
 }
@@ -336,6 +343,10 @@ pub struct EvalRecord {
     pub sliding: Option<usize>,
 }
 
+fn is_fp32(p: &Precision) -> bool {
+    *p == Precision::Fp32
+}
+
 /// [`EvalRecord`] as files hold it: files of older versions name a RoPE scaling (`scaling`,
 /// `none` or `yarn4`) where newer ones have `overrides`.
 #[derive(Deserialize)]
@@ -382,6 +393,11 @@ impl EvalOptions {
             overrides: self.overrides_name().unwrap_or_else(|| "none".into()),
             sliding: self.sliding,
         }
+    }
+
+    /// The precision `run` is evaluated in: `--precision`, or the run's `train.precision`.
+    pub fn precision_for(&self, run: &LoadedRun) -> Precision {
+        self.precision.unwrap_or(run.config.train.precision)
     }
 
     /// Which `eval*.json` these options write.
@@ -432,6 +448,10 @@ pub struct EvalReport {
     /// none, and in files of older versions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The number format of the dense products it ran with (absent: fp32, and in files of
+    /// older versions).
+    #[serde(default, skip_serializing_if = "is_fp32")]
+    pub precision: Precision,
 }
 
 impl EvalReport {
@@ -491,6 +511,8 @@ pub enum EvalError {
         examples: usize,
         longest: usize,
     },
+    #[error("{}: --precision bf16 cannot run here: {why}", .dir.display())]
+    Precision { dir: PathBuf, why: String },
     #[error(transparent)]
     Checkpoint(#[from] ordo_model::CheckpointError),
     #[error(transparent)]
@@ -633,9 +655,18 @@ fn keep_previous(
     Ok(())
 }
 
-/// Evaluates an already loaded run.
+/// Evaluates an already loaded run, in [`EvalOptions::precision_for`] it.
 pub fn evaluate_loaded(run: &LoadedRun, options: &EvalOptions) -> Result<EvalReport, EvalError> {
-    ordo_train::device::on_compute_pool(|| evaluate_on_this_thread(run, options))
+    let precision = options.precision_for(run);
+    if precision == Precision::Bf16 {
+        ordo_model::kernels::bf16_runs_on(&run.device).map_err(|why| EvalError::Precision {
+            dir: run.dir.clone(),
+            why,
+        })?;
+    }
+    ordo_train::device::on_compute_pool(|| {
+        with_precision(precision, || evaluate_on_this_thread(run, options))
+    })
 }
 
 fn evaluate_on_this_thread(
@@ -833,6 +864,7 @@ fn evaluate_on_this_thread(
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
         warnings: cfg.model.encoder_warning().into_iter().collect(),
+        precision: ordo_model::kernels::precision(),
     })
 }
 

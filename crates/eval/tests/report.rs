@@ -65,6 +65,7 @@ fn eval(
         randomized_positions: None,
         learned: Default::default(),
         warnings: Vec::new(),
+        precision: Default::default(),
     }
 }
 
@@ -801,6 +802,7 @@ fn lm_cell(encoding: &str, seed: u64, l: usize, loss: impl Fn(usize) -> Option<f
             randomized_positions: None,
             learned: Default::default(),
             warnings: Vec::new(),
+            precision: Default::default(),
         },
     }
 }

@@ -27,7 +27,8 @@ use crate::bf16::{self, View};
 use crate::routing::{Route, Tracked, new_tensor, plain, route, shape_of, tracked, values};
 
 /// The number format of the dense matrix products.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// fp32 throughout (burn's own products).
     #[default]
@@ -42,6 +43,17 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fp32" => Ok(Precision::Fp32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!("expected fp32 or bf16, got {other:?}")),
         }
     }
 }

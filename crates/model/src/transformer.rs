@@ -73,9 +73,9 @@ impl Attention {
         let heads = |x: Tensor<3>| x.reshape([b, t, h, dh]).swap_dims(1, 2); // [b, h, t, dh]
         // Three projections rather than one fused `d -> 3d` and a split: the split's backward
         // would zero-fill and copy a `[b, t, 3d]` gradient three times.
-        let q = heads(self.query.forward(x.clone()));
-        let k = heads(self.key.forward(x.clone()));
-        let v = heads(self.value.forward(x.clone()));
+        let q = heads(kernels::linear(&self.query, x.clone()));
+        let k = heads(kernels::linear(&self.key, x.clone()));
+        let v = heads(kernels::linear(&self.value, x.clone()));
         let (q, k) = scheme.rotate(q, k, ctx);
         let scale = (dh as f64).powf(-0.5);
         // A content-dependent term of the scheme (CoPE, forgetting gate, Transformer-XL),
@@ -114,13 +114,13 @@ impl Attention {
                 let bias = plus_bias(key_term, layer_bias);
                 let causal = pass.mode == AttentionMode::Causal;
                 let out = attention_core(q, k, v, bias, tables, scale as f32, causal); // [b, t, d]
-                (self.out.forward(out), None)
+                (kernels::linear(&self.out, out), None)
             }
             AttentionPath::BurnFused => {
                 let (q, bias) = scaled(q);
                 let out = fused_attention(q, k, v, bias, pass.mode); // [b, h, t, dh]
                 let out = out.swap_dims(1, 2).reshape([b, t, d]); // [b, t, d]
-                (self.out.forward(out), None)
+                (kernels::linear(&self.out, out), None)
             }
             AttentionPath::Explicit => {
                 let (q, bias) = scaled(q);
@@ -135,7 +135,7 @@ impl Attention {
                     out = out + term; // [b, h, t, dh]
                 }
                 let out = out.swap_dims(1, 2).reshape([b, t, d]); // [b, t, d]
-                (self.out.forward(out), Some(probs))
+                (kernels::linear(&self.out, out), Some(probs))
             }
         }
     }
@@ -271,7 +271,7 @@ impl Mlp {
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.down.forward(gelu(self.up.forward(x))) // [b, t, f] -> [b, t, d]
+        kernels::linear(&self.down, gelu(kernels::linear(&self.up, x))) // [b, t, f] -> [b, t, d]
     }
 }
 
@@ -481,12 +481,11 @@ impl Transformer {
         }
         let x = layer_norm(&self.norm, x); // [b, t, d]
         let logits = match &self.head {
-            Some(head) => head.forward(x), // [b, t, v]
+            Some(head) => kernels::linear(head, x), // [b, t, v]
             None => {
                 let d = x.dims()[2];
                 let w = self.tok_emb.weight.val(); // [v, d]
-                x.matmul(w.transpose().unsqueeze::<3>())
-                    .div_scalar((d as f64).sqrt())
+                kernels::dense(x, w, true).div_scalar((d as f64).sqrt())
             }
         };
         (logits, maps)

@@ -16,6 +16,7 @@
 pub use crate::data::BatchLengths;
 use crate::tasks::TaskConfig;
 use ordo_model::ModelConfig;
+pub use ordo_model::kernels::Precision;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -87,6 +88,17 @@ pub struct TrainConfig {
     /// configs and runs from before the option are unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_lengths: Option<BatchLengths>,
+    /// The number format of the model's dense products (linear layers, tied head): `"fp32"`
+    /// (the default) or `"bf16"` (bf16 operands, fp32 sums; weights, optimizer state,
+    /// checkpoints and everything else stay fp32: [`ordo_model::kernels::with_precision`]).
+    /// `"bf16"` needs the cpu device and a CPU with AVX512-BF16. Not written out when fp32, so
+    /// configs and runs from before the option are unchanged.
+    #[serde(skip_serializing_if = "is_fp32")]
+    pub precision: Precision,
+}
+
+fn is_fp32(p: &Precision) -> bool {
+    *p == Precision::Fp32
 }
 
 impl Default for TrainConfig {
@@ -107,6 +119,7 @@ impl Default for TrainConfig {
             eval_examples: 512,
             checkpoint_every: 250,
             batch_lengths: None,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -342,7 +355,19 @@ impl RunConfig {
         self.train
             .validate()
             .map_err(|(k, m)| invalid(&format!("train.{k}"), m))?;
-        crate::device::parse(&self.device).map_err(|e| invalid("device", e.to_string()))?;
+        let device =
+            crate::device::parse(&self.device).map_err(|e| invalid("device", e.to_string()))?;
+        if self.train.precision == Precision::Bf16 {
+            ordo_model::kernels::bf16_runs_on(&device.autodiff()).map_err(|why| {
+                invalid(
+                    "train.precision",
+                    format!(
+                        "\"bf16\" cannot run here: {why} (device = {:?})",
+                        self.device
+                    ),
+                )
+            })?;
+        }
         // Last: the sizes are known to be valid, and nothing has been allocated for them.
         self.check_memory(&generator, EVAL_FACTOR)
             .map_err(|e| invalid("(sizes)", e.to_string()))?;

@@ -17,6 +17,11 @@ pub enum TrainError {
     Optimizer(#[from] WithPath<burn::store::RecordError>),
     #[error("{}: --device: {}", .0.path.display(), .0.error)]
     Device(WithPath<crate::device::DeviceError>),
+    #[error("{}: train.precision = \"bf16\" cannot run here: {why}", .dir.display())]
+    Precision {
+        dir: std::path::PathBuf,
+        why: String,
+    },
     #[error("{}: task.{}: {}", .0.path.display(), .0.error.field, .0.error.message)]
     Task(WithPath<crate::tasks::TaskConfigError>),
     #[error(

@@ -7,7 +7,7 @@
 //! held-out loss or parameters stop being finite stops at once, without writing a checkpoint of
 //! the broken model ([`TrainError::NonFinite`]).
 
-use crate::config::RunConfig;
+use crate::config::{Precision, RunConfig};
 use crate::data::{self, Encoded};
 pub use crate::error::TrainError;
 pub use crate::hooks::Progress;
@@ -19,6 +19,7 @@ use crate::vocab::Vocab;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
+use ordo_model::kernels::with_precision;
 use ordo_model::{Transformer, masked_cross_entropy};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -53,8 +54,8 @@ impl State {
     }
 }
 
-/// Applies `--device` (checked here, so a bad name is an error naming the run) and returns the
-/// device the run trains on.
+/// Applies `--device` and `--precision` (checked here, so a bad value is an error naming the
+/// run) and returns the device the run trains on.
 fn training_device(
     config: &mut RunConfig,
     options: &TrainOptions,
@@ -66,9 +67,19 @@ fn training_device(
             .map_err(TrainError::Device)?;
         config.device = device.clone();
     }
-    Ok(crate::device::parse(&config.device)
+    if let Some(precision) = options.precision {
+        config.train.precision = precision;
+    }
+    let device = crate::device::parse(&config.device)
         .expect("validated")
-        .autodiff())
+        .autodiff();
+    if config.train.precision == Precision::Bf16 {
+        ordo_model::kernels::bf16_runs_on(&device).map_err(|why| TrainError::Precision {
+            dir: dir.to_path_buf(),
+            why,
+        })?;
+    }
+    Ok(device)
 }
 
 /// Learning rate at `step` (0-based): linear warm-up, then cosine decay to `lr * final_lr_fraction`.
@@ -181,6 +192,10 @@ pub struct TrainOptions {
     /// not depend on the backend, so a run resumes on another one. The run's config keeps its
     /// device.
     pub device: Option<String>,
+    /// The dense products' number format for this process (`--precision`), instead of the
+    /// config's `train.precision`: checkpoints are fp32 either way, so a run resumes in either.
+    /// The run's config keeps its precision.
+    pub precision: Option<Precision>,
 }
 
 impl TrainOptions {
@@ -189,6 +204,7 @@ impl TrainOptions {
             progress,
             stop_at: None,
             device: None,
+            precision: None,
         }
     }
 }
@@ -233,7 +249,11 @@ impl Trainer {
             state,
             options,
         } = self;
-        crate::device::on_compute_pool(|| run_steps(setup, model, optim, state, options))
+        // The held-out evaluations between steps run in the run's precision too.
+        let precision = setup.config.train.precision;
+        crate::device::on_compute_pool(|| {
+            with_precision(precision, || run_steps(setup, model, optim, state, options))
+        })
     }
 }
 
@@ -391,6 +411,7 @@ impl StepOptions {
             dropout_seed: (cfg.model.dropout > 0.0)
                 .then(|| cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)),
             poison_gradients,
+            precision: cfg.train.precision,
         }
     }
 }
@@ -405,6 +426,8 @@ pub struct StepOptions {
     pub dropout_seed: Option<u64>,
     /// Fault injection for tests (see [`fault`]).
     pub poison_gradients: bool,
+    /// The dense products' number format ([`ordo_model::kernels::with_precision`]).
+    pub precision: Precision,
 }
 
 /// What one step measured, before the update.
@@ -426,6 +449,17 @@ pub struct Diverged {
 /// pass, masked cross-entropy over the weighted positions, backward pass, global-norm clipping,
 /// AdamW update. Returns the updated model and the step's loss and gradient norm.
 pub fn step(
+    model: Transformer,
+    optim: &mut burn::optim::ModuleOptimizer,
+    data: &data::Tensors,
+    options: &StepOptions,
+) -> Result<(Transformer, StepOutcome), Diverged> {
+    with_precision(options.precision, || {
+        step_in_precision(model, optim, data, options)
+    })
+}
+
+fn step_in_precision(
     model: Transformer,
     optim: &mut burn::optim::ModuleOptimizer,
     data: &data::Tensors,
