@@ -25,6 +25,7 @@ use burn::prelude::*;
 use ordo_model::{Batch, ModelConfig, PositionalEncodingConfig, Transformer, masked_cross_entropy};
 use ordo_train::data::Tensors;
 use ordo_train::rng::Rng;
+use ordo_model::kernels::{Precision, with_precision};
 use ordo_train::trainer::{self, StepOptions};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -123,6 +124,8 @@ pub enum BenchError {
     UnknownEncoding(String),
     #[error("unknown shape {:?}; expected one of {}", .0, shape_names().join(", "))]
     UnknownShape(String),
+    #[error("--precision bf16: {0}")]
+    Precision(String),
     /// A job written otherwise than `train:SHAPE:ENCODING` or `eval:SHAPE:ENCODING:FACTOR`.
     #[error("{0:?}: expected train:SHAPE:ENCODING or eval:SHAPE:ENCODING:FACTOR")]
     Job(String),
@@ -237,6 +240,9 @@ pub struct Options {
     /// LayerNorm, cross-entropy): what the kernels gain, measured.
     #[serde(default)]
     pub composed_ops: bool,
+    /// The dense products' number format (`--precision`; `train.precision`).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for Options {
@@ -249,6 +255,7 @@ impl Default for Options {
             max_eval_factor: *EVAL_FACTORS.iter().max().expect("non-empty"),
             seed: 0,
             composed_ops: false,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -290,6 +297,9 @@ pub struct Record {
     /// Measured with burn's composed ops instead of the fused kernels (`--composed-ops`).
     #[serde(default)]
     pub composed_ops: bool,
+    /// The dense products' number format (absent in reports of older versions: fp32).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// The fixed random batch: `batch x seq_len` tokens; the target of each position is the next
@@ -356,7 +366,7 @@ impl TrainBench {
                 grad_clip: t.grad_clip,
                 dropout_seed: None,
                 poison_gradients: false,
-                precision: ordo_train::config::Precision::Fp32,
+                precision: Precision::Fp32,
             },
         })
     }
@@ -458,12 +468,18 @@ fn threads() -> usize {
 /// ran nothing else (see [`run_jobs`]).
 pub fn measure(job: &Job, options: &Options) -> Result<Record, BenchError> {
     // The flag is per thread: set it on the thread that computes.
+    if options.precision == Precision::Bf16 {
+        let device = ordo_train::device::parse(&options.device)?;
+        ordo_model::kernels::bf16_runs_on(&device.autodiff()).map_err(BenchError::Precision)?;
+    }
     ordo_train::device::on_compute_pool(|| {
-        if options.composed_ops {
-            ordo_model::kernels::with_composed_ops(|| measure_with(job, options))
-        } else {
-            measure_with(job, options)
-        }
+        with_precision(options.precision, || {
+            if options.composed_ops {
+                ordo_model::kernels::with_composed_ops(|| measure_with(job, options))
+            } else {
+                measure_with(job, options)
+            }
+        })
     })
 }
 
@@ -479,6 +495,7 @@ fn measure_with(job: &Job, options: &Options) -> Result<Record, BenchError> {
     match job.mode {
         Mode::Train => {
             let mut bench = TrainBench::new(&shape, &job.encoding, &device, options.seed)?;
+            bench.options.precision = options.precision;
             params = bench.model().num_params();
             (seq_len, batch) = (shape.seq_len, shape.batch);
             let mut losses = Vec::new();
@@ -544,6 +561,7 @@ fn measure_with(job: &Job, options: &Options) -> Result<Record, BenchError> {
         loss_last,
         threads: threads(),
         composed_ops: options.composed_ops,
+        precision: options.precision,
     })
 }
 
@@ -710,10 +728,12 @@ impl Report {
             "ordo {} on {}{} ({} threads{}): median of {} timed steps after {} warm-up steps",
             self.version,
             o.device,
-            if o.composed_ops {
-                ", burn's composed ops instead of the fused kernels"
-            } else {
-                ""
+            match (o.composed_ops, o.precision) {
+                (false, Precision::Fp32) => "",
+                (true, Precision::Fp32) => ", burn's composed ops instead of the fused kernels",
+                (false, Precision::Bf16) => ", dense products in bf16 (fp32 sums)",
+                (true, Precision::Bf16) =>
+                    ", burn's composed ops, dense products in bf16 (fp32 sums)",
             },
             self.threads,
             self.load_average

@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// softmax, GELU, LayerNorm and the loss (to measure what the kernels gain).
     #[arg(long)]
     composed_ops: bool,
+    /// Number format of the dense matrix products, fp32 or bf16 (bf16 operands, fp32 sums:
+    /// `train.precision`).
+    #[arg(long, default_value = "fp32")]
+    precision: ordo_model::kernels::Precision,
     /// Also measure matrix products: the square 2048³ limit, and every dense product of each
     /// measured shape's training step at its own size and layout (a few seconds per shape).
     #[arg(long)]
@@ -94,6 +98,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         max_eval_factor: args.eval_factors.iter().copied().max().unwrap_or(1),
         seed: args.seed,
         composed_ops: args.composed_ops,
+        precision: args.precision,
     };
 
     if let Some(job) = &args.single {
@@ -157,6 +162,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             if options.composed_ops {
                 command.arg("--composed-ops");
             }
+            command.args(["--precision", options.precision.name()]);
             command
         },
         |job, result| {
