@@ -17,7 +17,9 @@
 # Environment: OUT_DIR (default runs/bench: ordo.json, pytorch.json, compare.txt),
 # CARGO_TARGET_DIR (default $HOME/.cache/ordo-target, as CI), PYTHON (default python3, to create
 # the virtual environment), ORDO (an ordo executable to use instead of building one),
-# SKIP_ORDO=1 / SKIP_PYTORCH=1 to reuse the other tool's last JSON.
+# SKIP_ORDO=1 / SKIP_PYTORCH=1 to reuse the other tool's last JSON. On a CPU with AVX512-BF16,
+# ordo's training and evaluation are measured a second time with `--precision bf16`
+# (ordo-bf16.json; ORDO_BF16=0 skips it) and set beside PyTorch's autocast variants.
 #
 # The first run creates bench/.venv and installs torch 2.x and x-transformers from PyPI. PyPI's
 # Linux torch wheel is the CUDA build: with its nvidia-* dependencies the environment is ~5.5 GB,
@@ -76,6 +78,19 @@ if [[ -z "${SKIP_ORDO:-}" ]]; then
     "${PRIO[@]}" "$ORDO" bench --json --out "$OUT_DIR/ordo.json" "$@" >/dev/null \
         || echo "== ordo bench reported failures (see above); comparing what it measured" >&2
 fi
+BF16_JSON=()
+if grep -qw avx512_bf16 /proc/cpuinfo && [[ "${ORDO_BF16:-1}" != 0 ]]; then
+    if [[ -z "${SKIP_ORDO:-}" ]]; then
+        # Without --gemm: the fp32 run's --gemm already timed every product in bf16 too.
+        args=()
+        for a in "$@"; do [[ "$a" != --gemm ]] && args+=("$a"); done
+        echo "== ordo bench --json --precision bf16 ${args[*]}" >&2
+        "${PRIO[@]}" "$ORDO" bench --json --precision bf16 --out "$OUT_DIR/ordo-bf16.json" \
+            "${args[@]}" >/dev/null \
+            || echo "== ordo bench --precision bf16 reported failures (see above)" >&2
+    fi
+    [[ -f "$OUT_DIR/ordo-bf16.json" ]] && BF16_JSON=("$OUT_DIR/ordo-bf16.json")
+fi
 if [[ -z "${SKIP_PYTORCH:-}" ]]; then
     echo "== bench/pytorch_bench.py --json $*" >&2
     "${PRIO[@]}" "$VENV/bin/python" bench/pytorch_bench.py --json --out "$OUT_DIR/pytorch.json" \
@@ -85,5 +100,5 @@ fi
 
 # 4. Side by side.
 "$VENV/bin/python" bench/pytorch_bench.py --compare "$OUT_DIR/ordo.json" "$OUT_DIR/pytorch.json" \
-    | tee "$OUT_DIR/compare.txt"
+    "${BF16_JSON[@]}" | tee "$OUT_DIR/compare.txt"
 echo "wrote $OUT_DIR/ordo.json, $OUT_DIR/pytorch.json, $OUT_DIR/compare.txt" >&2

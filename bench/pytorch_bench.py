@@ -6,7 +6,7 @@ x-transformers (and plain PyTorch for Shaw, which x-transformers lacks).
         [--eval-shapes small] [--eval-factors 1,4,8] [--eval-tokens 8192]
         [--steps 10] [--warmup 2] [--threads 2]
         [--train-variants math,fused,compile,bf16,bf16-compile] [--gemm] [--json] [--out FILE]
-    python bench/pytorch_bench.py --compare ORDO.json PYTORCH.json
+    python bench/pytorch_bench.py --compare ORDO.json PYTORCH.json [ORDO_BF16.json]
 
 Every measurement runs in a child process (this script re-invoked with `--single JOB`) so that
 its peak resident set (VmHWM) is its own, as in `ordo bench`. Training: forward, cross-entropy
@@ -510,11 +510,17 @@ def describe_machine(machine: dict | None) -> str:
     return f"{machine['cpu']} ({isa})" if isa else machine["cpu"]
 
 
-def compare(ordo_path: str, torch_path: str) -> str:
+def compare(ordo_path: str, torch_path: str, bf16_path: str | None = None) -> str:
+    """The side-by-side tables; `bf16_path`: an `ordo bench --precision bf16` report, set
+    beside PyTorch's autocast variants."""
     with open(ordo_path) as f:
         ordo = json.load(f)
     with open(torch_path) as f:
         pt = json.load(f)
+    ordo_bf16 = None
+    if bf16_path:
+        with open(bf16_path) as f:
+            ordo_bf16 = json.load(f)
 
     def index(records):
         return {(r["mode"], r["shape"], r["encoding"], r["factor"],
@@ -522,6 +528,7 @@ def compare(ordo_path: str, torch_path: str) -> str:
                 for r in records}  # fmt: skip
 
     o, p = index(ordo["records"]), index(pt["records"])
+    ob = index(ordo_bf16["records"]) if ordo_bf16 else {}
 
     def tps(r):
         return f"{r['tokens_per_second']:.0f}" if r else "n/a"
@@ -570,10 +577,12 @@ def compare(ordo_path: str, torch_path: str) -> str:
         lines += [
             "",
             "training tokens/s against every PyTorch variant measured; best fp32 = the fastest of "
-            "math, fused and compile, best bf16 = of bf16 and bf16-compile (autocast)",
+            "math, fused and compile, best bf16 = of bf16 and bf16-compile (autocast)"
+            + ("; ordo bf16 = `ordo bench --precision bf16`" if ordo_bf16 else ""),
             f"{'shape':<7} {'encoding':<11} {'ordo':>9} "
             + " ".join(f"{v:>12}" for v in measured)
-            + f" {'/best fp32':>10} {'/best bf16':>10}",
+            + f" {'/best fp32':>10} {'/best bf16':>10}"
+            + (f" {'ordo bf16':>10} {'/best bf16':>10}" if ordo_bf16 else ""),
         ]
         for k in keys:
             a = o.get(k + (None,))
@@ -583,10 +592,15 @@ def compare(ordo_path: str, torch_path: str) -> str:
                 rs = [r for v, r in zip(measured, row) if v in group and r]
                 return max(rs, key=lambda r: r["tokens_per_second"]) if rs else None
 
+            extra = ""
+            if ordo_bf16:
+                c = ob.get(k + (None,))
+                extra = f" {tps(c):>10} {ratio(c, best(BF16_VARIANTS)):>10}"
             lines.append(
                 f"{k[1]:<7} {k[2]:<11} {tps(a):>9} "
                 + " ".join(f"{tps(r):>12}" for r in row)
                 + f" {ratio(a, best(FP32_VARIANTS)):>10} {ratio(a, best(BF16_VARIANTS)):>10}"
+                + extra
             )
     ekeys = sorted({k[:4] for k in o if k[0] == "eval"} | {k[:4] for k in p if k[0] == "eval"},
                    key=lambda k: (list(SHAPES).index(k[1]), ENCODINGS.index(k[2]), k[3]))  # fmt: skip
@@ -687,13 +701,16 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
     ap.add_argument("--out", help="also write the JSON report to this file")
     ap.add_argument("--single", help=argparse.SUPPRESS)
-    ap.add_argument("--compare", nargs=2, metavar=("ORDO_JSON", "PYTORCH_JSON"),
-                    help="print ordo's and PyTorch's figures side by side, then exit")  # fmt: skip
+    ap.add_argument("--compare", nargs="+", metavar="JSON",
+                    help="ORDO_JSON PYTORCH_JSON [ORDO_BF16_JSON]: print ordo's (fp32, and "
+                         "bf16 if given) and PyTorch's figures side by side, then exit")  # fmt: skip
     args = ap.parse_args(argv)
     import warnings
 
     warnings.filterwarnings("ignore")  # x-transformers' torch.jit deprecation notices
     if args.compare:
+        if len(args.compare) not in (2, 3):
+            ap.error("--compare takes ORDO_JSON PYTORCH_JSON [ORDO_BF16_JSON]")
         sys.stdout.write(compare(*args.compare))
         return 0
     if args.device != "cpu":

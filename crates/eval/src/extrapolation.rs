@@ -615,9 +615,11 @@ pub fn evaluate_locked(lock: &RunLock, options: &EvalOptions) -> Result<EvalRepo
 }
 
 /// Before an evaluation is written over another one of other options or another checkpoint
-/// (a manual `ordo eval --lengths 1-4` of a cell, an `[eval]`-only rerun), the old `eval*.json`
+/// (a manual `ordo eval --lengths 1-4` of a cell, an `[eval]`-only rerun, another `--precision`),
+/// the old `eval*.json`
 /// and `eval*.csv` are renamed to `eval*.before-<n>.json`/`.csv` (`n` = 1, 2, ...), so nothing
-/// measured is lost. An evaluation equal in options and checkpoint is simply rewritten.
+/// measured is lost. An evaluation equal in options, checkpoint and precision is simply
+/// rewritten.
 fn keep_previous(
     run_dir: &RunDir,
     variant: &ordo_train::run_dir::EvalVariant,
@@ -627,7 +629,10 @@ fn keep_previous(
     let Ok(old) = run_dir.read_json::<EvalReport>(&json) else {
         return Ok(());
     };
-    if old.options == new.options && old.checkpoint_step == new.checkpoint_step {
+    if old.options == new.options
+        && old.checkpoint_step == new.checkpoint_step
+        && old.precision == new.precision
+    {
         return Ok(());
     }
     let csv = run_dir.eval_csv(variant);
