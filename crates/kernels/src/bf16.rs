@@ -167,9 +167,12 @@ fn pack_a(a: View, m: usize, k: usize, panels: usize, pairs: usize) -> Vec<u32> 
     out.par_chunks_mut(pairs * MR)
         .enumerate()
         .for_each(|(panel, dst)| {
-            for r in 0..MR.min(m - panel * MR) {
-                let i = panel * MR + r;
-                for p in 0..pairs {
+            // Rows innermost: contiguous writes, and contiguous reads of a transposed operand
+            // (a weight gradient's xᵀ); a row-major one reads MR lines, each for 8 pairs.
+            let rows = MR.min(m - panel * MR);
+            for p in 0..pairs {
+                for r in 0..rows {
+                    let i = panel * MR + r;
                     let hi = if 2 * p + 1 < k {
                         a.at(i, 2 * p + 1)
                     } else {
