@@ -73,14 +73,17 @@ fn detect() -> Result<Unit, String> {
 }
 
 /// `x` rounded to the nearest bfloat16 (ties to even), as its 16 bits; a NaN stays a (quiet) NaN.
+/// Branch-free, so that the packing loops vectorise.
 #[inline]
 pub fn to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
-    if x.is_nan() {
-        return ((bits >> 16) | 0x0040) as u16;
-    }
-    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1));
-    (rounded >> 16) as u16
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
+    let quiet = (bits >> 16) | 0x0040;
+    (if bits & 0x7fff_ffff > 0x7f80_0000 {
+        quiet
+    } else {
+        rounded
+    }) as u16
 }
 
 /// The fp32 value of a bfloat16.
@@ -160,6 +163,65 @@ fn pair(lo: f32, hi: f32) -> u32 {
     to_bf16(lo) as u32 | (to_bf16(hi) as u32) << 16
 }
 
+/// Packs the `lines` lines of a panel as pairs along `k`: element `p` of line `r` is
+/// `data[r * ls + p * ps]`, and the pair `p` of line `r` goes to `dst[p * width + r]` (an odd
+/// `k`'s last pair is padded with zero). Lines past `lines` stay as they are (zeros).
+fn pack_panel(
+    data: &[f32],
+    (ls, ps): (usize, usize),
+    lines: usize,
+    k: usize,
+    width: usize,
+    dst: &mut [u32],
+) {
+    let pairs = k.div_ceil(2);
+    if ps == 1 {
+        // Each line contiguous (a row-major `a`, a transposed `b`): rounded a line at a time
+        // into pairs, then spread.
+        let mut line_pairs = vec![0u32; pairs];
+        for r in 0..lines {
+            let line = &data[r * ls..r * ls + k];
+            for (out, two) in line_pairs.iter_mut().zip(line.chunks_exact(2)) {
+                *out = pair(two[0], two[1]);
+            }
+            if k % 2 == 1 {
+                line_pairs[pairs - 1] = pair(line[k - 1], 0.0);
+            }
+            for (p, &v) in line_pairs.iter().enumerate() {
+                dst[p * width + r] = v;
+            }
+        }
+    } else if ls == 1 {
+        // The lines side by side (a transposed `a`, a row-major `b`): element `p` of every
+        // line is one contiguous run.
+        for p in 0..pairs {
+            let out = &mut dst[p * width..p * width + lines];
+            let lo = &data[2 * p * ps..2 * p * ps + lines];
+            if 2 * p + 1 < k {
+                let hi = &data[(2 * p + 1) * ps..(2 * p + 1) * ps + lines];
+                for ((o, &x), &y) in out.iter_mut().zip(lo).zip(hi) {
+                    *o = pair(x, y);
+                }
+            } else {
+                for (o, &x) in out.iter_mut().zip(lo) {
+                    *o = pair(x, 0.0);
+                }
+            }
+        }
+    } else {
+        for p in 0..pairs {
+            for r in 0..lines {
+                let hi = if 2 * p + 1 < k {
+                    data[r * ls + (2 * p + 1) * ps]
+                } else {
+                    0.0
+                };
+                dst[p * width + r] = pair(data[r * ls + 2 * p * ps], hi);
+            }
+        }
+    }
+}
+
 /// `a` [m × k] in panels of [`MR`] rows: for each pair of `k` (`pairs = ⌈k/2⌉`), the [`MR`]
 /// rows' pairs side by side. Rows past `m` and the odd `k` are zeros.
 fn pack_a(a: View, m: usize, k: usize, panels: usize, pairs: usize) -> Vec<u32> {
@@ -167,20 +229,9 @@ fn pack_a(a: View, m: usize, k: usize, panels: usize, pairs: usize) -> Vec<u32> 
     out.par_chunks_mut(pairs * MR)
         .enumerate()
         .for_each(|(panel, dst)| {
-            // Rows innermost: contiguous writes, and contiguous reads of a transposed operand
-            // (a weight gradient's xᵀ); a row-major one reads MR lines, each for 8 pairs.
-            let rows = MR.min(m - panel * MR);
-            for p in 0..pairs {
-                for r in 0..rows {
-                    let i = panel * MR + r;
-                    let hi = if 2 * p + 1 < k {
-                        a.at(i, 2 * p + 1)
-                    } else {
-                        0.0
-                    };
-                    dst[p * MR + r] = pair(a.at(i, 2 * p), hi);
-                }
-            }
+            let first = panel * MR;
+            let data = &a.data[first * a.row..];
+            pack_panel(data, (a.row, a.col), MR.min(m - first), k, MR, dst);
         });
     out
 }
@@ -192,17 +243,9 @@ fn pack_b(b: View, k: usize, n: usize, panels: usize, pairs: usize) -> Vec<u32> 
     out.par_chunks_mut(pairs * NR)
         .enumerate()
         .for_each(|(panel, dst)| {
-            for p in 0..pairs {
-                for c in 0..NR.min(n - panel * NR) {
-                    let j = panel * NR + c;
-                    let hi = if 2 * p + 1 < k {
-                        b.at(2 * p + 1, j)
-                    } else {
-                        0.0
-                    };
-                    dst[p * NR + c] = pair(b.at(2 * p, j), hi);
-                }
-            }
+            let first = panel * NR;
+            let data = &b.data[first * b.col..];
+            pack_panel(data, (b.col, b.row), NR.min(n - first), k, NR, dst);
         });
     out
 }
@@ -344,7 +387,8 @@ mod tests {
             .collect()
     }
 
-    /// Every edge of the blocking (sizes off the 12/32 grid, odd k) and both layouts of `b`.
+    /// Every edge of the blocking (sizes off the 12/32 grid, odd k) and every packing path:
+    /// each operand row-major, transposed, and with neither stride 1.
     #[test]
     fn the_kernel_matches_the_reference_where_the_cpu_has_it() {
         if let Err(why) = unit() {
@@ -362,12 +406,48 @@ mod tests {
         ] {
             let a = values(m * k, 1);
             let b = values(k * n, 2);
-            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            // The same matrices stored transposed, and with padded rows (neither stride 1).
+            let transpose = |x: &[f32], rows: usize, cols: usize| -> Vec<f32> {
+                (0..rows * cols)
+                    .map(|i| x[(i % rows) * cols + i / rows])
+                    .collect()
+            };
+            let (at, bt) = (transpose(&a, m, k), transpose(&b, k, n));
+            // Every other element, every other row: neither stride is 1 (the generic path).
+            let spread = |x: &[f32], cols: usize| -> Vec<f32> {
+                x.chunks(cols)
+                    .flat_map(|r| {
+                        let row: Vec<f32> = r.iter().flat_map(|&v| [v, 7.0]).collect();
+                        row.into_iter().chain(std::iter::repeat_n(7.0, 2 * cols))
+                    })
+                    .collect()
+            };
+            let (asp, bsp) = (spread(&a, k), spread(&b, n));
+            fn strided(data: &[f32], cols: usize) -> View<'_> {
+                View {
+                    data,
+                    row: 4 * cols,
+                    col: 2,
+                }
+            }
             let mut want = vec![0.0; m * n];
             matmul_reference(View::rows(&a, k), View::rows(&b, n), &mut want, m, n, k);
-            for bv in [View::rows(&b, n), View::transposed(&bt, k)] {
+            let lefts = [
+                View::rows(&a, k),
+                View::transposed(&at, m),
+                strided(&asp, k),
+            ];
+            let rights = [
+                View::rows(&b, n),
+                View::transposed(&bt, k),
+                strided(&bsp, n),
+            ];
+            for (av, bv) in lefts
+                .iter()
+                .flat_map(|a| rights.iter().map(move |b| (*a, *b)))
+            {
                 let mut got = vec![f32::NAN; m * n];
-                matmul(View::rows(&a, k), bv, &mut got, m, n, k);
+                matmul(av, bv, &mut got, m, n, k);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     // Only the order of fp32 sums of k terms of magnitude < 1 differs.
                     assert!(
