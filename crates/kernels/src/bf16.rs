@@ -222,30 +222,18 @@ fn pack_panel(
     }
 }
 
-/// `a` [m × k] in panels of [`MR`] rows: for each pair of `k` (`pairs = ⌈k/2⌉`), the [`MR`]
-/// rows' pairs side by side. Rows past `m` and the odd `k` are zeros.
-fn pack_a(a: View, m: usize, k: usize, panels: usize, pairs: usize) -> Vec<u32> {
-    let mut out = vec![0u32; panels * pairs * MR];
-    out.par_chunks_mut(pairs * MR)
+/// An operand of `lines` lines along `k` (line `r`, element `p` at `data[r * ls + p * ps]`) in
+/// panels of `width` lines, each panel [`pack_panel`]'s layout: `a` [m × k] as panels of [`MR`]
+/// rows, `b` [k × n] as panels of [`NR`] columns (two zmm loads). Lines past `lines` are zeros.
+fn pack(data: &[f32], (ls, ps): (usize, usize), lines: usize, k: usize, width: usize) -> Vec<u32> {
+    let pairs = k.div_ceil(2);
+    let mut out = vec![0u32; lines.div_ceil(width) * pairs * width];
+    out.par_chunks_mut(pairs * width)
         .enumerate()
         .for_each(|(panel, dst)| {
-            let first = panel * MR;
-            let data = &a.data[first * a.row..];
-            pack_panel(data, (a.row, a.col), MR.min(m - first), k, MR, dst);
-        });
-    out
-}
-
-/// `b` [k × n] in panels of [`NR`] columns: for each pair of `k`, the 32 columns' pairs side by
-/// side (two zmm loads). Columns past `n` and the odd `k` are zeros.
-fn pack_b(b: View, k: usize, n: usize, panels: usize, pairs: usize) -> Vec<u32> {
-    let mut out = vec![0u32; panels * pairs * NR];
-    out.par_chunks_mut(pairs * NR)
-        .enumerate()
-        .for_each(|(panel, dst)| {
-            let first = panel * NR;
-            let data = &b.data[first * b.col..];
-            pack_panel(data, (b.col, b.row), NR.min(n - first), k, NR, dst);
+            let first = panel * width;
+            let lines = width.min(lines - first);
+            pack_panel(&data[first * ls..], (ls, ps), lines, k, width, dst);
         });
     out
 }
@@ -269,8 +257,8 @@ pub fn matmul(a: View, b: View, c: &mut [f32], m: usize, n: usize, k: usize) {
     }
     let pairs = k.div_ceil(2);
     let (mp, np) = (m.div_ceil(MR), n.div_ceil(NR));
-    let ap = pack_a(a, m, k, mp, pairs);
-    let bp = pack_b(b, k, n, np, pairs);
+    let ap = pack(a.data, (a.row, a.col), m, k, MR);
+    let bp = pack(b.data, (b.col, b.row), n, k, NR);
     match unit {
         Unit::Avx512Bf16 => {
             // Bands of row panels, one task each; within a band, each panel of `b` is used
