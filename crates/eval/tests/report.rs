@@ -1943,3 +1943,42 @@ fn the_tensorboard_export_holds_every_curve_and_one_session_per_cell() {
         assert!(records[2].windows(5).any(|w| w == value.as_slice()));
     }
 }
+
+#[test]
+fn an_evaluation_in_bf16_is_recorded_and_keeps_the_fp32_one() {
+    use ordo_train::config::Precision;
+    let dir = TempDir::new("eval-precision");
+    let task = "[task]\nkind = \"copy\"\nsymbols = 6\nmin_len = 1\nmax_len = 4";
+    let fp32 = train_and_evaluate(&dir, "copy", task, vec![2, 4, 8]);
+    assert_eq!(fp32.precision, Precision::Fp32);
+    let run = dir.join("runs/copy");
+    let options = |precision| ordo_eval::EvalOptions {
+        examples: 24,
+        lengths: Some(ordo_eval::extrapolation::Lengths(vec![2, 4, 8])),
+        precision: Some(precision),
+        ..ordo_eval::EvalOptions::default()
+    };
+    let bf16 = match ordo_model::kernels::bf16_runs_on(&ordo_train::device::parse("cpu").unwrap()) {
+        Ok(()) => ordo_eval::evaluate_run(&run, &options(Precision::Bf16)).unwrap(),
+        Err(why) => {
+            let err = ordo_eval::evaluate_run(&run, &options(Precision::Bf16)).unwrap_err();
+            assert!(err.to_string().contains(&why), "{err}");
+            return;
+        }
+    };
+    assert_eq!(bf16.precision, Precision::Bf16);
+    // The same examples, other arithmetic: losses differ a little, never by much.
+    for (a, b) in fp32.lengths.iter().zip(&bf16.lengths) {
+        let (x, y) = (a.metrics.unwrap().loss, b.metrics.unwrap().loss);
+        assert!(
+            x != y && (x - y).abs() < 0.05 * x,
+            "length {}: {x} vs {y}",
+            a.length
+        );
+    }
+    // The fp32 evaluation is kept beside it, not overwritten.
+    let kept: EvalReport =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.before-1.json")).unwrap())
+            .unwrap();
+    assert_eq!(kept, fp32);
+}
