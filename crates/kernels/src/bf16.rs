@@ -21,7 +21,7 @@
 //!
 //! # Where it runs
 //! Only where the CPU has AVX512-BF16 (Intel Cooper Lake, Sapphire Rapids and newer; AMD Zen 4
-//! and newer); [`unit`] says so, or why not in words a user can act on. There is no slow
+//! and newer); [`unit()`] says so, or why not in words a user can act on. There is no slow
 //! fallback on purpose: a bf16 run on a CPU without it is refused when the configuration is
 //! checked, rather than running slower than fp32. Intel's AMX tiles (`tdpbf16ps`, 16 × 16
 //! fp32 tiles) would be several times faster again; the machine this was written on (a KVM
@@ -241,7 +241,7 @@ fn pack(data: &[f32], (ls, ps): (usize, usize), lines: usize, k: usize, width: u
 /// `c[m × n] = a[m × k] · b[k × n]` in bf16 with fp32 sums (see the module doc), `c` row-major.
 ///
 /// # Panics
-/// If [`unit`] is an error (callers check it once, when the configuration is read), or an
+/// If [`unit()`] is an error (callers check it once, when the configuration is read), or an
 /// operand does not hold its `m`, `n`, `k` elements.
 pub fn matmul(a: View, b: View, c: &mut [f32], m: usize, n: usize, k: usize) {
     let unit = unit().unwrap_or_else(|why| panic!("bf16::matmul: {why}"));

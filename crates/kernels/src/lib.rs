@@ -30,6 +30,9 @@
 //!   share) and at 500 lines too long to sit in the same file as the op, hence a directory;
 //!   its items stay reachable as `attention::{Dims, forward, backward, ...}`.
 //! - [`cpu`]: the vectorised row kernels on plain `f32` slices.
+//! - `dense` ([`linear`], [`dense()`], [`with_precision`], [`Precision`]): the model's dense
+//!   products in the run's precision, and [`bf16`]: the bf16 matrix product with fp32 sums on
+//!   AVX512-BF16 that `train.precision = "bf16"` runs them with.
 //!
 //! The crate sits below `encodings` (Shaw uses the relative ops) and `model`, which re-exports
 //! it as `ordo_model::kernels`.
