@@ -391,3 +391,22 @@ fn attention_core_matches_burn_for_every_bias_layout() {
         assert_all_close(&case, &["output", "dq", "dk", "dv", "dbias"], &got, &want);
     }
 }
+
+#[test]
+fn long_inference_runs_in_query_blocks_and_matches_burn() {
+    use ordo_kernels::attention::kernel::{BLOCKED_FROM, QUERY_BLOCK};
+    // Longer than BLOCKED_FROM, and not a multiple of the block: a partial last block.
+    let t = BLOCKED_FROM + QUERY_BLOCK / 2 + 3;
+    for (bias, causal) in [
+        (None, true),
+        (None, false),
+        (Some([1, 2, t, t]), true),
+        (Some([2, 1, t, t]), false),
+    ] {
+        let dims = [2, 2, t, 8];
+        let got = attention_case(&Device::flex(), dims, bias, causal, false);
+        let want = with_composed_ops(|| attention_case(&Device::flex(), dims, bias, causal, false));
+        let case = format!("t {t} bias {bias:?} causal {causal}");
+        assert_all_close(&case, &["output"], &got, &want);
+    }
+}

@@ -205,6 +205,82 @@ impl Relative<'_> {
     }
 }
 
+/// Inference of sequences longer than this (no probabilities kept, no relative terms) runs
+/// [`QUERY_BLOCK`] queries at a time ([`forward_blocked`]); shorter ones, and every training
+/// step, take the whole `[t, t]` matrix at once, as before this path existed (so every result
+/// at these lengths, the quick study's included, is unchanged to the bit).
+pub const BLOCKED_FROM: usize = 256;
+
+/// Queries per block of [`forward_blocked`]: a `[128, t]` block of scores stays in L2 up to
+/// `t` of several thousand, where the whole `[t, t]` matrix (4 MiB at `t` = 1024) does not.
+pub const QUERY_BLOCK: usize = 128;
+
+/// [`forward`] without probabilities or relative terms for long sequences, a block of queries
+/// at a time: the block's scores (with a causal mask, only the keys up to its last query: the
+/// rest would be zeros in the product with the values), its softmax and its product with the
+/// values. Each row's values are the same functions as the whole-matrix path computes; the
+/// matrix products see other sizes, so results may differ from it in the last bits.
+#[allow(clippy::too_many_arguments)]
+fn forward_blocked(
+    dims: Dims,
+    scale: f32,
+    q: Operand,
+    k: Operand,
+    v: Operand,
+    bias: Option<Bias>,
+    causal: bool,
+    out: &mut [f32],
+) {
+    let Dims { h, t, dh, .. } = dims;
+    let tt = t * t;
+    let d = dims.d() as isize;
+    let out_ptr = Shared(out.as_mut_ptr());
+    (0..dims.pairs()).into_par_iter().for_each_init(
+        || vec![0.0f32; QUERY_BLOCK * t],
+        |scores, n| {
+            let o = out_ptr.at(dims.merged_offset(n));
+            let (qn, kn, vn) = (q.pair(n, h), k.pair(n, h), v.pair(n, h));
+            let b = bias.map(|b| &b.data[b.index(n, dims) * tt..][..tt]);
+            for i0 in (0..t).step_by(QUERY_BLOCK) {
+                let rows = QUERY_BLOCK.min(t - i0);
+                let keys = if causal { i0 + rows } else { t };
+                let p = &mut scores[..rows * keys];
+                // SAFETY: the operands were checked by `forward`; rows i0.. of q and of this
+                // pair's `[t, dh]` block of `out` (row stride d), the first `keys` rows of k
+                // and v, and `p` is this thread's own `[rows, keys]` buffer.
+                unsafe {
+                    product(
+                        (rows, keys, dh),
+                        (p.as_mut_ptr(), keys as isize, 1),
+                        (qn.offset(i0 as isize * q.rs()), q.rs(), q.cs()),
+                        (kn, k.cs(), k.rs()), // kᵀ
+                        scale,
+                        false,
+                    );
+                }
+                for (r, row) in p.chunks_exact_mut(keys).enumerate() {
+                    let i = i0 + r;
+                    if causal {
+                        row[i + 1..].fill(f32::NEG_INFINITY);
+                    }
+                    cpu::softmax_rows_in_place(row, b.map(|b| &b[i * t..i * t + keys]), keys);
+                }
+                // SAFETY: as above.
+                unsafe {
+                    product(
+                        (rows, dh, keys),
+                        (o.offset(i0 as isize * d), d, 1),
+                        (p.as_ptr(), keys as isize, 1),
+                        (vn, v.rs(), v.cs()),
+                        1.0,
+                        false,
+                    );
+                }
+            }
+        },
+    );
+}
+
 /// Forward pass: fills `out` (`[b, t, h·dh]`) and, if given, `probs` (`[b, h, t, t]`, the
 /// softmax, which the backward pass needs). `causal` hides each query's future keys (on top of
 /// `bias`).
@@ -233,6 +309,10 @@ pub fn forward(
     }
     let r = relative.map_or(0, |rel| rel.labels());
     assert_eq!(out.len(), dims.pairs() * t * dh, "attention: out size");
+    if probs.is_none() && relative.is_none() && t > BLOCKED_FROM {
+        forward_blocked(dims, scale, q, k, v, bias, causal, out);
+        return;
+    }
     let d = dims.d() as isize;
     let out_ptr = Shared(out.as_mut_ptr());
     let probs = probs.map(|p| {
