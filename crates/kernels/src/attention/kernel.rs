@@ -5,7 +5,8 @@
 //! head transpose copy, each a pass over a `[b, h, t, t]` or `[b, h, t, dh]` tensor, and again
 //! as many in the backward pass. Here the forward pass and the backward pass are each one
 //! parallel loop over the `b·h` (sequence, head) pairs; one pair's `t × t` scores stay in cache
-//! from the product to the softmax to the product with `v`. `q`, `k` and `v` are read through
+//! from the product to the softmax to the product with `v` (inference of sequences longer
+//! than [`BLOCKED_FROM`]: [`QUERY_BLOCK`] queries at a time, so that they still do). `q`, `k` and `v` are read through
 //! their strides (the head-split view of a projection is not copied), the output is written
 //! heads-merged, and the gradients of `q`, `k`, `v` are written in the projection's
 //! `[b, t, h, dh]` memory order, so that the head merge on the way back costs no copy either.

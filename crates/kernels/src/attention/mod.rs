@@ -128,7 +128,8 @@ fn relative_view<'s>(
 }
 
 /// The output and, when `tracked`, the state of the backward step (otherwise its `probs` are
-/// empty: inference keeps one `[t, t]` matrix per thread, not `[b, h, t, t]`).
+/// empty: inference keeps one `[t, t]` matrix per thread, or one `[128, t]` block beyond 256
+/// tokens, not `[b, h, t, t]`).
 fn attention_forward(
     x: AttentionInputs,
     scale: f32,
