@@ -207,12 +207,12 @@ impl Relative<'_> {
 }
 
 /// Inference of sequences longer than this (no probabilities kept, no relative terms) runs
-/// [`QUERY_BLOCK`] queries at a time ([`forward_blocked`]); shorter ones, and every training
+/// [`QUERY_BLOCK`] queries at a time (`forward_blocked`); shorter ones, and every training
 /// step, take the whole `[t, t]` matrix at once, as before this path existed (so every result
 /// at these lengths, the quick study's included, is unchanged to the bit).
 pub const BLOCKED_FROM: usize = 256;
 
-/// Queries per block of [`forward_blocked`]: a `[128, t]` block of scores stays in L2 up to
+/// Queries per block of `forward_blocked`: a `[128, t]` block of scores stays in L2 up to
 /// `t` of several thousand, where the whole `[t, t]` matrix (4 MiB at `t` = 1024) does not.
 pub const QUERY_BLOCK: usize = 128;
 
