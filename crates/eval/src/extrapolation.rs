@@ -343,10 +343,6 @@ pub struct EvalRecord {
     pub sliding: Option<usize>,
 }
 
-fn is_fp32(p: &Precision) -> bool {
-    *p == Precision::Fp32
-}
-
 /// [`EvalRecord`] as files hold it: files of older versions name a RoPE scaling (`scaling`,
 /// `none` or `yarn4`) where newer ones have `overrides`.
 #[derive(Deserialize)]
@@ -450,7 +446,7 @@ pub struct EvalReport {
     pub warnings: Vec<String>,
     /// The number format of the dense products it ran with (absent: fp32, and in files of
     /// older versions).
-    #[serde(default, skip_serializing_if = "is_fp32")]
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
     pub precision: Precision,
 }
 

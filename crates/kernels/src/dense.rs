@@ -24,7 +24,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 
 use crate::bf16::{self, View};
-use crate::routing::{Route, Tracked, new_tensor, plain, route, shape_of, tracked, values};
+use crate::routing::{Route, Tracked, new_tensor, plain, route, scoped, shape_of, tracked, values};
 
 /// The number format of the dense matrix products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -44,6 +44,11 @@ impl Precision {
             Precision::Fp32 => "fp32",
             Precision::Bf16 => "bf16",
         }
+    }
+
+    /// Whether it is the default, fp32 (what serialisers leave out).
+    pub fn is_fp32(&self) -> bool {
+        *self == Precision::Fp32
     }
 }
 
@@ -65,10 +70,7 @@ thread_local! {
 /// Runs `f` with the dense products of the model (on this thread) in `precision`. The backward
 /// pass of an op created inside runs in the op's precision wherever it is called.
 pub fn with_precision<R>(precision: Precision, f: impl FnOnce() -> R) -> R {
-    let before = PRECISION.replace(precision);
-    let out = f();
-    PRECISION.set(before);
-    out
+    scoped(&PRECISION, precision, f)
 }
 
 /// The precision [`with_precision`] set on this thread.

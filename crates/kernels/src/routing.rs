@@ -22,9 +22,19 @@ thread_local! {
 /// Runs `f` with burn's composed ops instead of the fused kernels (on this thread): the
 /// reference the kernels are tested against, and a way to measure what they gain.
 pub fn with_composed_ops<R>(f: impl FnOnce() -> R) -> R {
-    let before = COMPOSED.replace(true);
+    scoped(&COMPOSED, true, f)
+}
+
+/// Runs `f` with this thread's `flag` set to `value`, then restores what it was: the switches
+/// the ops read ([`with_composed_ops`], [`with_precision`](crate::with_precision)).
+pub(crate) fn scoped<T: Copy, R>(
+    flag: &'static std::thread::LocalKey<Cell<T>>,
+    value: T,
+    f: impl FnOnce() -> R,
+) -> R {
+    let before = flag.replace(value);
     let out = f();
-    COMPOSED.set(before);
+    flag.set(before);
     out
 }
 

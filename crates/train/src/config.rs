@@ -93,12 +93,8 @@ pub struct TrainConfig {
     /// checkpoints and everything else stay fp32: [`ordo_model::kernels::with_precision`]).
     /// `"bf16"` needs the cpu device and a CPU with AVX512-BF16. Not written out when fp32, so
     /// configs and runs from before the option are unchanged.
-    #[serde(skip_serializing_if = "is_fp32")]
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
     pub precision: Precision,
-}
-
-fn is_fp32(p: &Precision) -> bool {
-    *p == Precision::Fp32
 }
 
 impl Default for TrainConfig {
