@@ -1,8 +1,9 @@
 //! The model's dense products (linear layers and the tied output head) and the precision they
 //! run in: [`Precision`], [`with_precision`], [`linear`], [`dense`].
 //!
-//! In fp32 (the default) these are burn's own ops, untouched, so fp32 results stay
-//! bit-identical to what they were before bf16 existed. Inside [`with_precision`]`(Bf16, ..)`
+//! In fp32 (the default) these are burn's own ops with burn-flex's products made by
+//! [`crate::matmul()`] (the same `gemm` calls without the zero fill and copy of each output), so
+//! fp32 results stay bit-identical to burn's. Inside [`with_precision`]`(Bf16, ..)`
 //! on flex, the product `x · w` is one op whose forward and backward products
 //! (`y = x w`, `dx = dy wᵀ`, `dw = xᵀ dy`) run in bf16 with fp32 sums ([`crate::bf16`]): what
 //! PyTorch's CPU autocast does to a linear layer. Everything else stays fp32: the weights (the
@@ -30,7 +31,7 @@ use crate::routing::{Route, Tracked, new_tensor, plain, route, scoped, shape_of,
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// fp32 throughout (burn's own products).
+    /// fp32 throughout (burn-flex's products, bit for bit: [`crate::matmul()`]).
     #[default]
     Fp32,
     /// bf16 operands, fp32 sums and results ([`crate::bf16::matmul`]).
@@ -96,7 +97,7 @@ pub fn bf16_runs_on(device: &Device) -> Result<(), String> {
 /// `linear.forward(x)`, its product in the current [`precision`].
 pub fn linear<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
     if precision() == Precision::Fp32 {
-        return linear.forward(x);
+        return crate::matmul::linear_fp32(linear, x);
     }
     let y = dense(x, linear.weight.val(), false);
     match &linear.bias {
@@ -110,7 +111,7 @@ pub fn linear<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
 pub fn dense<const D: usize>(x: Tensor<D>, w: Tensor<2>, transposed: bool) -> Tensor<D> {
     let fp32 = |x: Tensor<D>, w: Tensor<2>| {
         let w = if transposed { w.transpose() } else { w };
-        x.matmul(w.unsqueeze())
+        crate::matmul::matmul(x, w.unsqueeze())
     };
     if precision() == Precision::Fp32 || bf16::unit().is_err() {
         return fp32(x, w);

@@ -30,6 +30,8 @@
 //!   share) and at 500 lines too long to sit in the same file as the op, hence a directory;
 //!   its items stay reachable as `attention::{Dims, forward, backward, ...}`.
 //! - [`cpu`]: the vectorised row kernels on plain `f32` slices.
+//! - `matmul` ([`matmul()`]): burn-flex's fp32 matrix product to the bit, without the zero
+//!   fill and realignment copy burn-flex spends on every output; `dense` runs fp32 on it.
 //! - `dense` ([`linear`], [`dense()`], [`with_precision`], [`Precision`]): the model's dense
 //!   products in the run's precision, and [`bf16`]: the bf16 matrix product with fp32 sums on
 //!   AVX512-BF16 that `train.precision = "bf16"` runs them with.
@@ -44,6 +46,7 @@ mod dense;
 mod gelu;
 mod layer_norm;
 mod loss;
+mod matmul;
 mod relative;
 mod routing;
 mod softmax;
@@ -53,6 +56,7 @@ pub use dense::{Precision, bf16_runs_on, dense, linear, precision, with_precisio
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 pub use loss::{cross_entropy, fused_cross_entropy};
+pub use matmul::matmul;
 pub use relative::{relative_gather, relative_scatter};
 pub use routing::{accelerated, with_composed_ops};
 pub use softmax::softmax;

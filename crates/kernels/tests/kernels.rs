@@ -410,3 +410,157 @@ fn long_inference_runs_in_query_blocks_and_matches_burn() {
         assert_all_close(&case, &["output"], &got, &want);
     }
 }
+
+/// A linear layer `d_in -> d_out` with noise weights (and bias), on `dev`.
+fn noise_linear(
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+    seed: u64,
+    dev: &Device,
+) -> burn::nn::Linear {
+    let mut linear = burn::nn::LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .init(dev);
+    let w = TensorData::new(noise(d_in * d_out, seed, 1.0), [d_in, d_out]);
+    linear.weight = Param::from_tensor(Tensor::from_data(w, dev));
+    if bias {
+        let b = TensorData::new(noise(d_out, seed + 1, 1.0), [d_out]);
+        linear.bias = Some(Param::from_tensor(Tensor::from_data(b, dev)));
+    }
+    linear
+}
+
+/// Reads one parameter's gradient.
+type GradOf = Box<dyn Fn(&burn::tensor::Gradients) -> Vec<f32>>;
+
+fn grad_of<const D: usize>(t: Tensor<D>) -> GradOf {
+    Box::new(move |g| vals(t.grad(g).expect("a parameter gradient")))
+}
+
+/// The layer's output, and the gradients of its weight and bias.
+fn linear_out<const D: usize>(l: &burn::nn::Linear, x: Tensor<D>) -> (Tensor<D>, Vec<GradOf>) {
+    let mut params = vec![grad_of(l.weight.val())];
+    params.extend(l.bias.as_ref().map(|b| grad_of(b.val())));
+    (kernels::linear(l, x), params)
+}
+
+/// `f(x)`, and the gradients of `Σ f(x) ⊙ w` for noise `w` with respect to `x` and to the
+/// parameters `f` names, on autodiff(flex).
+fn outputs_and_grads<const D: usize>(
+    f: &dyn Fn(Tensor<D>) -> (Tensor<D>, Vec<GradOf>),
+    x: &[f32],
+    shape: [usize; D],
+) -> Vec<Vec<f32>> {
+    let dev = Device::flex().autodiff();
+    let xt = Tensor::<D>::from_data(TensorData::new(x.to_vec(), shape), &dev).require_grad();
+    let (y, params) = f(xt.clone());
+    let w = Tensor::<D>::from_data(
+        TensorData::new(noise(y.shape().num_elements(), 77, 1.0), y.dims()),
+        &dev,
+    );
+    let grads = (y.clone() * w).sum().backward();
+    let mut out = vec![vals(y), vals(xt.grad(&grads).expect("x has a gradient"))];
+    out.extend(params.iter().map(|p| p(&grads)));
+    out
+}
+
+/// burn's product and ordo's agree to the bit: values and every gradient under autodiff (ordo's
+/// against `with_composed_ops`, where `kernels::linear`, `dense` and `matmul` are burn's own
+/// ops), and the inference path's values.
+fn same_bits<const D: usize>(
+    case: &str,
+    f: &dyn Fn(Tensor<D>) -> (Tensor<D>, Vec<GradOf>),
+    shape: [usize; D],
+) {
+    let x = noise(shape.iter().product(), 5, 1.5);
+    let got = outputs_and_grads(f, &x, shape);
+    let want = with_composed_ops(|| outputs_and_grads(f, &x, shape));
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let differ = g
+            .iter()
+            .zip(w)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            differ,
+            0,
+            "{case}: result {i} differs in {differ} of {} elements",
+            g.len()
+        );
+        assert!(
+            g.iter().any(|v| v.abs() > 1e-3),
+            "{case}: result {i} all zeros"
+        );
+    }
+    let plain = Tensor::<D>::from_data(TensorData::new(x, shape), &Device::flex());
+    assert_eq!(vals(f(plain).0), got[0], "{case}: the inference path");
+}
+
+/// A noise tensor on `dev`, tracked there.
+fn param<const D: usize>(shape: [usize; D], seed: u64, dev: &Device) -> Tensor<D> {
+    let x = TensorData::new(noise(shape.iter().product(), seed, 1.0), shape);
+    let x = Tensor::from_data(x, dev);
+    if dev.is_autodiff() {
+        x.require_grad()
+    } else {
+        x
+    }
+}
+
+/// `kernels::linear`, `kernels::dense` and `kernels::matmul` (fp32) make burn-flex's products
+/// without its output's zero fill and copy: the same bits as burn's ops, forward and backward,
+/// on every path burn takes (batches folded into rows or kept; products split over threads, over
+/// the batch, or not at all; broadcast and strided operands).
+#[test]
+fn dense_products_are_burns_to_the_bit() {
+    let linear_case = |name: &str, shape: [usize; 3], d_out: usize, bias: bool| {
+        let f = move |x: Tensor<3>| {
+            linear_out(&noise_linear(shape[2], d_out, bias, 11, &x.device()), x)
+        };
+        same_bits(name, &f, shape);
+    };
+    // Rows not a multiple of 32: burn folds the batches into one [b·t, d] product.
+    linear_case("folded", [3, 5, 7], 9, true);
+    linear_case("folded, no bias", [4, 33, 24], 40, false);
+    // Rows a multiple of 32: a batch of products, one after another ...
+    linear_case("batched", [3, 64, 48], 40, true);
+    // ... split over the batch (at least 4 products, 2M multiply-adds in all) ...
+    linear_case("split over the batch", [6, 96, 128], 128, true);
+    // ... each split over the threads (192³ multiply-adds each, fewer than 4 products).
+    linear_case("split over threads", [2, 256, 256], 256, true);
+    // A 2-D input: one product (here large enough to split over the threads).
+    same_bits(
+        "2-D",
+        &|x: Tensor<2>| linear_out(&noise_linear(200, 150, true, 13, &x.device()), x),
+        [300, 200],
+    );
+    // A 4-D input, folded.
+    same_bits(
+        "4-D",
+        &|x: Tensor<4>| linear_out(&noise_linear(8, 6, true, 17, &x.device()), x),
+        [2, 3, 5, 8],
+    );
+    // The tied head: the weight read transposed (strides, no copy).
+    same_bits(
+        "dense, transposed weight",
+        &|x: Tensor<3>| {
+            let w = param([17, 24], 19, &x.device());
+            (kernels::dense(x, w.clone(), true), vec![grad_of(w)])
+        },
+        [4, 33, 24],
+    );
+    // matmul with a broadcast left operand and a strided (transposed) right one.
+    same_bits(
+        "matmul, broadcast and strided",
+        &|x: Tensor<3>| {
+            let r = param([3, 7, 6], 23, &x.device());
+            (
+                kernels::matmul(x, r.clone().swap_dims(1, 2)),
+                vec![grad_of(r)],
+            ) // [1, 5, 6] · [3, 6, 7]
+        },
+        [1, 5, 6],
+    );
+}
