@@ -116,7 +116,7 @@ impl Cope {
             .val()
             .slice_dim(0, layer..layer + 1)
             .reshape([p, dh]); // [P, dh]
-        let at = q.clone().matmul(e.transpose().unsqueeze::<4>()); // [b, h, t, P]
+        let at = ordo_kernels::matmul(q.clone(), e.transpose().unsqueeze::<4>()); // [b, h, t, P]
         let pos = self.positions(logits);
         let floor = pos.clone().detach().floor();
         let w = pos.clone() - floor.clone();
@@ -172,10 +172,7 @@ impl Positional for Cope {
     }
 
     fn scores(&self, input: &LayerInput, _ctx: &PositionContext) -> Option<Tensor<4>> {
-        let logits = input
-            .q
-            .clone()
-            .matmul(input.k.clone().swap_dims(2, 3))
+        let logits = ordo_kernels::matmul(input.q.clone(), input.k.clone().swap_dims(2, 3))
             .mul_scalar(input.scale); // [b, h, t, t]
         Some(self.term(input.q, logits, input.layer))
     }

@@ -711,7 +711,7 @@ impl Rope {
     /// stacking (the products by R's zeros are exact), and far fewer tensor operations: one
     /// matmul and three elementwise ones, with no copies for the layout or partial rotation.
     pub fn apply(&self, x: Tensor<4>, tables: &RopeTables) -> Tensor<4> {
-        let partner = x.clone().matmul(tables.rotation.clone()); // [b, h, t, dh]
+        let partner = ordo_kernels::matmul(x.clone(), tables.rotation.clone()); // [b, h, t, dh]
         x * tables.cos.clone() + partner * tables.sin.clone()
     }
 }

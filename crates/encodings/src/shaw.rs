@@ -297,7 +297,7 @@ impl RelativeTerms<'_> {
     pub fn scores_with(&self, q: &Tensor<4>, w: Tensor<2>, ctx: &PositionContext) -> Tensor<4> {
         let [b, h, t, dh] = q.dims();
         let r = w.dims()[0];
-        let qw = q.clone().reshape([b * h * t, dh]).matmul(w.transpose()); // [b*h*t, r]
+        let qw = ordo_kernels::matmul(q.clone().reshape([b * h * t, dh]), w.transpose()); // [b*h*t, r]
         let qw = qw.reshape([b * h, t, r]);
         let Some(map) = &ctx.relative else {
             let scores = ordo_kernels::relative_gather(qw, self.clip);
@@ -323,12 +323,12 @@ impl RelativeTerms<'_> {
         let Some(one_hot) = ctx.relative.as_ref().and_then(|m| m.one_hot.clone()) else {
             let per_label =
                 ordo_kernels::relative_scatter(probs.clone().reshape([b * h, t, t]), self.clip);
-            let out = per_label.reshape([b * h * t, r]).matmul(w); // [b*h*t, dh]
+            let out = ordo_kernels::matmul(per_label.reshape([b * h * t, r]), w); // [b*h*t, dh]
             return Some(out.reshape([b, h, t, dh]));
         };
         let p = probs.clone().reshape([b * h, t, t]).swap_dims(0, 1); // [tq, b*h, tk]
-        let per_label = p.matmul(one_hot); // [tq, b*h, tk] x [tq, tk, r] = [tq, b*h, r]
-        let out = per_label.reshape([t * b * h, r]).matmul(w); // [tq*b*h, dh]
+        let per_label = ordo_kernels::matmul(p, one_hot); // [tq, b*h, tk] x [tq, tk, r] = [tq, b*h, r]
+        let out = ordo_kernels::matmul(per_label.reshape([t * b * h, r]), w); // [tq*b*h, dh]
         Some(
             out.reshape([t, b * h, dh])
                 .swap_dims(0, 1)

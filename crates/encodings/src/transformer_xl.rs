@@ -154,7 +154,7 @@ impl TransformerXl {
         let d = h * dh;
         let u = Self::layer_bias(&self.content_bias, layer); // [1, h, 1, dh]
         let v = Self::layer_bias(&self.position_bias, layer);
-        let content = k.clone().matmul(u.swap_dims(2, 3)).swap_dims(2, 3); // [b, h, 1, tk]
+        let content = ordo_kernels::matmul(k.clone(), u.swap_dims(2, 3)).swap_dims(2, 3); // [b, h, 1, tk]
         // W_R's columns of head h, as [h, dh, d]: a = (q + v) W_hᵀ, [b, h, t, d].
         let w = self.project[layer]
             .weight
@@ -162,7 +162,7 @@ impl TransformerXl {
             .reshape([d, h, dh])
             .permute([1, 2, 0])
             .unsqueeze::<4>(); // [1, h, dh, d]
-        let a = (q.clone() + v).matmul(w); // [b, h, tq, d]
+        let a = ordo_kernels::matmul(q.clone() + v, w); // [b, h, tq, d]
         let half = d / 2;
         let a_sin = a.clone().slice_dim(3, 0..half);
         let a_cos = a.slice_dim(3, half..d);
@@ -175,7 +175,7 @@ impl TransformerXl {
             3,
         ); // [b, h, tq, d]
         let keys = Tensor::cat(vec![sin, cos], 3).swap_dims(2, 3); // [1, 1, d, tk]
-        rotated.matmul(keys) + content // [b, h, tq, tk]
+        ordo_kernels::matmul(rotated, keys) + content // [b, h, tq, tk]
     }
 }
 

@@ -124,13 +124,13 @@ impl Attention {
             }
             AttentionPath::Explicit => {
                 let (q, bias) = scaled(q);
-                let mut scores = q.matmul(k.swap_dims(2, 3)); // [b, h, t, t]
+                let mut scores = kernels::matmul(q, k.swap_dims(2, 3)); // [b, h, t, t]
                 if let Some(bias) = bias {
                     scores = scores + bias;
                 }
                 let probs = softmax(scores); // [b, h, t, t]
                 let dropped = self.dropout.forward(probs.clone());
-                let mut out = dropped.clone().matmul(v); // [b, h, t, dh]
+                let mut out = kernels::matmul(dropped.clone(), v); // [b, h, t, dh]
                 if let Some(term) = relative.and_then(|r| r.value_term(&dropped, layer, ctx)) {
                     out = out + term; // [b, h, t, dh]
                 }
