@@ -160,6 +160,20 @@ impl Alibi {
         self.bias_at(&Positions::contiguous(t), device)
     }
 
+    /// The bias at positions `0..t` by offset, `[h, 2t - 1]`: column `t - 1 + j - i` holds
+    /// query `i`'s bias for key `j` (the penalty depends on `j - i` alone), each value computed
+    /// as [`Alibi::bias_at`] computes it.
+    pub fn bias_by_offset(&self, t: usize, device: &Device) -> Tensor<2> {
+        let h = self.slopes.len();
+        let mut values = Vec::with_capacity(h * (2 * t - 1));
+        for &m in &self.slopes {
+            for c in 0..2 * t - 1 {
+                values.push((-m * self.penalty(t - 1, c)) as f32);
+            }
+        }
+        table_2d(values, h, 2 * t - 1, device)
+    }
+
     /// The bias `[h, t, t]` for tokens at `positions`.
     pub fn bias_at(&self, positions: &Positions, device: &Device) -> Tensor<3> {
         let (h, t, p) = (self.slopes.len(), positions.len(), positions.as_slice());
@@ -177,9 +191,22 @@ impl Alibi {
 
 impl Positional for Alibi {
     fn context(&self, positions: &Positions, device: &Device) -> PositionContext {
+        let t = positions.len();
+        // Long inference at 0..t on flex: the `2t - 1` offsets, which the attention kernel reads
+        // each row from, instead of an [h, t, t] matrix (32 MiB at 8 heads and 1024 positions).
+        let by_offset = positions.is_contiguous()
+            && t > ordo_kernels::attention::BLOCKED_FROM
+            && !device.is_autodiff()
+            && ordo_kernels::accelerated(device);
+        if by_offset {
+            return PositionContext {
+                bias_by_offset: Some(self.bias_by_offset(t, device)),
+                ..PositionContext::empty(t)
+            };
+        }
         PositionContext {
             bias: Some(self.bias_at(positions, device).unsqueeze::<4>()), // [1, h, t, t]
-            ..PositionContext::empty(positions.len())
+            ..PositionContext::empty(t)
         }
     }
 
@@ -259,6 +286,46 @@ mod tests {
                     for j in 0..t - 5 {
                         assert_eq!(at(h, i, j), at(h, i + 5, j + 5));
                     }
+                }
+            }
+        }
+    }
+
+    /// The offsets of long inference describe the matrix `bias_at` builds, to the bit, in every
+    /// mode and direction; the context hands them out only for inference beyond the kernel's
+    /// blocked length at `0..t` on flex, and the matrix everywhere else.
+    #[test]
+    fn the_bias_by_offset_is_the_matrix() {
+        let dev = Device::flex();
+        let long = ordo_kernels::attention::BLOCKED_FROM + 1;
+        for mode in [AttentionMode::Causal, AttentionMode::Bidirectional] {
+            for direction in [AlibiDirection::Symmetric, AlibiDirection::Asymmetric] {
+                let alibi = Alibi::new(4, mode, direction);
+                for t in [1, 7, 40] {
+                    let expanded = ordo_kernels::expand_offsets(alibi.bias_by_offset(t, &dev), t);
+                    let expanded: Vec<f32> = expanded.into_data().try_to_vec::<f32>().unwrap();
+                    let want = bias_values(&alibi, t);
+                    assert!(
+                        expanded
+                            .iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{mode:?} {direction:?} t {t}"
+                    );
+                }
+                let ctx = |t: usize, dev: &Device| alibi.context(&Positions::contiguous(t), dev);
+                let long_ctx = ctx(long, &dev);
+                assert!(long_ctx.bias.is_none() && long_ctx.bias_by_offset.is_some());
+                let want = bias_values(&alibi, long);
+                let dense: Vec<f32> = long_ctx
+                    .dense_bias()
+                    .unwrap()
+                    .into_data()
+                    .try_to_vec()
+                    .unwrap();
+                assert_eq!(dense, want, "{mode:?} {direction:?}: dense_bias");
+                for other in [ctx(long - 1, &dev), ctx(long, &dev.clone().autodiff())] {
+                    assert!(other.bias.is_some() && other.bias_by_offset.is_none());
                 }
             }
         }

@@ -293,6 +293,13 @@ pub struct PositionContext {
     pub seq_len: usize,
     /// Additive logit bias after scaling, `[1, h, t, t]` (ALiBi, T5, FIRE).
     pub bias: Option<Tensor<4>>,
+    /// The same bias given by its `2t - 1` offsets instead, `[h, 2t - 1]` (the bias of query
+    /// `i`, key `j` at column `t - 1 + j - i`), where it depends on `j - i` alone and a
+    /// `[h, t, t]` matrix would be large: ALiBi sets it instead of `bias` for inference beyond
+    /// `ordo_kernels::attention::BLOCKED_FROM` positions at `0..t` on flex, where the attention
+    /// kernel reads each row from it ([`ordo_kernels::attention_by_offset`]); everywhere else
+    /// the model builds the matrix from it ([`PositionContext::dense_bias`]).
+    pub bias_by_offset: Option<Tensor<2>>,
     /// RoPE's cos/sin tables and pair rotation.
     pub rope: Option<RopeTables>,
     /// Shaw's map from (query, key) to clipped offset label ([`RelativeMap`]), when the
@@ -309,10 +316,21 @@ impl PositionContext {
         Self {
             seq_len,
             bias: None,
+            bias_by_offset: None,
             rope: None,
             relative: None,
             own: Vec::new(),
         }
+    }
+
+    /// The additive bias as a `[1, h, t, t]` matrix: `bias`, or the one `bias_by_offset`
+    /// describes (a constant, the same values).
+    pub fn dense_bias(&self) -> Option<Tensor<4>> {
+        self.bias.clone().or_else(|| {
+            self.bias_by_offset
+                .clone()
+                .map(|offsets| ordo_kernels::expand_offsets(offsets, self.seq_len))
+        })
     }
 }
 

@@ -51,7 +51,7 @@ mod relative;
 mod routing;
 mod softmax;
 
-pub use attention::{RelativeTables, attention};
+pub use attention::{RelativeTables, attention, attention_by_offset, expand_offsets};
 pub use dense::{Precision, bf16_runs_on, dense, linear, precision, with_precision};
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;

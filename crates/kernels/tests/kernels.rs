@@ -564,3 +564,53 @@ fn dense_products_are_burns_to_the_bit() {
         [1, 5, 6],
     );
 }
+
+/// A bias given by its offsets gives the kernel's long inference the same output, to the bit, as
+/// the `[1, h, t, t]` matrix it describes; short sequences and autodiff take the matrix itself.
+#[test]
+fn a_bias_by_offset_is_its_matrix_to_the_bit() {
+    use ordo_kernels::attention::kernel::{BLOCKED_FROM, QUERY_BLOCK};
+    let long = BLOCKED_FROM + QUERY_BLOCK / 2 + 3;
+    for (t, hb, causal) in [
+        (long, 2, true),
+        (long, 1, false),
+        (long, 2, false),
+        (9, 2, true),
+    ] {
+        let dims = [2, 2, t, 8];
+        let offsets = noise(hb * (2 * t - 1), 31, 2.0);
+        for dev in [Device::flex(), Device::flex().autodiff()] {
+            let [q, k, v] = projections(&dev, dims, 11).map(|x| heads(x, 2));
+            let table =
+                || Tensor::<2>::from_data(TensorData::new(offsets.clone(), [hb, 2 * t - 1]), &dev);
+            let scale = 8f32.powf(-0.5);
+            let got = kernels::attention_by_offset(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                table(),
+                scale,
+                causal,
+            );
+            let matrix = kernels::expand_offsets(table(), t);
+            // The matrix: entry (i, j) is column t - 1 + j - i.
+            let m = vals(matrix.clone());
+            assert_eq!(m[(t - 1) * t], offsets[0], "(t-1, 0)");
+            assert_eq!(m[t - 1], offsets[2 * t - 2], "(0, t-1)");
+            assert_eq!(m[5 * t + 5], offsets[t - 1], "(5, 5)");
+            let want = kernels::attention(q, k, v, Some(matrix), None, scale, causal);
+            let case = format!(
+                "t {t}, {hb} bias rows, causal {causal}, autodiff {}",
+                dev.is_autodiff()
+            );
+            let (got, want) = (vals(got), vals(want));
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{case}"
+            );
+            assert!(got.iter().any(|x| x.abs() > 1e-3), "{case}: all zeros");
+        }
+    }
+}

@@ -88,10 +88,18 @@ impl Attention {
             scale,
         };
         let own = scheme.scores(&input, ctx); // [b or 1, h, t, t]
-        let layer_bias = plus_bias(own, pass.bias);
+        let relative = scheme.relative();
+        // A bias by offset goes to the kernel as it is when nothing joins it; else as the matrix.
+        let offsets = pass
+            .bias_by_offset
+            .filter(|_| own.is_none() && relative.is_none());
+        let dense = pass
+            .bias_by_offset
+            .filter(|_| offsets.is_none())
+            .map(|o| kernels::expand_offsets(o.clone(), t));
+        let layer_bias = plus_bias(own, dense.as_ref().or(pass.bias));
         let layer_bias = layer_bias.as_ref();
 
-        let relative = scheme.relative();
         // The fused and explicit paths: 1/√dh applied to q [b, h, t, dh] rather than to the
         // larger scores [b, h, t, t], then the relative key term (linear in q) and the bias.
         let scaled = |q: Tensor<4>| {
@@ -113,7 +121,12 @@ impl Attention {
                 };
                 let bias = plus_bias(key_term, layer_bias);
                 let causal = pass.mode == AttentionMode::Causal;
-                let out = attention_core(q, k, v, bias, tables, scale as f32, causal); // [b, t, d]
+                let out = match offsets {
+                    Some(o) => {
+                        kernels::attention_by_offset(q, k, v, o.clone(), scale as f32, causal)
+                    }
+                    None => attention_core(q, k, v, bias, tables, scale as f32, causal),
+                }; // [b, t, d]
                 (kernels::linear(&self.out, out), None)
             }
             AttentionPath::BurnFused => {
@@ -201,6 +214,9 @@ struct Pass<'a> {
     /// `[b or 1, h or 1, t, t]`: position bias plus masks; `None` when there is neither, and
     /// without the causal part of the mask when the path hides future keys itself.
     bias: Option<&'a Tensor<4>>,
+    /// The position bias by offset (`[h, 2t - 1]`, see `PositionContext::bias_by_offset`)
+    /// where it replaces the matrix: the kernel path with no mask; then `bias` is `None`.
+    bias_by_offset: Option<&'a Tensor<2>>,
     path: AttentionPath,
     mode: AttentionMode,
 }
@@ -459,7 +475,17 @@ impl Transformer {
         let path = AttentionPath::choose(keep, self.dropout.prob, &device, scheme, &ctx);
         let causal = self.mode == AttentionMode::Causal && !path.hides_future_keys();
         let mask = self.mask_bias(&batch.lengths, t, causal, &device); // [b or 1, 1, t, t]
-        let bias = match (&ctx.bias, mask) {
+        // A bias by offset (ALiBi's, long inference) reaches the kernel path as it is where no
+        // mask joins it; otherwise it is the `[1, h, t, t]` matrix, as every other bias.
+        let bias_by_offset = ctx
+            .bias_by_offset
+            .as_ref()
+            .filter(|_| mask.is_none() && path == AttentionPath::Kernel);
+        let pos_bias = match bias_by_offset {
+            Some(_) => None,
+            None => ctx.dense_bias(),
+        };
+        let bias = match (&pos_bias, mask) {
             (Some(pos_bias), Some(mask)) => Some(pos_bias.clone() + mask), // [b or 1, h, t, t]
             (pos_bias, mask) => mask.or_else(|| pos_bias.clone()),
         };
@@ -468,6 +494,7 @@ impl Transformer {
             pos: &self.pos,
             ctx: &ctx,
             bias: bias.as_ref(),
+            bias_by_offset,
             path,
             mode: self.mode,
         };

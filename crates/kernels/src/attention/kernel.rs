@@ -82,7 +82,9 @@ impl Operand<'_> {
     }
 }
 
-/// An additive `[b or 1, h or 1, t, t]` bias, contiguous.
+/// An additive `[b or 1, h or 1, t, t]` bias, contiguous; or, `by_offset`, one that depends on
+/// the key's offset from the query only, `[b or 1, h or 1, 2t - 1]`: the bias of query `i` and
+/// key `j` at `t - 1 + j - i` (row `i` is then the slice from `t - 1 - i`).
 #[derive(Debug, Clone, Copy)]
 pub struct Bias<'a> {
     pub data: &'a [f32],
@@ -90,11 +92,31 @@ pub struct Bias<'a> {
     pub per_sequence: bool,
     /// ... and one per head.
     pub per_head: bool,
+    /// Whether each matrix is given by its `2t - 1` offsets (only for the blocked inference of
+    /// [`forward`]: no probabilities, no relative terms, `t` > [`BLOCKED_FROM`]).
+    pub by_offset: bool,
 }
 
 impl Bias<'_> {
     fn matrices(&self, dims: Dims) -> usize {
         (if self.per_sequence { dims.b } else { 1 }) * (if self.per_head { dims.h } else { 1 })
+    }
+
+    /// Elements of one matrix.
+    fn matrix_len(&self, t: usize) -> usize {
+        if self.by_offset { 2 * t - 1 } else { t * t }
+    }
+
+    /// Pair `n`'s matrix.
+    fn matrix(&self, n: usize, dims: Dims) -> &[f32] {
+        let len = self.matrix_len(dims.t);
+        &self.data[self.index(n, dims) * len..][..len]
+    }
+
+    /// Row `i` of a matrix (from [`Bias::matrix`]), its first `keys` entries.
+    fn row<'m>(&self, matrix: &'m [f32], i: usize, t: usize, keys: usize) -> &'m [f32] {
+        let start = if self.by_offset { t - 1 - i } else { i * t };
+        &matrix[start..start + keys]
     }
 
     /// Index of pair `n`'s matrix.
@@ -233,7 +255,6 @@ fn forward_blocked(
     out: &mut [f32],
 ) {
     let Dims { h, t, dh, .. } = dims;
-    let tt = t * t;
     let d = dims.d() as isize;
     let out_ptr = Shared(out.as_mut_ptr());
     (0..dims.pairs()).into_par_iter().for_each_init(
@@ -241,7 +262,7 @@ fn forward_blocked(
         |scores, n| {
             let o = out_ptr.at(dims.merged_offset(n));
             let (qn, kn, vn) = (q.pair(n, h), k.pair(n, h), v.pair(n, h));
-            let b = bias.map(|b| &b.data[b.index(n, dims) * tt..][..tt]);
+            let b = bias.as_ref().map(|b| (b, b.matrix(n, dims)));
             for i0 in (0..t).step_by(QUERY_BLOCK) {
                 let rows = QUERY_BLOCK.min(t - i0);
                 let keys = if causal { i0 + rows } else { t };
@@ -264,7 +285,8 @@ fn forward_blocked(
                     if causal {
                         row[i + 1..].fill(f32::NEG_INFINITY);
                     }
-                    cpu::softmax_rows_in_place(row, b.map(|b| &b[i * t..i * t + keys]), keys);
+                    let bias_row = b.map(|(b, m)| b.row(m, i, t, keys));
+                    cpu::softmax_rows_in_place(row, bias_row, keys);
                 }
                 // SAFETY: as above.
                 unsafe {
@@ -304,7 +326,7 @@ pub fn forward(
     if let Some(bias) = &bias {
         assert_eq!(
             bias.data.len(),
-            bias.matrices(dims) * tt,
+            bias.matrices(dims) * bias.matrix_len(t),
             "attention: bias size"
         );
     }
@@ -314,6 +336,10 @@ pub fn forward(
         forward_blocked(dims, scale, q, k, v, bias, causal, out);
         return;
     }
+    assert!(
+        !bias.is_some_and(|b| b.by_offset),
+        "attention: a bias by offset only for inference beyond {BLOCKED_FROM} positions"
+    );
     let d = dims.d() as isize;
     let out_ptr = Shared(out.as_mut_ptr());
     let probs = probs.map(|p| {
@@ -590,6 +616,7 @@ pub fn backward(
 pub fn reduce_bias(dims: Dims, per_sequence: bool, per_head: bool, dscores: &[f32]) -> Vec<f32> {
     let tt = dims.t * dims.t;
     let layout = Bias {
+        by_offset: false,
         data: &[],
         per_sequence,
         per_head,

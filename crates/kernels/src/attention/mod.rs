@@ -18,7 +18,9 @@ use crate::routing::{Route, Tracked, lift, new_tensor, plain, route, shape_of, v
 
 pub mod kernel;
 
-pub use kernel::{Bias, Dims, Grads, Operand, Relative, backward, forward, reduce_bias};
+pub use kernel::{
+    BLOCKED_FROM, Bias, Dims, Grads, Operand, Relative, backward, forward, reduce_bias,
+};
 
 /// A `[b, h, t, dh]` flex tensor as a kernel operand (a copy only for negative strides, which
 /// the model never makes).
@@ -165,6 +167,7 @@ fn attention_forward(
                 data,
                 per_sequence: *per_sequence,
                 per_head: *per_head,
+                by_offset: false,
             }),
         relative_view(&tables),
         x.causal,
@@ -384,4 +387,94 @@ pub fn attention(
             Tensor::from_primitive::<Tracked>(out)
         }
     }
+}
+
+/// The `[1, hb, t, t]` matrix of a bias given by offsets (`[hb, 2t - 1]`, see
+/// [`attention_by_offset`]): entry `(i, j)` is column `t - 1 + j - i`. A constant (no gradient
+/// reaches `offsets` through it), on `offsets`' device.
+pub fn expand_offsets(offsets: Tensor<2>, t: usize) -> Tensor<4> {
+    let [hb, width] = offsets.dims();
+    assert_eq!(
+        width,
+        2 * t - 1,
+        "attention: offsets must be [h or 1, 2t - 1]"
+    );
+    let device = offsets.device();
+    let v = offsets
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 offsets");
+    let mut dense = Vec::with_capacity(hb * t * t);
+    for row in v.chunks_exact(width) {
+        for i in 0..t {
+            dense.extend_from_slice(&row[t - 1 - i..][..t]);
+        }
+    }
+    Tensor::from_data(TensorData::new(dense, [1, hb, t, t]), &device)
+}
+
+/// [`attention`] without relative terms, for inference with a bias that depends only on the
+/// key's offset from the query: `offsets` `[h or 1, 2t - 1]`, the bias of query `i` and key `j`
+/// at column `t - 1 + j - i` (ALiBi at positions `0..t`). On flex (no autodiff) beyond
+/// [`BLOCKED_FROM`] positions the kernel reads each query's row of the bias from it, so no
+/// `[h, t, t]` matrix exists; otherwise the matrix is built ([`expand_offsets`], the same
+/// values) and [`attention`] runs. Either way the same numbers, to the bit.
+pub fn attention_by_offset(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    offsets: Tensor<2>,
+    scale: f32,
+    causal: bool,
+) -> Tensor<3> {
+    let t = q.dims()[2];
+    let plain_route = [&q, &k, &v]
+        .into_iter()
+        .map(route)
+        .all(|r| r == Route::Plain)
+        && route(&offsets) == Route::Plain;
+    if !plain_route || t <= BLOCKED_FROM {
+        let bias = expand_offsets(offsets, t);
+        return attention(q, k, v, Some(bias), None, scale, causal);
+    }
+    let (q, k, v, offsets) = (plain(q), plain(k), plain(v), plain(offsets));
+    let dims = attention_dims(&q);
+    for (x, name) in [(&k, "k"), (&v, "v")] {
+        assert_eq!(
+            attention_dims(x),
+            dims,
+            "attention: `{name}` must have q's shape"
+        );
+    }
+    let s = shape_of(&offsets);
+    let hb = s[0];
+    assert!(
+        (hb == 1 || hb == dims.h) && s[1] == 2 * t - 1,
+        "attention: offsets must be [{} or 1, {}], got {s:?}",
+        dims.h,
+        2 * t - 1
+    );
+    let ((q, qs), (k, ks), (v, vs)) = (operand(&q), operand(&k), operand(&v));
+    let data = values(&offsets);
+    let kernel::Dims { b, h, dh, .. } = dims;
+    let mut out = vec![0.0; b * t * h * dh];
+    kernel::forward(
+        dims,
+        scale,
+        operand_view(&q, qs),
+        operand_view(&k, ks),
+        operand_view(&v, vs),
+        Some(kernel::Bias {
+            data: &data,
+            per_sequence: false,
+            per_head: hb != 1,
+            by_offset: true,
+        }),
+        None,
+        causal,
+        None,
+        &mut out,
+    );
+    Tensor::from_primitive::<Flex>(new_tensor(out, Shape::new([b, t, h * dh])))
 }
