@@ -192,13 +192,7 @@ impl Alibi {
 impl Positional for Alibi {
     fn context(&self, positions: &Positions, device: &Device) -> PositionContext {
         let t = positions.len();
-        // Long inference at 0..t on flex: the `2t - 1` offsets, which the attention kernel reads
-        // each row from, instead of an [h, t, t] matrix (32 MiB at 8 heads and 1024 positions).
-        let by_offset = positions.is_contiguous()
-            && t > ordo_kernels::attention::BLOCKED_FROM
-            && !device.is_autodiff()
-            && ordo_kernels::accelerated(device);
-        if by_offset {
+        if crate::bias_by_offset_pays(positions, device) {
             return PositionContext {
                 bias_by_offset: Some(self.bias_by_offset(t, device)),
                 ..PositionContext::empty(t)

@@ -295,7 +295,7 @@ pub struct PositionContext {
     pub bias: Option<Tensor<4>>,
     /// The same bias given by its `2t - 1` offsets instead, `[h, 2t - 1]` (the bias of query
     /// `i`, key `j` at column `t - 1 + j - i`), where it depends on `j - i` alone and a
-    /// `[h, t, t]` matrix would be large: ALiBi sets it instead of `bias` for inference beyond
+    /// `[h, t, t]` matrix would be large: ALiBi and T5 set it instead of `bias` for inference beyond
     /// `ordo_kernels::attention::BLOCKED_FROM` positions at `0..t` on flex, where the attention
     /// kernel reads each row from it ([`ordo_kernels::attention_by_offset`]); everywhere else
     /// the model builds the matrix from it ([`PositionContext::dense_bias`]).
@@ -609,6 +609,17 @@ impl PositionalEncoding {
 }
 
 /// Host-side helper: a `[rows, cols]` f32 table as a tensor.
+/// Whether a bias that depends on `j - i` alone is better given by its offsets
+/// ([`PositionContext::bias_by_offset`]) than as a matrix: inference on flex at positions `0..t`
+/// beyond the attention kernel's blocked length, where a `[h, t, t]` matrix is large (32 MiB
+/// at 8 heads and 1024 positions) and the kernel reads each row from the offsets instead.
+pub(crate) fn bias_by_offset_pays(positions: &Positions, device: &Device) -> bool {
+    positions.is_contiguous()
+        && positions.len() > ordo_kernels::attention::BLOCKED_FROM
+        && !device.is_autodiff()
+        && ordo_kernels::accelerated(device)
+}
+
 pub(crate) fn table_2d(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
     assert_eq!(
         values.len(),

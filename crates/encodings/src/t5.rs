@@ -222,6 +222,20 @@ impl T5Bias {
         self.bias_at(&Positions::contiguous(t), device)
     }
 
+    /// The bias at positions `0..t` by offset, `[h, 2t - 1]`: column `t - 1 + j - i` holds the
+    /// table's entry for the bucket of `j - i` (what [`T5Bias::bias_at`] puts at `(i, j)`).
+    pub fn bias_by_offset(&self, t: usize, device: &Device) -> Tensor<2> {
+        let bidirectional = self.mode == AttentionMode::Bidirectional;
+        let idx: Vec<i64> = (0..2 * t - 1)
+            .map(|c| {
+                let offset = c as i64 - (t as i64 - 1);
+                bucket(offset, bidirectional, self.num_buckets(), self.max_distance) as i64
+            })
+            .collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [2 * t - 1]), device);
+        self.table.val().select(0, idx).transpose() // [h, 2t - 1]
+    }
+
     /// The bias `[h, t, t]` for tokens at `positions`.
     pub fn bias_at(&self, positions: &Positions, device: &Device) -> Tensor<3> {
         let (h, t) = (self.table.dims()[1], positions.len());
@@ -241,9 +255,16 @@ impl T5Bias {
 
 impl Positional for T5Bias {
     fn context(&self, positions: &Positions, device: &Device) -> PositionContext {
+        let t = positions.len();
+        if crate::bias_by_offset_pays(positions, device) {
+            return PositionContext {
+                bias_by_offset: Some(self.bias_by_offset(t, device)),
+                ..PositionContext::empty(t)
+            };
+        }
         PositionContext {
             bias: Some(self.bias_at(positions, device).unsqueeze::<4>()), // [1, h, t, t]
-            ..PositionContext::empty(positions.len())
+            ..PositionContext::empty(t)
         }
     }
 
@@ -358,6 +379,33 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The offsets of long inference describe the matrix `bias_at` builds, to the bit; the
+    /// context hands them out only for inference beyond the kernel's blocked length at `0..t`
+    /// on flex (training needs the table's gradient through the matrix).
+    #[test]
+    fn the_bias_by_offset_is_the_matrix() {
+        let dev = Device::flex();
+        let long = ordo_kernels::attention::BLOCKED_FROM + 1;
+        for mode in [AttentionMode::Causal, AttentionMode::Bidirectional] {
+            let t5 = T5Bias::new(16, 32, 3, 12f64.powf(-0.5), mode, &dev);
+            let values = |x: Tensor<4>| x.into_data().try_to_vec::<f32>().unwrap();
+            for t in [1, 7, 40, long] {
+                let expanded = ordo_kernels::expand_offsets(t5.bias_by_offset(t, &dev), t);
+                assert_eq!(
+                    values(expanded),
+                    values(t5.bias(t, &dev).unsqueeze()),
+                    "{mode:?} t {t}"
+                );
+            }
+            let ctx = |t: usize, dev: &Device| t5.context(&Positions::contiguous(t), dev);
+            let long_ctx = ctx(long, &dev);
+            assert!(long_ctx.bias.is_none() && long_ctx.bias_by_offset.is_some());
+            for other in [ctx(long - 1, &dev), ctx(long, &dev.clone().autodiff())] {
+                assert!(other.bias.is_some() && other.bias_by_offset.is_none());
             }
         }
     }

@@ -53,6 +53,19 @@ fn attention_dims(q: &FlexTensor) -> kernel::Dims {
     }
 }
 
+/// The dimensions of `q`, checked to be those of `k` and `v`.
+fn qkv_dims(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> kernel::Dims {
+    let dims = attention_dims(q);
+    for (x, name) in [(k, "k"), (v, "v")] {
+        assert_eq!(
+            attention_dims(x),
+            dims,
+            "attention: `{name}` must have q's shape"
+        );
+    }
+    dims
+}
+
 /// Which dimensions of a `[b or 1, h or 1, t, t]` bias are not broadcast.
 fn bias_layout(bias: &FlexTensor, dims: kernel::Dims) -> (bool, bool) {
     let s = shape_of(bias);
@@ -137,14 +150,7 @@ fn attention_forward(
     scale: f32,
     tracked: bool,
 ) -> (FlexTensor, AttentionState) {
-    let dims = attention_dims(x.q);
-    for (t, name) in [(x.k, "k"), (x.v, "v")] {
-        assert_eq!(
-            attention_dims(t),
-            dims,
-            "attention: `{name}` must have q's shape"
-        );
-    }
+    let dims = qkv_dims(x.q, x.k, x.v);
     let ((q, qs), (k, ks), (v, vs)) = (operand(x.q), operand(x.k), operand(x.v));
     let bias = x.bias.map(|b| (b, bias_layout(b, dims)));
     let bias_values = bias.as_ref().map(|(b, _)| values(b));
@@ -439,14 +445,7 @@ pub fn attention_by_offset(
         return attention(q, k, v, Some(bias), None, scale, causal);
     }
     let (q, k, v, offsets) = (plain(q), plain(k), plain(v), plain(offsets));
-    let dims = attention_dims(&q);
-    for (x, name) in [(&k, "k"), (&v, "v")] {
-        assert_eq!(
-            attention_dims(x),
-            dims,
-            "attention: `{name}` must have q's shape"
-        );
-    }
+    let dims = qkv_dims(&q, &k, &v);
     let s = shape_of(&offsets);
     let hb = s[0];
     assert!(
