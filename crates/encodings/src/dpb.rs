@@ -125,6 +125,18 @@ impl Dpb {
         self.out.forward(x)
     }
 
+    /// The bias at positions `0..t` by offset, `[h, 2t - 1]`: column `t - 1 + j - i` holds the
+    /// MLP at `i - j`. At `0..t` the distinct offsets [`Dpb::bias_at`] feeds the MLP are all of
+    /// `-(t-1)..=t-1` in this order, so the MLP sees the same input and gives the same bits.
+    pub fn bias_by_offset(&self, t: usize, device: &Device) -> Tensor<2> {
+        let last = t as i64 - 1;
+        let table = self.at_offsets(&(-last..=last).collect::<Vec<_>>(), device); // [2t - 1, h]
+        // Column c is i - j = t - 1 - c: the table's row 2t - 2 - c.
+        let rows: Vec<i64> = (0..=2 * last).rev().collect();
+        let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [2 * t - 1]), device);
+        table.select(0, rows).transpose() // [h, 2t - 1]
+    }
+
     /// The bias `[h, t, t]` for tokens at `positions`: the MLP at each distinct offset
     /// `i - j` present, looked up per pair.
     pub fn bias_at(&self, positions: &Positions, device: &Device) -> Tensor<3> {
@@ -149,9 +161,16 @@ impl Dpb {
 
 impl Positional for Dpb {
     fn context(&self, positions: &Positions, device: &Device) -> PositionContext {
+        let t = positions.len();
+        if crate::bias_by_offset_pays(positions, device) {
+            return PositionContext {
+                bias_by_offset: Some(self.bias_by_offset(t, device)),
+                ..PositionContext::empty(t)
+            };
+        }
         PositionContext {
             bias: Some(self.bias_at(positions, device).unsqueeze::<4>()), // [1, h, t, t]
-            ..PositionContext::empty(positions.len())
+            ..PositionContext::empty(t)
         }
     }
 
@@ -251,5 +270,41 @@ mod tests {
         assert_eq!(a[3 * 4], direct[0]);
         assert_eq!(a[3], direct[2]);
         assert_eq!(a[16 + 3], direct[3]);
+    }
+
+    /// The offsets of long inference describe the matrix `bias_at` builds, to the bit, and the
+    /// context hands them out only for inference beyond the kernel's blocked length on flex.
+    #[test]
+    fn the_bias_by_offset_is_the_matrix() {
+        let dev = Device::flex();
+        let long = ordo_kernels::attention::BLOCKED_FROM + 1;
+        for log_distance in [false, true] {
+            let dims = EncodingDims {
+                d_model: 8,
+                n_heads: 2,
+                n_layers: 1,
+                mode: AttentionMode::Causal,
+            };
+            let dpb = DpbConfig {
+                log_distance,
+                ..DpbConfig::default()
+            }
+            .init(&dims, &dev);
+            let values = |x: Tensor<4>| x.into_data().try_to_vec::<f32>().unwrap();
+            for t in [1, 7, 40, long] {
+                let expanded = ordo_kernels::expand_offsets(dpb.bias_by_offset(t, &dev), t);
+                let want = dpb.bias_at(&Positions::contiguous(t), &dev).unsqueeze();
+                let (got, want) = (values(expanded), values(want));
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "log {log_distance} t {t}"
+                );
+            }
+            let ctx = |t: usize, dev: &Device| dpb.context(&Positions::contiguous(t), dev);
+            assert!(ctx(long, &dev).bias_by_offset.is_some() && ctx(long, &dev).bias.is_none());
+            assert!(ctx(long - 1, &dev).bias.is_some());
+        }
     }
 }

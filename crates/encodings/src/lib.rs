@@ -295,10 +295,11 @@ pub struct PositionContext {
     pub bias: Option<Tensor<4>>,
     /// The same bias given by its `2t - 1` offsets instead, `[h, 2t - 1]` (the bias of query
     /// `i`, key `j` at column `t - 1 + j - i`), where it depends on `j - i` alone and a
-    /// `[h, t, t]` matrix would be large: ALiBi and T5 set it instead of `bias` for inference beyond
-    /// `ordo_kernels::attention::BLOCKED_FROM` positions at `0..t` on flex, where the attention
-    /// kernel reads each row from it ([`ordo_kernels::attention_by_offset`]); everywhere else
-    /// the model builds the matrix from it ([`PositionContext::dense_bias`]).
+    /// `[h, t, t]` matrix would be large: ALiBi, T5 and DPB set it instead of `bias` for
+    /// inference beyond `ordo_kernels::attention::BLOCKED_FROM` positions at `0..t` on flex
+    /// (`bias_by_offset_pays`), where the attention kernel reads each row from it
+    /// ([`ordo_kernels::attention_by_offset`]); everywhere else the model builds the matrix from
+    /// it ([`PositionContext::dense_bias`]).
     pub bias_by_offset: Option<Tensor<2>>,
     /// RoPE's cos/sin tables and pair rotation.
     pub rope: Option<RopeTables>,
