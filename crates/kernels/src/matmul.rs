@@ -212,9 +212,10 @@ pub(crate) fn product(lhs: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
     new_tensor(out, Shape::from(shape))
 }
 
-/// `lhs.matmul(rhs)` with burn-flex's products made without zero fill (the module's `product`), forward and backward; burn's own op
-/// off flex, under gradient checkpointing, inside [`with_composed_ops`](crate::with_composed_ops),
-/// and where one operand is tracked and the other not.
+/// `lhs.matmul(rhs)`, its products (forward and backward) burn-flex's made without the zero
+/// fill and copy (the module's `product`); burn's own op off flex, under gradient
+/// checkpointing, inside [`with_composed_ops`](crate::with_composed_ops), and where one operand
+/// is tracked and the other not.
 pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
     let route = match (route(&lhs), route(&rhs)) {
         (a, b) if a == b => a,
