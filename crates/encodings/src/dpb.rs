@@ -161,17 +161,12 @@ impl Dpb {
 
 impl Positional for Dpb {
     fn context(&self, positions: &Positions, device: &Device) -> PositionContext {
-        let t = positions.len();
-        if crate::bias_by_offset_pays(positions, device) {
-            return PositionContext {
-                bias_by_offset: Some(self.bias_by_offset(t, device)),
-                ..PositionContext::empty(t)
-            };
-        }
-        PositionContext {
-            bias: Some(self.bias_at(positions, device).unsqueeze::<4>()), // [1, h, t, t]
-            ..PositionContext::empty(t)
-        }
+        crate::offset_bias_context(
+            positions,
+            device,
+            |t| self.bias_by_offset(t, device),
+            || self.bias_at(positions, device),
+        )
     }
 
     fn figures(&self, view: &View, device: &Device) -> Vec<Figure> {

@@ -297,7 +297,7 @@ pub struct PositionContext {
     /// `i`, key `j` at column `t - 1 + j - i`), where it depends on `j - i` alone and a
     /// `[h, t, t]` matrix would be large: ALiBi, T5 and DPB set it instead of `bias` for
     /// inference beyond `ordo_kernels::attention::BLOCKED_FROM` positions at `0..t` on flex
-    /// (`bias_by_offset_pays`), where the attention kernel reads each row from it
+    /// (`offset_bias_context`), where the attention kernel reads each row from it
     /// ([`ordo_kernels::attention_by_offset`]); everywhere else the model builds the matrix from
     /// it ([`PositionContext::dense_bias`]).
     pub bias_by_offset: Option<Tensor<2>>,
@@ -610,15 +610,33 @@ impl PositionalEncoding {
 }
 
 /// Host-side helper: a `[rows, cols]` f32 table as a tensor.
-/// Whether a bias that depends on `j - i` alone is better given by its offsets
-/// ([`PositionContext::bias_by_offset`]) than as a matrix: inference on flex at positions `0..t`
-/// beyond the attention kernel's blocked length, where a `[h, t, t]` matrix is large (32 MiB
-/// at 8 heads and 1024 positions) and the kernel reads each row from the offsets instead.
-pub(crate) fn bias_by_offset_pays(positions: &Positions, device: &Device) -> bool {
-    positions.is_contiguous()
-        && positions.len() > ordo_kernels::attention::BLOCKED_FROM
+/// The context of a scheme whose one table is a bias that depends on `j - i` alone (ALiBi, T5,
+/// DPB): its offsets ([`PositionContext::bias_by_offset`], from `by_offset(t)`) for inference on
+/// flex at positions `0..t` beyond the attention kernel's blocked length, where a `[h, t, t]`
+/// matrix is large (32 MiB at 8 heads and 1024 positions) and the kernel reads each row from
+/// the offsets instead; the `[h, t, t]` matrix (`matrix()`) everywhere else.
+pub(crate) fn offset_bias_context(
+    positions: &Positions,
+    device: &Device,
+    by_offset: impl FnOnce(usize) -> Tensor<2>,
+    matrix: impl FnOnce() -> Tensor<3>,
+) -> PositionContext {
+    let t = positions.len();
+    let pays = positions.is_contiguous()
+        && t > ordo_kernels::attention::BLOCKED_FROM
         && !device.is_autodiff()
-        && ordo_kernels::accelerated(device)
+        && ordo_kernels::accelerated(device);
+    if pays {
+        PositionContext {
+            bias_by_offset: Some(by_offset(t)),
+            ..PositionContext::empty(t)
+        }
+    } else {
+        PositionContext {
+            bias: Some(matrix().unsqueeze::<4>()), // [1, h, t, t]
+            ..PositionContext::empty(t)
+        }
+    }
 }
 
 pub(crate) fn table_2d(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {

@@ -53,23 +53,19 @@ fn attention_dims(q: &FlexTensor) -> kernel::Dims {
     }
 }
 
-/// The dimensions of `q`, checked to be those of `k` and `v`.
-fn qkv_dims(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> kernel::Dims {
-    let dims = attention_dims(q);
-    for (x, name) in [(k, "k"), (v, "v")] {
-        assert_eq!(
-            attention_dims(x),
-            dims,
-            "attention: `{name}` must have q's shape"
-        );
-    }
-    dims
-}
-
-/// Which dimensions of a `[b or 1, h or 1, t, t]` bias are not broadcast.
-fn bias_layout(bias: &FlexTensor, dims: kernel::Dims) -> (bool, bool) {
+/// Which dimensions of a `[b or 1, h or 1, t, t]` bias (`by_offset`: a `[h or 1, 2t - 1]` one,
+/// see [`attention_by_offset`]) are not broadcast.
+fn bias_layout(bias: &FlexTensor, dims: kernel::Dims, by_offset: bool) -> (bool, bool) {
     let s = shape_of(bias);
     let (t, b, h) = (dims.t, dims.b, dims.h);
+    if by_offset {
+        assert!(
+            s.num_dims() == 2 && (s[0] == 1 || s[0] == h) && s[1] == 2 * t - 1,
+            "attention: offsets must be [{h} or 1, {}], got {s:?}",
+            2 * t - 1
+        );
+        return (false, s[0] != 1);
+    }
     assert!(
         s.num_dims() == 4
             && (s[0] == 1 || s[0] == b)
@@ -127,6 +123,8 @@ struct AttentionInputs<'a> {
     k: &'a FlexTensor,
     v: &'a FlexTensor,
     bias: Option<&'a FlexTensor>,
+    /// Whether `bias` is given by offsets ([`attention_by_offset`]).
+    by_offset: bool,
     relative: Option<RelativeTables<&'a FlexTensor>>,
     causal: bool,
 }
@@ -150,9 +148,16 @@ fn attention_forward(
     scale: f32,
     tracked: bool,
 ) -> (FlexTensor, AttentionState) {
-    let dims = qkv_dims(x.q, x.k, x.v);
+    let dims = attention_dims(x.q);
+    for (t, name) in [(x.k, "k"), (x.v, "v")] {
+        assert_eq!(
+            attention_dims(t),
+            dims,
+            "attention: `{name}` must have q's shape"
+        );
+    }
     let ((q, qs), (k, ks), (v, vs)) = (operand(x.q), operand(x.k), operand(x.v));
-    let bias = x.bias.map(|b| (b, bias_layout(b, dims)));
+    let bias = x.bias.map(|b| (b, bias_layout(b, dims, x.by_offset)));
     let bias_values = bias.as_ref().map(|(b, _)| values(b));
     let tables = x
         .relative
@@ -173,7 +178,7 @@ fn attention_forward(
                 data,
                 per_sequence: *per_sequence,
                 per_head: *per_head,
-                by_offset: false,
+                by_offset: x.by_offset,
             }),
         relative_view(&tables),
         x.causal,
@@ -336,6 +341,7 @@ pub fn attention(
                 k: &k,
                 v: &v,
                 bias: bias.as_ref(),
+                by_offset: false,
                 relative: tables.as_ref().map(RelativeTables::as_ref),
                 causal,
             };
@@ -367,6 +373,7 @@ pub fn attention(
                         k,
                         v,
                         bias: has_bias.then_some(bias),
+                        by_offset: false,
                         relative: clip.map(|clip| RelativeTables {
                             clip,
                             keys: has_keys.then_some(keys),
@@ -445,35 +452,14 @@ pub fn attention_by_offset(
         return attention(q, k, v, Some(bias), None, scale, causal);
     }
     let (q, k, v, offsets) = (plain(q), plain(k), plain(v), plain(offsets));
-    let dims = qkv_dims(&q, &k, &v);
-    let s = shape_of(&offsets);
-    let hb = s[0];
-    assert!(
-        (hb == 1 || hb == dims.h) && s[1] == 2 * t - 1,
-        "attention: offsets must be [{} or 1, {}], got {s:?}",
-        dims.h,
-        2 * t - 1
-    );
-    let ((q, qs), (k, ks), (v, vs)) = (operand(&q), operand(&k), operand(&v));
-    let data = values(&offsets);
-    let kernel::Dims { b, h, dh, .. } = dims;
-    let mut out = vec![0.0; b * t * h * dh];
-    kernel::forward(
-        dims,
-        scale,
-        operand_view(&q, qs),
-        operand_view(&k, ks),
-        operand_view(&v, vs),
-        Some(kernel::Bias {
-            data: &data,
-            per_sequence: false,
-            per_head: hb != 1,
-            by_offset: true,
-        }),
-        None,
+    let inputs = AttentionInputs {
+        q: &q,
+        k: &k,
+        v: &v,
+        bias: Some(&offsets),
+        by_offset: true,
+        relative: None,
         causal,
-        None,
-        &mut out,
-    );
-    Tensor::from_primitive::<Flex>(new_tensor(out, Shape::new([b, t, h * dh])))
+    };
+    Tensor::from_primitive::<Flex>(attention_forward(inputs, scale, false).0)
 }
