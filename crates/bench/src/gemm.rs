@@ -1,8 +1,9 @@
 //! `ordo bench --gemm`: how fast this machine multiplies matrices the way ordo asks it to, so
 //! that a training step's speed can be read against the machine's limit.
 //!
-//! Two figures, both through burn's `matmul` on the benchmark's device (on `cpu`, burn-flex and
-//! the `gemm` crate), with the operands laid out as the step lays them out:
+//! Two figures, both through the product ordo's model runs (`kernels::matmul`: on `cpu` the `gemm`
+//! crate's, with burn-flex's calls but without its zero-filled and copied output; burn's `matmul`
+//! on other devices), with the operands laid out as the step lays them out:
 //! - the **square limit**: `2048 x 2048 x 2048` in f32, contiguous operands (the size at which a
 //!   BLAS reaches its peak; `bench/pytorch_bench.py --gemm` measures the same in PyTorch);
 //! - each shape's **dense products**: every matrix product of one training step outside the
@@ -208,7 +209,9 @@ fn time(p: &Product, device: &Device) -> f64 {
     let rhs = operand(p.k, p.n, p.rhs_transposed);
     median(|| {
         let start = Instant::now();
-        let out = lhs.clone().matmul(rhs.clone());
+        // The product ordo runs (`kernels::matmul`: gemm without burn-flex's zero fill and copy
+        // on flex, burn's own op elsewhere).
+        let out = ordo_model::kernels::matmul(lhs.clone(), rhs.clone());
         // Reading one element waits for a device that computes asynchronously (wgpu).
         let _ = out.slice([0..1, 0..1]).into_data();
         start.elapsed().as_secs_f64()
