@@ -609,7 +609,6 @@ impl PositionalEncoding {
     }
 }
 
-/// Host-side helper: a `[rows, cols]` f32 table as a tensor.
 /// The context of a scheme whose one table is a bias that depends on `j - i` alone (ALiBi, T5,
 /// DPB): its offsets ([`PositionContext::bias_by_offset`], from `by_offset(t)`) for inference on
 /// flex at positions `0..t` beyond the attention kernel's blocked length, where a `[h, t, t]`
@@ -639,6 +638,7 @@ pub(crate) fn offset_bias_context(
     }
 }
 
+/// Host-side helper: a `[rows, cols]` f32 table as a tensor.
 pub(crate) fn table_2d(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
     assert_eq!(
         values.len(),

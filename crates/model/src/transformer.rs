@@ -475,7 +475,7 @@ impl Transformer {
         let path = AttentionPath::choose(keep, self.dropout.prob, &device, scheme, &ctx);
         let causal = self.mode == AttentionMode::Causal && !path.hides_future_keys();
         let mask = self.mask_bias(&batch.lengths, t, causal, &device); // [b or 1, 1, t, t]
-        // A bias by offset (ALiBi's, long inference) reaches the kernel path as it is where no
+        // A bias by offset (ALiBi's, T5's, DPB's: long inference) reaches the kernel path as it is where no
         // mask joins it; otherwise it is the `[1, h, t, t]` matrix, as every other bias.
         let bias_by_offset = ctx
             .bias_by_offset
