@@ -101,6 +101,10 @@ pub struct GemmReport {
     /// `2048³`, contiguous.
     pub square: Product,
     pub shapes: Vec<ShapeProducts>,
+    /// The kernel of the bf16 figures ([`ordo_model::kernels::bf16::Unit::describe`]:
+    /// `"oneDNN 2.6.3 (avx512_core_amx)"`, `"AVX512-BF16 (ordo's kernel)"`), where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bf16_kernel: Option<String>,
 }
 
 /// The product `[m, k] x [k, n]` named `name`, with its operands' layout and count.
@@ -245,7 +249,12 @@ pub fn measure(
                 }
             })
             .collect();
-        GemmReport { square, shapes }
+        let bf16_kernel = ordo_model::kernels::bf16::unit().ok().map(|u| u.describe());
+        GemmReport {
+            square,
+            shapes,
+            bf16_kernel,
+        }
     })
 }
 
@@ -261,9 +270,13 @@ impl GemmReport {
         };
         writeln!(
             out,
-            "matrix products: square 2048³ f32 {:.0} GFLOP/s, bf16 {} GFLOP/s",
+            "matrix products: square 2048³ f32 {:.0} GFLOP/s, bf16 {} GFLOP/s{}",
             self.square.gflops(),
-            bf16(&self.square)
+            bf16(&self.square),
+            self.bf16_kernel
+                .as_deref()
+                .map(|k| format!(" (bf16: {k})"))
+                .unwrap_or_default()
         )
         .ok();
         writeln!(

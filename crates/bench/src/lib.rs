@@ -636,6 +636,10 @@ pub struct Report {
     /// `--gemm`: the machine's matrix-product speed, and each shape's dense products.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gemm: Option<gemm::GemmReport>,
+    /// `--precision bf16`: the kernel of the bf16 products
+    /// ([`ordo_model::kernels::bf16::Unit::describe`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bf16_kernel: Option<String>,
 }
 
 /// The CPU a benchmark ran on: its model name and the vector and matrix instruction sets that
@@ -743,6 +747,9 @@ impl Report {
         )
         .ok();
         writeln!(out, "CPU: {}", self.machine.describe()).ok();
+        if let Some(kernel) = &self.bf16_kernel {
+            writeln!(out, "bf16 products: {kernel}").ok();
+        }
         let train: Vec<&Record> = self
             .records
             .iter()
@@ -876,6 +883,9 @@ pub fn run_jobs(
         failures,
         machine: Machine::detect(),
         gemm: None,
+        bf16_kernel: (options.precision == Precision::Bf16)
+            .then(|| ordo_model::kernels::bf16::unit().ok().map(|u| u.describe()))
+            .flatten(),
     }
 }
 

@@ -32,32 +32,109 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-/// The hardware that runs [`matmul`].
+/// The kernel that runs [`matmul`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
-    /// AVX-512 with the BF16 extension: `vdpbf16ps` on zmm registers.
+    /// ordo's own kernel: AVX-512 with the BF16 extension, `vdpbf16ps` on zmm registers.
     Avx512Bf16,
+    /// oneDNN's matmul primitive ([`crate::onednn`]): AMX tiles where the CPU has them.
+    OneDnn,
 }
 
 impl Unit {
-    /// `"AVX512-BF16"`.
+    /// `"AVX512-BF16"` (ordo's kernel) or `"oneDNN"`.
     pub fn name(self) -> &'static str {
         match self {
             Unit::Avx512Bf16 => "AVX512-BF16",
+            Unit::OneDnn => "oneDNN",
+        }
+    }
+
+    /// The name with what it runs on: `"oneDNN 2.6.3 (avx512_core_amx)"`,
+    /// `"AVX512-BF16 (ordo's kernel)"`.
+    pub fn describe(self) -> String {
+        match self {
+            Unit::Avx512Bf16 => "AVX512-BF16 (ordo's kernel)".into(),
+            Unit::OneDnn => match crate::onednn::library() {
+                Ok(lib) => format!("oneDNN {} ({})", lib.version(), lib.isa_name()),
+                Err(_) => "oneDNN".into(),
+            },
         }
     }
 }
 
-/// The unit that runs bf16 products on this machine, or why there is none.
+/// The environment variable that picks the kernel: `auto` (the default), `ordo` or `onednn`.
+pub const KERNEL_VAR: &str = "ORDO_BF16_KERNEL";
+
+/// The unit that runs bf16 products in this process, or why there is none: [`KERNEL_VAR`]
+/// `= ordo` ordo's kernel (needs AVX512-BF16), `= onednn` oneDNN (needs its library and a CPU
+/// it runs bf16 on natively), `auto` or unset oneDNN where it runs on AMX tiles, else ordo's
+/// kernel. Read once per process.
 pub fn unit() -> Result<Unit, String> {
     static UNIT: OnceLock<Result<Unit, String>> = OnceLock::new();
-    UNIT.get_or_init(detect).clone()
+    UNIT.get_or_init(|| choose(std::env::var(KERNEL_VAR).ok().as_deref()))
+        .clone()
+}
+
+/// [`unit`]'s choice for a value of [`KERNEL_VAR`].
+fn choose(var: Option<&str>) -> Result<Unit, String> {
+    let onednn =
+        || crate::onednn::library().and_then(|_| self_test(Unit::OneDnn).map(|()| Unit::OneDnn));
+    match var.unwrap_or("auto") {
+        "ordo" => own_kernel().map(|()| Unit::Avx512Bf16),
+        "onednn" => onednn().map_err(|e| format!("{KERNEL_VAR}=onednn: {e}")),
+        "auto" | "" => match crate::onednn::library() {
+            Ok(lib) if lib.has_amx() => onednn(),
+            _ => own_kernel().map(|()| Unit::Avx512Bf16),
+        },
+        other => Err(format!(
+            "{KERNEL_VAR}: expected auto, ordo or onednn, got {other:?}"
+        )),
+    }
+}
+
+/// A product of every edge size checked against [`matmul_reference`] before a unit is used.
+fn self_test(unit: Unit) -> Result<(), String> {
+    let (m, n, k) = (13, 35, 21);
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0)
+        .collect();
+    let b: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 5 % 13) as f32 - 6.0) / 8.0)
+        .collect();
+    let (mut got, mut want) = (vec![0.0; m * n], vec![0.0; m * n]);
+    matmul_on(
+        unit,
+        View::rows(&a, k),
+        View::transposed(&b, k),
+        &mut got,
+        m,
+        n,
+        k,
+    );
+    matmul_reference(
+        View::rows(&a, k),
+        View::transposed(&b, k),
+        &mut want,
+        m,
+        n,
+        k,
+    );
+    // Quarters and eighths are exact in bf16 and their products and sums in fp32: equal.
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} failed its self-test (a {m}x{n}x{k} product of exact values came out different)",
+            unit.describe()
+        ))
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
-fn detect() -> Result<Unit, String> {
+fn own_kernel() -> Result<(), String> {
     if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
-        Ok(Unit::Avx512Bf16)
+        Ok(())
     } else {
         Err(
             "this CPU has no AVX512-BF16 (Intel Cooper Lake or Sapphire Rapids and newer, \
@@ -68,7 +145,7 @@ fn detect() -> Result<Unit, String> {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn detect() -> Result<Unit, String> {
+fn own_kernel() -> Result<(), String> {
     Err("bf16 products need AVX512-BF16, an x86-64 extension; use precision = \"fp32\"".into())
 }
 
@@ -245,6 +322,16 @@ fn pack(data: &[f32], (ls, ps): (usize, usize), lines: usize, k: usize, width: u
 /// operand does not hold its `m`, `n`, `k` elements.
 pub fn matmul(a: View, b: View, c: &mut [f32], m: usize, n: usize, k: usize) {
     let unit = unit().unwrap_or_else(|why| panic!("bf16::matmul: {why}"));
+    matmul_on(unit, a, b, c, m, n, k);
+}
+
+/// [`matmul`] on a given unit (both are tested, and timed by `ordo bench --gemm`, where the
+/// machine has them).
+///
+/// # Panics
+/// If the unit is not available here ([`unit`] checks that), or an operand does not hold its
+/// `m`, `n`, `k` elements.
+pub fn matmul_on(unit: Unit, a: View, b: View, c: &mut [f32], m: usize, n: usize, k: usize) {
     a.check(m, k, "a");
     b.check(k, n, "b");
     assert_eq!(c.len(), m * n, "bf16::matmul: c holds m x n elements");
@@ -255,12 +342,19 @@ pub fn matmul(a: View, b: View, c: &mut [f32], m: usize, n: usize, k: usize) {
         c.fill(0.0);
         return;
     }
-    let pairs = k.div_ceil(2);
-    let (mp, np) = (m.div_ceil(MR), n.div_ceil(NR));
-    let ap = pack(a.data, (a.row, a.col), m, k, MR);
-    let bp = pack(b.data, (b.col, b.row), n, k, NR);
     match unit {
+        Unit::OneDnn => {
+            let lib = crate::onednn::library().unwrap_or_else(|why| panic!("bf16::matmul: {why}"));
+            lib.matmul(a, b, c, m, n, k);
+        }
         Unit::Avx512Bf16 => {
+            if let Err(why) = own_kernel() {
+                panic!("bf16::matmul: {why}");
+            }
+            let pairs = k.div_ceil(2);
+            let (mp, np) = (m.div_ceil(MR), n.div_ceil(NR));
+            let ap = pack(a.data, (a.row, a.col), m, k, MR);
+            let bp = pack(b.data, (b.col, b.row), n, k, NR);
             // Bands of row panels, one task each; within a band, each panel of `b` is used
             // for every row panel while it is in cache.
             const BAND: usize = 4;
@@ -274,7 +368,7 @@ pub fn matmul(a: View, b: View, c: &mut [f32], m: usize, n: usize, k: usize) {
                         let (j0, width) = (jp * NR, (n - jp * NR).min(NR));
                         for ip in first..(first + BAND).min(mp) {
                             let apanel = &ap[ip * pairs * MR..(ip + 1) * pairs * MR];
-                            // SAFETY: `unit()` found AVX512-BF16; the panels hold `pairs`
+                            // SAFETY: `own_kernel()` found AVX512-BF16; the panels hold `pairs`
                             // steps each.
                             unsafe { avx512::block(apanel, bpanel, &mut out) };
                             let i0 = (ip - first) * MR;
@@ -377,12 +471,29 @@ mod tests {
 
     /// Every edge of the blocking (sizes off the 12/32 grid, odd k) and every packing path:
     /// each operand row-major, transposed, and with neither stride 1.
-    #[test]
-    fn the_kernel_matches_the_reference_where_the_cpu_has_it() {
-        if let Err(why) = unit() {
-            eprintln!("skipped on this CPU: {why}");
-            return;
+    /// The units this machine has: ordo's kernel where the CPU has AVX512-BF16, oneDNN where
+    /// its library loads and runs bf16 natively.
+    fn units() -> Vec<Unit> {
+        let mut units = Vec::new();
+        match own_kernel() {
+            Ok(()) => units.push(Unit::Avx512Bf16),
+            Err(why) => eprintln!("ordo's kernel skipped on this CPU: {why}"),
         }
+        match crate::onednn::library() {
+            Ok(_) => units.push(Unit::OneDnn),
+            Err(why) => eprintln!("oneDNN skipped: {why}"),
+        }
+        units
+    }
+
+    #[test]
+    fn the_kernels_match_the_reference_where_the_machine_has_them() {
+        for unit in units() {
+            every_layout_matches_the_reference(unit);
+        }
+    }
+
+    fn every_layout_matches_the_reference(unit: Unit) {
         for &(m, n, k) in &[
             (1, 1, 1),
             (16, 16, 32),
@@ -435,15 +546,43 @@ mod tests {
                 .flat_map(|a| rights.iter().map(move |b| (*a, *b)))
             {
                 let mut got = vec![f32::NAN; m * n];
-                matmul(av, bv, &mut got, m, n, k);
+                matmul_on(unit, av, bv, &mut got, m, n, k);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     // Only the order of fp32 sums of k terms of magnitude < 1 differs.
                     assert!(
                         (g - w).abs() <= 1e-6 * k as f32,
-                        "{m}x{n}x{k} [{i}]: {g} vs {w}"
+                        "{unit:?} {m}x{n}x{k} [{i}]: {g} vs {w}"
                     );
                 }
             }
         }
+    }
+
+    /// The kernel variable: each value's unit or its error, and a clear error for a bad value.
+    #[test]
+    fn the_kernel_variable_picks_the_unit_or_says_why_not() {
+        let bad = choose(Some("mkl")).unwrap_err();
+        assert!(bad.contains(KERNEL_VAR) && bad.contains("\"mkl\""), "{bad}");
+        assert_eq!(
+            choose(Some("ordo")).ok(),
+            own_kernel().ok().map(|()| Unit::Avx512Bf16)
+        );
+        match (choose(Some("onednn")), crate::onednn::library()) {
+            (Ok(u), Ok(_)) => assert_eq!(u, Unit::OneDnn),
+            (Err(e), Err(why)) => assert!(e.contains(KERNEL_VAR) && e.contains(&why), "{e}"),
+            (got, lib) => panic!("onednn: {got:?} with the library {:?}", lib.err()),
+        }
+        // auto: oneDNN only on AMX, else ordo's kernel where the CPU has it.
+        let amx = crate::onednn::library().is_ok_and(|l| l.has_amx());
+        let auto = choose(None);
+        if amx {
+            assert_eq!(auto, Ok(Unit::OneDnn));
+        } else {
+            assert_eq!(
+                auto.clone().ok(),
+                own_kernel().ok().map(|()| Unit::Avx512Bf16)
+            );
+        }
+        assert_eq!(choose(Some("auto")), auto);
     }
 }

@@ -47,6 +47,7 @@ mod gelu;
 mod layer_norm;
 mod loss;
 mod matmul;
+pub mod onednn;
 mod relative;
 mod routing;
 mod softmax;

@@ -39,6 +39,11 @@ pub struct Summary {
     /// weak: [`ordo_model::ModelConfig::encoder_warning`]); absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// `train.precision = "bf16"`: the kernel that ran the bf16 products in the process that
+    /// finished the run (`"oneDNN 2.6.3 (avx512_core_amx)"`, `"AVX512-BF16 (ordo's kernel)"`:
+    /// [`ordo_model::kernels::bf16::Unit::describe`], chosen by `ORDO_BF16_KERNEL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bf16_kernel: Option<String>,
 }
 
 use crate::hooks::TrainState as State;
@@ -793,6 +798,9 @@ fn run_steps(
         tokens_per_second: total_tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
         valid,
         warnings,
+        bf16_kernel: (cfg.train.precision == Precision::Bf16)
+            .then(|| ordo_model::kernels::bf16::unit().ok().map(|u| u.describe()))
+            .flatten(),
     };
     setup.run.write_json(&setup.run.summary(), &summary)?;
     Ok(Some(summary))

@@ -888,6 +888,10 @@ fn bf16_tracks_fp32_resumes_in_either_precision_and_is_refused_where_the_cpu_lac
         assert!((x - y).abs() < 0.02 * x, "fp32 {la:?} vs bf16 {lb:?}");
     }
     assert!((a.valid.loss - b.valid.loss).abs() < 0.05 * a.valid.loss);
+    // The summary names the bf16 kernel (ORDO_BF16_KERNEL picks it), and none in fp32.
+    let unit = ordo_model::kernels::bf16::unit().unwrap();
+    assert_eq!(b.bf16_kernel, Some(unit.describe()));
+    assert_eq!(a.bf16_kernel, None);
     // Checkpoints are fp32: stopped in bf16, resumed in fp32, it ends where the bf16 run does
     // (within what the precision changes), and its config keeps bf16.
     let split = tiny(&dir, "split", &bf16);
@@ -898,6 +902,7 @@ fn bf16_tracks_fp32_resumes_in_either_precision_and_is_refused_where_the_cpu_lac
     };
     let resumed = trainer::resume(&split.run_dir(), options).unwrap();
     assert!((resumed.valid.loss - b.valid.loss).abs() < 0.05 * b.valid.loss);
+    assert_eq!(resumed.bf16_kernel, None, "finished in fp32");
     let stored = std::fs::read_to_string(split.run_dir().join("config.toml")).unwrap();
     assert!(stored.contains("precision = \"bf16\""), "{stored}");
     // And resumed in bf16 as it started, it retraces the uninterrupted bf16 run exactly.
