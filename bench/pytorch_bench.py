@@ -556,6 +556,10 @@ def compare(ordo_path: str, torch_path: str, bf16_path: str | None = None) -> st
         f"{pt['versions']['torch']} + x-transformers {pt['versions']['x_transformers']}; "
         f"load average at start: ordo {load(ordo)}, PyTorch {load(pt)}",
         "CPU: " + describe_machine(ordo.get("machine")),
+    ]
+    if ordo_bf16 and ordo_bf16.get("bf16_kernel"):
+        lines.append("ordo's bf16 products: " + ordo_bf16["bf16_kernel"])
+    lines += [
         "ratio = ordo / PyTorch (tokens/s: >1 means ordo is faster; memory: <1 means ordo uses less)",
         "peak = peak RSS of the measuring process (MiB); +model = peak minus the RSS before the "
         "model was built (the runtime's own baseline, e.g. ~0.5 GiB for importing torch, left out)",

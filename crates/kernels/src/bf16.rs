@@ -9,8 +9,8 @@
 //!
 //! # The kernel
 //! `gemm` 0.19 (which burn's flex backend and the fp32 path use) has no kernel that uses
-//! AVX512-BF16 or AMX, and oneDNN would be a C++ system library behind a feature, so the kernel
-//! is written here with `std::arch`'s stable intrinsics: `vdpbf16ps` multiplies 16 pairs of
+//! AVX512-BF16 or AMX, and oneDNN is a C++ system library that not every machine has, so the
+//! kernel is written here with `std::arch`'s stable intrinsics: `vdpbf16ps` multiplies 16 pairs of
 //! bf16 and adds each pair's sum to one of 16 fp32 lanes. A block of [`MR`] rows × 32 columns
 //! of `c` lives in `2·MR` zmm registers; each step along `k` takes two `k` at once: one 64-byte
 //! load per 16 columns of `b` (the pairs `b[2p][j], b[2p+1][j]` interleaved, the layout the
@@ -24,9 +24,11 @@
 //! and newer); [`unit()`] says so, or why not in words a user can act on. There is no slow
 //! fallback on purpose: a bf16 run on a CPU without it is refused when the configuration is
 //! checked, rather than running slower than fp32. Intel's AMX tiles (`tdpbf16ps`, 16 × 16
-//! fp32 tiles) would be several times faster again; the machine this was written on (a KVM
-//! guest on an Emerald Rapids Xeon) hides AMX from its guests (CPUID leaf 7 reports no
-//! AMX-TILE), so an AMX kernel could not be tested here and is not shipped.
+//! fp32 tiles) are several times faster again; they are reached through oneDNN
+//! ([`crate::onednn`], [`Unit::OneDnn`]) where its library is installed, chosen by [`unit`]
+//! (`ORDO_BF16_KERNEL`). The machine this was written on (a KVM guest on an Emerald Rapids Xeon)
+//! hides AMX from its guests (CPUID leaf 7 reports no AMX-TILE): a kernel of ordo's own for
+//! AMX could not have been tested here, oneDNN's is Intel's.
 
 use std::sync::OnceLock;
 
