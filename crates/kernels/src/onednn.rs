@@ -14,14 +14,14 @@
 //! transposed layout as it is, and runs one matmul primitive with bf16 inputs and an fp32
 //! output: bf16 × bf16 products summed in fp32, the same arithmetic as [`crate::bf16`]'s
 //! kernel up to the order of the fp32 sums. Primitives are created once per shape and layout
-//! and kept for the process.
+//! and kept (the 256 most recently used).
 //!
 //! Which kernel runs `train.precision = "bf16"` is chosen in [`crate::bf16::unit`]
 //! (`ORDO_BF16_KERNEL`).
 
 use std::collections::HashMap;
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 
@@ -98,6 +98,7 @@ struct Api {
     primitive_desc_query: unsafe extern "C" fn(Handle, c_int, c_int, *mut c_void) -> Status,
     primitive_desc_destroy: unsafe extern "C" fn(Handle) -> Status,
     primitive_create: unsafe extern "C" fn(*mut Handle, Handle) -> Status,
+    primitive_destroy: unsafe extern "C" fn(Handle) -> Status,
     primitive_execute: unsafe extern "C" fn(Handle, Handle, c_int, *const ExecArg) -> Status,
     memory_create: unsafe extern "C" fn(*mut Handle, *const MemoryDesc, Handle, Handle) -> Status,
     memory_destroy: unsafe extern "C" fn(Handle) -> Status,
@@ -114,11 +115,33 @@ enum Layout {
 /// A product's `(m, n, k)` and its operands' layouts.
 type Key = (usize, usize, usize, Layout, Layout);
 
-/// A primitive for one shape and layout, with the memory descriptors its arguments use.
+/// A primitive for one shape and layout, with the memory descriptors its arguments use;
+/// destroyed when the last user drops it (evicted from the cache and not running).
 struct Primitive {
     handle: Handle,
     /// src `[m, k]`, weights `[k, n]`, dst `[m, n]`.
     descs: Box<[MemoryDesc; 3]>,
+    destroy: unsafe extern "C" fn(Handle) -> Status,
+}
+
+impl Drop for Primitive {
+    fn drop(&mut self) {
+        // SAFETY: created by `dnnl_primitive_create`, destroyed once, no execution in flight
+        // (every execution holds an `Arc` to it).
+        unsafe { (self.destroy)(self.handle) };
+    }
+}
+
+/// Primitives kept per process: a training run has a few dozen shapes, but the rows of a
+/// product follow the batch's padded length (and evaluation's lengths), so the least recently
+/// used are dropped beyond this many.
+const CACHE_CAPACITY: usize = 256;
+
+/// The primitives by shape and layout, each with the tick of its last use.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<Key, (Arc<Primitive>, u64)>,
+    tick: u64,
 }
 
 /// The loaded library.
@@ -129,14 +152,14 @@ pub struct OneDnn {
     version: String,
     /// `dnnl_get_effective_cpu_isa`.
     isa: c_int,
-    primitives: Mutex<HashMap<Key, &'static Primitive>>,
+    primitives: Mutex<Cache>,
     /// Keeps the symbols valid.
     _library: libloading::Library,
 }
 
 // SAFETY: oneDNN's engine and primitives may be used from any thread (its documentation:
 // primitives are thread-safe to execute, each thread with its own stream, which `stream()`
-// gives); the handles are never freed.
+// gives); the engine is never freed, a primitive only when no execution holds it.
 unsafe impl Send for OneDnn {}
 unsafe impl Sync for OneDnn {}
 unsafe impl Send for Primitive {}
@@ -195,6 +218,7 @@ fn load() -> Result<OneDnn, String> {
         primitive_desc_query: sym!("dnnl_primitive_desc_query"),
         primitive_desc_destroy: sym!("dnnl_primitive_desc_destroy"),
         primitive_create: sym!("dnnl_primitive_create"),
+        primitive_destroy: sym!("dnnl_primitive_destroy"),
         primitive_execute: sym!("dnnl_primitive_execute"),
         memory_create: sym!("dnnl_memory_create"),
         memory_destroy: sym!("dnnl_memory_destroy"),
@@ -221,7 +245,7 @@ fn load() -> Result<OneDnn, String> {
         engine,
         version,
         isa,
-        primitives: Mutex::new(HashMap::new()),
+        primitives: Mutex::new(Cache::default()),
         _library: library,
     };
     if !lib.has_bf16() {
@@ -318,11 +342,14 @@ impl OneDnn {
         (m, n, k): (usize, usize, usize),
         la: Layout,
         lb: Layout,
-    ) -> Result<&'static Primitive, String> {
+    ) -> Result<Arc<Primitive>, String> {
         let key = (m, n, k, la, lb);
         let mut cache = self.primitives.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = cache.get(&key) {
-            return Ok(p);
+        cache.tick += 1;
+        let tick = cache.tick;
+        if let Some((p, used)) = cache.entries.get_mut(&key) {
+            *used = tick;
+            return Ok(Arc::clone(p));
         }
         let descs = Box::new([
             self.desc(m, k, DATA_BF16, la)?,
@@ -362,9 +389,22 @@ impl OneDnn {
             (self.api.primitive_desc_destroy)(pd);
             created?;
         }
-        // Kept for the process: a handful of shapes per run.
-        let p: &'static Primitive = Box::leak(Box::new(Primitive { handle, descs }));
-        cache.insert(key, p);
+        let p = Arc::new(Primitive {
+            handle,
+            descs,
+            destroy: self.api.primitive_destroy,
+        });
+        if cache.entries.len() >= CACHE_CAPACITY {
+            let oldest = cache
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                cache.entries.remove(&oldest);
+            }
+        }
+        cache.entries.insert(key, (Arc::clone(&p), tick));
         Ok(p)
     }
 
@@ -605,5 +645,41 @@ mod tests {
                 assert_eq!(c[i * n + j], want, "[{i}, {j}]");
             }
         }
+    }
+
+    /// One primitive per shape, reused, and no more than [`CACHE_CAPACITY`] kept: products of
+    /// more shapes than that (rows varying as padded batches do) stay right.
+    #[test]
+    fn primitives_are_reused_and_the_cache_is_bounded() {
+        let Ok(lib) = library() else {
+            eprintln!("skipped: no oneDNN");
+            return;
+        };
+        let first = lib
+            .primitive((7, 3, 5), Layout::Rows, Layout::Rows)
+            .unwrap();
+        let again = lib
+            .primitive((7, 3, 5), Layout::Rows, Layout::Rows)
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        let (n, k) = (3, 5);
+        let b: Vec<f32> = (0..k * n).map(|i| i as f32 - 7.0).collect();
+        for m in 1..=CACHE_CAPACITY + 40 {
+            let a: Vec<f32> = (0..m * k).map(|i| (i % 5) as f32).collect();
+            let mut c = vec![f32::NAN; m * n];
+            lib.matmul(View::rows(&a, k), View::rows(&b, n), &mut c, m, n, k);
+            let want: Vec<f32> = (0..m * n)
+                .map(|e| (0..k).map(|p| a[e / n * k + p] * b[p * n + e % n]).sum())
+                .collect();
+            assert_eq!(c, want, "m = {m}");
+        }
+        let kept = lib.primitives.lock().unwrap().entries.len();
+        assert!(kept <= CACHE_CAPACITY, "{kept} primitives kept");
+        // `first` was the least recently used, evicted while still held here: the cache let
+        // go of it, and it is destroyed only now, by its last holder.
+        let cached = lib.primitives.lock().unwrap();
+        assert!(!cached.entries.values().any(|(p, _)| Arc::ptr_eq(p, &first)));
+        drop(cached);
+        drop(first);
     }
 }
