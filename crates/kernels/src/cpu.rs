@@ -13,10 +13,46 @@
 //!   1.5e-7 absolute from the formula, 5e-7 once evaluated in f32 (cancellation in `1 - p·e`
 //!   near 0). In GELU, `0.5 x (1 + erf)`, that is at most `2.5e-7 |x|`.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// Below this many elements a kernel runs on the calling thread: splitting costs more than it saves.
 const PARALLEL_MIN: usize = 1 << 15;
+
+/// The blocks of a [`fresh`] buffer, each zeroed as the worker that takes it reaches it.
+type Blocks<'a> = rayon::iter::Map<
+    rayon::slice::ChunksMut<'a, MaybeUninit<f32>>,
+    for<'b> fn(&'b mut [MaybeUninit<f32>]) -> &'b mut [f32],
+>;
+
+/// A block of spare capacity, zeroed: from here on it is plain initialised `f32`.
+fn zeroed(block: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    for v in block.iter_mut() {
+        v.write(0.0);
+    }
+    // SAFETY: every element was initialised just above, and `MaybeUninit<f32>` has the layout
+    // of `f32`.
+    unsafe { &mut *(block as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// A new `len`-element output for a kernel that assigns every element: `kernel` gets the
+/// buffer's blocks of `block` elements as a parallel iterator and must drive all of them (each
+/// use below ends in `for_each`). A block is zeroed by the thread that takes it, just before the
+/// kernel writes it and while it is in cache, where `vec![0.0; len]` zero-fills the whole buffer
+/// first in one serial pass on the calling thread (4.5 % of a small training step was that
+/// `memset`, with the other core idle). The blocks are the ones the kernels always used, so
+/// the results are the same bits.
+fn fresh(len: usize, block: usize, kernel: impl FnOnce(Blocks<'_>)) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let zero: for<'b> fn(&'b mut [MaybeUninit<f32>]) -> &'b mut [f32] = zeroed;
+    kernel(spare.par_chunks_mut(block.max(1)).map(zero));
+    // SAFETY: the kernel drove every block, and each was zeroed before it was handed out (then
+    // assigned by the kernel), so all `len` elements are initialised.
+    unsafe { out.set_len(len) };
+    out
+}
 
 /// `exp(x)` for `x ≤ 88`; 0 for `x < -87.3` (including `-inf`).
 #[inline(always)]
@@ -115,36 +151,41 @@ pub fn tier() -> &'static str {
     "portable"
 }
 
-/// Runs `f(rows_in, rows_out)` over blocks of whole rows, in parallel when there is enough work.
-fn for_rows<F>(input: &[f32], output: &mut [f32], row: usize, f: F)
+/// A new output of `input`'s size, `f(rows_in, rows_out)` run over blocks of whole rows (in
+/// parallel when there is enough work; [`fresh`]).
+fn for_rows<F>(input: &[f32], row: usize, f: F) -> Vec<f32>
 where
     F: Fn(&[f32], &mut [f32]) + Sync + Send,
 {
-    if input.len() < PARALLEL_MIN {
-        f(input, output);
-        return;
-    }
-    let rows_per_block = (PARALLEL_MIN / 4 / row).max(1);
-    input
-        .par_chunks(rows_per_block * row)
-        .zip(output.par_chunks_mut(rows_per_block * row))
-        .for_each(|(i, o)| f(i, o));
+    let block = if input.len() < PARALLEL_MIN {
+        input.len()
+    } else {
+        (PARALLEL_MIN / 4 / row).max(1) * row
+    };
+    fresh(input.len(), block, |blocks| {
+        input
+            .par_chunks(block.max(1))
+            .zip(blocks)
+            .for_each(|(i, o)| f(i, o))
+    })
 }
 
 /// Two inputs of the same shape, one output.
-fn for_rows2<F>(a: &[f32], b: &[f32], output: &mut [f32], row: usize, f: F)
+fn for_rows2<F>(a: &[f32], b: &[f32], row: usize, f: F) -> Vec<f32>
 where
     F: Fn(&[f32], &[f32], &mut [f32]) + Sync + Send,
 {
-    if a.len() < PARALLEL_MIN {
-        f(a, b, output);
-        return;
-    }
-    let block = (PARALLEL_MIN / 4 / row).max(1) * row;
-    a.par_chunks(block)
-        .zip(b.par_chunks(block))
-        .zip(output.par_chunks_mut(block))
-        .for_each(|((a, b), o)| f(a, b, o));
+    let block = if a.len() < PARALLEL_MIN {
+        a.len()
+    } else {
+        (PARALLEL_MIN / 4 / row).max(1) * row
+    };
+    fresh(a.len(), block, |blocks| {
+        a.par_chunks(block.max(1))
+            .zip(b.par_chunks(block.max(1)))
+            .zip(blocks)
+            .for_each(|((a, b), o)| f(a, b, o))
+    })
 }
 
 /// Maximum of a row, with 8 independent lanes so that it vectorises.
@@ -201,19 +242,19 @@ fn row_dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `y = softmax(x)` over rows of length `n`.
-pub fn softmax_rows(x: &[f32], y: &mut [f32], n: usize) {
-    for_rows(x, y, n, |x, y| {
+pub fn softmax_rows(x: &[f32], n: usize) -> Vec<f32> {
+    for_rows(x, n, |x, y| {
         y.copy_from_slice(x);
         softmax_rows_in_place(y, None, n);
-    });
+    })
 }
 
 /// `dx = y ⊙ (g - Σ g ⊙ y)` over rows of length `n`: the gradient through `y = softmax(x)`.
-pub fn softmax_backward_rows(y: &[f32], g: &[f32], dx: &mut [f32], n: usize) {
-    for_rows2(y, g, dx, n, |y, g, dx| {
+pub fn softmax_backward_rows(y: &[f32], g: &[f32], n: usize) -> Vec<f32> {
+    for_rows2(y, g, n, |y, g, dx| {
         dx.copy_from_slice(g);
         softmax_backward_in_place(y, dx, n);
-    });
+    })
 }
 
 multiversion! {
@@ -261,8 +302,8 @@ multiversion! {
 }
 
 /// `y = x Φ(x)`, the exact (erf) GELU.
-pub fn gelu(x: &[f32], y: &mut [f32]) {
-    for_rows(x, y, 1, gelu_block);
+pub fn gelu(x: &[f32]) -> Vec<f32> {
+    for_rows(x, 1, gelu_block)
 }
 
 multiversion! {
@@ -277,8 +318,8 @@ multiversion! {
 }
 
 /// `dx = g (Φ(x) + x φ(x))`: the gradient through the exact GELU.
-pub fn gelu_backward(x: &[f32], g: &[f32], dx: &mut [f32]) {
-    for_rows2(x, g, dx, 1, gelu_backward_block);
+pub fn gelu_backward(x: &[f32], g: &[f32]) -> Vec<f32> {
+    for_rows2(x, g, 1, gelu_backward_block)
 }
 
 /// Per-row statistics kept by the LayerNorm forward pass for its backward pass.
@@ -323,24 +364,27 @@ multiversion! {
 }
 
 /// `y = (x - mean) / sqrt(var + eps) γ + β` over rows of length `γ.len()`.
-pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32]) -> RowStats {
+pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> (Vec<f32>, RowStats) {
     let n = gamma.len();
     let rows = x.len() / n;
     let mut stats = RowStats {
         mean: vec![0.0; rows],
         rstd: vec![0.0; rows],
     };
-    if x.len() < PARALLEL_MIN {
-        layer_norm_block(x, gamma, beta, eps, y, &mut stats.mean, &mut stats.rstd);
-        return stats;
+    let block_rows = if x.len() < PARALLEL_MIN {
+        rows
+    } else {
+        (PARALLEL_MIN / 4 / n).max(1)
     }
-    let block_rows = (PARALLEL_MIN / 4 / n).max(1);
-    x.par_chunks(block_rows * n)
-        .zip(y.par_chunks_mut(block_rows * n))
-        .zip(stats.mean.par_chunks_mut(block_rows))
-        .zip(stats.rstd.par_chunks_mut(block_rows))
-        .for_each(|(((x, y), m), r)| layer_norm_block(x, gamma, beta, eps, y, m, r));
-    stats
+    .max(1);
+    let y = fresh(x.len(), block_rows * n, |blocks| {
+        x.par_chunks(block_rows * n)
+            .zip(blocks)
+            .zip(stats.mean.par_chunks_mut(block_rows))
+            .zip(stats.rstd.par_chunks_mut(block_rows))
+            .for_each(|(((x, y), m), r)| layer_norm_block(x, gamma, beta, eps, y, m, r))
+    });
+    (y, stats)
 }
 
 multiversion! {
@@ -406,43 +450,40 @@ pub fn layer_norm_backward(
     g: &[f32],
     gamma: &[f32],
     stats: &RowStats,
-    dx: &mut [f32],
-) -> (Vec<f32>, Vec<f32>) {
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let n = gamma.len();
-    if x.len() < PARALLEL_MIN {
-        let (mut dgamma, mut dbeta) = (vec![0.0; n], vec![0.0; n]);
-        layer_norm_backward_block(
-            x,
-            g,
-            gamma,
-            &stats.mean,
-            &stats.rstd,
-            dx,
-            &mut dgamma,
-            &mut dbeta,
-        );
-        return (dgamma, dbeta);
+    let rows = x.len() / n.max(1);
+    let block_rows = if x.len() < PARALLEL_MIN {
+        rows
+    } else {
+        (PARALLEL_MIN / 4 / n).max(1)
     }
-    let block_rows = (PARALLEL_MIN / 4 / n).max(1);
-    x.par_chunks(block_rows * n)
-        .zip(g.par_chunks(block_rows * n))
-        .zip(dx.par_chunks_mut(block_rows * n))
-        .zip(stats.mean.par_chunks(block_rows))
-        .zip(stats.rstd.par_chunks(block_rows))
-        .map(|((((x, g), dx), m), r)| {
-            let (mut dgamma, mut dbeta) = (vec![0.0; n], vec![0.0; n]);
-            layer_norm_backward_block(x, g, gamma, m, r, dx, &mut dgamma, &mut dbeta);
-            (dgamma, dbeta)
-        })
-        // Collected in block order and summed in that order: the same bits whatever the threads.
-        .collect::<Vec<_>>()
-        .into_iter()
-        .reduce(|(mut ga, mut ba), (gb, bb)| {
-            ga.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
-            ba.iter_mut().zip(bb).for_each(|(a, b)| *a += b);
-            (ga, ba)
-        })
-        .expect("at least one block")
+    .max(1);
+    let mut sums = None;
+    let dx = fresh(x.len(), block_rows * n, |blocks| {
+        sums = x
+            .par_chunks(block_rows * n)
+            .zip(g.par_chunks(block_rows * n))
+            .zip(blocks)
+            .zip(stats.mean.par_chunks(block_rows))
+            .zip(stats.rstd.par_chunks(block_rows))
+            .map(|((((x, g), dx), m), r)| {
+                let (mut dgamma, mut dbeta) = (vec![0.0; n], vec![0.0; n]);
+                layer_norm_backward_block(x, g, gamma, m, r, dx, &mut dgamma, &mut dbeta);
+                (dgamma, dbeta)
+            })
+            // Collected in block order and summed in that order: the same bits whatever the
+            // threads.
+            .collect::<Vec<_>>()
+            .into_iter()
+            .reduce(|(mut ga, mut ba), (gb, bb)| {
+                ga.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
+                ba.iter_mut().zip(bb).for_each(|(a, b)| *a += b);
+                (ga, ba)
+            });
+    });
+    let (dgamma, dbeta) = sums.unwrap_or_else(|| (vec![0.0; n], vec![0.0; n]));
+    (dx, dgamma, dbeta)
 }
 
 multiversion! {
@@ -509,20 +550,23 @@ pub fn cross_entropy_backward(
     lse: &[f32],
     targets: &[usize],
     scale: &[f32],
-    dx: &mut [f32],
-) {
-    let n = x.len() / lse.len();
-    if x.len() < PARALLEL_MIN {
-        cross_entropy_backward_block(x, lse, targets, scale, dx);
-        return;
+) -> Vec<f32> {
+    let rows = lse.len();
+    let n = x.len() / rows.max(1);
+    let block_rows = if x.len() < PARALLEL_MIN {
+        rows
+    } else {
+        (PARALLEL_MIN / 4 / n).max(1)
     }
-    let block_rows = (PARALLEL_MIN / 4 / n).max(1);
-    x.par_chunks(block_rows * n)
-        .zip(dx.par_chunks_mut(block_rows * n))
-        .zip(lse.par_chunks(block_rows))
-        .zip(targets.par_chunks(block_rows))
-        .zip(scale.par_chunks(block_rows))
-        .for_each(|((((x, dx), l), t), s)| cross_entropy_backward_block(x, l, t, s, dx));
+    .max(1);
+    fresh(x.len(), block_rows * n, |blocks| {
+        x.par_chunks(block_rows * n)
+            .zip(blocks)
+            .zip(lse.par_chunks(block_rows))
+            .zip(targets.par_chunks(block_rows))
+            .zip(scale.par_chunks(block_rows))
+            .for_each(|((((x, dx), l), t), s)| cross_entropy_backward_block(x, l, t, s, dx))
+    })
 }
 
 /// Row `i`'s keys, by Shaw's clipped relative label `clip(j - i, -k, k) + k`, in three runs:

@@ -12,8 +12,7 @@ use crate::routing::{Route, flex_op, new_tensor, route, shape_of, values};
 
 fn gelu_forward(x: &FlexTensor) -> FlexTensor {
     let xs = values(x);
-    let mut y = vec![0.0; xs.len()];
-    cpu::gelu(&xs, &mut y);
+    let y = cpu::gelu(&xs);
     new_tensor(y, shape_of(x))
 }
 
@@ -27,8 +26,7 @@ impl Backward<Flex, 1> for GeluBackward {
         let x = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
             let (xs, gs) = (values(&x), values(&g));
-            let mut dx = vec![0.0; xs.len()];
-            cpu::gelu_backward(&xs, &gs, &mut dx);
+            let dx = cpu::gelu_backward(&xs, &gs);
             new_tensor(dx, shape_of(&x))
         });
     }

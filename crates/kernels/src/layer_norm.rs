@@ -23,8 +23,7 @@ fn layer_norm_forward(
     beta: &FlexTensor,
 ) -> (FlexTensor, cpu::RowStats) {
     let (xs, gs, bs) = (values(x), values(gamma), values(beta));
-    let mut y = vec![0.0; xs.len()];
-    let stats = cpu::layer_norm(&xs, &gs, &bs, LAYER_NORM_EPS, &mut y);
+    let (y, stats) = cpu::layer_norm(&xs, &gs, &bs, LAYER_NORM_EPS);
     (new_tensor(y, shape_of(x)), stats)
 }
 
@@ -39,8 +38,7 @@ impl Backward<Flex, 3> for LayerNormBackward {
         let (x, gamma, stats) = ops.state;
         let g = grads.consume::<Flex>(&ops.node);
         let (xs, gs, gammas) = (values(&x), values(&g), values(&gamma));
-        let mut dx = vec![0.0; xs.len()];
-        let (dgamma, dbeta) = cpu::layer_norm_backward(&xs, &gs, &gammas, &stats, &mut dx);
+        let (dx, dgamma, dbeta) = cpu::layer_norm_backward(&xs, &gs, &gammas, &stats);
         let [px, pgamma, pbeta] = ops.parents;
         let n = gammas.len();
         if let Some(node) = px {

@@ -57,8 +57,7 @@ impl Backward<Flex, 1> for CrossEntropyBackward {
             let total = s.weights.iter().sum::<f32>().max(1.0);
             let scale: Vec<f32> = s.weights.iter().map(|w| g * w / total).collect();
             let xs = values(&s.logits);
-            let mut dx = vec![0.0; xs.len()];
-            cpu::cross_entropy_backward(&xs, &s.lse, &s.targets, &scale, &mut dx);
+            let dx = cpu::cross_entropy_backward(&xs, &s.lse, &s.targets, &scale);
             new_tensor(dx, shape_of(&s.logits))
         });
     }

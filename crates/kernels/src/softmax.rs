@@ -14,8 +14,7 @@ use crate::routing::{Route, flex_op, last_dim, new_tensor, route, shape_of, valu
 fn softmax_forward(x: &FlexTensor) -> FlexTensor {
     let shape = shape_of(x);
     let xs = values(x);
-    let mut y = vec![0.0; xs.len()];
-    cpu::softmax_rows(&xs, &mut y, last_dim(&shape));
+    let y = cpu::softmax_rows(&xs, last_dim(&shape));
     new_tensor(y, shape)
 }
 
@@ -30,8 +29,7 @@ impl Backward<Flex, 1> for SoftmaxBackward {
         unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
             let shape = shape_of(&y);
             let (ys, gs) = (values(&y), values(&g));
-            let mut dx = vec![0.0; ys.len()];
-            cpu::softmax_backward_rows(&ys, &gs, &mut dx, last_dim(&shape));
+            let dx = cpu::softmax_backward_rows(&ys, &gs, last_dim(&shape));
             new_tensor(dx, shape)
         });
     }
