@@ -9,7 +9,10 @@
 //! zero fills. Here the output is a `Vec<f32>` that `gemm` writes from uninitialised memory
 //! (a `Vec<f32>` is all `f32` storage needs), with the same `gemm` calls as burn-flex (the same
 //! sizes, strides, parallelism and batch loop, hence the same sums in the same order: the same
-//! bits), and under autodiff a backward step that is burn-autodiff's `Matmul` step with these
+//! bits), except that a batch of products with one weight broadcast over it (burn's `linear`
+//! keeps `[b, t, d]` batches whenever `t` is a multiple of 32) is one product of all the rows
+//! where gemm then sums every element in the same blocks (`same_sums`): the weight packed once
+//! instead of once per sequence, and under autodiff a backward step that is burn-autodiff's `Matmul` step with these
 //! products. The tests (`crates/kernels/tests/kernels.rs`) hold both to burn's ops bit for bit.
 
 use std::mem::MaybeUninit;
@@ -118,6 +121,57 @@ fn batch_strides(batch: &[usize], strides: &[isize], len: usize) -> Vec<isize> {
         .collect()
 }
 
+/// Whether batch `b` of an operand with these batch strides starts at `b · m · rs` for every
+/// flat `b`: its `m`-row matrices one after the other, a `(batches · m) × k` matrix with row
+/// stride `rs`.
+fn tiles(batch: &[usize], strides: &[isize], m: usize, rs: isize) -> bool {
+    let mut want = m as isize * rs;
+    for (&n, &s) in batch.iter().zip(strides).rev() {
+        if n > 1 && s != want {
+            return false;
+        }
+        want *= n as isize;
+    }
+    true
+}
+
+/// Whether gemm 0.19 computes every element of an `m × n × k` product and of the same product
+/// with `rows` rows (more of the same rows) as the same sum: the same route and the same blocks
+/// along `k`. Its special routes (`k <= 2`, a side of 1, `m · n <= 256`: `gemm_common`'s
+/// `gemm_basic_generic`) are left to the per-batch loop; on the main route an element is a
+/// chain of fused multiply-adds over each block of `kc` terms, and `kc` is `min(k, 512)` when
+/// both sides are at most 64, else `kernel_params`'s, which is at least `min(k, 512)` and
+/// depends on `k` alone. So: `k <= 512` (one block either way), or both products on the same
+/// side of the 64 × 64 rule. (A mismatch is caught by the kernels test
+/// `dense_products_are_burns_to_the_bit`: `k` 513-1100 with 64 × 24 per batch.)
+fn same_sums((m, n, k): (usize, usize, usize), rows: usize) -> bool {
+    let small = |m: usize| m <= 64 && n <= 64;
+    k > 2 && m > 1 && n > 1 && m * n > 256 && (k <= 512 || small(m) == small(rows))
+}
+
+/// Whether a batch of `m × n × k` products can run as one product per thread over whole
+/// batches: the right operand broadcast (every batch stride 0), the left one's batches tiling
+/// one matrix (`tiles`), and each task's product summing as one batch's does (`same_sums`).
+/// `Some(batches per task)`.
+fn fold(
+    batch: &[usize],
+    l_bs: &[isize],
+    r_bs: &[isize],
+    (m, n, k): (usize, usize, usize),
+    l_rs: isize,
+) -> Option<usize> {
+    let batches: usize = batch.iter().product();
+    let tasks = rayon::current_num_threads().clamp(1, batches.max(1));
+    let per_task = batches.div_ceil(tasks);
+    let last = batches - (batches.div_ceil(per_task) - 1) * per_task;
+    (batches > 1
+        && r_bs.iter().all(|&s| s == 0)
+        && tiles(batch, l_bs, m, l_rs)
+        && same_sums((m, n, k), per_task * m)
+        && same_sums((m, n, k), last * m))
+    .then_some(per_task)
+}
+
 /// burn-flex's `batch_elem_offset`: the element offset of flat batch index `b`.
 fn batch_offset(b: usize, shape: &[usize], strides: &[isize]) -> isize {
     let mut rest = b;
@@ -189,6 +243,32 @@ pub(crate) fn product(lhs: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
         if lr == 2 && rr == 2 {
             // burn-flex's `matmul_2d_strided`.
             one(ptr(spare), 0, parallelism(m, n, k));
+        } else if let Some(per_task) = fold(&batch, &l_bs, &r_bs, (m, n, k), l_rs) {
+            // A right operand broadcast over the batch (a weight) and a left one whose batches
+            // lie one after the other (`[b, t, d]` activations): one product per thread, each
+            // of the rows of `per_task` whole batches, instead of one product per batch: the
+            // weight is packed once per thread instead of once per sequence. The same bits as
+            // burn-flex's loop (`same_sums`).
+            spare
+                .par_chunks_mut(per_task * matrix)
+                .enumerate()
+                .for_each(|(task, chunk)| {
+                    let rows = chunk.len() / n;
+                    let a = Matrix {
+                        ptr: at(lhs, (task * per_task * m) as isize * l_rs),
+                        rs: l_rs,
+                        cs: l_cs,
+                    };
+                    let bm = Matrix {
+                        ptr: at(rhs, 0),
+                        rs: r_rs,
+                        cs: r_cs,
+                    };
+                    // SAFETY: the batches of `lhs` tile a `batches · m × k` matrix at these
+                    // strides (`fold`), of which this task takes `rows` from its first batch;
+                    // `rhs` is one `k × n` matrix for all of them; `chunk` holds `rows · n`.
+                    unsafe { gemm_into((rows, n, k), ptr(chunk), a, bm, gemm::Parallelism::None) };
+                });
         } else if per_matrix >= PARALLEL_THRESHOLD && !by_batch {
             for (b, chunk) in spare.chunks_mut(matrix).enumerate() {
                 one(ptr(chunk), b, gemm::Parallelism::Rayon(0));

@@ -530,6 +530,15 @@ fn dense_products_are_burns_to_the_bit() {
     linear_case("split over the batch", [6, 96, 128], 128, true);
     // ... each split over the threads (192³ multiply-adds each, fewer than 4 products).
     linear_case("split over threads", [2, 256, 256], 256, true);
+    // Kept batches with a weight broadcast over them run as one product per thread over whole
+    // batches (`kernels::matmul`) where gemm's blocks along `k` stay those of one batch's
+    // product: always up to k = 512; past it the blocks depend on whether both sides are at
+    // most 64, so 64 x 128 per batch folds (192 x 128 rows with 2 threads), 64 x 24 does not
+    // (192 x 24 would sum in other blocks: folding it fails the test).
+    for k in [256, 512, 513, 700, 1024, 1100] {
+        linear_case(&format!("batched, k {k}"), [5, 64, k], 24, true);
+        linear_case(&format!("batched, k {k}, n 128"), [5, 64, k], 128, true);
+    }
     // A 2-D input: one product (here large enough to split over the threads).
     same_bits(
         "2-D",
