@@ -85,8 +85,12 @@ fn choose(var: Option<&str>) -> Result<Unit, String> {
     match var.unwrap_or("auto") {
         "ordo" => own_kernel().map(|()| Unit::Avx512Bf16),
         "onednn" => onednn().map_err(|e| format!("{KERNEL_VAR}=onednn: {e}")),
+        // oneDNN on AMX; ordo's kernel otherwise, and where oneDNN failed its self-test (the
+        // run's summary names the kernel that ran).
         "auto" | "" => match crate::onednn::library() {
-            Ok(lib) if lib.has_amx() => onednn(),
+            Ok(lib) if lib.has_amx() => {
+                onednn().or_else(|_| own_kernel().map(|()| Unit::Avx512Bf16))
+            }
             _ => own_kernel().map(|()| Unit::Avx512Bf16),
         },
         other => Err(format!(

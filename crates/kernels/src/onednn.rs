@@ -234,6 +234,16 @@ fn load() -> Result<OneDnn, String> {
     }
     // SAFETY: as above.
     let isa = unsafe { (api.get_effective_cpu_isa)() };
+    if isa & ISA_AVX512_BF16 != ISA_AVX512_BF16 {
+        let why = format!(
+            "oneDNN {version} runs on {} here, without native bf16 products (AVX512-BF16 or \
+             AMX), where bf16 would be slower than fp32",
+            isa_name(isa)
+        );
+        // Left loaded: unloading a C++ library that has run its initialisers gains nothing.
+        std::mem::forget(library);
+        return Err(why);
+    }
     let mut engine: Handle = std::ptr::null_mut();
     // SAFETY: `engine` is written by the call.
     check(
@@ -248,15 +258,20 @@ fn load() -> Result<OneDnn, String> {
         primitives: Mutex::new(Cache::default()),
         _library: library,
     };
-    if !lib.has_bf16() {
-        return Err(format!(
-            "oneDNN {} runs on {} here, without native bf16 products \
-             (AVX512-BF16 or AMX), where bf16 would be slower than fp32",
-            lib.version,
-            lib.isa_name()
-        ));
-    }
     Ok(lib)
+}
+
+/// A `dnnl_cpu_isa_t` as oneDNN names it.
+fn isa_name(isa: c_int) -> String {
+    match isa {
+        ISA_AMX => "avx512_core_amx".into(),
+        ISA_AVX512_BF16 => "avx512_core_bf16".into(),
+        0x27 => "avx512_core".into(),
+        0x67 => "avx512_core_vnni".into(),
+        0x7 => "avx2".into(),
+        0x407 => "avx2_vnni".into(),
+        other => format!("cpu isa 0x{other:x}"),
+    }
 }
 
 thread_local! {
@@ -272,15 +287,7 @@ impl OneDnn {
 
     /// The instruction set its kernels dispatch to here, as oneDNN names it.
     pub fn isa_name(&self) -> String {
-        match self.isa {
-            ISA_AMX => "avx512_core_amx".into(),
-            ISA_AVX512_BF16 => "avx512_core_bf16".into(),
-            0x27 => "avx512_core".into(),
-            0x67 => "avx512_core_vnni".into(),
-            0x7 => "avx2".into(),
-            0x407 => "avx2_vnni".into(),
-            other => format!("cpu isa 0x{other:x}"),
-        }
+        isa_name(self.isa)
     }
 
     /// Whether its kernels multiply bf16 natively (AVX512-BF16 or AMX).
