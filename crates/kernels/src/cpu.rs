@@ -26,6 +26,18 @@ type Blocks<'a> = rayon::iter::Map<
     for<'b> fn(&'b mut [MaybeUninit<f32>]) -> &'b mut [f32],
 >;
 
+/// Rows of length `n` per parallel block of a `len`-element kernel: all of them (one block on
+/// the calling thread's task) below [`PARALLEL_MIN`], else about `PARALLEL_MIN / 4` elements'
+/// worth; at least 1.
+fn block_rows(len: usize, n: usize) -> usize {
+    if len < PARALLEL_MIN {
+        len / n.max(1)
+    } else {
+        PARALLEL_MIN / 4 / n.max(1)
+    }
+    .max(1)
+}
+
 /// A block of spare capacity, zeroed: from here on it is plain initialised `f32`.
 fn zeroed(block: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     for v in block.iter_mut() {
@@ -157,11 +169,7 @@ fn for_rows<F>(input: &[f32], row: usize, f: F) -> Vec<f32>
 where
     F: Fn(&[f32], &mut [f32]) + Sync + Send,
 {
-    let block = if input.len() < PARALLEL_MIN {
-        input.len()
-    } else {
-        (PARALLEL_MIN / 4 / row).max(1) * row
-    };
+    let block = block_rows(input.len(), row) * row;
     fresh(input.len(), block, |blocks| {
         input
             .par_chunks(block.max(1))
@@ -175,11 +183,7 @@ fn for_rows2<F>(a: &[f32], b: &[f32], row: usize, f: F) -> Vec<f32>
 where
     F: Fn(&[f32], &[f32], &mut [f32]) + Sync + Send,
 {
-    let block = if a.len() < PARALLEL_MIN {
-        a.len()
-    } else {
-        (PARALLEL_MIN / 4 / row).max(1) * row
-    };
+    let block = block_rows(a.len(), row) * row;
     fresh(a.len(), block, |blocks| {
         a.par_chunks(block.max(1))
             .zip(b.par_chunks(block.max(1)))
@@ -371,12 +375,7 @@ pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> (Vec<f32>
         mean: vec![0.0; rows],
         rstd: vec![0.0; rows],
     };
-    let block_rows = if x.len() < PARALLEL_MIN {
-        rows
-    } else {
-        (PARALLEL_MIN / 4 / n).max(1)
-    }
-    .max(1);
+    let block_rows = block_rows(x.len(), n);
     let y = fresh(x.len(), block_rows * n, |blocks| {
         x.par_chunks(block_rows * n)
             .zip(blocks)
@@ -452,13 +451,7 @@ pub fn layer_norm_backward(
     stats: &RowStats,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let n = gamma.len();
-    let rows = x.len() / n.max(1);
-    let block_rows = if x.len() < PARALLEL_MIN {
-        rows
-    } else {
-        (PARALLEL_MIN / 4 / n).max(1)
-    }
-    .max(1);
+    let block_rows = block_rows(x.len(), n);
     let mut sums = None;
     let dx = fresh(x.len(), block_rows * n, |blocks| {
         sums = x
@@ -553,12 +546,7 @@ pub fn cross_entropy_backward(
 ) -> Vec<f32> {
     let rows = lse.len();
     let n = x.len() / rows.max(1);
-    let block_rows = if x.len() < PARALLEL_MIN {
-        rows
-    } else {
-        (PARALLEL_MIN / 4 / n).max(1)
-    }
-    .max(1);
+    let block_rows = block_rows(x.len(), n);
     fresh(x.len(), block_rows * n, |blocks| {
         x.par_chunks(block_rows * n)
             .zip(blocks)

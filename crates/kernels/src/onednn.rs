@@ -344,30 +344,31 @@ impl OneDnn {
         Ok(md)
     }
 
-    fn primitive(
+    /// The three descriptors of an `m × n × k` product: src `[m, k]` and weights `[k, n]` in
+    /// bf16 in these layouts, dst `[m, n]` row-major fp32.
+    fn descs(
         &self,
         (m, n, k): (usize, usize, usize),
         la: Layout,
         lb: Layout,
-    ) -> Result<Arc<Primitive>, String> {
-        let key = (m, n, k, la, lb);
-        let mut cache = self.primitives.lock().unwrap_or_else(|p| p.into_inner());
-        cache.tick += 1;
-        let tick = cache.tick;
-        if let Some((p, used)) = cache.entries.get_mut(&key) {
-            *used = tick;
-            return Ok(Arc::clone(p));
-        }
-        let descs = Box::new([
+    ) -> Result<Box<[MemoryDesc; 3]>, String> {
+        Ok(Box::new([
             self.desc(m, k, DATA_BF16, la)?,
             self.desc(k, n, DATA_BF16, lb)?,
             self.desc(m, n, DATA_F32, Layout::Rows)?,
-        ]);
+        ]))
+    }
+
+    /// `f(pd)` for the matmul primitive descriptor of `descs`, destroyed afterwards.
+    fn with_primitive_desc<R>(
+        &self,
+        descs: &[MemoryDesc; 3],
+        f: impl FnOnce(Handle) -> Result<R, String>,
+    ) -> Result<R, String> {
         let mut op = Box::new(MatmulDesc([0; 16384]));
         let mut pd: Handle = std::ptr::null_mut();
-        let mut handle: Handle = std::ptr::null_mut();
         // SAFETY: the descriptors were initialised by the library; null bias, attributes and
-        // hint are allowed; `pd` and `handle` are written by the calls.
+        // hint are allowed; `pd` is written by the call and destroyed once, after `f`.
         unsafe {
             check(
                 (self.api.matmul_desc_init)(
@@ -389,13 +390,37 @@ impl OneDnn {
                 ),
                 "dnnl_primitive_desc_create (bf16 matmul)",
             )?;
-            let created = check(
-                (self.api.primitive_create)(&mut handle, pd),
-                "dnnl_primitive_create",
-            );
+            let out = f(pd);
             (self.api.primitive_desc_destroy)(pd);
-            created?;
+            out
         }
+    }
+
+    fn primitive(
+        &self,
+        shape: (usize, usize, usize),
+        la: Layout,
+        lb: Layout,
+    ) -> Result<Arc<Primitive>, String> {
+        let (m, n, k) = shape;
+        let key = (m, n, k, la, lb);
+        let mut cache = self.primitives.lock().unwrap_or_else(|p| p.into_inner());
+        cache.tick += 1;
+        let tick = cache.tick;
+        if let Some((p, used)) = cache.entries.get_mut(&key) {
+            *used = tick;
+            return Ok(Arc::clone(p));
+        }
+        let descs = self.descs(shape, la, lb)?;
+        let handle = self.with_primitive_desc(&descs, |pd| {
+            let mut handle: Handle = std::ptr::null_mut();
+            // SAFETY: `pd` is a valid primitive descriptor; `handle` is written by the call.
+            check(
+                unsafe { (self.api.primitive_create)(&mut handle, pd) },
+                "dnnl_primitive_create",
+            )
+            .map(|()| handle)
+        })?;
         let p = Arc::new(Primitive {
             handle,
             descs,
@@ -418,56 +443,28 @@ impl OneDnn {
     /// The name of the implementation oneDNN picked for an `m × n × k` product
     /// (`"brg:avx512_core_amx"`, `"brg:avx512_core_bf16"`, ...).
     pub fn implementation(&self, m: usize, n: usize, k: usize) -> Result<String, String> {
-        let descs = [
-            self.desc(m, k, DATA_BF16, Layout::Rows)?,
-            self.desc(k, n, DATA_BF16, Layout::Rows)?,
-            self.desc(m, n, DATA_F32, Layout::Rows)?,
-        ];
-        let mut op = Box::new(MatmulDesc([0; 16384]));
-        let mut pd: Handle = std::ptr::null_mut();
-        let mut name: *const c_char = std::ptr::null();
-        // SAFETY: as in `primitive`; the queried string lives as long as `pd`, and is copied
-        // before `pd` is destroyed.
-        unsafe {
-            check(
-                (self.api.matmul_desc_init)(
-                    &mut *op,
-                    &descs[0],
-                    &descs[1],
-                    std::ptr::null(),
-                    &descs[2],
-                ),
-                "dnnl_matmul_desc_init",
-            )?;
-            check(
-                (self.api.primitive_desc_create)(
-                    &mut pd,
-                    (&*op as *const MatmulDesc).cast(),
-                    std::ptr::null_mut(),
-                    self.engine,
-                    std::ptr::null_mut(),
-                ),
-                "dnnl_primitive_desc_create (bf16 matmul)",
-            )?;
-            let queried = check(
-                (self.api.primitive_desc_query)(
-                    pd,
-                    QUERY_IMPL_INFO_STR,
-                    0,
-                    (&mut name as *mut *const c_char).cast(),
-                ),
-                "dnnl_primitive_desc_query",
-            );
-            let out = queried.map(|()| {
-                if name.is_null() {
+        let descs = self.descs((m, n, k), Layout::Rows, Layout::Rows)?;
+        self.with_primitive_desc(&descs, |pd| {
+            let mut name: *const c_char = std::ptr::null();
+            // SAFETY: `pd` is valid; the queried string lives as long as `pd` and is copied
+            // here, before `pd` is destroyed.
+            unsafe {
+                check(
+                    (self.api.primitive_desc_query)(
+                        pd,
+                        QUERY_IMPL_INFO_STR,
+                        0,
+                        (&mut name as *mut *const c_char).cast(),
+                    ),
+                    "dnnl_primitive_desc_query",
+                )?;
+                Ok(if name.is_null() {
                     "?".to_string()
                 } else {
                     CStr::from_ptr(name).to_string_lossy().into_owned()
-                }
-            });
-            (self.api.primitive_desc_destroy)(pd);
-            out
-        }
+                })
+            }
+        })
     }
 
     /// `c[m × n] = a[m × k] · b[k × n]`, both operands rounded to bf16, fp32 sums; `c`
