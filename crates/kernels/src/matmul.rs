@@ -136,17 +136,90 @@ fn tiles(batch: &[usize], strides: &[isize], m: usize, rs: isize) -> bool {
 }
 
 /// Whether gemm 0.19 computes every element of an `m × n × k` product and of the same product
-/// with `rows` rows (more of the same rows) as the same sum: the same route and the same blocks
-/// along `k`. Its special routes (`k <= 2`, a side of 1, `m · n <= 256`: `gemm_common`'s
-/// `gemm_basic_generic`) are left to the per-batch loop; on the main route an element is a
+/// with `rows` rows (more or fewer of the same rows) as the same sum: the same route and the
+/// same blocks along `k`. Its special routes (`k <= 2`, a side of 1, `m · n <= 256`:
+/// `gemm_common`'s `gemm_basic_generic`) are left alone; on the main route an element is a
 /// chain of fused multiply-adds over each block of `kc` terms, and `kc` is `min(k, 512)` when
 /// both sides are at most 64, else `kernel_params`'s, which is at least `min(k, 512)` and
-/// depends on `k` alone. So: `k <= 512` (one block either way), or both products on the same
-/// side of the 64 × 64 rule. (A mismatch is caught by the kernels test
+/// depends on `k` alone. So: both on the main route, and `k <= 512` (one block either way) or
+/// both on the same side of the 64 × 64 rule. (A mismatch is caught by the kernels test
 /// `dense_products_are_burns_to_the_bit`: `k` 513-1100 with 64 × 24 per batch.)
 fn same_sums((m, n, k): (usize, usize, usize), rows: usize) -> bool {
     let small = |m: usize| m <= 64 && n <= 64;
-    k > 2 && m > 1 && n > 1 && m * n > 256 && (k <= 512 || small(m) == small(rows))
+    let main = |m: usize| m > 1 && m * n > 256;
+    k > 2 && n > 1 && main(m) && main(rows) && (k <= 512 || small(m) == small(rows))
+}
+
+/// The gradient of a right operand broadcast over a batch (`[1, k, n]`, a weight, against
+/// `lhs` `[B, m, k]` and the output's gradient `g` `[B, m, n]`): `Σ_b lhs_bᵀ · g_b`.
+/// burn-autodiff makes it as the batch of products `lhsᵀ · g` (`[B, k, n]`, one gemm call per
+/// batch) summed over the batch by burn-flex's `sum_dim(0)` (`reduce_first_dim_f32`: a zeroed
+/// accumulator to which each batch's product is added in batch order, on one thread). Here
+/// each thread takes whole rows of the result, multiplies each batch's rows into a buffer of
+/// its own and adds it in batch order: the same products (`same_sums` for the rows a thread
+/// takes) and the same additions, without the `[B, k, n]` intermediate and the serial pass over
+/// it. `None` where that does not hold (other ranks, broadcasts or routes).
+fn summed_weight_grad(lhs: &FlexTensor, g: &FlexTensor, rhs: &Shape) -> Option<FlexTensor> {
+    let (ls, gs) = (shape_of(lhs), shape_of(g));
+    if ls.num_dims() != 3 || gs.num_dims() != 3 || rhs.num_dims() != 3 || rhs[0] != 1 {
+        return None;
+    }
+    let (batches, m, k, n) = (ls[0], ls[1], ls[2], gs[2]);
+    if batches < 2 || gs[0] != batches || gs[1] != m || rhs[1] != k || rhs[2] != n {
+        return None;
+    }
+    // Small products (tiny's 64³) gain nothing from being split by rows: twice as many gemm
+    // calls as there are batches, against a sum over a small intermediate (measured: a tiny
+    // step 1.06x slower with them split, a small one 0.96x).
+    if k * n * m < BATCH_PARALLEL_THRESHOLD {
+        return None;
+    }
+    let tasks = rayon::current_num_threads().clamp(1, k.max(1));
+    let per_task = k.div_ceil(tasks);
+    let last = k - (k.div_ceil(per_task) - 1) * per_task;
+    // Each batch's product is `k × n × m` (`lhs_bᵀ · g_b`); a task computes `per_task` rows.
+    if !(same_sums((k, n, m), per_task) && same_sums((k, n, m), last)) {
+        return None;
+    }
+    let (l_bs, (l_rs, l_cs)) = (lhs.layout().strides()[0], matrix_strides(lhs));
+    let (g_bs, (g_rs, g_cs)) = (g.layout().strides()[0], matrix_strides(g));
+    // The accumulator starts at zero, as burn-flex's does (`0.0 + p` is `p` but for -0.0).
+    let mut out = vec![0.0f32; k * n];
+    out.par_chunks_mut(per_task * n)
+        .enumerate()
+        .for_each(|(task, acc)| {
+            let rows = acc.len() / n;
+            let r0 = (task * per_task) as isize;
+            let mut part = vec![0.0f32; rows * n];
+            for b in 0..batches as isize {
+                // Rows r0.. of lhs_bᵀ: columns r0.. of lhs_b.
+                let a = Matrix {
+                    ptr: at(lhs, b * l_bs + r0 * l_cs),
+                    rs: l_cs,
+                    cs: l_rs,
+                };
+                let gb = Matrix {
+                    ptr: at(g, b * g_bs),
+                    rs: g_rs,
+                    cs: g_cs,
+                };
+                // SAFETY: `a` is `rows × m` inside `lhs` (columns r0..r0 + rows of batch b),
+                // `gb` is batch b's `m × n` of `g`, `part` holds `rows · n`.
+                unsafe {
+                    gemm_into(
+                        (rows, n, m),
+                        part.as_mut_ptr(),
+                        a,
+                        gb,
+                        gemm::Parallelism::None,
+                    )
+                };
+                for (o, &p) in acc.iter_mut().zip(&part) {
+                    *o += p;
+                }
+            }
+        });
+    Some(new_tensor(out, rhs.clone()))
 }
 
 /// Whether a batch of `m × n × k` products can run as one product per thread over whole
@@ -344,8 +417,10 @@ impl Backward<Flex, 2> for MatmulBackward {
             grads.register::<Flex>(node.id, broadcast_shape::<Flex>(d, &shape_of(&lhs)));
         }
         if let Some(node) = pr {
-            let d = product(&transpose(&lhs), &g);
-            grads.register::<Flex>(node.id, broadcast_shape::<Flex>(d, &shape_of(&rhs)));
+            let shape = shape_of(&rhs);
+            let d = summed_weight_grad(&lhs, &g, &shape)
+                .unwrap_or_else(|| broadcast_shape::<Flex>(product(&transpose(&lhs), &g), &shape));
+            grads.register::<Flex>(node.id, d);
         }
     }
 }

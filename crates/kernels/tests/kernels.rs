@@ -539,6 +539,18 @@ fn dense_products_are_burns_to_the_bit() {
         linear_case(&format!("batched, k {k}"), [5, 64, k], 24, true);
         linear_case(&format!("batched, k {k}, n 128"), [5, 64, k], 128, true);
     }
+    // The weight's gradient, summed over the batch, is made one thread per block of its rows
+    // (`kernels::matmul`) where each block's product sums as the whole's: with t = 608 > 512
+    // terms, 160 x 32 split in two (80 rows) keeps gemm's blocks, 120 x 32 split in two (60
+    // rows) would not (computing that one split fails the test).
+    for d_in in [160, 120] {
+        linear_case(
+            &format!("weight gradient, t 608, {d_in} x 32"),
+            [2, 608, d_in],
+            32,
+            true,
+        );
+    }
     // A 2-D input: one product (here large enough to split over the threads).
     same_bits(
         "2-D",
