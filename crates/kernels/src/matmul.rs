@@ -10,10 +10,12 @@
 //! (a `Vec<f32>` is all `f32` storage needs), with the same `gemm` calls as burn-flex (the same
 //! sizes, strides, parallelism and batch loop, hence the same sums in the same order: the same
 //! bits), except that a batch of products with one weight broadcast over it (burn's `linear`
-//! keeps `[b, t, d]` batches whenever `t` is a multiple of 32) is one product of all the rows
-//! where gemm then sums every element in the same blocks (`same_sums`): the weight packed once
-//! instead of once per sequence, and under autodiff a backward step that is burn-autodiff's `Matmul` step with these
-//! products. The tests (`crates/kernels/tests/kernels.rs`) hold both to burn's ops bit for bit.
+//! keeps `[b, t, d]` batches whenever `t` is a multiple of 32) is one product per thread over
+//! whole batches where gemm then sums every element in the same blocks (`same_sums`): the
+//! weight packed once per thread instead of once per sequence. Under autodiff the backward step
+//! is burn-autodiff's `Matmul` step with these products, that weight's gradient summed over the
+//! batch in burn-flex's order as it is made (`summed_weight_grad`). The tests
+//! (`crates/kernels/tests/kernels.rs`) hold both to burn's ops bit for bit.
 
 use std::mem::MaybeUninit;
 
