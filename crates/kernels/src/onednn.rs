@@ -45,6 +45,9 @@ const ARG_SRC: c_int = 1;
 const ARG_DST: c_int = 17;
 const ARG_WEIGHTS: c_int = 33;
 const QUERY_IMPL_INFO_STR: c_int = 8;
+const QUERY_SCRATCHPAD_MD: c_int = 136;
+const ARG_SCRATCHPAD: c_int = 80;
+const SCRATCHPAD_MODE_USER: c_int = 1;
 /// `dnnl_cpu_isa_avx512_core_bf16` and `dnnl_cpu_isa_avx512_core_amx`: each ISA's flag set
 /// contains the ones below it.
 const ISA_AVX512_BF16: c_int = 0xe7;
@@ -96,6 +99,11 @@ struct Api {
     primitive_desc_create:
         unsafe extern "C" fn(*mut Handle, *const c_void, Handle, Handle, Handle) -> Status,
     primitive_desc_query: unsafe extern "C" fn(Handle, c_int, c_int, *mut c_void) -> Status,
+    primitive_desc_query_md: unsafe extern "C" fn(Handle, c_int, c_int) -> *const MemoryDesc,
+    memory_desc_get_size: unsafe extern "C" fn(*const MemoryDesc) -> usize,
+    primitive_attr_create: unsafe extern "C" fn(*mut Handle) -> Status,
+    primitive_attr_destroy: unsafe extern "C" fn(Handle) -> Status,
+    primitive_attr_set_scratchpad_mode: unsafe extern "C" fn(Handle, c_int) -> Status,
     primitive_desc_destroy: unsafe extern "C" fn(Handle) -> Status,
     primitive_create: unsafe extern "C" fn(*mut Handle, Handle) -> Status,
     primitive_destroy: unsafe extern "C" fn(Handle) -> Status,
@@ -117,18 +125,32 @@ type Key = (usize, usize, usize, Layout, Layout);
 
 /// A primitive for one shape and layout, with the memory descriptors its arguments use;
 /// destroyed when the last user drops it (evicted from the cache and not running).
+///
+/// Its scratchpad is the caller's (`dnnl_scratchpad_mode_user`), a buffer per execution: in the
+/// library's mode one primitive must not run in two threads at once (and, as Debian builds
+/// it, different primitives share one scratchpad), which two cells training in one process
+/// (`ordo ablate --jobs`) do: measured, their bf16 runs came out different from run to run
+/// and one diverged, where with a scratchpad per execution they repeat exactly.
 struct Primitive {
     handle: Handle,
+    /// Kept for the scratchpad's descriptor, which lives as long as it.
+    pd: Handle,
     /// src `[m, k]`, weights `[k, n]`, dst `[m, n]`.
     descs: Box<[MemoryDesc; 3]>,
+    /// The scratchpad's descriptor (inside `pd`) and size in bytes (0: none needed).
+    scratchpad: (*const MemoryDesc, usize),
     destroy: unsafe extern "C" fn(Handle) -> Status,
+    destroy_pd: unsafe extern "C" fn(Handle) -> Status,
 }
 
 impl Drop for Primitive {
     fn drop(&mut self) {
-        // SAFETY: created by `dnnl_primitive_create`, destroyed once, no execution in flight
-        // (every execution holds an `Arc` to it).
-        unsafe { (self.destroy)(self.handle) };
+        // SAFETY: created by `dnnl_primitive_create` and `dnnl_primitive_desc_create`,
+        // destroyed once, no execution in flight (every execution holds an `Arc` to it).
+        unsafe {
+            (self.destroy)(self.handle);
+            (self.destroy_pd)(self.pd);
+        }
     }
 }
 
@@ -216,6 +238,11 @@ fn load() -> Result<OneDnn, String> {
         matmul_desc_init: sym!("dnnl_matmul_desc_init"),
         primitive_desc_create: sym!("dnnl_primitive_desc_create"),
         primitive_desc_query: sym!("dnnl_primitive_desc_query"),
+        primitive_desc_query_md: sym!("dnnl_primitive_desc_query_md"),
+        memory_desc_get_size: sym!("dnnl_memory_desc_get_size"),
+        primitive_attr_create: sym!("dnnl_primitive_attr_create"),
+        primitive_attr_destroy: sym!("dnnl_primitive_attr_destroy"),
+        primitive_attr_set_scratchpad_mode: sym!("dnnl_primitive_attr_set_scratchpad_mode"),
         primitive_desc_destroy: sym!("dnnl_primitive_desc_destroy"),
         primitive_create: sym!("dnnl_primitive_create"),
         primitive_destroy: sym!("dnnl_primitive_destroy"),
@@ -359,16 +386,15 @@ impl OneDnn {
         ]))
     }
 
-    /// `f(pd)` for the matmul primitive descriptor of `descs`, destroyed afterwards.
-    fn with_primitive_desc<R>(
-        &self,
-        descs: &[MemoryDesc; 3],
-        f: impl FnOnce(Handle) -> Result<R, String>,
-    ) -> Result<R, String> {
+    /// The matmul primitive descriptor of `descs`, with a user-managed scratchpad (see
+    /// [`Primitive`]); the caller destroys it.
+    fn primitive_desc(&self, descs: &[MemoryDesc; 3]) -> Result<Handle, String> {
         let mut op = Box::new(MatmulDesc([0; 16384]));
         let mut pd: Handle = std::ptr::null_mut();
-        // SAFETY: the descriptors were initialised by the library; null bias, attributes and
-        // hint are allowed; `pd` is written by the call and destroyed once, after `f`.
+        let mut attr: Handle = std::ptr::null_mut();
+        // SAFETY: the descriptors were initialised by the library; a null bias and hint are
+        // allowed; `attr` and `pd` are written by the calls, `attr` destroyed once (oneDNN
+        // copies it into `pd`).
         unsafe {
             check(
                 (self.api.matmul_desc_init)(
@@ -381,18 +407,27 @@ impl OneDnn {
                 "dnnl_matmul_desc_init",
             )?;
             check(
-                (self.api.primitive_desc_create)(
-                    &mut pd,
-                    (&*op as *const MatmulDesc).cast(),
-                    std::ptr::null_mut(),
-                    self.engine,
-                    std::ptr::null_mut(),
-                ),
-                "dnnl_primitive_desc_create (bf16 matmul)",
+                (self.api.primitive_attr_create)(&mut attr),
+                "dnnl_primitive_attr_create",
             )?;
-            let out = f(pd);
-            (self.api.primitive_desc_destroy)(pd);
-            out
+            let made = check(
+                (self.api.primitive_attr_set_scratchpad_mode)(attr, SCRATCHPAD_MODE_USER),
+                "dnnl_primitive_attr_set_scratchpad_mode",
+            )
+            .and_then(|()| {
+                check(
+                    (self.api.primitive_desc_create)(
+                        &mut pd,
+                        (&*op as *const MatmulDesc).cast(),
+                        attr,
+                        self.engine,
+                        std::ptr::null_mut(),
+                    ),
+                    "dnnl_primitive_desc_create (bf16 matmul)",
+                )
+            });
+            (self.api.primitive_attr_destroy)(attr);
+            made.map(|()| pd)
         }
     }
 
@@ -412,19 +447,35 @@ impl OneDnn {
             return Ok(Arc::clone(p));
         }
         let descs = self.descs(shape, la, lb)?;
-        let handle = self.with_primitive_desc(&descs, |pd| {
-            let mut handle: Handle = std::ptr::null_mut();
-            // SAFETY: `pd` is a valid primitive descriptor; `handle` is written by the call.
-            check(
-                unsafe { (self.api.primitive_create)(&mut handle, pd) },
+        let pd = self.primitive_desc(&descs)?;
+        let mut handle: Handle = std::ptr::null_mut();
+        // SAFETY: `pd` is a valid primitive descriptor (destroyed here if the primitive cannot
+        // be made, else with it); `handle` is written by the call; the scratchpad's descriptor
+        // is `pd`'s, read while `pd` lives.
+        let scratchpad = unsafe {
+            let made = check(
+                (self.api.primitive_create)(&mut handle, pd),
                 "dnnl_primitive_create",
-            )
-            .map(|()| handle)
-        })?;
+            );
+            if let Err(e) = made {
+                (self.api.primitive_desc_destroy)(pd);
+                return Err(e);
+            }
+            let md = (self.api.primitive_desc_query_md)(pd, QUERY_SCRATCHPAD_MD, 0);
+            let bytes = if md.is_null() {
+                0
+            } else {
+                (self.api.memory_desc_get_size)(md)
+            };
+            (md, bytes)
+        };
         let p = Arc::new(Primitive {
             handle,
+            pd,
             descs,
+            scratchpad,
             destroy: self.api.primitive_destroy,
+            destroy_pd: self.api.primitive_desc_destroy,
         });
         if cache.entries.len() >= CACHE_CAPACITY {
             let oldest = cache
@@ -444,27 +495,30 @@ impl OneDnn {
     /// (`"brg:avx512_core_amx"`, `"brg:avx512_core_bf16"`, ...).
     pub fn implementation(&self, m: usize, n: usize, k: usize) -> Result<String, String> {
         let descs = self.descs((m, n, k), Layout::Rows, Layout::Rows)?;
-        self.with_primitive_desc(&descs, |pd| {
-            let mut name: *const c_char = std::ptr::null();
-            // SAFETY: `pd` is valid; the queried string lives as long as `pd` and is copied
-            // here, before `pd` is destroyed.
-            unsafe {
-                check(
-                    (self.api.primitive_desc_query)(
-                        pd,
-                        QUERY_IMPL_INFO_STR,
-                        0,
-                        (&mut name as *mut *const c_char).cast(),
-                    ),
-                    "dnnl_primitive_desc_query",
-                )?;
-                Ok(if name.is_null() {
+        let pd = self.primitive_desc(&descs)?;
+        let mut name: *const c_char = std::ptr::null();
+        // SAFETY: `pd` is valid and destroyed once, here; the queried string lives as long as
+        // `pd` and is copied before that.
+        unsafe {
+            let queried = check(
+                (self.api.primitive_desc_query)(
+                    pd,
+                    QUERY_IMPL_INFO_STR,
+                    0,
+                    (&mut name as *mut *const c_char).cast(),
+                ),
+                "dnnl_primitive_desc_query",
+            );
+            let out = queried.map(|()| {
+                if name.is_null() {
                     "?".to_string()
                 } else {
                     CStr::from_ptr(name).to_string_lossy().into_owned()
-                })
-            }
-        })
+                }
+            });
+            (self.api.primitive_desc_destroy)(pd);
+            out
+        }
     }
 
     /// `c[m × n] = a[m × k] · b[k × n]`, both operands rounded to bf16, fp32 sums; `c`
@@ -476,50 +530,67 @@ impl OneDnn {
         let mut run = || -> Result<(), String> {
             let p = self.primitive((m, n, k), la, lb)?;
             let stream = self.stream();
-            let mut mems: [Handle; 3] = [std::ptr::null_mut(); 3];
-            let ptrs: [Handle; 3] = [
-                ab.as_ptr() as Handle,
-                bb.as_ptr() as Handle,
-                c.as_mut_ptr().cast(),
+            // This execution's own scratchpad, 64-byte aligned; oneDNN writes it before it reads
+            // it, so it is left uninitialised (only ever a raw pointer here).
+            let (scratch_md, scratch_bytes) = p.scratchpad;
+            let mut scratch: Vec<u8> = Vec::with_capacity(if scratch_bytes > 0 {
+                scratch_bytes + 64
+            } else {
+                0
+            });
+            let scratch_ptr: Handle = if scratch_bytes > 0 {
+                let at = scratch.as_mut_ptr();
+                // SAFETY: the offset is below 64, inside the 64 spare bytes.
+                unsafe { at.add(at.align_offset(64)) }.cast()
+            } else {
+                std::ptr::null_mut()
+            };
+            let mut mems: Vec<(c_int, Handle)> = Vec::with_capacity(4);
+            let wanted: [(c_int, *const MemoryDesc, Handle); 4] = [
+                (ARG_SRC, &p.descs[0], ab.as_ptr() as Handle),
+                (ARG_WEIGHTS, &p.descs[1], bb.as_ptr() as Handle),
+                (ARG_DST, &p.descs[2], c.as_mut_ptr().cast()),
+                (ARG_SCRATCHPAD, scratch_md, scratch_ptr),
             ];
-            // SAFETY: each buffer holds its descriptor's elements (`convert`, and `c` checked by
-            // the caller) and outlives the execution, which `stream_wait` completes; oneDNN
-            // only reads the sources.
+            // SAFETY: each buffer holds its descriptor's bytes (`convert`, `c` checked by the
+            // caller, the scratchpad its queried size) and outlives the execution, which
+            // `stream_wait` completes; oneDNN only reads the sources.
             unsafe {
-                for i in 0..3 {
-                    let made = check(
-                        (self.api.memory_create)(&mut mems[i], &p.descs[i], self.engine, ptrs[i]),
+                let mut made = Ok(());
+                for (arg, md, ptr) in wanted {
+                    if arg == ARG_SCRATCHPAD && scratch_bytes == 0 {
+                        continue;
+                    }
+                    let mut mem: Handle = std::ptr::null_mut();
+                    made = check(
+                        (self.api.memory_create)(&mut mem, md, self.engine, ptr),
                         "dnnl_memory_create",
                     );
-                    if let Err(e) = made {
-                        for &m in &mems[..i] {
-                            (self.api.memory_destroy)(m);
-                        }
-                        return Err(e);
+                    if made.is_err() {
+                        break;
                     }
+                    mems.push((arg, mem));
                 }
-                let args = [
-                    ExecArg {
-                        arg: ARG_SRC,
-                        memory: mems[0],
-                    },
-                    ExecArg {
-                        arg: ARG_WEIGHTS,
-                        memory: mems[1],
-                    },
-                    ExecArg {
-                        arg: ARG_DST,
-                        memory: mems[2],
-                    },
-                ];
-                let done = check(
-                    (self.api.primitive_execute)(p.handle, stream, 3, args.as_ptr()),
-                    "dnnl_primitive_execute (bf16 matmul)",
-                )
-                .and_then(|()| check((self.api.stream_wait)(stream), "dnnl_stream_wait"));
-                for m in mems {
+                let done = made.and_then(|()| {
+                    let args: Vec<ExecArg> = mems
+                        .iter()
+                        .map(|&(arg, memory)| ExecArg { arg, memory })
+                        .collect();
+                    check(
+                        (self.api.primitive_execute)(
+                            p.handle,
+                            stream,
+                            args.len() as c_int,
+                            args.as_ptr(),
+                        ),
+                        "dnnl_primitive_execute (bf16 matmul)",
+                    )
+                    .and_then(|()| check((self.api.stream_wait)(stream), "dnnl_stream_wait"))
+                });
+                for (_, m) in mems {
                     (self.api.memory_destroy)(m);
                 }
+                drop(scratch);
                 done
             }
         };
@@ -590,6 +661,7 @@ mod tests {
             ("#define DNNL_ARG_DST_0 ", ARG_DST),
             ("#define DNNL_ARG_WEIGHTS_0 ", ARG_WEIGHTS),
             ("#define DNNL_MAX_NDIMS ", MAX_NDIMS as c_int),
+            ("#define DNNL_ARG_SCRATCHPAD ", ARG_SCRATCHPAD),
         ] {
             let at = types
                 .find(line)
@@ -618,6 +690,20 @@ mod tests {
         assert_eq!(
             order("    dnnl_query_undef = 0,", "    dnnl_query_impl_info_str,"),
             QUERY_IMPL_INFO_STR as usize
+        );
+        assert_eq!(
+            128 + order(
+                "    dnnl_query_some_md = 128,",
+                "    dnnl_query_scratchpad_md,"
+            ),
+            QUERY_SCRATCHPAD_MD as usize
+        );
+        assert_eq!(
+            order(
+                "    dnnl_scratchpad_mode_library,",
+                "    dnnl_scratchpad_mode_user,"
+            ),
+            SCRATCHPAD_MODE_USER as usize
         );
     }
 
@@ -685,5 +771,38 @@ mod tests {
         assert!(!cached.entries.values().any(|(p, _)| Arc::ptr_eq(p, &first)));
         drop(cached);
         drop(first);
+    }
+
+    /// Two threads running the same primitives at once (two cells training in one process)
+    /// each get their exact products: every execution has its own scratchpad.
+    #[test]
+    fn concurrent_products_are_each_exact() {
+        let Ok(lib) = library() else {
+            eprintln!("skipped: no oneDNN");
+            return;
+        };
+        let (m, n, k) = (192, 160, 224);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let want = |b: &[f32]| -> Vec<f32> {
+            (0..m * n)
+                .map(|e| (0..k).map(|p| a[e / n * k + p] * b[p * n + e % n]).sum())
+                .collect()
+        };
+        let bs: Vec<Vec<f32>> = (0..2)
+            .map(|t| (0..k * n).map(|i| ((i + t) % 5) as f32 - 2.0).collect())
+            .collect();
+        let wants: Vec<Vec<f32>> = bs.iter().map(|b| want(b)).collect();
+        std::thread::scope(|scope| {
+            for (b, want) in bs.iter().zip(&wants) {
+                let a = &a;
+                scope.spawn(move || {
+                    for round in 0..30 {
+                        let mut c = vec![f32::NAN; m * n];
+                        lib.matmul(View::rows(a, k), View::rows(b, n), &mut c, m, n, k);
+                        assert!(c == *want, "round {round}: a product came out wrong");
+                    }
+                });
+            }
+        });
     }
 }
