@@ -43,7 +43,8 @@ enum Command {
         device: Option<String>,
         /// Number format of the dense matrix products: fp32 or bf16 (bf16 operands, fp32 sums
         /// and master weights; needs AVX512-BF16). Same as --set train.precision=...; with
-        /// --resume, continues the run in this precision.
+        /// --resume, continues the run in this precision. ORDO_BF16_KERNEL picks the bf16
+        /// kernel: auto (oneDNN's libdnnl.so.2 where it runs on AMX, else ordo's), ordo or onednn.
         #[arg(long)]
         precision: Option<ordo_train::config::Precision>,
         /// Continue the run in RUN_DIR from its last checkpoint.
