@@ -249,11 +249,10 @@ pub fn measure(
                 }
             })
             .collect();
-        let bf16_kernel = ordo_model::kernels::bf16::unit().ok().map(|u| u.describe());
         GemmReport {
             square,
             shapes,
-            bf16_kernel,
+            bf16_kernel: ordo_model::kernels::bf16::kernel(),
         }
     })
 }

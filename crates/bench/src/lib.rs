@@ -884,7 +884,7 @@ pub fn run_jobs(
         machine: Machine::detect(),
         gemm: None,
         bf16_kernel: (options.precision == Precision::Bf16)
-            .then(|| ordo_model::kernels::bf16::unit().ok().map(|u| u.describe()))
+            .then(ordo_model::kernels::bf16::kernel)
             .flatten(),
     }
 }

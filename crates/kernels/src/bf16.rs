@@ -78,6 +78,12 @@ pub fn unit() -> Result<Unit, String> {
         .clone()
 }
 
+/// [`unit`]'s [`Unit::describe`], `None` where there is no bf16 unit: what reports and run
+/// summaries record as the kernel of their bf16 products.
+pub fn kernel() -> Option<String> {
+    unit().ok().map(Unit::describe)
+}
+
 /// [`unit`]'s choice for a value of [`KERNEL_VAR`].
 fn choose(var: Option<&str>) -> Result<Unit, String> {
     let onednn =

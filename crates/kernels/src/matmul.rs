@@ -176,9 +176,7 @@ fn summed_weight_grad(lhs: &FlexTensor, g: &FlexTensor, rhs: &Shape) -> Option<F
     if k * n * m < BATCH_PARALLEL_THRESHOLD {
         return None;
     }
-    let tasks = rayon::current_num_threads().clamp(1, k.max(1));
-    let per_task = k.div_ceil(tasks);
-    let last = k - (k.div_ceil(per_task) - 1) * per_task;
+    let (per_task, last) = split(k);
     // Each batch's product is `k × n × m` (`lhs_bᵀ · g_b`); a task computes `per_task` rows.
     if !(same_sums((k, n, m), per_task) && same_sums((k, n, m), last)) {
         return None;
@@ -224,6 +222,16 @@ fn summed_weight_grad(lhs: &FlexTensor, g: &FlexTensor, rhs: &Shape) -> Option<F
     Some(new_tensor(out, rhs.clone()))
 }
 
+/// `count` items (rows, batches) in one run per thread: `(items per run, items in the last)`.
+fn split(count: usize) -> (usize, usize) {
+    let tasks = rayon::current_num_threads().clamp(1, count.max(1));
+    let per_task = count.div_ceil(tasks).max(1);
+    (
+        per_task,
+        count - (count.div_ceil(per_task).max(1) - 1) * per_task,
+    )
+}
+
 /// Whether a batch of `m × n × k` products can run as one product per thread over whole
 /// batches: the right operand broadcast (every batch stride 0), the left one's batches tiling
 /// one matrix (`tiles`), and each task's product summing as one batch's does (`same_sums`).
@@ -236,9 +244,7 @@ fn fold(
     l_rs: isize,
 ) -> Option<usize> {
     let batches: usize = batch.iter().product();
-    let tasks = rayon::current_num_threads().clamp(1, batches.max(1));
-    let per_task = batches.div_ceil(tasks);
-    let last = batches - (batches.div_ceil(per_task) - 1) * per_task;
+    let (per_task, last) = split(batches);
     (batches > 1
         && r_bs.iter().all(|&s| s == 0)
         && tiles(batch, l_bs, m, l_rs)

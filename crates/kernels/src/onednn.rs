@@ -261,7 +261,7 @@ fn load() -> Result<OneDnn, String> {
     }
     // SAFETY: as above.
     let isa = unsafe { (api.get_effective_cpu_isa)() };
-    if isa & ISA_AVX512_BF16 != ISA_AVX512_BF16 {
+    if !native_bf16(isa) {
         let why = format!(
             "oneDNN {version} runs on {} here, without native bf16 products (AVX512-BF16 or \
              AMX), where bf16 would be slower than fp32",
@@ -286,6 +286,12 @@ fn load() -> Result<OneDnn, String> {
         _library: library,
     };
     Ok(lib)
+}
+
+/// Whether an ISA multiplies bf16 natively (AVX512-BF16 or AMX: each ISA's flags contain the
+/// ones below it).
+fn native_bf16(isa: c_int) -> bool {
+    isa & ISA_AVX512_BF16 == ISA_AVX512_BF16
 }
 
 /// A `dnnl_cpu_isa_t` as oneDNN names it.
@@ -319,7 +325,7 @@ impl OneDnn {
 
     /// Whether its kernels multiply bf16 natively (AVX512-BF16 or AMX).
     pub fn has_bf16(&self) -> bool {
-        self.isa & ISA_AVX512_BF16 == ISA_AVX512_BF16
+        native_bf16(self.isa)
     }
 
     /// Whether they run on AMX tiles.
@@ -545,7 +551,7 @@ impl OneDnn {
             } else {
                 std::ptr::null_mut()
             };
-            let mut mems: Vec<(c_int, Handle)> = Vec::with_capacity(4);
+            let mut args: Vec<ExecArg> = Vec::with_capacity(4);
             let wanted: [(c_int, *const MemoryDesc, Handle); 4] = [
                 (ARG_SRC, &p.descs[0], ab.as_ptr() as Handle),
                 (ARG_WEIGHTS, &p.descs[1], bb.as_ptr() as Handle),
@@ -569,13 +575,9 @@ impl OneDnn {
                     if made.is_err() {
                         break;
                     }
-                    mems.push((arg, mem));
+                    args.push(ExecArg { arg, memory: mem });
                 }
                 let done = made.and_then(|()| {
-                    let args: Vec<ExecArg> = mems
-                        .iter()
-                        .map(|&(arg, memory)| ExecArg { arg, memory })
-                        .collect();
                     check(
                         (self.api.primitive_execute)(
                             p.handle,
@@ -587,15 +589,15 @@ impl OneDnn {
                     )
                     .and_then(|()| check((self.api.stream_wait)(stream), "dnnl_stream_wait"))
                 });
-                for (_, m) in mems {
-                    (self.api.memory_destroy)(m);
+                for a in &args {
+                    (self.api.memory_destroy)(a.memory);
                 }
                 drop(scratch);
                 done
             }
         };
-        // The library passed a product when it was loaded; a failure now is an internal error
-        // (out of memory inside oneDNN) with nothing a caller could do.
+        // The library passed its self-test when it was chosen (`bf16::unit`); a failure now is
+        // an internal error (out of memory inside oneDNN) with nothing a caller could do.
         run().unwrap_or_else(|e| panic!("bf16 product {m}x{n}x{k}: {e}"));
     }
 }

@@ -799,7 +799,7 @@ fn run_steps(
         valid,
         warnings,
         bf16_kernel: (cfg.train.precision == Precision::Bf16)
-            .then(|| ordo_model::kernels::bf16::unit().ok().map(|u| u.describe()))
+            .then(ordo_model::kernels::bf16::kernel)
             .flatten(),
     };
     setup.run.write_json(&setup.run.summary(), &summary)?;
